@@ -1,0 +1,72 @@
+//! The command line: one file per subcommand under `cli/`. Each command
+//! calls the same library functions the server calls, so what it prints is
+//! what the server does. anyhow is used here only (STYLE.md §4).
+
+mod check_config;
+mod rewrite;
+mod token;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// SMTP relay with open and click tracking, and its tracking server.
+#[derive(Debug, Parser)]
+#[command(name = "trackrelay", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The config file option every command shares.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// Path of the TOML config file.
+    #[arg(long, short, env = "TRACKRELAY_CONFIG", default_value = "conf/trackrelay.toml")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a config file and list every problem with its key.
+    CheckConfig(check_config::Args),
+    /// Rewrite one message from stdin to stdout exactly as the relay would.
+    Rewrite(rewrite::Args),
+    /// Work with tracking tokens.
+    #[command(subcommand)]
+    Token(token::Command),
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::CheckConfig(args) => check_config::run(&args),
+        Command::Rewrite(args) => rewrite::run(&args),
+        Command::Token(cmd) => token::run(&cmd),
+    }
+}
+
+/// Logs go to stderr (stdout carries command output); `RUST_LOG` filters.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .compact()
+        .init();
+}
+
+/// Loads the config or fails with every problem listed.
+pub(crate) fn load_config(arg: &ConfigArg) -> anyhow::Result<crate::config::Config> {
+    Ok(crate::config::Config::load(&arg.config)?)
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,515 @@
+//! The configuration: read once, checked once, typed (STYLE.md §5).
+//!
+//! [`Config::load`] parses the TOML into [`raw::RawConfig`] (unknown keys are
+//! refused) and [`Config::from_raw`] turns it into typed values, collecting
+//! every problem with its key path so `trackrelay check-config` can list them
+//! all at once. The rest of the program only ever sees [`Config`].
+
+pub mod raw;
+pub mod routes;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use url::Url;
+
+use crate::html::PixelPosition;
+use crate::token::{self, Key, KeyRing};
+use raw::{RawConfig, RawRoute};
+pub use routes::{Envelope, Matcher, Route, RouteSettings, Webhook};
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub smtp: Smtp,
+    pub upstream: Upstream,
+    pub tracking: Tracking,
+    pub api: Api,
+    pub storage_path: PathBuf,
+    pub classifier_wait: Duration,
+    pub raw_signal_retention: Duration,
+    pub webhooks_allow_private_networks: bool,
+    /// In config order; the last one is always a fallback.
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    pub listen: SocketAddr,
+    pub allowed_networks: Vec<IpNet>,
+    pub hostname: String,
+    pub max_message_bytes: u64,
+    pub max_recipients: u32,
+}
+
+/// Where relayed copies go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// `smtp://host:port`; options are read by the `upstream` module.
+    Smtp(Url),
+    /// `dir:PATH`: one .eml file per relayed copy.
+    Dir(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Tracking {
+    pub listen: SocketAddr,
+    /// Default base of tracking URLs, without a trailing slash.
+    pub base_url: Url,
+    pub token_ttl: Duration,
+    pub trusted_proxies: Vec<IpNet>,
+    pub keys: KeyRing,
+}
+
+#[derive(Clone)]
+pub struct Api {
+    pub listen: SocketAddr,
+    pub token: String,
+}
+
+impl fmt::Debug for Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Api")
+            .field("listen", &self.listen)
+            .field("token", &"<hidden>")
+            .finish()
+    }
+}
+
+/// One thing wrong with a config, with the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, e.g. `routes[1].pixel_position`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, thiserror::Error)]
+pub struct Problems {
+    /// The file the problems are in.
+    pub file: String,
+    pub list: Vec<Problem>,
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.list.len();
+        write!(f, "{}: {n} problem{}", self.file, if n == 1 { "" } else { "s" })?;
+        for p in &self.list {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, Problems> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| Problems {
+            file: source.clone(),
+            list: vec![Problem {
+                key: "(file)".into(),
+                message: format!("cannot read: {e}"),
+            }],
+        })?;
+        Self::parse(&text).map_err(|list| Problems { file: source, list })
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
+        let raw = parse_raw(text).map_err(|p| vec![p])?;
+        Self::from_raw(raw)
+    }
+
+    /// Turns the raw config into typed values, collecting every problem.
+    pub fn from_raw(raw: RawConfig) -> Result<Config, Vec<Problem>> {
+        let mut p = Collector::default();
+        let smtp = Smtp {
+            listen: p.addr("smtp.listen", &raw.smtp.listen),
+            allowed_networks: p.nets("smtp.allowed_networks", &raw.smtp.allowed_networks),
+            hostname: raw.smtp.hostname.clone().unwrap_or_else(default_hostname),
+            max_message_bytes: raw.smtp.max_message_bytes,
+            max_recipients: raw.smtp.max_recipients,
+        };
+        let upstream = p.upstream(&raw.upstream.url);
+        let tracking = Tracking {
+            listen: p.addr("tracking.listen", &raw.tracking.listen),
+            base_url: p.base_url("tracking.base_url", &raw.tracking.base_url),
+            token_ttl: p.days("tracking.token_ttl_days", raw.tracking.token_ttl_days),
+            trusted_proxies: p.nets("tracking.trusted_proxies", &raw.tracking.trusted_proxies),
+            keys: p.keys(&raw.tracking.keys),
+        };
+        let api = Api {
+            listen: p.addr("api.listen", &raw.api.listen),
+            token: raw.api.token.clone(),
+        };
+        if api.token.trim().is_empty() {
+            p.push("api.token", "must be set: it is the bearer token of the admin API");
+        }
+        if raw.storage.path.trim().is_empty() {
+            p.push("storage.path", "must not be empty");
+        }
+        let routes = p.routes(&raw.routes);
+        let config = Config {
+            smtp,
+            upstream,
+            tracking,
+            api,
+            storage_path: PathBuf::from(&raw.storage.path),
+            classifier_wait: Duration::from_secs(raw.classifier.wait_seconds.into()),
+            raw_signal_retention: p.days("retention.raw_signal_days", raw.retention.raw_signal_days),
+            webhooks_allow_private_networks: raw.webhooks.allow_private_networks,
+            routes,
+        };
+        if p.list.is_empty() { Ok(config) } else { Err(p.list) }
+    }
+
+    /// The route with this id.
+    pub fn route(&self, id: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.id == id)
+    }
+
+    /// Base URL of the tracking links of a route.
+    pub fn tracking_base<'a>(&'a self, settings: &'a RouteSettings) -> &'a Url {
+        settings
+            .tracking_domain
+            .as_ref()
+            .unwrap_or(&self.tracking.base_url)
+    }
+}
+
+/// Reads the TOML into the raw structs, naming the key of the first error.
+fn parse_raw(text: &str) -> Result<RawConfig, Problem> {
+    let de = toml::Deserializer::parse(text).map_err(|e| Problem {
+        key: "(syntax)".into(),
+        message: one_line(&e.to_string()),
+    })?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let line = inner
+            .span()
+            .map(|s| format!(" (line {})", text[..s.start].lines().count().max(1)))
+            .unwrap_or_default();
+        Problem {
+            key: if path == "." { "(top level)".into() } else { path },
+            message: format!("{}{line}", one_line(inner.message())),
+        }
+    })
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn default_hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Collects problems while each key is converted.
+#[derive(Default)]
+struct Collector {
+    list: Vec<Problem>,
+}
+
+impl Collector {
+    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.list.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn addr(&mut self, key: &str, value: &str) -> SocketAddr {
+        value.parse().unwrap_or_else(|_| {
+            self.push(key, format!("{value:?} is not an address:port such as 127.0.0.1:2525"));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    }
+
+    fn nets(&mut self, key: &str, values: &[String]) -> Vec<IpNet> {
+        let mut nets = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            // A bare address means just that host.
+            let parsed = v
+                .parse::<IpNet>()
+                .or_else(|_| v.parse::<std::net::IpAddr>().map(IpNet::from));
+            match parsed {
+                Ok(n) => nets.push(n),
+                Err(_) => self.push(format!("{key}[{i}]"), format!("{v:?} is not a network such as 10.0.0.0/8")),
+            }
+        }
+        nets
+    }
+
+    fn days(&mut self, key: &str, days: u32) -> Duration {
+        if days == 0 {
+            self.push(key, "must be at least 1");
+        }
+        Duration::from_secs(u64::from(days) * 86_400)
+    }
+
+    fn base_url(&mut self, key: &str, value: &str) -> Url {
+        // A bare host name means https.
+        let text = if value.contains("://") {
+            value.to_owned()
+        } else {
+            format!("https://{value}")
+        };
+        let fallback = || Url::parse("http://invalid.invalid").expect("static URL parses");
+        let Ok(mut url) = Url::parse(&text) else {
+            self.push(key, format!("{value:?} is not a URL such as https://t.example.com"));
+            return fallback();
+        };
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            self.push(key, format!("{value:?} must be an http or https URL with a host"));
+        } else if url.query().is_some() || url.fragment().is_some() || url.username() != "" {
+            self.push(key, format!("{value:?} must not have a query, fragment or user"));
+        }
+        let path = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&path);
+        url
+    }
+
+    fn upstream(&mut self, value: &str) -> Upstream {
+        if let Some(path) = value.strip_prefix("dir:") {
+            if path.is_empty() {
+                self.push("upstream.url", "dir: needs a path, such as dir:var/outbox");
+            }
+            return Upstream::Dir(PathBuf::from(path));
+        }
+        match Url::parse(value) {
+            Ok(url) if url.scheme() == "smtp" && url.host_str().is_some() => Upstream::Smtp(url),
+            _ => {
+                self.push(
+                    "upstream.url",
+                    format!("{value:?} is neither smtp://host:port nor dir:PATH"),
+                );
+                Upstream::Dir(PathBuf::new())
+            }
+        }
+    }
+
+    fn keys(&mut self, raw: &[raw::RawKey]) -> KeyRing {
+        if raw.is_empty() {
+            self.push(
+                "tracking.keys",
+                "at least one [[tracking.keys]] with id and secret is required to sign tokens",
+            );
+        }
+        let mut keys = Vec::new();
+        for (i, k) in raw.iter().enumerate() {
+            let key = format!("tracking.keys[{i}]");
+            let id_ok = !k.id.is_empty()
+                && k.id.len() <= token::MAX_KEY_ID_LEN
+                && k.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !id_ok {
+                self.push(
+                    format!("{key}.id"),
+                    format!("{:?}: 1 to {} letters, digits, - or _", k.id, token::MAX_KEY_ID_LEN),
+                );
+            }
+            if raw[..i].iter().any(|o| o.id == k.id) {
+                self.push(format!("{key}.id"), format!("{:?} is used by an earlier key", k.id));
+            }
+            if k.secret.len() < token::MIN_SECRET_LEN {
+                self.push(
+                    format!("{key}.secret"),
+                    format!("is {} bytes; at least {} are required", k.secret.len(), token::MIN_SECRET_LEN),
+                );
+            }
+            keys.push(Key::new(k.id.clone(), k.secret.as_bytes().to_vec()));
+        }
+        if keys.is_empty() {
+            // Placeholder so the rest can be checked; the problem is recorded.
+            keys.push(Key::new("invalid", vec![0u8; token::MIN_SECRET_LEN]));
+        }
+        KeyRing::new(keys)
+    }
+
+    fn routes(&mut self, raw: &[RawRoute]) -> Vec<Route> {
+        let mut routes: Vec<Route> = raw.iter().enumerate().map(|(i, r)| self.route(i, r)).collect();
+        for (i, r) in routes.iter().enumerate() {
+            if routes[..i].iter().any(|o| o.id == r.id) {
+                self.push(format!("routes[{i}].id"), format!("{:?} is used by an earlier route", r.id));
+            }
+        }
+        // Without a fallback, unmatched mail goes through untracked (tracking
+        // is off by default, SPEC §9) under an implicit route "default".
+        if !routes.iter().any(|r| r.matcher.is_fallback()) {
+            if routes.iter().any(|r| r.id == "default") {
+                self.push("routes", "no route is a fallback (without match) but one is named \"default\"; add a fallback");
+            }
+            routes.push(Route {
+                id: "default".into(),
+                matcher: Matcher::default(),
+                settings: RouteSettings::default(),
+                webhooks: Vec::new(),
+            });
+        }
+        routes
+    }
+
+    fn route(&mut self, i: usize, r: &RawRoute) -> Route {
+        let key = format!("routes[{i}]");
+        let id_ok = !r.id.is_empty()
+            && r.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !id_ok {
+            self.push(format!("{key}.id"), format!("{:?}: letters, digits, '-', '_' or '.' required", r.id));
+        }
+        let pixel_position = match r.pixel_position.as_str() {
+            "end" => PixelPosition::End,
+            "start" => PixelPosition::Start,
+            other => {
+                self.push(format!("{key}.pixel_position"), format!("{other:?} is neither \"start\" nor \"end\""));
+                PixelPosition::End
+            }
+        };
+        let senders = routes::sender_globs(&r.matcher.senders).unwrap_or_else(|(j, e)| {
+            self.push(format!("{key}.match.senders[{j}]"), e);
+            None
+        });
+        let matcher = Matcher {
+            auth_users: r.matcher.auth_users.clone(),
+            senders,
+            networks: self.nets(&format!("{key}.match.networks"), &r.matcher.networks),
+        };
+        let tracking_domain = r
+            .tracking_domain
+            .as_deref()
+            .map(|d| self.base_url(&format!("{key}.tracking_domain"), d));
+        let webhooks = r
+            .webhooks
+            .iter()
+            .enumerate()
+            .map(|(j, w)| self.webhook(&format!("{key}.webhooks[{j}]"), w))
+            .collect();
+        Route {
+            id: r.id.clone(),
+            matcher,
+            settings: RouteSettings {
+                track_opens: r.track_opens,
+                track_clicks: r.track_clicks,
+                tracking_domain,
+                per_recipient: r.per_recipient,
+                pixel_position,
+                rewrite_dkim_signed: r.rewrite_dkim_signed,
+            },
+            webhooks,
+        }
+    }
+
+    fn webhook(&mut self, key: &str, w: &raw::RawWebhook) -> Webhook {
+        let url = match Url::parse(&w.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => u,
+            _ => {
+                self.push(format!("{key}.url"), format!("{:?} is not an http(s) URL", w.url));
+                Url::parse("http://invalid.invalid").expect("static URL parses")
+            }
+        };
+        if w.secret.trim().is_empty() {
+            self.push(format!("{key}.secret"), "must be set (whsec_... form)");
+        }
+        const EVENTS: [&str; 4] = ["message.opened", "message.clicked", "message.relayed", "message.failed"];
+        for (j, e) in w.events.iter().enumerate() {
+            if !EVENTS.contains(&e.as_str()) {
+                self.push(format!("{key}.events[{j}]"), format!("{e:?} is not one of {}", EVENTS.join(", ")));
+            }
+        }
+        Webhook {
+            url,
+            secret: w.secret.clone(),
+            events: w.events.clone(),
+            include_machine: w.include_machine,
+            enabled: w.enabled,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[api]
+token = "t"
+[[tracking.keys]]
+id = "k1"
+secret = "0123456789abcdef0123456789abcdef"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults_and_an_untracked_fallback() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert_eq!(c.tracking.token_ttl, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.routes.len(), 1);
+        assert_eq!(c.routes[0].id, "default");
+        assert!(!c.routes[0].settings.track_opens && !c.routes[0].settings.track_clicks);
+        assert_eq!(c.upstream, Upstream::Dir("var/outbox".into()));
+        assert_eq!(c.tracking.base_url.as_str(), "http://127.0.0.1:8080/");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_path() {
+        let text = format!("{MINIMAL}\n[[routes]]\nid = \"a\"\ntrack_open = true\n");
+        let problems = Config::parse(&text).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].key, "routes[0].track_open");
+        assert!(problems[0].message.contains("unknown field"), "{}", problems[0].message);
+    }
+
+    #[test]
+    fn every_problem_is_listed() {
+        let text = r#"
+[smtp]
+listen = "nowhere"
+allowed_networks = ["10.0.0.0/33"]
+[upstream]
+url = "ftp://x"
+[[tracking.keys]]
+id = "k 1"
+secret = "short"
+[[routes]]
+id = "r"
+pixel_position = "middle"
+[routes.match]
+senders = ["[unclosed"]
+"#;
+        let keys: Vec<String> = Config::parse(text).unwrap_err().into_iter().map(|p| p.key).collect();
+        for expected in [
+            "smtp.listen",
+            "smtp.allowed_networks[0]",
+            "upstream.url",
+            "tracking.keys[0].id",
+            "tracking.keys[0].secret",
+            "api.token",
+            "routes[0].pixel_position",
+            "routes[0].match.senders[0]",
+        ] {
+            assert!(keys.contains(&expected.to_string()), "{expected} missing from {keys:?}");
+        }
+    }
+
+    #[test]
+    fn tracking_domain_without_scheme_means_https() {
+        let text = format!("{MINIMAL}\n[[routes]]\nid = \"a\"\ntracking_domain = \"t.example.com/\"\n");
+        let c = Config::parse(&text).unwrap();
+        let base = c.tracking_base(&c.routes[0].settings);
+        assert_eq!(base.as_str(), "https://t.example.com/");
+    }
+}

@@ -1,0 +1,203 @@
+//! The config file as serde reads it: plain strings and numbers, unknown keys
+//! refused. Nothing here is validated; `config::Config::from_raw` turns this
+//! into typed values and collects every problem with its key path.
+//!
+//! Defaults live here, one per key, and `conf/trackrelay.toml` repeats them.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    pub smtp: RawSmtp,
+    pub upstream: RawUpstream,
+    pub tracking: RawTracking,
+    pub api: RawApi,
+    pub storage: RawStorage,
+    pub classifier: RawClassifier,
+    pub retention: RawRetention,
+    pub webhooks: RawWebhooksGlobal,
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSmtp {
+    pub listen: String,
+    pub allowed_networks: Vec<String>,
+    pub hostname: Option<String>,
+    pub max_message_bytes: u64,
+    pub max_recipients: u32,
+}
+
+impl Default for RawSmtp {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:2525".into(),
+            allowed_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            hostname: None,
+            max_message_bytes: 50 * 1024 * 1024,
+            max_recipients: 100,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: String,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        Self {
+            url: "dir:var/outbox".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawTracking {
+    pub listen: String,
+    pub base_url: String,
+    pub token_ttl_days: u32,
+    pub trusted_proxies: Vec<String>,
+    pub keys: Vec<RawKey>,
+}
+
+impl Default for RawTracking {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            base_url: "http://127.0.0.1:8080".into(),
+            token_ttl_days: 30,
+            trusted_proxies: vec!["127.0.0.1/32".into(), "::1/128".into()],
+            keys: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    pub id: String,
+    pub secret: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawApi {
+    pub listen: String,
+    pub token: String,
+}
+
+impl Default for RawApi {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8081".into(),
+            token: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawStorage {
+    pub path: String,
+}
+
+impl Default for RawStorage {
+    fn default() -> Self {
+        Self {
+            path: "var/trackrelay.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawClassifier {
+    pub wait_seconds: u32,
+}
+
+impl Default for RawClassifier {
+    fn default() -> Self {
+        Self { wait_seconds: 10 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawRetention {
+    pub raw_signal_days: u32,
+}
+
+impl Default for RawRetention {
+    fn default() -> Self {
+        Self {
+            raw_signal_days: 28,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawWebhooksGlobal {
+    pub allow_private_networks: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub id: String,
+    #[serde(default, rename = "match")]
+    pub matcher: RawMatch,
+    #[serde(default)]
+    pub track_opens: bool,
+    #[serde(default)]
+    pub track_clicks: bool,
+    #[serde(default)]
+    pub tracking_domain: Option<String>,
+    #[serde(default = "default_true")]
+    pub per_recipient: bool,
+    #[serde(default = "default_pixel_position")]
+    pub pixel_position: String,
+    #[serde(default)]
+    pub rewrite_dkim_signed: bool,
+    #[serde(default)]
+    pub webhooks: Vec<RawWebhook>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawMatch {
+    pub auth_users: Vec<String>,
+    pub senders: Vec<String>,
+    pub networks: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub url: String,
+    pub secret: String,
+    #[serde(default = "default_events")]
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub include_machine: bool,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_pixel_position() -> String {
+    "end".into()
+}
+
+fn default_events() -> Vec<String> {
+    vec!["message.opened".into(), "message.clicked".into()]
+}

@@ -1,0 +1,288 @@
+//! Content-Transfer-Encoding: decoding and re-encoding a part's body.
+//!
+//! Quoted-printable is done here rather than with a crate: the
+//! `quoted_printable` crate drops 8-bit bytes and forces CRLF, and
+//! mail-parser's decoder refuses the stray `=` that real mail is full of.
+//! Both would lose or refuse bytes a mail client shows. Decoding here is
+//! lenient the way mail clients are (an invalid escape stays as it is), and
+//! the newline style of the message is kept in both directions.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+/// Longest encoded line we write, as RFC 2045 requires for both encodings.
+pub const ENCODED_LINE_LEN: usize = 76;
+/// Longest line RFC 5322 allows, without its CRLF.
+pub const MAX_LINE_LEN: usize = 998;
+
+/// A part's Content-Transfer-Encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferEncoding {
+    /// 7bit, 8bit, binary or none given: the body is the content.
+    Identity,
+    QuotedPrintable,
+    Base64,
+}
+
+impl TransferEncoding {
+    /// Parses a header value; `None` for encodings we do not know (x-uuencode…).
+    pub fn parse(value: Option<&str>) -> Option<Self> {
+        let Some(value) = value else {
+            return Some(Self::Identity);
+        };
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "7bit" | "8bit" | "binary" => Some(Self::Identity),
+            "quoted-printable" => Some(Self::QuotedPrintable),
+            "base64" => Some(Self::Base64),
+            _ => None,
+        }
+    }
+
+    /// Decodes a body; `None` when it cannot be decoded without guessing.
+    pub fn decode(self, body: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            Self::Identity => Some(body.to_vec()),
+            Self::QuotedPrintable => Some(decode_qp(body)),
+            Self::Base64 => decode_base64(body),
+        }
+    }
+
+    /// Encodes content with the given newline, ending with one when
+    /// `final_newline` (so the part keeps the shape it had).
+    pub fn encode(self, content: &[u8], newline: &[u8], final_newline: bool) -> Vec<u8> {
+        match self {
+            Self::Identity => content.to_vec(),
+            Self::QuotedPrintable => {
+                let mut out = encode_qp(content, newline);
+                // A body that ended in a soft break keeps that shape.
+                if final_newline && !content.ends_with(b"\n") {
+                    out.push(b'=');
+                    out.extend_from_slice(newline);
+                }
+                out
+            }
+            Self::Base64 => {
+                let mut out = encode_base64(content, newline);
+                if final_newline {
+                    out.extend_from_slice(newline);
+                }
+                out
+            }
+        }
+    }
+}
+
+/// The newline a message uses: CRLF when its first line ends in CRLF.
+pub fn newline_of(message: &[u8]) -> &'static [u8] {
+    match memchr_lf(message) {
+        Some(i) if i > 0 && message[i - 1] == b'\r' => b"\r\n",
+        Some(_) => b"\n",
+        None => b"\r\n",
+    }
+}
+
+fn memchr_lf(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n')
+}
+
+/// Length of the longest line, without its line ending.
+pub fn max_line_len(bytes: &[u8]) -> usize {
+    bytes
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line).len())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Decodes quoted-printable (RFC 2045 §6.7) leniently: soft breaks joined,
+/// transport padding at line ends dropped, `=XX` decoded in either case, any
+/// other `=` kept literally. Hard line breaks keep their CRLF or LF.
+pub fn decode_qp(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut lines = body.split_inclusive(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let (content, ending) = split_ending(line);
+        // Rule 3: trailing whitespace is padding added in transport.
+        let content = trim_end_wsp(content);
+        if let Some(soft) = content.strip_suffix(b"=") {
+            decode_qp_line(soft, &mut out);
+            continue;
+        }
+        decode_qp_line(content, &mut out);
+        out.extend_from_slice(ending);
+    }
+    out
+}
+
+fn split_ending(line: &[u8]) -> (&[u8], &[u8]) {
+    if let Some(rest) = line.strip_suffix(b"\r\n") {
+        (rest, b"\r\n")
+    } else if let Some(rest) = line.strip_suffix(b"\n") {
+        (rest, b"\n")
+    } else {
+        (line, b"")
+    }
+}
+
+fn trim_end_wsp(mut s: &[u8]) -> &[u8] {
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+fn decode_qp_line(line: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < line.len() {
+        if line[i] == b'='
+            && let (Some(h), Some(l)) = (line.get(i + 1).and_then(hex), line.get(i + 2).and_then(hex))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
+        }
+        out.push(line[i]);
+        i += 1;
+    }
+}
+
+fn hex(b: &u8) -> Option<u8> {
+    (*b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Encodes text as quoted-printable: hard line breaks stay line breaks (in
+/// the given newline), lines are wrapped at 76 characters with soft breaks,
+/// escapes are never split, and a leading `.` or `From ` is escaped so no
+/// transport can mangle it.
+pub fn encode_qp(content: &[u8], newline: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + content.len() / 8);
+    let mut lines = content.split_inclusive(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let (text, ending) = split_ending(line);
+        encode_qp_line(text, newline, &mut out);
+        if !ending.is_empty() {
+            out.extend_from_slice(newline);
+        }
+    }
+    out
+}
+
+fn encode_qp_line(text: &[u8], newline: &[u8], out: &mut Vec<u8>) {
+    let mut col = 0;
+    let mut escaped;
+    for (i, &b) in text.iter().enumerate() {
+        let at_line_start = col == 0;
+        let last = i + 1 == text.len();
+        let literal = match b {
+            b'=' => false,
+            b' ' | b'\t' => !last,
+            b'.' => !at_line_start,
+            b'F' => !(at_line_start && text[i..].starts_with(b"From ")),
+            33..=126 => true,
+            _ => false,
+        };
+        let piece: &[u8] = if literal {
+            std::slice::from_ref(&text[i])
+        } else {
+            escaped = [b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]];
+            &escaped
+        };
+        // Keep room for the soft-break '=' unless this is the line's end.
+        let room = if last { ENCODED_LINE_LEN } else { ENCODED_LINE_LEN - 1 };
+        if col + piece.len() > room {
+            out.push(b'=');
+            out.extend_from_slice(newline);
+            col = 0;
+            // A piece that starts the new line gets the same checks again.
+            if (b == b'.' || (b == b'F' && text[i..].starts_with(b"From "))) && literal {
+                let e = [b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]];
+                out.extend_from_slice(&e);
+                col += 3;
+                continue;
+            }
+        }
+        out.extend_from_slice(piece);
+        col += piece.len();
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Lenient base64: whitespace ignored, padding optional. Anything else
+/// outside the alphabet means we cannot be sure what the content is.
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+pub fn decode_base64(body: &[u8]) -> Option<Vec<u8>> {
+    let clean: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    LENIENT.decode(clean).ok()
+}
+
+/// Base64 in lines of 76 characters, without a final newline.
+pub fn encode_base64(content: &[u8], newline: &[u8]) -> Vec<u8> {
+    let flat = STANDARD.encode(content);
+    let mut out = Vec::with_capacity(flat.len() + flat.len() / ENCODED_LINE_LEN * newline.len());
+    for (i, chunk) in flat.as_bytes().chunks(ENCODED_LINE_LEN).enumerate() {
+        if i > 0 {
+            out.extend_from_slice(newline);
+        }
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn qp_decodes_like_a_mail_client() {
+        assert_eq!(decode_qp(b"a=3Db=\r\nc \r\nd"), b"a=bc\r\nd");
+        assert_eq!(decode_qp(b"x=3db\n"), b"x=b\n");
+        // A stray '=' (common in broken mail) is kept, not refused.
+        assert_eq!(decode_qp(b"href=\"http://x/?a=b\""), b"href=\"http://x/?a=b\"");
+        assert_eq!(decode_qp(b"caf\xe9 =\n"), b"caf\xe9 ");
+    }
+
+    #[test]
+    fn qp_encoding_keeps_lines_short_and_special_starts_escaped() {
+        let long = "x".repeat(200) + " \nFrom me\n.dot\n";
+        let enc = encode_qp(long.as_bytes(), b"\r\n");
+        assert!(max_line_len(&enc) <= ENCODED_LINE_LEN);
+        let text = String::from_utf8(enc.clone()).unwrap();
+        assert!(text.contains("=20\r\n=46rom me\r\n=2Edot\r\n"), "{text}");
+        assert_eq!(decode_qp(&enc), long.replace('\n', "\r\n").as_bytes());
+    }
+
+    #[test]
+    fn base64_wraps_and_round_trips() {
+        let data: Vec<u8> = (0..=255).cycle().take(1000).collect();
+        let enc = encode_base64(&data, b"\n");
+        assert!(max_line_len(&enc) == ENCODED_LINE_LEN);
+        assert_eq!(decode_base64(&enc).unwrap(), data);
+        assert_eq!(decode_base64(b"aGVsbG8\r\n"), Some(b"hello".to_vec()));
+        assert_eq!(decode_base64(b"aGV*sbG8"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn qp_round_trips_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            // The content's newline is the message's; CRLF content in an
+            // LF message would come back as LF, which is intended.
+            prop_assume!(!data.windows(2).any(|w| w == b"\r\n"));
+            let enc = encode_qp(&data, b"\n");
+            prop_assert!(max_line_len(&enc) <= ENCODED_LINE_LEN);
+            prop_assert_eq!(decode_qp(&enc), data);
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! One message in, the message to relay out: the rewriting policy.
+//!
+//! Decides what to track (route settings, `X-LM-*` overrides, the DKIM
+//! rule), signs the tokens, and drives `mime` (which parts, splicing) and
+//! `html` (pixel and links) over each HTML part. The relay, the milter and
+//! `trackrelay rewrite` all call [`rewrite`], so they do the same thing.
+//!
+//! Never fails: a message or part that cannot be handled safely is relayed
+//! as it came (minus our `X-LM-*` headers), and the [`Report`] says why.
+
+pub mod overrides;
+
+use std::collections::BTreeMap;
+
+use mail_parser::{HeaderName, MessageParser};
+use url::Url;
+use uuid::Uuid;
+
+use crate::config::RouteSettings;
+use crate::html::{self, Plan, SkipReason};
+use crate::mime::charset::{self, Charset};
+use crate::mime::transfer::{self, TransferEncoding};
+use crate::mime::{self, HtmlPart, PartSkip, Splice};
+use crate::token::{Claims, KeyRing, Kind};
+
+/// Everything one rewrite needs besides the message.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub settings: &'a RouteSettings,
+    /// Base of tracking URLs (the route's tracking domain or the default).
+    pub base_url: &'a Url,
+    pub keys: &'a KeyRing,
+    /// Id of this relayed copy; tokens carry it.
+    pub message_id: Uuid,
+    /// The recipient of this copy; `None` for message-level tokens.
+    pub recipient: Option<&'a str>,
+    /// Seconds since the epoch when the token expires.
+    pub expires_at: u32,
+}
+
+/// The message to relay and what was done to it.
+#[derive(Debug)]
+pub struct Outcome {
+    pub message: Vec<u8>,
+    pub report: Report,
+}
+
+/// What a rewrite did, for the log line, the database and the CLI.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Report {
+    pub track_opens: bool,
+    pub track_clicks: bool,
+    /// Why nothing was tracked although the route asked for it.
+    pub untracked_reason: Option<&'static str>,
+    pub tags: Vec<String>,
+    pub html_parts: usize,
+    pub parts_rewritten: usize,
+    pub pixels: usize,
+    /// Tracked destinations; the position is the link index in tokens.
+    pub links: Vec<String>,
+    pub links_skipped: BTreeMap<&'static str, usize>,
+    pub parts_skipped: BTreeMap<&'static str, usize>,
+    /// Override headers that were not understood.
+    pub ignored_headers: Vec<String>,
+    /// Parts re-encoded as quoted-printable to keep lines within 998 octets.
+    pub reencoded_parts: usize,
+}
+
+/// Rewrites one message for one recipient (or for all, message-level).
+pub fn rewrite(raw: &[u8], req: &Request<'_>) -> Outcome {
+    let mut report = Report::default();
+    let Some(message) = parser().parse(raw) else {
+        report.untracked_reason = Some("unparsable_message");
+        return Outcome {
+            message: raw.to_vec(),
+            report,
+        };
+    };
+    let o = overrides::read(&message);
+    let mut splice = Splice::default();
+    for range in &o.remove {
+        splice.remove(range.clone());
+    }
+    report.tags = o.tags;
+    report.ignored_headers = o.ignored;
+    report.track_opens = o.track_opens.unwrap_or(req.settings.track_opens);
+    report.track_clicks = o.track_clicks.unwrap_or(req.settings.track_clicks);
+    let dkim_signed = message.parts[0]
+        .headers
+        .iter()
+        .any(|h| h.name == HeaderName::DkimSignature);
+    if dkim_signed && !req.settings.rewrite_dkim_signed && (report.track_opens || report.track_clicks) {
+        // Rewriting would break the sender's signature (PITFALLS P7).
+        report.untracked_reason = Some("dkim_signed");
+        report.track_opens = false;
+        report.track_clicks = false;
+    }
+    if report.track_opens || report.track_clicks {
+        let unsubscribe = list_unsubscribe_urls(raw, &message);
+        let (parts, skips) = mime::html_parts(&message);
+        report.html_parts = parts.len() + skips.len();
+        for skip in skips {
+            *report.parts_skipped.entry(skip.as_str()).or_default() += 1;
+        }
+        let mut signer = Signer::new(req);
+        for part in &parts {
+            match rewrite_part(raw, part, req, &mut signer, &unsubscribe, &mut report) {
+                Ok(edits) => edits.into_iter().for_each(|(r, b)| splice.replace(r, b)),
+                Err(skip) => *report.parts_skipped.entry(skip.as_str()).or_default() += 1,
+            }
+        }
+        report.links = signer.links;
+        if report.html_parts == 0 {
+            report.untracked_reason = Some("no_html_part");
+        }
+    }
+    let message = if splice.is_empty() { raw.to_vec() } else { splice.apply(raw) };
+    Outcome { message, report }
+}
+
+/// The parser: MIME headers for the structure, every other field as
+/// unstructured text (RFC 2047 decoded, for `X-LM-Tag`). Addresses, dates
+/// and Received fields are not needed and not parsed.
+pub fn parser() -> &'static MessageParser {
+    static PARSER: std::sync::LazyLock<MessageParser> =
+        std::sync::LazyLock::new(|| MessageParser::new().with_mime_headers().default_header_text());
+    &PARSER
+}
+
+/// Makes tracking URLs for one copy and remembers the tracked links.
+struct Signer<'a> {
+    req: &'a Request<'a>,
+    recipient_id: Option<[u8; crate::token::RECIPIENT_ID_LEN]>,
+    base: String,
+    links: Vec<String>,
+    pixel_markup: Option<String>,
+}
+
+impl<'a> Signer<'a> {
+    fn new(req: &'a Request<'a>) -> Self {
+        Self {
+            req,
+            recipient_id: req.recipient.map(|r| req.keys.recipient_id(r)),
+            base: req.base_url.as_str().trim_end_matches('/').to_owned(),
+            links: Vec::new(),
+            pixel_markup: None,
+        }
+    }
+
+    fn claims(&self, kind: Kind, link: Option<u16>, url: Option<&str>) -> Claims {
+        Claims {
+            kind,
+            message_id: self.req.message_id,
+            recipient_id: self.recipient_id,
+            expires_at: self.req.expires_at,
+            link,
+            url: url.map(str::to_owned),
+        }
+    }
+
+    /// The pixel markup; one open token per copy, shared by its HTML parts.
+    fn pixel(&mut self) -> &str {
+        if self.pixel_markup.is_none() {
+            let token = self.req.keys.sign(&self.claims(Kind::Open, None, None));
+            self.pixel_markup = Some(html::pixel_markup(&format!("{}/o/{token}", self.base)));
+        }
+        self.pixel_markup.as_deref().unwrap_or_default()
+    }
+
+    fn click_url(&mut self, url: &str) -> String {
+        // Indexes past u16::MAX share the last one; the URL is still signed.
+        let index = u16::try_from(self.links.len()).unwrap_or(u16::MAX);
+        self.links.push(url.to_owned());
+        let token = self.req.keys.sign(&self.claims(Kind::Click, Some(index), Some(url)));
+        format!("{}/c/{token}", self.base)
+    }
+}
+
+type Edits = Vec<(std::ops::Range<usize>, Vec<u8>)>;
+
+/// Rewrites one HTML part; returns the splices that put it back.
+fn rewrite_part(
+    raw: &[u8],
+    part: &HtmlPart,
+    req: &Request<'_>,
+    signer: &mut Signer<'_>,
+    unsubscribe: &[String],
+    report: &mut Report,
+) -> Result<Edits, PartSkip> {
+    let encoded = &raw[part.body.clone()];
+    let content = part.transfer.decode(encoded).ok_or(PartSkip::Undecodable)?;
+    let pixel = report
+        .track_opens
+        .then(|| (signer.pixel().to_owned(), req.settings.pixel_position));
+    let plan = Plan {
+        pixel: pixel.as_ref().map(|(m, p)| (m.as_str(), *p)),
+        clicks: report.track_clicks,
+        unsubscribe,
+    };
+    let mut sign = |url: &str| signer.click_url(url);
+    let rewritten = match part.charset {
+        Charset::AsciiCompatible(enc) => {
+            html::rewrite(&content, enc, &plan, &mut sign).map_err(|_| PartSkip::Unparsable)?
+        }
+        Charset::Transcode(enc) => {
+            let enc = charset::utf16_by_bom(enc, &content);
+            let text = charset::to_utf8(enc, &content).ok_or(PartSkip::Undecodable)?;
+            let mut r = html::rewrite(text.as_bytes(), encoding_rs::UTF_8, &plan, &mut sign)
+                .map_err(|_| PartSkip::Unparsable)?;
+            let utf8 = String::from_utf8(std::mem::take(&mut r.html)).map_err(|_| PartSkip::Undecodable)?;
+            r.html = charset::from_utf8(enc, &utf8).ok_or(PartSkip::Undecodable)?;
+            r
+        }
+    };
+    report.parts_rewritten += 1;
+    report.pixels += usize::from(rewritten.pixel);
+    for skip in &rewritten.skipped {
+        *report.links_skipped.entry(skip_name(*skip)).or_default() += 1;
+    }
+    Ok(encode_part(raw, part, &rewritten.html, report))
+}
+
+fn skip_name(reason: SkipReason) -> &'static str {
+    reason.as_str()
+}
+
+/// Re-applies the part's transfer encoding; an identity part whose lines
+/// would pass 998 octets becomes quoted-printable and its header says so.
+fn encode_part(raw: &[u8], part: &HtmlPart, html: &[u8], report: &mut Report) -> Edits {
+    let newline = transfer::newline_of(raw);
+    let encoded = &raw[part.body.clone()];
+    let final_newline = encoded.ends_with(b"\n");
+    let mut transfer = part.transfer;
+    let mut edits = Vec::new();
+    if transfer == TransferEncoding::Identity && transfer::max_line_len(html) > transfer::MAX_LINE_LEN {
+        transfer = TransferEncoding::QuotedPrintable;
+        report.reencoded_parts += 1;
+        let mut field = b"Content-Transfer-Encoding: quoted-printable".to_vec();
+        field.extend_from_slice(newline);
+        match &part.transfer_header {
+            Some(range) => edits.push((range.clone(), field)),
+            None => edits.push((part.header_insert_at..part.header_insert_at, field)),
+        }
+    }
+    edits.push((part.body.clone(), transfer.encode(html, newline, final_newline)));
+    edits
+}
+
+/// URLs named in List-Unsubscribe (RFC 2369: `<url>, <url>`), which must
+/// never be tracked: a scanner following them would unsubscribe people.
+fn list_unsubscribe_urls(raw: &[u8], message: &mail_parser::Message<'_>) -> Vec<String> {
+    let mut urls = Vec::new();
+    for h in &message.parts[0].headers {
+        if !h.name.as_str().eq_ignore_ascii_case("list-unsubscribe") {
+            continue;
+        }
+        let value = String::from_utf8_lossy(&raw[h.offset_start as usize..h.offset_end as usize]);
+        for piece in value.split('<').skip(1) {
+            if let Some((url, _)) = piece.split_once('>') {
+                let url: String = url.chars().filter(|c| !c.is_whitespace()).collect();
+                urls.push(url);
+            }
+        }
+    }
+    urls
+}
