@@ -23,7 +23,12 @@ pub struct Cli {
 #[derive(Debug, clap::Args)]
 pub struct ConfigArg {
     /// Path of the TOML config file.
-    #[arg(long, short, env = "TRACKRELAY_CONFIG", default_value = "conf/trackrelay.toml")]
+    #[arg(
+        long,
+        short,
+        env = "TRACKRELAY_CONFIG",
+        default_value = "conf/trackrelay.toml"
+    )]
     pub config: PathBuf,
 }
 

@@ -104,7 +104,12 @@ pub struct Problems {
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.list.len();
-        write!(f, "{}: {n} problem{}", self.file, if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "{}: {n} problem{}",
+            self.file,
+            if n == 1 { "" } else { "s" }
+        )?;
         for p in &self.list {
             write!(f, "\n  {p}")?;
         }
@@ -155,7 +160,10 @@ impl Config {
             token: raw.api.token.clone(),
         };
         if api.token.trim().is_empty() {
-            p.push("api.token", "must be set: it is the bearer token of the admin API");
+            p.push(
+                "api.token",
+                "must be set: it is the bearer token of the admin API",
+            );
         }
         if raw.storage.path.trim().is_empty() {
             p.push("storage.path", "must not be empty");
@@ -168,11 +176,16 @@ impl Config {
             api,
             storage_path: PathBuf::from(&raw.storage.path),
             classifier_wait: Duration::from_secs(raw.classifier.wait_seconds.into()),
-            raw_signal_retention: p.days("retention.raw_signal_days", raw.retention.raw_signal_days),
+            raw_signal_retention: p
+                .days("retention.raw_signal_days", raw.retention.raw_signal_days),
             webhooks_allow_private_networks: raw.webhooks.allow_private_networks,
             routes,
         };
-        if p.list.is_empty() { Ok(config) } else { Err(p.list) }
+        if p.list.is_empty() {
+            Ok(config)
+        } else {
+            Err(p.list)
+        }
     }
 
     /// The route with this id.
@@ -203,7 +216,11 @@ fn parse_raw(text: &str) -> Result<RawConfig, Problem> {
             .map(|s| format!(" (line {})", text[..s.start].lines().count().max(1)))
             .unwrap_or_default();
         Problem {
-            key: if path == "." { "(top level)".into() } else { path },
+            key: if path == "." {
+                "(top level)".into()
+            } else {
+                path
+            },
             message: format!("{}{line}", one_line(inner.message())),
         }
     })
@@ -237,7 +254,10 @@ impl Collector {
 
     fn addr(&mut self, key: &str, value: &str) -> SocketAddr {
         value.parse().unwrap_or_else(|_| {
-            self.push(key, format!("{value:?} is not an address:port such as 127.0.0.1:2525"));
+            self.push(
+                key,
+                format!("{value:?} is not an address:port such as 127.0.0.1:2525"),
+            );
             SocketAddr::from(([127, 0, 0, 1], 0))
         })
     }
@@ -251,7 +271,10 @@ impl Collector {
                 .or_else(|_| v.parse::<std::net::IpAddr>().map(IpNet::from));
             match parsed {
                 Ok(n) => nets.push(n),
-                Err(_) => self.push(format!("{key}[{i}]"), format!("{v:?} is not a network such as 10.0.0.0/8")),
+                Err(_) => self.push(
+                    format!("{key}[{i}]"),
+                    format!("{v:?} is not a network such as 10.0.0.0/8"),
+                ),
             }
         }
         nets
@@ -273,13 +296,22 @@ impl Collector {
         };
         let fallback = || Url::parse("http://invalid.invalid").expect("static URL parses");
         let Ok(mut url) = Url::parse(&text) else {
-            self.push(key, format!("{value:?} is not a URL such as https://t.example.com"));
+            self.push(
+                key,
+                format!("{value:?} is not a URL such as https://t.example.com"),
+            );
             return fallback();
         };
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            self.push(key, format!("{value:?} must be an http or https URL with a host"));
+            self.push(
+                key,
+                format!("{value:?} must be an http or https URL with a host"),
+            );
         } else if url.query().is_some() || url.fragment().is_some() || url.username() != "" {
-            self.push(key, format!("{value:?} must not have a query, fragment or user"));
+            self.push(
+                key,
+                format!("{value:?} must not have a query, fragment or user"),
+            );
         }
         let path = url.path().trim_end_matches('/').to_owned();
         url.set_path(&path);
@@ -317,20 +349,33 @@ impl Collector {
             let key = format!("tracking.keys[{i}]");
             let id_ok = !k.id.is_empty()
                 && k.id.len() <= token::MAX_KEY_ID_LEN
-                && k.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                && k.id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !id_ok {
                 self.push(
                     format!("{key}.id"),
-                    format!("{:?}: 1 to {} letters, digits, - or _", k.id, token::MAX_KEY_ID_LEN),
+                    format!(
+                        "{:?}: 1 to {} letters, digits, - or _",
+                        k.id,
+                        token::MAX_KEY_ID_LEN
+                    ),
                 );
             }
             if raw[..i].iter().any(|o| o.id == k.id) {
-                self.push(format!("{key}.id"), format!("{:?} is used by an earlier key", k.id));
+                self.push(
+                    format!("{key}.id"),
+                    format!("{:?} is used by an earlier key", k.id),
+                );
             }
             if k.secret.len() < token::MIN_SECRET_LEN {
                 self.push(
                     format!("{key}.secret"),
-                    format!("is {} bytes; at least {} are required", k.secret.len(), token::MIN_SECRET_LEN),
+                    format!(
+                        "is {} bytes; at least {} are required",
+                        k.secret.len(),
+                        token::MIN_SECRET_LEN
+                    ),
                 );
             }
             keys.push(Key::new(k.id.clone(), k.secret.as_bytes().to_vec()));
@@ -343,10 +388,17 @@ impl Collector {
     }
 
     fn routes(&mut self, raw: &[RawRoute]) -> Vec<Route> {
-        let mut routes: Vec<Route> = raw.iter().enumerate().map(|(i, r)| self.route(i, r)).collect();
+        let mut routes: Vec<Route> = raw
+            .iter()
+            .enumerate()
+            .map(|(i, r)| self.route(i, r))
+            .collect();
         for (i, r) in routes.iter().enumerate() {
             if routes[..i].iter().any(|o| o.id == r.id) {
-                self.push(format!("routes[{i}].id"), format!("{:?} is used by an earlier route", r.id));
+                self.push(
+                    format!("routes[{i}].id"),
+                    format!("{:?} is used by an earlier route", r.id),
+                );
             }
         }
         // Without a fallback, unmatched mail goes through untracked (tracking
@@ -368,15 +420,23 @@ impl Collector {
     fn route(&mut self, i: usize, r: &RawRoute) -> Route {
         let key = format!("routes[{i}]");
         let id_ok = !r.id.is_empty()
-            && r.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            && r.id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !id_ok {
-            self.push(format!("{key}.id"), format!("{:?}: letters, digits, '-', '_' or '.' required", r.id));
+            self.push(
+                format!("{key}.id"),
+                format!("{:?}: letters, digits, '-', '_' or '.' required", r.id),
+            );
         }
         let pixel_position = match r.pixel_position.as_str() {
             "end" => PixelPosition::End,
             "start" => PixelPosition::Start,
             other => {
-                self.push(format!("{key}.pixel_position"), format!("{other:?} is neither \"start\" nor \"end\""));
+                self.push(
+                    format!("{key}.pixel_position"),
+                    format!("{other:?} is neither \"start\" nor \"end\""),
+                );
                 PixelPosition::End
             }
         };
@@ -418,17 +478,28 @@ impl Collector {
         let url = match Url::parse(&w.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => u,
             _ => {
-                self.push(format!("{key}.url"), format!("{:?} is not an http(s) URL", w.url));
+                self.push(
+                    format!("{key}.url"),
+                    format!("{:?} is not an http(s) URL", w.url),
+                );
                 Url::parse("http://invalid.invalid").expect("static URL parses")
             }
         };
         if w.secret.trim().is_empty() {
             self.push(format!("{key}.secret"), "must be set (whsec_... form)");
         }
-        const EVENTS: [&str; 4] = ["message.opened", "message.clicked", "message.relayed", "message.failed"];
+        const EVENTS: [&str; 4] = [
+            "message.opened",
+            "message.clicked",
+            "message.relayed",
+            "message.failed",
+        ];
         for (j, e) in w.events.iter().enumerate() {
             if !EVENTS.contains(&e.as_str()) {
-                self.push(format!("{key}.events[{j}]"), format!("{e:?} is not one of {}", EVENTS.join(", ")));
+                self.push(
+                    format!("{key}.events[{j}]"),
+                    format!("{e:?} is not one of {}", EVENTS.join(", ")),
+                );
             }
         }
         Webhook {
@@ -470,7 +541,11 @@ secret = "0123456789abcdef0123456789abcdef"
         let problems = Config::parse(&text).unwrap_err();
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].key, "routes[0].track_open");
-        assert!(problems[0].message.contains("unknown field"), "{}", problems[0].message);
+        assert!(
+            problems[0].message.contains("unknown field"),
+            "{}",
+            problems[0].message
+        );
     }
 
     #[test]
@@ -490,7 +565,11 @@ pixel_position = "middle"
 [routes.match]
 senders = ["[unclosed"]
 "#;
-        let keys: Vec<String> = Config::parse(text).unwrap_err().into_iter().map(|p| p.key).collect();
+        let keys: Vec<String> = Config::parse(text)
+            .unwrap_err()
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
         for expected in [
             "smtp.listen",
             "smtp.allowed_networks[0]",
@@ -501,13 +580,17 @@ senders = ["[unclosed"]
             "routes[0].pixel_position",
             "routes[0].match.senders[0]",
         ] {
-            assert!(keys.contains(&expected.to_string()), "{expected} missing from {keys:?}");
+            assert!(
+                keys.contains(&expected.to_string()),
+                "{expected} missing from {keys:?}"
+            );
         }
     }
 
     #[test]
     fn tracking_domain_without_scheme_means_https() {
-        let text = format!("{MINIMAL}\n[[routes]]\nid = \"a\"\ntracking_domain = \"t.example.com/\"\n");
+        let text =
+            format!("{MINIMAL}\n[[routes]]\nid = \"a\"\ntracking_domain = \"t.example.com/\"\n");
         let c = Config::parse(&text).unwrap();
         let base = c.tracking_base(&c.routes[0].settings);
         assert_eq!(base.as_str(), "https://t.example.com/");

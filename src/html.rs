@@ -136,13 +136,24 @@ mod tests {
 
     #[test]
     fn pixel_before_real_body_end_not_in_comment() {
-        let r = run("<html><body><p>x</p><!-- </body> --></body></html>", Some(PixelPosition::End), false);
-        assert_eq!(text(&r), "<html><body><p>x</p><!-- </body> --><PIXEL></body></html>");
+        let r = run(
+            "<html><body><p>x</p><!-- </body> --></body></html>",
+            Some(PixelPosition::End),
+            false,
+        );
+        assert_eq!(
+            text(&r),
+            "<html><body><p>x</p><!-- </body> --><PIXEL></body></html>"
+        );
     }
 
     #[test]
     fn pixel_at_start_and_fallback_at_end() {
-        let r = run("<BODY class=a>\n<p>x</p></BODY>", Some(PixelPosition::Start), false);
+        let r = run(
+            "<BODY class=a>\n<p>x</p></BODY>",
+            Some(PixelPosition::Start),
+            false,
+        );
         assert_eq!(text(&r), "<BODY class=a><PIXEL>\n<p>x</p></BODY>");
         let r = run("<p>fragment</p>\n", Some(PixelPosition::End), false);
         assert_eq!(text(&r), "<p>fragment</p>\n<PIXEL>");

@@ -26,6 +26,10 @@ pub struct HtmlPart {
     /// The part's Content-Transfer-Encoding field (with its line ending),
     /// to replace when the encoding must change.
     pub transfer_header: Option<Range<usize>>,
+    /// Whether that field names the encoding plainly. `quoted-printable;`
+    /// or `7-bit` are understood here but not by every client, so the field
+    /// is rewritten when the body is re-encoded.
+    pub transfer_header_canonical: bool,
     /// Where a new header field can go: after the Content-Type field.
     pub header_insert_at: usize,
 }
@@ -71,7 +75,13 @@ pub fn html_parts(message: &Message<'_>) -> (Vec<HtmlPart>, Vec<PartSkip>) {
 /// Deeper than this is not a real message (mail-parser has its own limit).
 const MAX_DEPTH: usize = 64;
 
-fn walk(message: &Message<'_>, id: usize, parts: &mut Vec<HtmlPart>, skips: &mut Vec<PartSkip>, depth: usize) {
+fn walk(
+    message: &Message<'_>,
+    id: usize,
+    parts: &mut Vec<HtmlPart>,
+    skips: &mut Vec<PartSkip>,
+    depth: usize,
+) {
     let Some(part) = message.parts.get(id) else {
         return;
     };
@@ -102,16 +112,19 @@ fn walk(message: &Message<'_>, id: usize, parts: &mut Vec<HtmlPart>, skips: &mut
 }
 
 fn contains_html(message: &Message<'_>, children: &[u32]) -> bool {
-    children.iter().any(|&c| match message.parts.get(c as usize).map(|p| &p.body) {
-        Some(PartType::Multipart(grand)) => contains_html(message, grand),
-        Some(_) => is_html(&message.parts[c as usize]),
-        None => false,
-    })
+    children
+        .iter()
+        .any(|&c| match message.parts.get(c as usize).map(|p| &p.body) {
+            Some(PartType::Multipart(grand)) => contains_html(message, grand),
+            Some(_) => is_html(&message.parts[c as usize]),
+            None => false,
+        })
 }
 
 fn is_html(part: &MessagePart<'_>) -> bool {
     part.content_type().is_some_and(|ct| {
-        ct.ctype().eq_ignore_ascii_case("text") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("html"))
+        ct.ctype().eq_ignore_ascii_case("text")
+            && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("html"))
     })
 }
 
@@ -123,8 +136,9 @@ fn is_attachment(part: &MessagePart<'_>) -> bool {
 fn html_part(part: &MessagePart<'_>) -> Result<HtmlPart, PartSkip> {
     let field = |name: HeaderName<'_>| part.headers.iter().find(|h| h.name == name);
     let transfer_field = field(HeaderName::ContentTransferEncoding);
-    let transfer = TransferEncoding::parse(transfer_field.and_then(|h| h.value.as_text()))
-        .ok_or(PartSkip::UnknownEncoding)?;
+    let transfer_value = transfer_field.and_then(|h| h.value.as_text());
+    let transfer = TransferEncoding::parse(transfer_value).ok_or(PartSkip::UnknownEncoding)?;
+    let canonical = transfer_value.is_none_or(|v| v.trim().eq_ignore_ascii_case(transfer.name()));
     let charset = Charset::from_label(part.content_type().and_then(|ct| ct.attribute("charset")));
     let content_type = field(HeaderName::ContentType).map(|h| h.offset_end as usize);
     let body = part.offset_body as usize..(part.offset_end as usize).max(part.offset_body as usize);
@@ -133,6 +147,7 @@ fn html_part(part: &MessagePart<'_>) -> Result<HtmlPart, PartSkip> {
         transfer,
         charset,
         transfer_header: transfer_field.map(|h| h.offset_field as usize..h.offset_end as usize),
+        transfer_header_canonical: canonical,
         header_insert_at: content_type.unwrap_or(part.offset_header as usize),
     })
 }
@@ -210,7 +225,8 @@ mod tests {
 
     #[test]
     fn unknown_transfer_encoding_is_skipped() {
-        let (parts, skips) = parts_of("Content-Type: text/html\nContent-Transfer-Encoding: x-uuencode\n\nbegin\n");
+        let (parts, skips) =
+            parts_of("Content-Type: text/html\nContent-Transfer-Encoding: x-uuencode\n\nbegin\n");
         assert!(parts.is_empty());
         assert_eq!(skips, [PartSkip::UnknownEncoding]);
     }

@@ -67,7 +67,21 @@ pub struct Report {
 }
 
 /// Rewrites one message for one recipient (or for all, message-level).
+///
+/// A panic below (in our code or a parser's) must not lose the message: it
+/// is caught and the message goes out as it came, with the reason reported.
 pub fn rewrite(raw: &[u8], req: &Request<'_>) -> Outcome {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rewrite_inner(raw, req)))
+        .unwrap_or_else(|_| Outcome {
+            message: raw.to_vec(),
+            report: Report {
+                untracked_reason: Some("internal_error"),
+                ..Report::default()
+            },
+        })
+}
+
+fn rewrite_inner(raw: &[u8], req: &Request<'_>) -> Outcome {
     let mut report = Report::default();
     let Some(message) = parser().parse(raw) else {
         report.untracked_reason = Some("unparsable_message");
@@ -89,7 +103,10 @@ pub fn rewrite(raw: &[u8], req: &Request<'_>) -> Outcome {
         .headers
         .iter()
         .any(|h| h.name == HeaderName::DkimSignature);
-    if dkim_signed && !req.settings.rewrite_dkim_signed && (report.track_opens || report.track_clicks) {
+    if dkim_signed
+        && !req.settings.rewrite_dkim_signed
+        && (report.track_opens || report.track_clicks)
+    {
         // Rewriting would break the sender's signature (PITFALLS P7).
         report.untracked_reason = Some("dkim_signed");
         report.track_opens = false;
@@ -114,7 +131,11 @@ pub fn rewrite(raw: &[u8], req: &Request<'_>) -> Outcome {
             report.untracked_reason = Some("no_html_part");
         }
     }
-    let message = if splice.is_empty() { raw.to_vec() } else { splice.apply(raw) };
+    let message = if splice.is_empty() {
+        raw.to_vec()
+    } else {
+        splice.apply(raw)
+    };
     Outcome { message, report }
 }
 
@@ -122,8 +143,11 @@ pub fn rewrite(raw: &[u8], req: &Request<'_>) -> Outcome {
 /// unstructured text (RFC 2047 decoded, for `X-LM-Tag`). Addresses, dates
 /// and Received fields are not needed and not parsed.
 pub fn parser() -> &'static MessageParser {
-    static PARSER: std::sync::LazyLock<MessageParser> =
-        std::sync::LazyLock::new(|| MessageParser::new().with_mime_headers().default_header_text());
+    static PARSER: std::sync::LazyLock<MessageParser> = std::sync::LazyLock::new(|| {
+        MessageParser::new()
+            .with_mime_headers()
+            .default_header_text()
+    });
     &PARSER
 }
 
@@ -171,7 +195,10 @@ impl<'a> Signer<'a> {
         // Indexes past u16::MAX share the last one; the URL is still signed.
         let index = u16::try_from(self.links.len()).unwrap_or(u16::MAX);
         self.links.push(url.to_owned());
-        let token = self.req.keys.sign(&self.claims(Kind::Click, Some(index), Some(url)));
+        let token = self
+            .req
+            .keys
+            .sign(&self.claims(Kind::Click, Some(index), Some(url)));
         format!("{}/c/{token}", self.base)
     }
 }
@@ -207,7 +234,8 @@ fn rewrite_part(
             let text = charset::to_utf8(enc, &content).ok_or(PartSkip::Undecodable)?;
             let mut r = html::rewrite(text.as_bytes(), encoding_rs::UTF_8, &plan, &mut sign)
                 .map_err(|_| PartSkip::Unparsable)?;
-            let utf8 = String::from_utf8(std::mem::take(&mut r.html)).map_err(|_| PartSkip::Undecodable)?;
+            let utf8 = String::from_utf8(std::mem::take(&mut r.html))
+                .map_err(|_| PartSkip::Undecodable)?;
             r.html = charset::from_utf8(enc, &utf8).ok_or(PartSkip::Undecodable)?;
             r
         }
@@ -231,18 +259,26 @@ fn encode_part(raw: &[u8], part: &HtmlPart, html: &[u8], report: &mut Report) ->
     let encoded = &raw[part.body.clone()];
     let final_newline = encoded.ends_with(b"\n");
     let mut transfer = part.transfer;
-    let mut edits = Vec::new();
-    if transfer == TransferEncoding::Identity && transfer::max_line_len(html) > transfer::MAX_LINE_LEN {
+    if transfer == TransferEncoding::Identity
+        && transfer::max_line_len(html) > transfer::MAX_LINE_LEN
+    {
         transfer = TransferEncoding::QuotedPrintable;
         report.reencoded_parts += 1;
-        let mut field = b"Content-Transfer-Encoding: quoted-printable".to_vec();
+    }
+    let mut edits = Vec::new();
+    let header_outdated = transfer != part.transfer || !part.transfer_header_canonical;
+    if transfer != TransferEncoding::Identity && header_outdated {
+        let mut field = format!("Content-Transfer-Encoding: {}", transfer.name()).into_bytes();
         field.extend_from_slice(newline);
         match &part.transfer_header {
             Some(range) => edits.push((range.clone(), field)),
             None => edits.push((part.header_insert_at..part.header_insert_at, field)),
         }
     }
-    edits.push((part.body.clone(), transfer.encode(html, newline, final_newline)));
+    edits.push((
+        part.body.clone(),
+        transfer.encode(html, newline, final_newline),
+    ));
     edits
 }
 

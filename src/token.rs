@@ -215,7 +215,8 @@ impl KeyRing {
             return Err(Invalid::Version(first >> 4));
         }
         let key_id_len = usize::from(reader.byte()?);
-        let key_id = std::str::from_utf8(reader.take(key_id_len)?).map_err(|_| Invalid::Malformed)?;
+        let key_id =
+            std::str::from_utf8(reader.take(key_id_len)?).map_err(|_| Invalid::Malformed)?;
         let key = self
             .keys
             .iter()
@@ -224,7 +225,8 @@ impl KeyRing {
         let mut mac = key.mac();
         mac.update(head);
         // verify_truncated_left compares in constant time.
-        mac.verify_truncated_left(tag).map_err(|_| Invalid::Signature)?;
+        mac.verify_truncated_left(tag)
+            .map_err(|_| Invalid::Signature)?;
         let claims = decode_claims(first & 0x0f, &mut reader)?;
         Ok((claims, key.id.as_str()))
     }
@@ -325,8 +327,14 @@ mod tests {
     #[test]
     fn recipient_id_ignores_case_and_hides_address() {
         let ring = ring();
-        assert_eq!(ring.recipient_id("bob@example.com"), ring.recipient_id(" BOB@example.COM"));
-        assert_ne!(ring.recipient_id("bob@example.com"), ring.recipient_id("alice@example.com"));
+        assert_eq!(
+            ring.recipient_id("bob@example.com"),
+            ring.recipient_id(" BOB@example.COM")
+        );
+        assert_ne!(
+            ring.recipient_id("bob@example.com"),
+            ring.recipient_id("alice@example.com")
+        );
         let token = ring.sign(&click());
         let raw = URL_SAFE_NO_PAD.decode(token).unwrap();
         assert!(!raw.windows(3).any(|w| w.eq_ignore_ascii_case(b"bob")));
@@ -348,7 +356,10 @@ mod tests {
     fn rotated_key_still_verifies() {
         let old = ring();
         let token = old.sign(&click());
-        let rotated = KeyRing::new(vec![Key::new("k2", vec![9u8; 32]), Key::new("k1", vec![7u8; 32])]);
+        let rotated = KeyRing::new(vec![
+            Key::new("k2", vec![9u8; 32]),
+            Key::new("k1", vec![7u8; 32]),
+        ]);
         let (_, key_id) = rotated.verify(&token).unwrap();
         assert_eq!(key_id, "k1");
         let fresh = rotated.sign(&click());

@@ -19,7 +19,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 config.routes.len(),
                 if config.routes.len() == 1 { "" } else { "s" },
                 config.tracking.keys.len(),
-                if config.tracking.keys.len() == 1 { "" } else { "s" },
+                if config.tracking.keys.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -36,10 +36,17 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let config = super::load_config(&args.config)?;
     let route = config.route(&args.route).with_context(|| {
         let ids: Vec<&str> = config.routes.iter().map(|r| r.id.as_str()).collect();
-        format!("no route {:?} in {} (routes: {})", args.route, args.config.config.display(), ids.join(", "))
+        format!(
+            "no route {:?} in {} (routes: {})",
+            args.route,
+            args.config.config.display(),
+            ids.join(", ")
+        )
     })?;
     let mut input = Vec::new();
-    std::io::stdin().read_to_end(&mut input).context("reading the message from stdin")?;
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .context("reading the message from stdin")?;
     let sent_at = args.sent_at.unwrap_or_else(super::unix_now);
     let expires_at = sent_at.saturating_add(config.tracking.token_ttl.as_secs());
     let request = Request {

@@ -32,7 +32,10 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
     if let Some(kind) = path_kind
         && kind != claims.kind
     {
-        eprintln!("invalid token: a {:?} token under the {:?} path", claims.kind, kind);
+        eprintln!(
+            "invalid token: a {:?} token under the {:?} path",
+            claims.kind, kind
+        );
         return Ok(ExitCode::FAILURE);
     }
     let now = super::unix_now();
@@ -54,7 +57,11 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
 
 /// The token of a tracking URL and the kind its path names (`/o/`, `/c/`).
 fn split_url(url: &str) -> (Option<Kind>, &str) {
-    let path = url.split(['?', '#']).next().unwrap_or(url).trim_end_matches('/');
+    let path = url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(url)
+        .trim_end_matches('/');
     let mut segments = path.rsplit('/');
     let token = segments.next().unwrap_or(path);
     let kind = match segments.next() {

@@ -92,7 +92,10 @@ impl Matcher {
             .as_ref()
             .is_none_or(|set| set.is_match(envelope.sender.to_lowercase()));
         let network_ok = self.networks.is_empty()
-            || self.networks.iter().any(|n| n.contains(&envelope.client_ip));
+            || self
+                .networks
+                .iter()
+                .any(|n| n.contains(&envelope.client_ip));
         user_ok && sender_ok && network_ok
     }
 }
@@ -168,11 +171,23 @@ mod tests {
             ),
             route("default", Matcher::default()),
         ];
-        assert_eq!(select(&routes, &env(None, "Bob@News.Example.com", "1.2.3.4")).id, "news");
-        assert_eq!(select(&routes, &env(Some("app"), "a@b.c", "10.1.2.3")).id, "app");
+        assert_eq!(
+            select(&routes, &env(None, "Bob@News.Example.com", "1.2.3.4")).id,
+            "news"
+        );
+        assert_eq!(
+            select(&routes, &env(Some("app"), "a@b.c", "10.1.2.3")).id,
+            "app"
+        );
         // Both conditions must hold.
-        assert_eq!(select(&routes, &env(Some("app"), "a@b.c", "11.1.2.3")).id, "default");
-        assert_eq!(select(&routes, &env(None, "a@b.c", "10.1.2.3")).id, "default");
+        assert_eq!(
+            select(&routes, &env(Some("app"), "a@b.c", "11.1.2.3")).id,
+            "default"
+        );
+        assert_eq!(
+            select(&routes, &env(None, "a@b.c", "10.1.2.3")).id,
+            "default"
+        );
     }
 
     #[test]

@@ -61,7 +61,11 @@ const PLACEHOLDERS: [&str; 7] = ["{{", "*|", "%%", "[[", "{%", "<%", "%7b%7b"];
 /// Returns the destination URL to sign: entity-decoded, with the tabs and
 /// newlines a browser would drop removed, otherwise exactly as written
 /// (fragments, percent-escapes and non-ASCII kept).
-pub fn destination(raw: &str, base: Option<&Url>, unsubscribe: &[String]) -> Result<String, SkipReason> {
+pub fn destination(
+    raw: &str,
+    base: Option<&Url>,
+    unsubscribe: &[String],
+) -> Result<String, SkipReason> {
     let decoded = htmlize::unescape_attribute(raw);
     // WHATWG URL parsing strips leading/trailing C0 controls and spaces and
     // removes every tab and newline; mail clients open that URL.
@@ -78,7 +82,9 @@ pub fn destination(raw: &str, base: Option<&Url>, unsubscribe: &[String]) -> Res
         return Err(SkipReason::Placeholder);
     }
     let url = match scheme_of(&url) {
-        Some(scheme) if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") => {
+        Some(scheme)
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
+        {
             url
         }
         Some(_) => return Err(SkipReason::Scheme),
@@ -130,9 +136,9 @@ pub const OWN_OPT_OUT: &str = "data-track";
 
 /// Whether an attribute (name lower-cased, value raw) opts the link out.
 pub fn is_foreign_opt_out(name: &str, value: &str) -> bool {
-    FOREIGN_OPT_OUTS.iter().any(|(n, v)| {
-        *n == name && v.is_none_or(|v| value.trim().eq_ignore_ascii_case(v))
-    })
+    FOREIGN_OPT_OUTS
+        .iter()
+        .any(|(n, v)| *n == name && v.is_none_or(|v| value.trim().eq_ignore_ascii_case(v)))
 }
 
 #[cfg(test)]
@@ -145,18 +151,33 @@ mod tests {
 
     #[test]
     fn entities_are_decoded_exactly_once() {
-        assert_eq!(dest("https://x.test/?a=1&amp;b=2").unwrap(), "https://x.test/?a=1&b=2");
-        assert_eq!(dest("https://x.test/?a=1&#38;b=2").unwrap(), "https://x.test/?a=1&b=2");
-        assert_eq!(dest("https://x.test/?a=1&amp;amp;b").unwrap(), "https://x.test/?a=1&amp;b");
+        assert_eq!(
+            dest("https://x.test/?a=1&amp;b=2").unwrap(),
+            "https://x.test/?a=1&b=2"
+        );
+        assert_eq!(
+            dest("https://x.test/?a=1&#38;b=2").unwrap(),
+            "https://x.test/?a=1&b=2"
+        );
+        assert_eq!(
+            dest("https://x.test/?a=1&amp;amp;b").unwrap(),
+            "https://x.test/?a=1&amp;b"
+        );
         // In attributes, a legacy entity without ';' before '=' is not an entity.
-        assert_eq!(dest("https://x.test/?x=1&copy=2").unwrap(), "https://x.test/?x=1&copy=2");
+        assert_eq!(
+            dest("https://x.test/?x=1&copy=2").unwrap(),
+            "https://x.test/?x=1&copy=2"
+        );
     }
 
     #[test]
     fn fragments_escapes_and_non_ascii_kept() {
         let u = "https://x.test/caf%C3%A9/é?q=ü#Überblick";
         assert_eq!(dest(u).unwrap(), u);
-        assert_eq!(dest("  HTTPS://X.test/a\n  b ").unwrap(), "HTTPS://X.test/a  b");
+        assert_eq!(
+            dest("  HTTPS://X.test/a\n  b ").unwrap(),
+            "HTTPS://X.test/a  b"
+        );
     }
 
     #[test]
@@ -186,8 +207,14 @@ mod tests {
     #[test]
     fn base_resolves_relative_links() {
         let base = Url::parse("https://bugs.x.test/show/").unwrap();
-        assert_eq!(destination("bug?id=1", Some(&base), &[]).unwrap(), "https://bugs.x.test/show/bug?id=1");
-        assert_eq!(destination("#c1", Some(&base), &[]), Err(SkipReason::Fragment));
+        assert_eq!(
+            destination("bug?id=1", Some(&base), &[]).unwrap(),
+            "https://bugs.x.test/show/bug?id=1"
+        );
+        assert_eq!(
+            destination("#c1", Some(&base), &[]),
+            Err(SkipReason::Fragment)
+        );
     }
 
     #[test]

@@ -62,8 +62,13 @@ struct State<'a> {
 }
 
 /// Scans `input` (in `encoding`) and returns the edits to make.
-pub fn scan(input: &[u8], encoding: &'static Encoding, want: &Want<'_>) -> Result<Found, ScanError> {
-    let encoding = AsciiCompatibleEncoding::new(encoding).ok_or_else(|| ScanError("charset".into()))?;
+pub fn scan(
+    input: &[u8],
+    encoding: &'static Encoding,
+    want: &Want<'_>,
+) -> Result<Found, ScanError> {
+    let encoding =
+        AsciiCompatibleEncoding::new(encoding).ok_or_else(|| ScanError("charset".into()))?;
     let body_start = &Cell::new(None);
     let body_end = Rc::new(Cell::new(None));
     let body_end_seen = body_end.clone();
@@ -106,7 +111,12 @@ pub fn scan(input: &[u8], encoding: &'static Encoding, want: &Want<'_>) -> Resul
 /// Notes where the pixel goes for the first `<body>`: after its start tag,
 /// or before its end tag (reported later by an end tag handler, which must
 /// be `'static`, hence the shared cell).
-fn on_body(el: &mut Element<'_, '_>, position: PixelPosition, start: &Cell<Option<usize>>, end: &Rc<Cell<Option<usize>>>) {
+fn on_body(
+    el: &mut Element<'_, '_>,
+    position: PixelPosition,
+    start: &Cell<Option<usize>>,
+    end: &Rc<Cell<Option<usize>>>,
+) {
     if start.get().is_some() || end.get().is_some() {
         return;
     }
@@ -129,7 +139,9 @@ fn on_body(el: &mut Element<'_, '_>, position: PixelPosition, start: &Cell<Optio
 /// Feeds the input through lol_html, discarding its output.
 fn run(input: &[u8], settings: Settings<'_, '_>) -> Result<(), ScanError> {
     let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
-    rewriter.write(input).map_err(|e| ScanError(e.to_string()))?;
+    rewriter
+        .write(input)
+        .map_err(|e| ScanError(e.to_string()))?;
     rewriter.end().map_err(|e| ScanError(e.to_string()))
 }
 
@@ -151,7 +163,9 @@ fn on_link(state: &mut State<'_>, el: &mut Element<'_, '_>, offset: usize) {
     for attr in el.attributes() {
         let name = attr.name();
         if name == "href" {
-            href = attr.value_source_location().map(|l| (attr.value(), l.bytes()));
+            href = attr
+                .value_source_location()
+                .map(|l| (attr.value(), l.bytes()));
         } else if name == links::OWN_OPT_OUT {
             let value = attr.value();
             let value = value.trim();
@@ -188,7 +202,11 @@ fn on_link(state: &mut State<'_>, el: &mut Element<'_, '_>, offset: usize) {
 
 /// The bytes of an attribute with the whitespace before it, so removing it
 /// leaves the tag as if it had never been there.
-fn attribute_extent(input: &[u8], attr: &lol_html::html_content::Attribute<'_>, offset: usize) -> Option<Range<usize>> {
+fn attribute_extent(
+    input: &[u8],
+    attr: &lol_html::html_content::Attribute<'_>,
+    offset: usize,
+) -> Option<Range<usize>> {
     let name = attr.name_source_location()?.bytes();
     let mut end = name.end;
     if let Some(value) = attr.value_source_location() {
@@ -208,7 +226,11 @@ fn attribute_extent(input: &[u8], attr: &lol_html::html_content::Attribute<'_>, 
 
 /// Outlook conditional comments (`<!--[if mso]>…<![endif]-->`) hold VML
 /// buttons whose `href` Outlook desktop follows: scan their inside as HTML.
-fn on_comment(state: &mut State<'_>, c: &mut Comment<'_>, encoding: AsciiCompatibleEncoding) -> Result<(), ScanError> {
+fn on_comment(
+    state: &mut State<'_>,
+    c: &mut Comment<'_>,
+    encoding: AsciiCompatibleEncoding,
+) -> Result<(), ScanError> {
     let range = c.source_location().bytes();
     let Some(bytes) = state.input.get(range.clone()) else {
         return Ok(());
@@ -242,5 +264,7 @@ fn trim_start(b: &[u8]) -> &[u8] {
 }
 
 fn contains_ci(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }

@@ -73,9 +73,16 @@ mod tests {
 
     #[test]
     fn labels() {
-        assert!(matches!(Charset::from_label(Some("ISO-8859-1")), Charset::AsciiCompatible(e) if e.name() == "windows-1252"));
-        assert!(matches!(Charset::from_label(Some("\"utf-16\"")), Charset::Transcode(_)));
-        assert!(matches!(Charset::from_label(Some("x-unknown")), Charset::AsciiCompatible(e) if e == UTF_8));
+        assert!(
+            matches!(Charset::from_label(Some("ISO-8859-1")), Charset::AsciiCompatible(e) if e.name() == "windows-1252")
+        );
+        assert!(matches!(
+            Charset::from_label(Some("\"utf-16\"")),
+            Charset::Transcode(_)
+        ));
+        assert!(
+            matches!(Charset::from_label(Some("x-unknown")), Charset::AsciiCompatible(e) if e == UTF_8)
+        );
         assert!(matches!(Charset::from_label(None), Charset::AsciiCompatible(e) if e == UTF_8));
     }
 

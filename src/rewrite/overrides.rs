@@ -40,20 +40,28 @@ pub fn read(message: &Message<'_>) -> Overrides {
     let mut clicks = Vec::new();
     for header in &root.headers {
         let name = header.name.as_str();
-        if !name.get(..PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(PREFIX)) {
+        if !name
+            .get(..PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
+        {
             continue;
         }
-        o.remove.push(header.offset_field as usize..header.offset_end as usize);
+        o.remove
+            .push(header.offset_field as usize..header.offset_end as usize);
         let value = header.value.as_text().unwrap_or("").trim();
         let name = name.to_ascii_lowercase();
         match name.as_str() {
             OPENS | CLICKS => match parse_bool(value) {
                 Some(b) if name == OPENS => opens.push(b),
                 Some(b) => clicks.push(b),
-                None => o.ignored.push(format!("{name}: unrecognised value {value:?}, route setting stands")),
+                None => o.ignored.push(format!(
+                    "{name}: unrecognised value {value:?}, route setting stands"
+                )),
             },
             TAG => add_tag(&mut o, value),
-            _ => o.ignored.push(format!("{name}: unknown X-LM header, removed")),
+            _ => o
+                .ignored
+                .push(format!("{name}: unknown X-LM header, removed")),
         }
     }
     o.track_opens = combine(&opens);
@@ -76,10 +84,17 @@ fn parse_bool(value: &str) -> Option<bool> {
 }
 
 fn add_tag(o: &mut Overrides, value: &str) {
-    if value.is_empty() || value.chars().count() > MAX_TAG_CHARS || value.chars().any(char::is_control) {
-        o.ignored.push(format!("x-lm-tag: {value:?} is empty, too long or has control characters"));
+    if value.is_empty()
+        || value.chars().count() > MAX_TAG_CHARS
+        || value.chars().any(char::is_control)
+    {
+        o.ignored.push(format!(
+            "x-lm-tag: {value:?} is empty, too long or has control characters"
+        ));
     } else if o.tags.len() >= MAX_TAGS {
-        o.ignored.push(format!("x-lm-tag: {value:?} ignored, at most {MAX_TAGS} tags"));
+        o.ignored.push(format!(
+            "x-lm-tag: {value:?} ignored, at most {MAX_TAGS} tags"
+        ));
     } else if !o.tags.iter().any(|t| t == value) {
         o.tags.push(value.to_owned());
     }
@@ -113,7 +128,9 @@ mod tests {
 
     #[test]
     fn conflicting_values_opt_out_and_garbage_is_ignored() {
-        let o = read_raw("X-LM-Override-Track-Clicks: true\nX-LM-Override-Track-Clicks: no\nX-LM-Override-Track-Opens: maybe\n\nb");
+        let o = read_raw(
+            "X-LM-Override-Track-Clicks: true\nX-LM-Override-Track-Clicks: no\nX-LM-Override-Track-Opens: maybe\n\nb",
+        );
         assert_eq!(o.track_clicks, Some(false));
         assert_eq!(o.track_opens, None);
         assert_eq!(o.ignored.len(), 1);

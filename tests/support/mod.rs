@@ -1,0 +1,62 @@
+//! Shared test setup: a fixed key ring, route settings and one-call rewrite.
+#![allow(dead_code)]
+
+pub mod corpus;
+
+use trackrelay::config::RouteSettings;
+use trackrelay::rewrite::{Outcome, Request};
+use trackrelay::token::{Key, KeyRing};
+use url::Url;
+use uuid::Uuid;
+
+pub const BASE: &str = "https://t.example.com";
+pub const MESSAGE_ID: Uuid = Uuid::from_u128(0x0193_4d2e_8c00_7000_8000_0000_0000_0042);
+pub const EXPIRES_AT: u32 = 2_000_000_000;
+
+pub fn keys() -> KeyRing {
+    KeyRing::new(vec![Key::new(
+        "k1",
+        b"0123456789abcdef0123456789abcdef".to_vec(),
+    )])
+}
+
+pub fn settings(opens: bool, clicks: bool) -> RouteSettings {
+    RouteSettings {
+        track_opens: opens,
+        track_clicks: clicks,
+        ..RouteSettings::default()
+    }
+}
+
+/// Rewrites `raw` for bob@example.com with fixed ids, as the relay would.
+pub fn rewrite_with(raw: &[u8], settings: &RouteSettings) -> Outcome {
+    let keys = keys();
+    let base = Url::parse(BASE).unwrap();
+    let request = Request {
+        settings,
+        base_url: &base,
+        keys: &keys,
+        message_id: MESSAGE_ID,
+        recipient: Some("bob@example.com"),
+        expires_at: EXPIRES_AT,
+    };
+    trackrelay::rewrite::rewrite(raw, &request)
+}
+
+pub fn rewrite(raw: &[u8], opens: bool, clicks: bool) -> Outcome {
+    rewrite_with(raw, &settings(opens, clicks))
+}
+
+/// Tokens of the tracking URLs of one kind (`"o"` or `"c"`) in `text`, in order.
+pub fn tracking_tokens<'a>(text: &'a str, kind: &str) -> Vec<&'a str> {
+    let prefix = format!("{BASE}/{kind}/");
+    text.match_indices(&prefix)
+        .map(|(i, _)| {
+            let rest = &text[i + prefix.len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect()
+}
