@@ -213,7 +213,7 @@ fn parse_raw(text: &str) -> Result<RawConfig, Problem> {
         let inner = e.into_inner();
         let line = inner
             .span()
-            .map(|s| format!(" (line {})", text[..s.start].lines().count().max(1)))
+            .map(|s| format!(" (line {})", text[..s.start].matches('\n').count() + 1))
             .unwrap_or_default();
         Problem {
             key: if path == "." {
