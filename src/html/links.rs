@@ -94,7 +94,7 @@ pub fn destination(
             _ => return Err(SkipReason::Relative),
         },
     };
-    if unsubscribe.iter().any(|u| *u == url) {
+    if unsubscribe.contains(&url) {
         return Err(SkipReason::Unsubscribe);
     }
     if url.len() > crate::token::MAX_URL_LEN {

@@ -119,8 +119,7 @@ pub fn max_line_len(bytes: &[u8]) -> usize {
 /// other `=` kept literally. Hard line breaks keep their CRLF or LF.
 pub fn decode_qp(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len());
-    let mut lines = body.split_inclusive(|&b| b == b'\n').peekable();
-    while let Some(line) = lines.next() {
+    for line in body.split_inclusive(|&b| b == b'\n') {
         let (content, ending) = split_ending(line);
         // Rule 3: trailing whitespace is padding added in transport.
         let content = trim_end_wsp(content);
@@ -178,8 +177,7 @@ fn hex(b: &u8) -> Option<u8> {
 /// transport can mangle it.
 pub fn encode_qp(content: &[u8], newline: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() + content.len() / 8);
-    let mut lines = content.split_inclusive(|&b| b == b'\n').peekable();
-    while let Some(line) = lines.next() {
+    for line in content.split_inclusive(|&b| b == b'\n') {
         let (text, ending) = split_ending(line);
         encode_qp_line(text, newline, &mut out);
         out.extend_from_slice(ending);
