@@ -46,6 +46,9 @@ pub enum PartSkip {
     Undecodable,
     /// HTML lol_html could not parse.
     Unparsable,
+    /// The header block never ends (no empty line): there is no body to
+    /// put anything in, and appending would write into the header.
+    NoBody,
 }
 
 impl PartSkip {
@@ -55,6 +58,7 @@ impl PartSkip {
             Self::UnknownEncoding => "unknown_transfer_encoding",
             Self::Undecodable => "undecodable",
             Self::Unparsable => "unparsable_html",
+            Self::NoBody => "no_body",
         }
     }
 }
@@ -103,7 +107,7 @@ fn walk(
             }
         }
         PartType::Multipart(_) | PartType::Message(_) => {}
-        _ if is_html(part) && !is_attachment(part) => match html_part(part) {
+        _ if is_html(part) && !is_attachment(part) => match html_part(&message.raw_message, part) {
             Ok(p) => parts.push(p),
             Err(skip) => skips.push(skip),
         },
@@ -133,7 +137,11 @@ fn is_attachment(part: &MessagePart<'_>) -> bool {
         .is_some_and(|cd| cd.ctype().eq_ignore_ascii_case("attachment"))
 }
 
-fn html_part(part: &MessagePart<'_>) -> Result<HtmlPart, PartSkip> {
+fn html_part(raw: &[u8], part: &MessagePart<'_>) -> Result<HtmlPart, PartSkip> {
+    let head = &raw[..(part.offset_body as usize).min(raw.len())];
+    if !(head.ends_with(b"\n\n") || head.ends_with(b"\n\r\n")) {
+        return Err(PartSkip::NoBody);
+    }
     let field = |name: HeaderName<'_>| part.headers.iter().find(|h| h.name == name);
     let transfer_field = field(HeaderName::ContentTransferEncoding);
     let transfer_value = transfer_field.and_then(|h| h.value.as_text());
@@ -221,6 +229,16 @@ mod tests {
         assert_eq!(&raw[parts[0].body.clone()], "<p>deep</p>");
         assert_eq!(parts[0].transfer, TransferEncoding::QuotedPrintable);
         assert_eq!(skips, [PartSkip::Signed]);
+    }
+
+    #[test]
+    fn a_header_block_without_end_has_no_body_to_rewrite() {
+        // Found by fuzzing: the pixel went into the Subject field.
+        let (parts, skips) = parts_of("Content-Type: text/html\r\nSubject: x");
+        assert!(parts.is_empty());
+        assert_eq!(skips, [PartSkip::NoBody]);
+        let (parts, _) = parts_of("Content-Type: text/html\r\n\r\n");
+        assert_eq!(parts.len(), 1, "an empty body after the blank line is fine");
     }
 
     #[test]
