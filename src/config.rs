@@ -17,6 +17,7 @@ use ipnet::IpNet;
 use url::Url;
 
 use crate::html::PixelPosition;
+use crate::limits::Limits;
 use crate::token::{self, Key, KeyRing};
 use raw::{RawConfig, RawRoute};
 pub use routes::{Envelope, Matcher, Route, RouteSettings, Webhook};
@@ -25,7 +26,8 @@ pub use routes::{Envelope, Matcher, Route, RouteSettings, Webhook};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub smtp: Smtp,
-    pub upstream: Upstream,
+    pub upstream: UpstreamConfig,
+    pub limits: Limits,
     pub tracking: Tracking,
     pub api: Api,
     pub storage_path: PathBuf,
@@ -41,8 +43,68 @@ pub struct Smtp {
     pub listen: SocketAddr,
     pub allowed_networks: Vec<IpNet>,
     pub hostname: String,
-    pub max_message_bytes: u64,
-    pub max_recipients: u32,
+    /// Certificate and key files (PEM) for STARTTLS; none: no STARTTLS.
+    pub tls: Option<TlsFiles>,
+    /// AUTH without TLS from a loopback client (for local applications).
+    pub auth_plaintext_on_loopback: bool,
+    /// Prepend a Received trace field (RFC 5321 §4.4).
+    pub add_received: bool,
+    pub users: Vec<User>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// An SMTP AUTH user; the password is kept only as an Argon2 PHC hash.
+#[derive(Clone)]
+pub struct User {
+    pub name: String,
+    pub password_hash: String,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The upstream and how to talk to it.
+#[derive(Clone)]
+pub struct UpstreamConfig {
+    pub target: Upstream,
+    pub starttls: StartTls,
+    /// Check the upstream's certificate (off only for tests and private CAs).
+    pub tls_verify: bool,
+    /// AUTH user and password for the upstream.
+    pub credentials: Option<(String, String)>,
+    /// Idle upstream connections kept for reuse.
+    pub max_idle_connections: usize,
+}
+
+impl fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("target", &self.target)
+            .field("starttls", &self.starttls)
+            .field("tls_verify", &self.tls_verify)
+            .field("user", &self.credentials.as_ref().map(|c| &c.0))
+            .finish_non_exhaustive()
+    }
+}
+
+/// STARTTLS towards the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartTls {
+    Off,
+    /// Used when the upstream offers it.
+    Opportunistic,
+    /// Refuse to relay over a connection that could not start TLS.
+    Required,
 }
 
 /// Where relayed copies go.
@@ -144,10 +206,13 @@ impl Config {
             listen: p.addr("smtp.listen", &raw.smtp.listen),
             allowed_networks: p.nets("smtp.allowed_networks", &raw.smtp.allowed_networks),
             hostname: raw.smtp.hostname.clone().unwrap_or_else(default_hostname),
-            max_message_bytes: raw.smtp.max_message_bytes,
-            max_recipients: raw.smtp.max_recipients,
+            tls: p.tls_files(&raw.smtp),
+            auth_plaintext_on_loopback: raw.smtp.auth_plaintext_on_loopback,
+            add_received: raw.smtp.add_received,
+            users: p.users(&raw.smtp.users),
         };
-        let upstream = p.upstream(&raw.upstream.url);
+        let limits = p.limits(&raw);
+        let upstream = p.upstream(&raw.upstream);
         let tracking = Tracking {
             listen: p.addr("tracking.listen", &raw.tracking.listen),
             base_url: p.base_url("tracking.base_url", &raw.tracking.base_url),
@@ -172,6 +237,7 @@ impl Config {
         let config = Config {
             smtp,
             upstream,
+            limits,
             tracking,
             api,
             storage_path: PathBuf::from(&raw.storage.path),
@@ -318,23 +384,115 @@ impl Collector {
         url
     }
 
-    fn upstream(&mut self, value: &str) -> Upstream {
-        if let Some(path) = value.strip_prefix("dir:") {
+    fn upstream(&mut self, raw: &raw::RawUpstream) -> UpstreamConfig {
+        let value = raw.url.as_str();
+        let target = if let Some(path) = value.strip_prefix("dir:") {
             if path.is_empty() {
                 self.push("upstream.url", "dir: needs a path, such as dir:var/outbox");
             }
-            return Upstream::Dir(PathBuf::from(path));
-        }
-        match Url::parse(value) {
-            Ok(url) if url.scheme() == "smtp" && url.host_str().is_some() => Upstream::Smtp(url),
-            _ => {
+            Upstream::Dir(PathBuf::from(path))
+        } else {
+            match Url::parse(value) {
+                Ok(url) if url.scheme() == "smtp" && url.host_str().is_some() => {
+                    Upstream::Smtp(url)
+                }
+                _ => {
+                    self.push(
+                        "upstream.url",
+                        format!("{value:?} is neither smtp://host:port nor dir:PATH"),
+                    );
+                    Upstream::Dir(PathBuf::new())
+                }
+            }
+        };
+        let starttls = match raw.starttls.as_str() {
+            "off" => StartTls::Off,
+            "opportunistic" => StartTls::Opportunistic,
+            "required" => StartTls::Required,
+            other => {
                 self.push(
-                    "upstream.url",
-                    format!("{value:?} is neither smtp://host:port nor dir:PATH"),
+                    "upstream.starttls",
+                    format!("{other:?} is not off, opportunistic or required"),
                 );
-                Upstream::Dir(PathBuf::new())
+                StartTls::Opportunistic
+            }
+        };
+        let credentials = match (&raw.username, &raw.password) {
+            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+            (None, None) => None,
+            _ => {
+                self.push("upstream.password", "username and password go together");
+                None
+            }
+        };
+        if raw.timeout_seconds == 0 {
+            self.push("upstream.timeout_seconds", "must be at least 1");
+        }
+        UpstreamConfig {
+            target,
+            starttls,
+            tls_verify: raw.tls_verify,
+            credentials,
+            max_idle_connections: raw.max_idle_connections as usize,
+        }
+    }
+
+    fn limits(&mut self, raw: &RawConfig) -> Limits {
+        for (key, value) in [
+            ("smtp.max_recipients", raw.smtp.max_recipients),
+            ("smtp.max_connections", raw.smtp.max_connections),
+            (
+                "smtp.command_timeout_seconds",
+                raw.smtp.command_timeout_seconds,
+            ),
+            ("smtp.data_timeout_seconds", raw.smtp.data_timeout_seconds),
+        ] {
+            if value == 0 {
+                self.push(key, "must be at least 1");
             }
         }
+        Limits {
+            max_message_bytes: raw.smtp.max_message_bytes,
+            max_recipients: raw.smtp.max_recipients as usize,
+            max_connections: raw.smtp.max_connections as usize,
+            command_timeout: Duration::from_secs(raw.smtp.command_timeout_seconds.into()),
+            data_timeout: Duration::from_secs(raw.smtp.data_timeout_seconds.into()),
+            upstream_timeout: Duration::from_secs(raw.upstream.timeout_seconds.into()),
+        }
+    }
+
+    fn tls_files(&mut self, raw: &raw::RawSmtp) -> Option<TlsFiles> {
+        match (&raw.tls_cert, &raw.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+            }),
+            (None, None) => None,
+            _ => {
+                self.push("smtp.tls_key", "tls_cert and tls_key go together");
+                None
+            }
+        }
+    }
+
+    fn users(&mut self, raw: &[raw::RawUser]) -> Vec<User> {
+        let mut users = Vec::new();
+        for (i, u) in raw.iter().enumerate() {
+            if u.name.is_empty() {
+                self.push(format!("smtp.users[{i}].name"), "must not be empty");
+            }
+            if argon2::PasswordHash::new(&u.password_hash).is_err() {
+                self.push(
+                    format!("smtp.users[{i}].password_hash"),
+                    "is not a PHC hash string; make one with `trackrelay hash-password`",
+                );
+            }
+            users.push(User {
+                name: u.name.clone(),
+                password_hash: u.password_hash.clone(),
+            });
+        }
+        users
     }
 
     fn keys(&mut self, raw: &[raw::RawKey]) -> KeyRing {
@@ -531,7 +689,8 @@ secret = "0123456789abcdef0123456789abcdef"
         assert_eq!(c.routes.len(), 1);
         assert_eq!(c.routes[0].id, "default");
         assert!(!c.routes[0].settings.track_opens && !c.routes[0].settings.track_clicks);
-        assert_eq!(c.upstream, Upstream::Dir("var/outbox".into()));
+        assert_eq!(c.upstream.target, Upstream::Dir("var/outbox".into()));
+        assert_eq!(c.upstream.starttls, StartTls::Opportunistic);
         assert_eq!(c.tracking.base_url.as_str(), "http://127.0.0.1:8080/");
     }
 

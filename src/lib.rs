@@ -27,9 +27,17 @@
 
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod html;
+pub mod inbound;
+pub mod limits;
+pub mod maillog;
+pub mod metrics_hook;
 pub mod mime;
+pub mod relay;
 pub mod rewrite;
+pub mod smtp;
 pub mod token;
+pub mod upstream;

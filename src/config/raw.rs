@@ -28,6 +28,21 @@ pub struct RawSmtp {
     pub hostname: Option<String>,
     pub max_message_bytes: u64,
     pub max_recipients: u32,
+    pub max_connections: u32,
+    pub command_timeout_seconds: u32,
+    pub data_timeout_seconds: u32,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub auth_plaintext_on_loopback: bool,
+    pub add_received: bool,
+    pub users: Vec<RawUser>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub name: String,
+    pub password_hash: String,
 }
 
 impl Default for RawSmtp {
@@ -38,6 +53,14 @@ impl Default for RawSmtp {
             hostname: None,
             max_message_bytes: 50 * 1024 * 1024,
             max_recipients: 100,
+            max_connections: 1000,
+            command_timeout_seconds: 300,
+            data_timeout_seconds: 600,
+            tls_cert: None,
+            tls_key: None,
+            auth_plaintext_on_loopback: true,
+            add_received: true,
+            users: Vec::new(),
         }
     }
 }
@@ -46,12 +69,24 @@ impl Default for RawSmtp {
 #[serde(default, deny_unknown_fields)]
 pub struct RawUpstream {
     pub url: String,
+    pub starttls: String,
+    pub tls_verify: bool,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub timeout_seconds: u32,
+    pub max_idle_connections: u32,
 }
 
 impl Default for RawUpstream {
     fn default() -> Self {
         Self {
             url: "dir:var/outbox".into(),
+            starttls: "opportunistic".into(),
+            tls_verify: true,
+            username: None,
+            password: None,
+            timeout_seconds: 60,
+            max_idle_connections: 16,
         }
     }
 }

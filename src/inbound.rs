@@ -1,0 +1,123 @@
+//! The SMTP server (RFC 5321): accepting connections, the connection limit,
+//! STARTTLS, and one [`session`] per client. What happens to a message once
+//! it is read is `relay`'s business.
+//!
+//! Sessions are generic over the byte stream (a boxed [`Io`]), so tests can
+//! drive one in memory and STARTTLS can swap the stream under it.
+
+mod auth;
+mod data;
+mod session;
+mod verbs;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::relay::Relay;
+use crate::smtp::Reply;
+
+/// A client byte stream: TCP, TLS over TCP, or an in-memory pipe.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
+
+/// What every session shares.
+pub struct Inbound {
+    pub relay: Arc<Relay>,
+    pub config: Arc<Config>,
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("smtp.tls_cert/tls_key: {0}")]
+    Tls(String),
+}
+
+impl Inbound {
+    pub fn new(relay: Arc<Relay>) -> Result<Self, StartError> {
+        let config = relay.config.clone();
+        let tls = match &config.smtp.tls {
+            Some(files) => Some(load_tls(&files.cert, &files.key)?),
+            None => None,
+        };
+        Ok(Self { relay, config, tls })
+    }
+
+    /// Whether this client may relay without AUTH.
+    pub fn allowed_network(&self, peer: &SocketAddr) -> bool {
+        let ip = peer.ip().to_canonical();
+        self.config
+            .smtp
+            .allowed_networks
+            .iter()
+            .any(|n| n.contains(&ip))
+    }
+}
+
+/// Accepts clients until `shutdown`, then waits for open sessions to end
+/// (each finishes its current transaction and says 421).
+pub async fn serve(listener: TcpListener, inbound: Arc<Inbound>, shutdown: CancellationToken) {
+    let limit = Arc::new(Semaphore::new(inbound.config.limits.max_connections));
+    let sessions = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off a little.
+                tracing::warn!(error = %e, "smtp accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            sessions.spawn(refuse_busy(stream));
+            continue;
+        };
+        let inbound = inbound.clone();
+        let shutdown = shutdown.clone();
+        sessions.spawn(async move {
+            session::run(Box::new(stream), peer, inbound, shutdown).await;
+            drop(permit);
+        });
+    }
+    sessions.close();
+    sessions.wait().await;
+}
+
+async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+    let reply = Reply::new(421, (4, 3, 2), "Too many connections, try again later");
+    let _ = stream.write_all(&reply.to_wire()).await;
+}
+
+fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, StartError> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| StartError::Tls(format!("{}: {e}", cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| StartError::Tls(format!("{}: {e}", key.display())))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StartError::Tls(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| StartError::Tls(e.to_string()))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}

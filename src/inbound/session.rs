@@ -1,0 +1,254 @@
+//! One client connection: the read loop, pipelining, timeouts, shutdown,
+//! and dispatch of each command to its handler (`verbs`, `data`, `auth`).
+//!
+//! Replies are buffered and written when the session is about to wait for
+//! input, which is what PIPELINING (RFC 2920) asks of a server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use smtp_proto::request::receiver::RequestReceiver;
+use smtp_proto::{Error as ParseError, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{Inbound, Io};
+use crate::relay::Transaction;
+use crate::smtp::Reply;
+use crate::upstream::MailParams;
+
+/// Where the dialogue is.
+pub enum State {
+    /// Waiting for EHLO/HELO.
+    Connected,
+    /// Greeted, no transaction.
+    Ready,
+    /// MAIL accepted; RCPTs are mirrored as they come.
+    Mail(Box<Pending>),
+}
+
+/// A transaction in progress.
+pub enum Pending {
+    /// Mirrored to the upstream.
+    Relayed(Transaction),
+    /// The client may not relay: MAIL is accepted locally so that every
+    /// RCPT can be refused with 5.7.1, and nothing reaches the upstream.
+    Denied { sender: String },
+}
+
+pub struct Session {
+    pub inbound: Arc<Inbound>,
+    pub peer: SocketAddr,
+    pub io: Box<dyn Io>,
+    pub state: State,
+    pub helo: String,
+    pub esmtp: bool,
+    pub tls: bool,
+    pub auth_user: Option<String>,
+    /// Bytes read but not consumed yet.
+    pub pending: Vec<u8>,
+    /// Replies not written yet.
+    pub out: Vec<u8>,
+    pub shutdown: CancellationToken,
+    pub quit: bool,
+}
+
+/// How a read ended when it did not return bytes.
+pub enum ReadEnd {
+    Closed,
+    Timeout,
+    Shutdown,
+}
+
+pub async fn run(
+    io: Box<dyn Io>,
+    peer: SocketAddr,
+    inbound: Arc<Inbound>,
+    shutdown: CancellationToken,
+) {
+    let mut session = Session {
+        inbound,
+        peer,
+        io,
+        state: State::Connected,
+        helo: String::new(),
+        esmtp: false,
+        tls: false,
+        auth_user: None,
+        pending: Vec::with_capacity(4096),
+        out: Vec::with_capacity(1024),
+        shutdown,
+        quit: false,
+    };
+    let span = tracing::debug_span!("smtp", peer = %peer);
+    async move {
+        let greeting = format!("{} ESMTP trackrelay", session.inbound.config.smtp.hostname);
+        session.reply(Reply::new(220, (2, 0, 0), greeting));
+        session.serve().await;
+        session.abort_transaction().await;
+        let _ = session.flush().await;
+        let _ = session.io.shutdown().await;
+    }
+    .instrument(span)
+    .await;
+}
+
+impl Session {
+    async fn serve(&mut self) {
+        let mut receiver = RequestReceiver::default();
+        while !self.quit {
+            if self.pending.is_empty() {
+                let timeout = self.inbound.config.limits.command_timeout;
+                match self.read_more(timeout).await {
+                    Ok(()) => {}
+                    Err(end) => {
+                        self.end(end);
+                        return;
+                    }
+                }
+            }
+            let mut iter = self.pending.iter();
+            let parsed = receiver.ingest(&mut iter).map(Request::into_owned);
+            let consumed = self.pending.len() - iter.as_slice().len();
+            self.pending.drain(..consumed);
+            match parsed {
+                Ok(request) => self.dispatch(request).await,
+                Err(ParseError::NeedsMoreData { .. }) => {}
+                Err(e) => {
+                    let reply = parse_error_reply(&e);
+                    self.reply(reply);
+                }
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, request: Request<String>) {
+        let reply = match request {
+            Request::Ehlo { host } => self.ehlo(host, true),
+            Request::Helo { host } => self.ehlo(host, false),
+            Request::Mail { from } => self.mail(from).await,
+            Request::Rcpt { to } => self.rcpt(to).await,
+            Request::Data => self.data().await,
+            Request::Rset => {
+                self.abort_transaction().await;
+                Reply::ok("Ok")
+            }
+            Request::Noop { .. } => Reply::ok("Ok"),
+            Request::Quit => {
+                self.quit = true;
+                Reply::new(221, (2, 0, 0), "Bye")
+            }
+            Request::StartTls => match self.starttls().await {
+                Some(reply) => reply,
+                None => return,
+            },
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism, initial_response).await,
+            Request::Vrfy { .. } => Reply::new(252, (2, 5, 2), "Cannot verify, but will relay"),
+            Request::Help { .. } => Reply::new(214, (2, 0, 0), "See RFC 5321"),
+            other => Reply::new(502, (5, 5, 1), format!("{} not implemented", other.name())),
+        };
+        self.reply(reply);
+    }
+
+    /// Queues a reply; it is written before the next wait for input.
+    pub fn reply(&mut self, reply: Reply) {
+        self.out.extend_from_slice(&reply.to_wire());
+    }
+
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.io.write_all(&self.out).await?;
+            self.io.flush().await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes pending replies, then waits for more input (or shutdown).
+    pub async fn read_more(&mut self, timeout: std::time::Duration) -> Result<(), ReadEnd> {
+        if self.flush().await.is_err() {
+            return Err(ReadEnd::Closed);
+        }
+        let mut chunk = [0u8; 8192];
+        let read = tokio::select! {
+            // Only an idle session (no transaction) stops for shutdown.
+            _ = self.shutdown.cancelled(), if !matches!(self.state, State::Mail(_)) => return Err(ReadEnd::Shutdown),
+            r = tokio::time::timeout(timeout, self.io.read(&mut chunk)) => r,
+        };
+        match read {
+            Err(_) => Err(ReadEnd::Timeout),
+            Ok(Ok(0)) | Ok(Err(_)) => Err(ReadEnd::Closed),
+            Ok(Ok(n)) => {
+                self.pending.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+        }
+    }
+
+    fn end(&mut self, end: ReadEnd) {
+        match end {
+            ReadEnd::Closed => {}
+            ReadEnd::Timeout => {
+                self.reply(Reply::new(421, (4, 4, 2), "Timeout, closing connection"))
+            }
+            ReadEnd::Shutdown => {
+                self.reply(Reply::new(421, (4, 3, 0), "Shutting down, try again later"))
+            }
+        }
+    }
+
+    /// Drops the transaction; the mirrored upstream one is reset and the
+    /// connection returned to the pool.
+    pub async fn abort_transaction(&mut self) {
+        let state = std::mem::replace(
+            &mut self.state,
+            if self.helo.is_empty() {
+                State::Connected
+            } else {
+                State::Ready
+            },
+        );
+        if let State::Mail(pending) = state
+            && let Pending::Relayed(txn) = *pending
+        {
+            self.inbound.relay.upstream.release(txn.upstream).await;
+        }
+    }
+
+    /// Whether this client may relay: authenticated or from an allowed network.
+    pub fn may_relay(&self) -> bool {
+        self.auth_user.is_some() || self.inbound.allowed_network(&self.peer)
+    }
+
+    /// Parameters to mirror upstream from the client's MAIL FROM.
+    pub fn mail_params(from: &smtp_proto::MailFrom<String>) -> MailParams {
+        MailParams {
+            body_8bitmime: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
+            smtputf8: from.flags & smtp_proto::MAIL_SMTPUTF8 != 0,
+            size: (from.size > 0).then_some(from.size as u64),
+        }
+    }
+}
+
+fn parse_error_reply(e: &ParseError) -> Reply {
+    match e {
+        ParseError::UnknownCommand => Reply::new(500, (5, 5, 2), "Command not recognized"),
+        ParseError::InvalidSenderAddress => Reply::new(501, (5, 1, 7), "Bad sender address syntax"),
+        ParseError::InvalidRecipientAddress => {
+            Reply::new(501, (5, 1, 3), "Bad recipient address syntax")
+        }
+        ParseError::SyntaxError { syntax } => Reply::syntax(&format!("Syntax: {syntax}")),
+        ParseError::InvalidParameter { param } => {
+            Reply::new(501, (5, 5, 4), format!("Invalid parameter {param}"))
+        }
+        ParseError::UnsupportedParameter { param } => {
+            Reply::new(504, (5, 5, 4), format!("Unsupported parameter {param}"))
+        }
+        ParseError::ResponseTooLong => Reply::new(500, (5, 5, 6), "Line too long"),
+        _ => Reply::syntax("Syntax error"),
+    }
+}

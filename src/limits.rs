@@ -1,0 +1,33 @@
+//! Every size, count and timeout of the SMTP side, in one value built from
+//! the config (STYLE.md §11), so sessions and tests share one source.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest message accepted (advertised as SIZE).
+    pub max_message_bytes: u64,
+    /// Most recipients in one transaction.
+    pub max_recipients: usize,
+    /// Most client connections at once; more wait for a free slot.
+    pub max_connections: usize,
+    /// How long a client may stay silent between commands.
+    pub command_timeout: Duration,
+    /// How long a client may take to send the message after DATA.
+    pub data_timeout: Duration,
+    /// How long the upstream may take to answer any step.
+    pub upstream_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 50 * 1024 * 1024,
+            max_recipients: 100,
+            max_connections: 1000,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(600),
+            upstream_timeout: Duration::from_secs(60),
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! One message end to end, once the client has sent it: route settings,
+//! rewriting, one copy per recipient or one for all, the upstream's reply,
+//! and a DSN when a later copy is refused after an earlier one was accepted.
+//!
+//! The promise (SPEC §1): the client hears 250 only after the upstream
+//! accepted (every copy, or at least one with a DSN for the rest); any
+//! upstream failure before that is a 4xx, so the client keeps the message.
+//! The session (`inbound`) owns the SMTP dialogue; this module owns what
+//! happens to the message.
+
+mod dsn;
+
+use std::sync::{Arc, RwLock};
+
+use uuid::Uuid;
+
+use crate::config::{Config, Envelope, Route, RouteSettings};
+use crate::maillog;
+use crate::rewrite::{self, Outcome, Request};
+use crate::smtp::Reply;
+use crate::upstream::{Connection, MailParams, Upstream};
+
+/// What the relay needs, shared by every session.
+pub struct Relay {
+    pub config: Arc<Config>,
+    /// Routes with their run-time settings; replaced on reload.
+    routes: RwLock<Vec<Route>>,
+    pub upstream: Upstream,
+}
+
+/// One client transaction: accepted so far by the upstream.
+pub struct Transaction {
+    pub sender: String,
+    pub params: MailParams,
+    pub route: Route,
+    /// Recipients the upstream accepted, in order.
+    pub recipients: Vec<String>,
+    /// The mirrored upstream transaction (MAIL and RCPT already sent).
+    pub upstream: Connection,
+    /// Set when the session reads the message: for the Received field.
+    pub trace: Trace,
+}
+
+/// Who sent the message, for the Received field and logs.
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    pub helo: String,
+    pub peer: String,
+    pub protocol: &'static str,
+}
+
+impl Relay {
+    pub fn new(config: Arc<Config>) -> Self {
+        let upstream = Upstream::new(
+            config.upstream.clone(),
+            config.limits.clone(),
+            config.smtp.hostname.clone(),
+        );
+        Self {
+            routes: RwLock::new(config.routes.clone()),
+            config,
+            upstream,
+        }
+    }
+
+    /// The route for an envelope (a snapshot: later changes do not affect
+    /// a transaction already under way).
+    pub fn select_route(&self, envelope: &Envelope<'_>) -> Route {
+        let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
+        crate::config::routes::select(&routes, envelope).clone()
+    }
+
+    /// Replaces the routes (SIGHUP reload, API changes).
+    pub fn set_routes(&self, routes: Vec<Route>) {
+        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
+    }
+
+    /// Current routes.
+    pub fn routes(&self) -> Vec<Route> {
+        self.routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Relays the message of `txn`; returns the reply for the client and
+    /// gives the upstream connection back to the pool when it is healthy.
+    pub async fn deliver(&self, mut txn: Transaction, message: Vec<u8>) -> Reply {
+        let message = self.with_received(&txn, message);
+        let settings = &txn.route.settings;
+        let split = settings.per_recipient && txn.recipients.len() > 1;
+        // The first copy tells whether anything is tracked at all.
+        let first_recipient = (settings.per_recipient || txn.recipients.len() == 1)
+            .then(|| txn.recipients[0].clone());
+        let first_id = Uuid::now_v7();
+        let first = self.rewrite(&message, settings, first_id, first_recipient.as_deref());
+        let tracked = first.report.pixels > 0 || !first.report.links.is_empty();
+        let reply = if split && tracked {
+            self.deliver_copies(&mut txn, &message, (first_id, first))
+                .await
+        } else {
+            // Untracked mail goes through as one transaction, unchanged.
+            let outcome = if split {
+                self.rewrite(&message, settings, first_id, None)
+            } else {
+                first
+            };
+            self.deliver_one(&mut txn, first_id, outcome).await
+        };
+        match reply {
+            Ok(reply) => {
+                self.upstream.release(txn.upstream).await;
+                reply
+            }
+            // The connection is broken: drop it, the client retries.
+            Err(reply) => reply,
+        }
+    }
+
+    fn rewrite(
+        &self,
+        message: &[u8],
+        settings: &RouteSettings,
+        id: Uuid,
+        recipient: Option<&str>,
+    ) -> Outcome {
+        let sent_at = jiff::Timestamp::now().as_second().max(0) as u64;
+        let expires_at = sent_at.saturating_add(self.config.tracking.token_ttl.as_secs());
+        let request = Request {
+            settings,
+            base_url: self.config.tracking_base(settings),
+            keys: &self.config.tracking.keys,
+            message_id: id,
+            recipient,
+            expires_at: u32::try_from(expires_at).unwrap_or(u32::MAX),
+        };
+        rewrite::rewrite(message, &request)
+    }
+
+    /// One upstream transaction (the mirrored one) for all recipients.
+    async fn deliver_one(
+        &self,
+        txn: &mut Transaction,
+        id: Uuid,
+        outcome: Outcome,
+    ) -> Result<Reply, Reply> {
+        let result = txn.upstream.data(&outcome.message, id).await;
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(e) => {
+                maillog::upstream_failed(id, &txn.route.id, &e);
+                return Err(Reply::upstream_unavailable(&e.to_string()));
+            }
+        };
+        for recipient in &txn.recipients {
+            maillog::relayed(
+                id,
+                &txn.route.id,
+                &txn.sender,
+                recipient,
+                &reply,
+                &outcome.report,
+            );
+        }
+        Ok(reply)
+    }
+
+    /// One upstream transaction per recipient, each copy with its own
+    /// tokens. The mirrored transaction is reset first.
+    async fn deliver_copies(
+        &self,
+        txn: &mut Transaction,
+        message: &[u8],
+        first: (Uuid, Outcome),
+    ) -> Result<Reply, Reply> {
+        if let Err(e) = txn.upstream.rset().await {
+            return Err(Reply::upstream_unavailable(&e.to_string()));
+        }
+        let recipients = txn.recipients.clone();
+        let mut accepted: Option<Reply> = None;
+        let mut refused: Vec<(String, Reply)> = Vec::new();
+        let mut first = Some(first);
+        for recipient in &recipients {
+            let (id, outcome) = match first.take() {
+                Some(f) => f,
+                None => {
+                    let id = Uuid::now_v7();
+                    (
+                        id,
+                        self.rewrite(message, &txn.route.settings, id, Some(recipient)),
+                    )
+                }
+            };
+            match self.send_copy(txn, recipient, id, &outcome).await {
+                Ok(reply) if reply.is_positive() => {
+                    maillog::relayed(
+                        id,
+                        &txn.route.id,
+                        &txn.sender,
+                        recipient,
+                        &reply,
+                        &outcome.report,
+                    );
+                    accepted.get_or_insert(reply);
+                }
+                Ok(reply) => {
+                    maillog::refused(id, &txn.route.id, recipient, &reply);
+                    refused.push((recipient.clone(), reply));
+                }
+                Err(e) if accepted.is_none() => {
+                    maillog::upstream_failed(id, &txn.route.id, &e);
+                    return Err(Reply::upstream_unavailable(&e.to_string()));
+                }
+                Err(e) => {
+                    // Earlier copies went out: we own the message now.
+                    maillog::upstream_failed(id, &txn.route.id, &e);
+                    refused.push((
+                        recipient.clone(),
+                        Reply::upstream_unavailable(&e.to_string()),
+                    ));
+                    break_remaining(&recipients, recipient, &mut refused, &e.to_string());
+                    let reply = accepted.unwrap_or_else(|| Reply::ok("Ok"));
+                    self.send_dsn(txn, &refused, message).await;
+                    return Err(reply);
+                }
+            }
+        }
+        let Some(reply) = accepted else {
+            // Nothing went out: the client hears the first refusal as it is.
+            return Ok(refused
+                .into_iter()
+                .next()
+                .map(|(_, r)| r)
+                .unwrap_or_else(|| Reply::internal("no copy")));
+        };
+        if !refused.is_empty() {
+            self.send_dsn(txn, &refused, message).await;
+        }
+        Ok(reply)
+    }
+
+    async fn send_copy(
+        &self,
+        txn: &mut Transaction,
+        recipient: &str,
+        id: Uuid,
+        outcome: &Outcome,
+    ) -> Result<Reply, crate::upstream::UpstreamError> {
+        let reply = txn.upstream.mail_from(&txn.sender, txn.params).await?;
+        if !reply.is_positive() {
+            return Ok(reply);
+        }
+        let reply = txn.upstream.rcpt_to(recipient).await?;
+        if !reply.is_positive() {
+            txn.upstream.rset().await?;
+            return Ok(reply);
+        }
+        txn.upstream.data(&outcome.message, id).await
+    }
+
+    /// Tells the envelope sender which copies were refused (RFC 3464),
+    /// through the upstream, on a fresh connection. A null sender gets none.
+    async fn send_dsn(&self, txn: &Transaction, refused: &[(String, Reply)], message: &[u8]) {
+        if txn.sender.is_empty() {
+            return;
+        }
+        let dsn = dsn::build(&self.config.smtp.hostname, &txn.sender, refused, message);
+        let id = Uuid::now_v7();
+        let result = async {
+            let mut conn = self.upstream.connect().await?;
+            let r = conn.mail_from("", MailParams::default()).await?;
+            if !r.is_positive() {
+                return Ok(r);
+            }
+            let r = conn.rcpt_to(&txn.sender).await?;
+            if !r.is_positive() {
+                return Ok(r);
+            }
+            let r = conn.data(&dsn, id).await?;
+            self.upstream.release(conn).await;
+            Ok::<Reply, crate::upstream::UpstreamError>(r)
+        }
+        .await;
+        maillog::dsn_sent(id, &txn.route.id, &txn.sender, refused.len(), &result);
+    }
+
+    /// Prepends the Received trace field (RFC 5321 §4.4).
+    fn with_received(&self, txn: &Transaction, message: Vec<u8>) -> Vec<u8> {
+        if !self.config.smtp.add_received {
+            return message;
+        }
+        let t = &txn.trace;
+        let date = jiff::Zoned::now().strftime("%a, %d %b %Y %H:%M:%S %z");
+        let mut field = format!(
+            "Received: from {} ({})\r\n\tby {} (trackrelay) with {};\r\n\t{date}\r\n",
+            if t.helo.is_empty() {
+                "unknown"
+            } else {
+                &t.helo
+            },
+            t.peer,
+            self.config.smtp.hostname,
+            t.protocol,
+        )
+        .into_bytes();
+        field.extend_from_slice(&message);
+        field
+    }
+}
+
+/// After a broken connection, the remaining recipients were not sent either.
+fn break_remaining(all: &[String], failed: &str, refused: &mut Vec<(String, Reply)>, why: &str) {
+    let rest = all.iter().skip_while(|r| *r != failed).skip(1);
+    for r in rest {
+        refused.push((r.clone(), Reply::upstream_unavailable(why)));
+    }
+}

@@ -1,0 +1,155 @@
+//! The SMTP vocabulary shared by the server and the client side: replies.
+//! No I/O. Command parsing and the DATA reader come from smtp-proto
+//! (Stalwart's parser); this module adds the typed [`Reply`] every handler
+//! returns.
+
+use std::fmt;
+
+/// One SMTP reply: code, enhanced status code (RFC 3463) and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    /// `(class, subject, detail)`, e.g. `(5, 7, 1)`.
+    pub enhanced: Option<(u8, u16, u16)>,
+    /// May hold several lines (separated by `\n`).
+    pub text: String,
+}
+
+impl Reply {
+    pub fn new(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Self {
+        Self {
+            code,
+            enhanced: Some(enhanced),
+            text: text.into(),
+        }
+    }
+
+    /// A reply exactly as the upstream gave it, for passing through.
+    pub fn from_upstream(r: &smtp_proto::Response<String>) -> Self {
+        let enhanced =
+            (r.esc[0] != 0).then(|| (r.esc[0], u16::from(r.esc[1]), u16::from(r.esc[2])));
+        Self {
+            code: r.code,
+            enhanced,
+            text: r.message.clone(),
+        }
+    }
+
+    pub fn is_positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+
+    pub fn is_transient(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    /// "2xx", "4xx" or "5xx", for metrics and logs.
+    pub fn class(&self) -> &'static str {
+        match self.code / 100 {
+            2 | 3 => "2xx",
+            4 => "4xx",
+            _ => "5xx",
+        }
+    }
+
+    /// The reply on the wire, multi-line replies with `code-` continuations.
+    pub fn to_wire(&self) -> Vec<u8> {
+        let lines: Vec<&str> = self.text.lines().collect();
+        let lines = if lines.is_empty() { vec![""] } else { lines };
+        let mut out = Vec::with_capacity(self.text.len() + 16 * lines.len());
+        for (i, line) in lines.iter().enumerate() {
+            let sep = if i + 1 == lines.len() { ' ' } else { '-' };
+            let line = match self.enhanced {
+                Some((a, b, c)) => format!("{}{sep}{a}.{b}.{c} {line}\r\n", self.code),
+                None => format!("{}{sep}{line}\r\n", self.code),
+            };
+            out.extend_from_slice(line.as_bytes());
+        }
+        out
+    }
+
+    // The replies the server itself gives, in one place.
+
+    pub fn ok(text: &str) -> Self {
+        Self::new(250, (2, 0, 0), text)
+    }
+
+    pub fn bad_sequence(text: &str) -> Self {
+        Self::new(503, (5, 5, 1), text)
+    }
+
+    pub fn syntax(text: &str) -> Self {
+        Self::new(501, (5, 5, 4), text)
+    }
+
+    pub fn relay_denied() -> Self {
+        Self::new(
+            550,
+            (5, 7, 1),
+            "Relaying denied: authenticate or connect from an allowed network",
+        )
+    }
+
+    /// The upstream could not be reached or failed mid-transaction: the
+    /// client keeps the message and retries (nothing is lost here).
+    pub fn upstream_unavailable(why: &str) -> Self {
+        Self::new(
+            451,
+            (4, 4, 1),
+            format!("Upstream unavailable, try again later: {why}"),
+        )
+    }
+
+    pub fn internal(why: &str) -> Self {
+        Self::new(
+            451,
+            (4, 3, 0),
+            format!("Local error, try again later: {why}"),
+        )
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.enhanced {
+            Some((a, b, c)) => write!(
+                f,
+                "{} {a}.{b}.{c} {}",
+                self.code,
+                self.text.replace('\n', " / ")
+            ),
+            None => write!(f, "{} {}", self.code, self.text.replace('\n', " / ")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format_single_and_multi_line() {
+        assert_eq!(Reply::ok("Ok").to_wire(), b"250 2.0.0 Ok\r\n");
+        let multi = Reply {
+            code: 250,
+            enhanced: None,
+            text: "relay.test\nPIPELINING\nSIZE 10".into(),
+        };
+        assert_eq!(
+            multi.to_wire(),
+            b"250-relay.test\r\n250-PIPELINING\r\n250 SIZE 10\r\n"
+        );
+    }
+
+    #[test]
+    fn upstream_replies_pass_through_exactly() {
+        let r = smtp_proto::Response {
+            code: 452,
+            esc: [4, 2, 2],
+            message: "Mailbox full".to_string(),
+        };
+        let reply = Reply::from_upstream(&r);
+        assert_eq!(reply.to_wire(), b"452 4.2.2 Mailbox full\r\n");
+        assert!(reply.is_transient());
+    }
+}
