@@ -93,7 +93,7 @@ impl Session {
             if self.pending.len() > 12 * 1024 {
                 return None;
             }
-            self.read_more(self.inbound.config.limits.command_timeout)
+            self.read_more(self.inbound.config.limits.command_timeout, true)
                 .await
                 .ok()?;
         }

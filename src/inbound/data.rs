@@ -79,7 +79,7 @@ impl Session {
                     return Ok((!too_big).then_some(message));
                 }
             }
-            self.read_more(timeout).await?;
+            self.read_more(timeout, false).await?;
         }
     }
 }

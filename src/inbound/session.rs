@@ -100,7 +100,7 @@ impl Session {
         while !self.quit {
             if self.pending.is_empty() {
                 let timeout = self.inbound.config.limits.command_timeout;
-                match self.read_more(timeout).await {
+                match self.read_more(timeout, true).await {
                     Ok(()) => {}
                     Err(end) => {
                         self.end(end);
@@ -168,15 +168,20 @@ impl Session {
         Ok(())
     }
 
-    /// Writes pending replies, then waits for more input (or shutdown).
-    pub async fn read_more(&mut self, timeout: std::time::Duration) -> Result<(), ReadEnd> {
+    /// Writes pending replies, then waits for more input. Waiting for a
+    /// command is `interruptible` by shutdown (the client hears 421 and
+    /// retries); reading a message is not: it is finished first.
+    pub async fn read_more(
+        &mut self,
+        timeout: std::time::Duration,
+        interruptible: bool,
+    ) -> Result<(), ReadEnd> {
         if self.flush().await.is_err() {
             return Err(ReadEnd::Closed);
         }
         let mut chunk = [0u8; 8192];
         let read = tokio::select! {
-            // Only an idle session (no transaction) stops for shutdown.
-            _ = self.shutdown.cancelled(), if !matches!(self.state, State::Mail(_)) => return Err(ReadEnd::Shutdown),
+            _ = self.shutdown.cancelled(), if interruptible => return Err(ReadEnd::Shutdown),
             r = tokio::time::timeout(timeout, self.io.read(&mut chunk)) => r,
         };
         match read {

@@ -40,14 +40,18 @@ pub fn build(
         ContentType::new("multipart/report").attribute("report-type", "delivery-status"),
         BodyPart::Multipart(vec![
             MimePart::new("text/plain", human.as_str()),
+            // Written as they are (RFC 3464 parts are 7bit text; headers may
+            // carry 8-bit UTF-8), not base64, so anyone can read them.
             MimePart::new(
                 "message/delivery-status",
                 BodyPart::Binary(status.into_bytes().into()),
-            ),
+            )
+            .transfer_encoding("7bit"),
             MimePart::new(
                 "text/rfc822-headers",
                 BodyPart::Binary(headers.to_vec().into()),
-            ),
+            )
+            .transfer_encoding("8bit"),
         ]),
     );
     MessageBuilder::new()

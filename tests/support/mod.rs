@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod corpus;
+pub mod fake_upstream;
+pub mod relay;
 
 use trackrelay::config::RouteSettings;
 use trackrelay::rewrite::{Outcome, Request};
