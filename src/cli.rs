@@ -3,6 +3,7 @@
 //! what the server does. anyhow is used here only (STYLE.md §4).
 
 mod check_config;
+mod hash_password;
 mod rewrite;
 mod serve;
 mod token;
@@ -39,6 +40,8 @@ pub enum Command {
     CheckConfig(check_config::Args),
     /// Rewrite one message from stdin to stdout exactly as the relay would.
     Rewrite(rewrite::Args),
+    /// Print the Argon2 hash of a password read on stdin (for smtp.users).
+    HashPassword(hash_password::Args),
     /// Run the relay (SMTP in, rewrite, SMTP out).
     Serve(serve::Args),
     /// Work with tracking tokens.
@@ -52,6 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig(args) => check_config::run(&args),
         Command::Rewrite(args) => rewrite::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::HashPassword(args) => hash_password::run(&args),
         Command::Token(cmd) => token::run(&cmd),
     }
 }
