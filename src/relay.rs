@@ -107,14 +107,11 @@ impl Relay {
             };
             self.deliver_one(&mut txn, first_id, outcome).await
         };
-        match reply {
-            Ok(reply) => {
-                self.upstream.release(txn.upstream).await;
-                reply
-            }
-            // The connection is broken: drop it, the client retries.
-            Err(reply) => reply,
+        // A broken connection is dropped, a healthy one goes back to the pool.
+        if reply.upstream_ok {
+            self.upstream.release(txn.upstream).await;
         }
+        reply.reply
     }
 
     fn rewrite(
@@ -138,18 +135,13 @@ impl Relay {
     }
 
     /// One upstream transaction (the mirrored one) for all recipients.
-    async fn deliver_one(
-        &self,
-        txn: &mut Transaction,
-        id: Uuid,
-        outcome: Outcome,
-    ) -> Result<Reply, Reply> {
+    async fn deliver_one(&self, txn: &mut Transaction, id: Uuid, outcome: Outcome) -> Delivery {
         let result = txn.upstream.data(&outcome.message, id).await;
         let reply = match result {
             Ok(reply) => reply,
             Err(e) => {
                 maillog::upstream_failed(id, &txn.route.id, &e);
-                return Err(Reply::upstream_unavailable(&e.to_string()));
+                return Delivery::broken(Reply::upstream_unavailable(&e.to_string()));
             }
         };
         for recipient in &txn.recipients {
@@ -162,7 +154,7 @@ impl Relay {
                 &outcome.report,
             );
         }
-        Ok(reply)
+        Delivery::ok(reply)
     }
 
     /// One upstream transaction per recipient, each copy with its own
@@ -172,9 +164,9 @@ impl Relay {
         txn: &mut Transaction,
         message: &[u8],
         first: (Uuid, Outcome),
-    ) -> Result<Reply, Reply> {
+    ) -> Delivery {
         if let Err(e) = txn.upstream.rset().await {
-            return Err(Reply::upstream_unavailable(&e.to_string()));
+            return Delivery::broken(Reply::upstream_unavailable(&e.to_string()));
         }
         let recipients = txn.recipients.clone();
         let mut accepted: Option<Reply> = None;
@@ -209,7 +201,7 @@ impl Relay {
                 }
                 Err(e) if accepted.is_none() => {
                     maillog::upstream_failed(id, &txn.route.id, &e);
-                    return Err(Reply::upstream_unavailable(&e.to_string()));
+                    return Delivery::broken(Reply::upstream_unavailable(&e.to_string()));
                 }
                 Err(e) => {
                     // Earlier copies went out: we own the message now.
@@ -221,22 +213,24 @@ impl Relay {
                     break_remaining(&recipients, recipient, &mut refused, &e.to_string());
                     let reply = accepted.unwrap_or_else(|| Reply::ok("Ok"));
                     self.send_dsn(txn, &refused, message).await;
-                    return Err(reply);
+                    return Delivery::broken(reply);
                 }
             }
         }
         let Some(reply) = accepted else {
             // Nothing went out: the client hears the first refusal as it is.
-            return Ok(refused
-                .into_iter()
-                .next()
-                .map(|(_, r)| r)
-                .unwrap_or_else(|| Reply::internal("no copy")));
+            return Delivery::ok(
+                refused
+                    .into_iter()
+                    .next()
+                    .map(|(_, r)| r)
+                    .unwrap_or_else(|| Reply::internal("no copy")),
+            );
         };
         if !refused.is_empty() {
             self.send_dsn(txn, &refused, message).await;
         }
-        Ok(reply)
+        Delivery::ok(reply)
     }
 
     async fn send_copy(
@@ -305,6 +299,28 @@ impl Relay {
         .into_bytes();
         field.extend_from_slice(&message);
         field
+    }
+}
+
+/// The client's reply, and whether the upstream connection can be reused.
+struct Delivery {
+    reply: Reply,
+    upstream_ok: bool,
+}
+
+impl Delivery {
+    fn ok(reply: Reply) -> Self {
+        Self {
+            reply,
+            upstream_ok: true,
+        }
+    }
+
+    fn broken(reply: Reply) -> Self {
+        Self {
+            reply,
+            upstream_ok: false,
+        }
     }
 }
 

@@ -235,3 +235,43 @@ fn extract<'a>(text: &'a str, prefix: &str) -> &'a str {
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
         .unwrap_or(rest.len())]
 }
+
+#[test]
+fn the_systemd_unit_verifies_and_is_hardened() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/trackrelay.service"),
+    )
+    .unwrap();
+    for key in [
+        "Type=notify",
+        "DynamicUser=yes",
+        "StateDirectory=trackrelay",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ] {
+        assert!(unit.contains(key), "{key} missing");
+    }
+    // systemd-analyze checks syntax and the commands; point them at our binary.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trackrelay.service");
+    std::fs::write(
+        &path,
+        unit.replace(
+            "/usr/local/bin/trackrelay",
+            env!("CARGO_BIN_EXE_trackrelay"),
+        ),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian package systemd)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let problems: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("trackrelay.service"))
+        .collect();
+    assert!(out.status.success() && problems.is_empty(), "{err}");
+}
