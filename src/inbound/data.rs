@@ -53,7 +53,7 @@ impl Session {
         let Pending::Relayed(txn) = *pending else {
             return Reply::internal("transaction lost");
         };
-        self.inbound.relay.deliver(txn, message).await
+        self.inbound.relay.deliver(*txn, message).await
     }
 
     /// The message, `None` when it is larger than allowed (it is read to

@@ -31,7 +31,7 @@ pub enum State {
 /// A transaction in progress.
 pub enum Pending {
     /// Mirrored to the upstream.
-    Relayed(Transaction),
+    Relayed(Box<Transaction>),
     /// The client may not relay: MAIL is accepted locally so that every
     /// RCPT can be refused with 5.7.1, and nothing reaches the upstream.
     Denied { sender: String },

@@ -97,7 +97,7 @@ impl Session {
             upstream,
             trace,
         };
-        self.state = State::Mail(Box::new(Pending::Relayed(txn)));
+        self.state = State::Mail(Box::new(Pending::Relayed(Box::new(txn))));
         reply
     }
 

@@ -20,7 +20,8 @@ const MAX_IDLE_AGE: Duration = Duration::from_secs(30);
 
 enum Client {
     Plain(SmtpClient<TcpStream>),
-    Tls(SmtpClient<TlsStream<TcpStream>>),
+    // Boxed: the TLS state is large and connections sit in the pool.
+    Tls(Box<SmtpClient<TlsStream<TcpStream>>>),
 }
 
 /// Runs the same call on either kind of client.
@@ -179,7 +180,7 @@ async fn start_tls(
         .await
         .map_err(|e| UpstreamError::Tls(e.to_string()))?;
     let ehlo = tls.ehlo(helo).await.map_err(|e| map_err(e, timeout))?;
-    Ok((Client::Tls(tls), ehlo))
+    Ok((Client::Tls(Box::new(tls)), ehlo))
 }
 
 fn map_err(e: SendError, timeout: Duration) -> UpstreamError {
