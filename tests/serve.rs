@@ -1,0 +1,160 @@
+//! The `trackrelay serve` process as an operator runs it: SIGHUP reloads the
+//! routes without a restart, SIGTERM lets a message being sent finish.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+use support::relay::{Client, config_text, html_message};
+
+struct Served {
+    child: Child,
+    smtp: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+const TRACKED: &str = "[[routes]]\nid = \"default\"\ntrack_opens = true\ntrack_clicks = true\n";
+const UNTRACKED: &str = "[[routes]]\nid = \"default\"\n";
+
+fn write_config(dir: &std::path::Path, routes: &str) -> std::path::PathBuf {
+    let upstream = format!("url = \"dir:{}\"", dir.join("outbox").display());
+    let path = dir.join("trackrelay.toml");
+    std::fs::write(&path, config_text(dir, "", &upstream, routes)).unwrap();
+    path
+}
+
+/// Starts the binary and reads its log until it says where SMTP listens.
+fn serve(routes: &str) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), routes);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trackrelay"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let smtp = loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("serve did not start");
+        if line.contains("smtp listening")
+            && let Some(addr) = line.split("addr=").nth(1)
+        {
+            break addr.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    Served { child, smtp, dir }
+}
+
+fn signal(child: &Child, name: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn outbox(dir: &std::path::Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir.join("outbox"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                .map(|e| std::fs::read_to_string(e.path()).unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn sighup_reloads_routes_without_a_restart() {
+    let mut served = serve(UNTRACKED);
+    let mut c = Client::connect(served.smtp).await;
+    let (_, reply) = c
+        .send("a@example.com", &["b@example.com"], &html_message(""))
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    assert!(
+        !outbox(served.dir.path())[0].contains("t.example.com"),
+        "untracked at first"
+    );
+
+    write_config(served.dir.path(), TRACKED);
+    signal(&served.child, "HUP");
+    // The reload is logged; give it a moment, then the same session sends again.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, reply) = c
+        .send("a@example.com", &["b@example.com"], &html_message(""))
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let tracked = outbox(served.dir.path())
+        .into_iter()
+        .filter(|m| m.contains("https://t.example.com/c/"))
+        .count();
+    assert_eq!(tracked, 1, "the second message is tracked after SIGHUP");
+
+    // A broken config is refused and the running routes stay.
+    std::fs::write(served.dir.path().join("trackrelay.toml"), "[smtp\n").unwrap();
+    signal(&served.child, "HUP");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, reply) = c
+        .send("a@example.com", &["b@example.com"], &html_message(""))
+        .await;
+    assert!(reply.starts_with("250"));
+    let tracked = outbox(served.dir.path())
+        .into_iter()
+        .filter(|m| m.contains("https://t.example.com/c/"))
+        .count();
+    assert_eq!(tracked, 2, "still tracked after a refused reload");
+    served.child.kill().unwrap();
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_message_being_sent_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut served = serve(TRACKED);
+    let mut s = tokio::net::TcpStream::connect(served.smtp).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    s.read(&mut buf).await.unwrap();
+    s.write_all(b"EHLO t.test\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
+        .await
+        .unwrap();
+    let mut got = String::new();
+    while !got.contains("354 ") {
+        let n = s.read(&mut buf).await.unwrap();
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // Half the message, then SIGTERM, then the rest.
+    s.write_all(
+        b"Subject: half\r\nContent-Type: text/html\r\n\r\n<a href=\"https://example.com/\">",
+    )
+    .await
+    .unwrap();
+    signal(&served.child, "TERM");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    s.write_all(b"x</a>\r\n.\r\n").await.unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    let reply = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(reply.starts_with("250"), "the message is finished: {reply}");
+    // Then the idle session is told to go away, and the process exits.
+    let n = s.read(&mut buf).await.unwrap_or(0);
+    assert!(n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("421"));
+    let status = tokio::task::spawn_blocking(move || served.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(outbox(served.dir.path()).len(), 1);
+}
