@@ -127,7 +127,8 @@ async fn sigterm_lets_the_message_being_sent_finish() {
     let mut served = serve(TRACKED);
     let mut s = tokio::net::TcpStream::connect(served.smtp).await.unwrap();
     let mut buf = vec![0u8; 4096];
-    s.read(&mut buf).await.unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"220"));
     s.write_all(b"EHLO t.test\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
         .await
         .unwrap();
