@@ -62,8 +62,8 @@ pub fn rewrite(
     let mut found = scan::scan(input, encoding, &want)?;
     if plan.pixel.is_some() {
         // No <body> (a fragment, or a body never closed): the pixel goes at
-        // the very end of the part.
-        let at = found.pixel_at.unwrap_or(input.len());
+        // the very end of the part, or before a tag left open there.
+        let at = found.pixel_at.unwrap_or_else(|| end_of_content(input));
         found.edits.push(scan::Edit {
             range: at..at,
             replacement: Replacement::Pixel,
@@ -101,6 +101,19 @@ pub fn rewrite(
         links,
         skipped: found.skipped,
     })
+}
+
+/// Where content can be appended: the end, unless the document ends
+/// inside an unterminated tag (`…<r`), which would swallow the pixel
+/// (found by fuzzing); then just before that tag.
+fn end_of_content(input: &[u8]) -> usize {
+    let last_open = input.iter().rposition(|&b| b == b'<');
+    let last_close = input.iter().rposition(|&b| b == b'>');
+    match (last_open, last_close) {
+        (Some(open), Some(close)) if open > close => open,
+        (Some(open), None) => open,
+        _ => input.len(),
+    }
 }
 
 /// The pixel's markup for a tracking URL: 1x1, no border, no layout.
@@ -157,6 +170,29 @@ mod tests {
         assert_eq!(text(&r), "<BODY class=a><PIXEL>\n<p>x</p></BODY>");
         let r = run("<p>fragment</p>\n", Some(PixelPosition::End), false);
         assert_eq!(text(&r), "<p>fragment</p>\n<PIXEL>");
+    }
+
+    #[test]
+    fn removing_our_attribute_never_glues_its_neighbours() {
+        // Found by fuzzing: the next attribute joined the unquoted href.
+        let r = run(
+            "<a href=https://x.test/ data-track=\"false\"title=t>x</a>",
+            None,
+            true,
+        );
+        assert_eq!(text(&r), "<a href=https://x.test/ title=t>x</a>");
+        let r = run(
+            "<a data-track=\"true\"href=https://x.test/>x</a>",
+            None,
+            true,
+        );
+        assert_eq!(text(&r), "<a href=T1>x</a>");
+    }
+
+    #[test]
+    fn pixel_never_lands_inside_an_unterminated_tag() {
+        let r = run("<p>x</p><r", Some(PixelPosition::End), false);
+        assert_eq!(text(&r), "<p>x</p><PIXEL><r");
     }
 
     #[test]

@@ -217,11 +217,20 @@ fn attribute_extent(
             end += 1;
         }
     }
+    let end = offset + end;
     let mut start = offset + name.start;
-    while start > 0 && input[start - 1].is_ascii_whitespace() {
-        start -= 1;
+    // Take the whitespace before it only when what follows still stands
+    // apart: `a="x"title=t` must not become `…/title=t` glued to an
+    // unquoted value or to the tag name (found by fuzzing).
+    let next_stands_apart = input
+        .get(end)
+        .is_none_or(|&b| b.is_ascii_whitespace() || b == b'>' || b == b'/');
+    if next_stands_apart {
+        while start > 0 && input[start - 1].is_ascii_whitespace() {
+            start -= 1;
+        }
     }
-    Some(start..offset + end)
+    Some(start..end)
 }
 
 /// Outlook conditional comments (`<!--[if mso]>…<![endif]-->`) hold VML
