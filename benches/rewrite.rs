@@ -143,11 +143,23 @@ struct Totals {
     failures: Vec<(PathBuf, String)>,
     /// (file, reasons) of messages with other skipped parts.
     other_skips: Vec<(PathBuf, String)>,
+    /// (seconds per call, file, bytes), slowest first.
+    slowest: Vec<(f64, PathBuf, usize)>,
 }
 
 fn totals(inputs: &[Input], req: &Request<'_>) -> Totals {
     let mut t = Totals::default();
     for input in inputs {
+        // Per-file time (3 calls, best), for the "slowest files" list only.
+        let per_call = (0..3)
+            .map(|_| {
+                let t0 = Instant::now();
+                black_box(rewrite::rewrite(black_box(&input.message), req));
+                t0.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min);
+        t.slowest
+            .push((per_call, input.path.clone(), input.message.len()));
         let report: Report = rewrite::rewrite(&input.message, req).report;
         t.links += report.links.len();
         t.pixels += report.pixels;
@@ -184,6 +196,8 @@ fn totals(inputs: &[Input], req: &Request<'_>) -> Totals {
                 .push((input.path.clone(), describe(&report.parts_skipped)));
         }
     }
+    t.slowest.sort_by(|a, b| b.0.total_cmp(&a.0));
+    t.slowest.truncate(5);
     t
 }
 
@@ -278,6 +292,16 @@ fn run_workload(
     for (path, why) in &t.other_skips {
         eprintln!(
             "    skip {}: {why}",
+            path.strip_prefix(&root).unwrap_or(path).display()
+        );
+    }
+    eprintln!("  slowest files (tracked, best of 3 calls):");
+    for (secs, path, len) in &t.slowest {
+        eprintln!(
+            "    {:>9.1} µs {:>8.1} MB/s {:>9} B  {}",
+            secs * 1e6,
+            *len as f64 / 1e6 / secs,
+            len,
             path.strip_prefix(&root).unwrap_or(path).display()
         );
     }

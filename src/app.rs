@@ -1,49 +1,227 @@
-//! Wires the process together: the listeners and background tasks, one
-//! shutdown signal for all, readiness and reload for systemd.
+//! Wires the process together: opens storage, starts each listener as a
+//! task, and on shutdown stops accepting, lets in-flight requests finish and
+//! flushes every queued write.
 //!
-//! `run` binds every listener first (so a port in use fails the start with
-//! a clear error), says READY, then serves until the shutdown token fires,
-//! and returns once every session has finished.
+//! Every long-running part (SMTP, tracking and API listeners) is a task in
+//! one `JoinSet` that ends when the one [`CancellationToken`] is cancelled;
+//! [`App::stop`] waits for all of them, SMTP sessions included, then
+//! flushes the write queue.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context;
+use hyper::Request;
+use hyper::body::Incoming;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::Api;
 use crate::config::Config;
-use crate::inbound::{self, Inbound};
+use crate::inbound::{self, Inbound, StartError};
+use crate::listener;
 use crate::relay::Relay;
+use crate::storage::{Storage, StorageError};
+use crate::tracking::Tracking;
+use crate::tracking::tls::{self, TlsError};
 
-/// A running instance: what `serve` and the tests hold on to.
+/// How long shutdown waits for queued writes to be committed.
+const FLUSH_LIMIT: Duration = Duration::from_secs(30);
+
+/// What stops the process from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("tracking.tls: {0}")]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Smtp(#[from] StartError),
+    #[error("{queued} queued writes could not be stored before exit (database failing)")]
+    Unflushed { queued: usize },
+    #[error("cannot listen on {addr} ({name}.listen): {source}")]
+    Bind {
+        name: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The running process: its listeners' addresses, storage and tasks.
+#[derive(Debug)]
 pub struct App {
-    pub relay: Arc<Relay>,
-    pub smtp_addr: std::net::SocketAddr,
-    tasks: tokio::task::JoinSet<()>,
+    smtp_addr: SocketAddr,
+    relay: Arc<Relay>,
+    tracking_addr: SocketAddr,
+    api_addr: SocketAddr,
+    storage: Storage,
+    tasks: Tasks,
+}
+
+/// The long-running tasks and the one signal that stops them all.
+#[derive(Debug)]
+struct Tasks {
+    set: JoinSet<()>,
+    shutdown: CancellationToken,
+}
+
+impl Tasks {
+    /// Binds `addr` (config key `{name}.listen`) and serves HTTP on it with
+    /// `handler` until shutdown; returns the bound address.
+    async fn listen<H, F>(
+        &mut self,
+        name: &'static str,
+        addr: SocketAddr,
+        tls: Option<TlsAcceptor>,
+        handler: H,
+    ) -> Result<SocketAddr, AppError>
+    where
+        H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = listener::Reply> + Send + 'static,
+    {
+        let socket = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind { name, addr, source })?;
+        let bound = socket.local_addr().unwrap_or(addr);
+        let shutdown = self.shutdown.clone();
+        self.set
+            .spawn(listener::serve(name, socket, tls, shutdown, handler));
+        Ok(bound)
+    }
+
+    /// Binds `smtp.listen` and serves SMTP sessions until shutdown.
+    async fn smtp(&mut self, relay: Arc<Relay>) -> Result<SocketAddr, AppError> {
+        let addr = relay.config.smtp.listen;
+        let inbound = Arc::new(Inbound::new(relay)?);
+        let socket = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind {
+                name: "smtp",
+                addr,
+                source,
+            })?;
+        let bound = socket.local_addr().unwrap_or(addr);
+        self.set
+            .spawn(inbound::serve(socket, inbound, self.shutdown.clone()));
+        Ok(bound)
+    }
 }
 
 impl App {
-    /// Binds the listeners and starts serving.
-    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<App> {
+    /// Opens storage and starts every listener (bound before this returns,
+    /// so a port 0 in the config gives a real port here). They run until
+    /// `shutdown` is cancelled; then [`App::wait`].
+    pub async fn start(config: Config, shutdown: CancellationToken) -> Result<App, AppError> {
+        let storage =
+            Storage::open_with_capacity(&config.storage_path, config.tracking.queue_capacity)?;
+        tracing::info!(path = %config.storage_path.display(), "storage open");
+        let mut tasks = Tasks {
+            set: JoinSet::new(),
+            shutdown,
+        };
+
+        let tracking = Arc::new(Tracking::new(&config, storage.clone()));
+        let tls = tls::acceptor(&config.tracking.tls)?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let tracking_addr = tasks
+            .listen("tracking", config.tracking.listen, tls, move |req, peer| {
+                tracking.clone().handle(req, peer)
+            })
+            .await?;
+        tracing::info!(
+            addr = %tracking_addr, scheme, base_url = %config.tracking.base_url,
+            "tracking listener started"
+        );
+
+        let api = Arc::new(Api::new(&config, storage.clone()));
+        let api_addr = tasks
+            .listen("api", config.api.listen, None, move |req, peer| {
+                api.clone().handle(req, peer)
+            })
+            .await?;
+        tracing::info!(addr = %api_addr, "api listener started");
+
         let config = Arc::new(config);
-        let relay = Arc::new(Relay::new(config.clone()));
-        let inbound = Arc::new(Inbound::new(relay.clone())?);
-        let smtp = TcpListener::bind(config.smtp.listen)
-            .await
-            .with_context(|| format!("smtp.listen: cannot listen on {}", config.smtp.listen))?;
-        let smtp_addr = smtp.local_addr()?;
+        let relay = Arc::new(Relay::new(config.clone(), storage.clone()));
+        let smtp_addr = tasks.smtp(relay.clone()).await?;
         tracing::info!(addr = %smtp_addr, upstream = %relay.upstream.describe(), "smtp listening");
-        let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(inbound::serve(smtp, inbound, shutdown.clone()));
+
         Ok(App {
-            relay,
             smtp_addr,
+            relay,
+            tracking_addr,
+            api_addr,
+            storage,
             tasks,
         })
     }
 
-    /// Waits until every task has stopped (after the shutdown token fired).
-    pub async fn wait(mut self) {
-        while self.tasks.join_next().await.is_some() {}
+    /// Where the SMTP server listens.
+    pub fn smtp_addr(&self) -> SocketAddr {
+        self.smtp_addr
+    }
+
+    /// The relay (routes can be replaced at run time).
+    pub fn relay(&self) -> &Arc<Relay> {
+        &self.relay
+    }
+
+    /// Where the tracking server listens.
+    pub fn tracking_addr(&self) -> SocketAddr {
+        self.tracking_addr
+    }
+
+    /// Where the API listens.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// The process's storage handle.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Cancels the shutdown token, then [`App::wait`]s.
+    pub async fn stop(self) -> bool {
+        self.tasks.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// After the shutdown token fired: waits for the listeners to stop
+    /// (in-flight requests finish), then flushes the write queue (at most
+    /// [`FLUSH_LIMIT`]). True when every queued write was stored.
+    pub async fn wait(mut self) -> bool {
+        tracing::info!("shutting down");
+        while self.tasks.set.join_next().await.is_some() {}
+        let flushed = self.storage.flush(FLUSH_LIMIT).await;
+        if flushed {
+            tracing::info!("every queued write stored");
+        } else {
+            tracing::error!(
+                queued = self.storage.queue_depth(),
+                "database still failing at shutdown; queued writes are lost"
+            );
+        }
+        flushed
+    }
+}
+
+/// Runs until `shutdown` resolves, then stops gracefully; an error when
+/// queued writes could not be stored in time.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+    let token = CancellationToken::new();
+    let app = App::start(config, token.clone()).await?;
+    shutdown.await;
+    token.cancel();
+    let storage = app.storage.clone();
+    if app.wait().await {
+        Ok(())
+    } else {
+        Err(AppError::Unflushed {
+            queued: storage.queue_depth(),
+        })
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod raw;
 pub mod routes;
+mod tracking;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -123,7 +124,24 @@ pub struct Tracking {
     pub base_url: Url,
     pub token_ttl: Duration,
     pub trusted_proxies: Vec<IpNet>,
+    /// How long a hit's response waits for its observation to be committed
+    /// before it is sent anyway (the observation stays queued).
+    pub commit_wait: Duration,
+    /// Observations that may wait for the database before new ones are
+    /// refused (counted and logged).
+    pub queue_capacity: usize,
     pub keys: KeyRing,
+    /// Certificates by SNI name; empty: the listener speaks plain HTTP.
+    pub tls: Vec<TrackingTls>,
+}
+
+/// A certificate chain and key (PEM files) served for one SNI name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackingTls {
+    /// Lower-cased DNS name the certificate is served for.
+    pub domain: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Clone)]
@@ -218,7 +236,10 @@ impl Config {
             base_url: p.base_url("tracking.base_url", &raw.tracking.base_url),
             token_ttl: p.days("tracking.token_ttl_days", raw.tracking.token_ttl_days),
             trusted_proxies: p.nets("tracking.trusted_proxies", &raw.tracking.trusted_proxies),
+            commit_wait: Duration::from_millis(raw.tracking.commit_wait_ms.into()),
+            queue_capacity: p.at_least_one("tracking.queue_capacity", raw.tracking.queue_capacity),
             keys: p.keys(&raw.tracking.keys),
+            tls: p.tracking_tls(&raw.tracking.tls),
         };
         let api = Api {
             listen: p.addr("api.listen", &raw.api.listen),

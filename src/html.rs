@@ -10,6 +10,8 @@
 pub mod links;
 mod scan;
 
+use std::ops::Range;
+
 use encoding_rs::Encoding;
 
 pub use links::SkipReason;
@@ -60,60 +62,89 @@ pub fn rewrite(
         unsubscribe: plan.unsubscribe,
     };
     let mut found = scan::scan(input, encoding, &want)?;
-    if plan.pixel.is_some() {
-        // No <body> (a fragment, or a body never closed): the pixel goes at
-        // the very end of the part, or before a tag left open there.
-        let at = found.pixel_at.unwrap_or_else(|| end_of_content(input));
-        found.edits.push(scan::Edit {
-            range: at..at,
-            replacement: Replacement::Pixel,
-        });
-    }
     found.edits.sort_by_key(|e| e.range.start);
-
-    let mut out = Vec::with_capacity(input.len() + found.edits.len() * 96 + 256);
+    // Sign every link once, in document order, before any bytes are built.
     let mut links = Vec::new();
-    let mut pixel = false;
-    let mut cursor = 0;
+    let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::with_capacity(found.edits.len());
     for edit in found.edits {
-        if edit.range.start < cursor {
+        let bytes = match edit.replacement {
+            Replacement::Remove => Vec::new(),
+            Replacement::Link(url) => {
+                let tracked = sign(&url).into_bytes();
+                links.push(url);
+                tracked
+            }
+        };
+        edits.push((edit.range, bytes));
+    }
+    let skipped = found.skipped;
+    let done = |(html, pixel): (Vec<u8>, bool), links| {
+        Ok(Rewritten {
+            html,
+            pixel,
+            links,
+            skipped,
+        })
+    };
+    let Some((markup, _)) = plan.pixel else {
+        return done((splice(input, &edits, None).0, false), links);
+    };
+    if let Some(at) = found.pixel_at {
+        return done((splice(input, &edits, Some((at, markup))).0, true), links);
+    }
+    // No <body> (a fragment, or a body never closed): the pixel goes at the
+    // end of the part. A document can end inside a tag or a quoted value
+    // (`<p title="a>b`), which would swallow it (found by fuzzing), so the
+    // place is checked by parsing the result; else before the last `<`;
+    // else no pixel rather than broken markup.
+    let candidates = [Some(input.len()), input.iter().rposition(|&b| b == b'<')];
+    for at in candidates.into_iter().flatten() {
+        let (html, offset) = splice(input, &edits, Some((at, markup)));
+        if offset.is_some_and(|o| scan::element_starts_at(&html, encoding, "img", o)) {
+            return done((html, true), links);
+        }
+    }
+    done((splice(input, &edits, None).0, false), links)
+}
+
+/// Applies sorted, non-overlapping edits and inserts the pixel `(position,
+/// markup)`; returns the bytes and where the pixel starts in them.
+fn splice(
+    input: &[u8],
+    edits: &[(Range<usize>, Vec<u8>)],
+    pixel: Option<(usize, &str)>,
+) -> (Vec<u8>, Option<usize>) {
+    let mut out = Vec::with_capacity(input.len() + edits.len() * 96 + 256);
+    let mut pixel_offset = None;
+    let mut cursor = 0;
+    let pixel_at = pixel.map(|(at, _)| at);
+    let mut edits = edits.iter().peekable();
+    loop {
+        // The pixel goes before an edit that starts at or after its place.
+        let next_edit = edits.peek().map(|(r, _)| r.start);
+        if let Some(at) = pixel_at
+            && pixel_offset.is_none()
+            && at >= cursor
+            && next_edit.is_none_or(|start| at <= start)
+        {
+            out.extend_from_slice(&input[cursor..at]);
+            pixel_offset = Some(out.len());
+            out.extend_from_slice(pixel.map_or("", |(_, m)| m).as_bytes());
+            cursor = at;
+        }
+        let Some((range, bytes)) = edits.next() else {
+            break;
+        };
+        if range.start < cursor {
             // Overlapping edits cannot come from one document; keep the first.
             continue;
         }
-        out.extend_from_slice(&input[cursor..edit.range.start]);
-        match edit.replacement {
-            Replacement::Remove => {}
-            Replacement::Link(url) => {
-                out.extend_from_slice(sign(&url).as_bytes());
-                links.push(url);
-            }
-            Replacement::Pixel => {
-                out.extend_from_slice(plan.pixel.map_or("", |(m, _)| m).as_bytes());
-                pixel = true;
-            }
-        }
-        cursor = edit.range.end;
+        out.extend_from_slice(&input[cursor..range.start]);
+        out.extend_from_slice(bytes);
+        cursor = range.end;
     }
     out.extend_from_slice(&input[cursor..]);
-    Ok(Rewritten {
-        html: out,
-        pixel,
-        links,
-        skipped: found.skipped,
-    })
-}
-
-/// Where content can be appended: the end, unless the document ends
-/// inside an unterminated tag (`…<r`), which would swallow the pixel
-/// (found by fuzzing); then just before that tag.
-fn end_of_content(input: &[u8]) -> usize {
-    let last_open = input.iter().rposition(|&b| b == b'<');
-    let last_close = input.iter().rposition(|&b| b == b'>');
-    match (last_open, last_close) {
-        (Some(open), Some(close)) if open > close => open,
-        (Some(open), None) => open,
-        _ => input.len(),
-    }
+    (out, pixel_offset)
 }
 
 /// The pixel's markup for a tracking URL: 1x1, no border, no layout.
@@ -131,7 +162,7 @@ mod tests {
 
     fn run(html: &str, pixel: Option<PixelPosition>, clicks: bool) -> Rewritten {
         let plan = Plan {
-            pixel: pixel.map(|p| ("<PIXEL>", p)),
+            pixel: pixel.map(|p| ("<img src=PIXEL>", p)),
             clicks,
             unsubscribe: &[],
         };
@@ -156,7 +187,7 @@ mod tests {
         );
         assert_eq!(
             text(&r),
-            "<html><body><p>x</p><!-- </body> --><PIXEL></body></html>"
+            "<html><body><p>x</p><!-- </body> --><img src=PIXEL></body></html>"
         );
     }
 
@@ -167,9 +198,9 @@ mod tests {
             Some(PixelPosition::Start),
             false,
         );
-        assert_eq!(text(&r), "<BODY class=a><PIXEL>\n<p>x</p></BODY>");
+        assert_eq!(text(&r), "<BODY class=a><img src=PIXEL>\n<p>x</p></BODY>");
         let r = run("<p>fragment</p>\n", Some(PixelPosition::End), false);
-        assert_eq!(text(&r), "<p>fragment</p>\n<PIXEL>");
+        assert_eq!(text(&r), "<p>fragment</p>\n<img src=PIXEL>");
     }
 
     #[test]
@@ -190,9 +221,21 @@ mod tests {
     }
 
     #[test]
-    fn pixel_never_lands_inside_an_unterminated_tag() {
-        let r = run("<p>x</p><r", Some(PixelPosition::End), false);
-        assert_eq!(text(&r), "<p>x</p><PIXEL><r");
+    fn pixel_never_lands_inside_an_unterminated_tag_or_value() {
+        let plan = Plan {
+            pixel: Some(("<img src=p>", PixelPosition::End)),
+            clicks: false,
+            unsubscribe: &[],
+        };
+        let run = |html: &str| {
+            rewrite(html.as_bytes(), encoding_rs::UTF_8, &plan, &mut |_| {
+                String::new()
+            })
+            .unwrap()
+        };
+        assert_eq!(text(&run("<p>x</p><r")), "<p>x</p><img src=p><r");
+        assert_eq!(text(&run("<p title=\"a>b")), "<img src=p><p title=\"a>b");
+        assert_eq!(text(&run("<p>ok</p>")), "<p>ok</p><img src=p>");
     }
 
     #[test]

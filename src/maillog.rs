@@ -27,19 +27,19 @@ pub fn relayed(
         tags = %report.tags.join(","),
         "relayed"
     );
-    crate::metrics_hook::relayed(route, reply.class());
+    crate::metrics::relayed(route, reply.class());
 }
 
 /// A per-recipient copy the upstream refused.
 pub fn refused(id: Uuid, route: &str, recipient: &str, reply: &Reply) {
     tracing::warn!(target: "maillog", %id, route, to = recipient, reply = %reply, "refused");
-    crate::metrics_hook::relayed(route, reply.class());
+    crate::metrics::relayed(route, reply.class());
 }
 
 /// The upstream broke off or could not be reached.
 pub fn upstream_failed(id: Uuid, route: &str, error: &UpstreamError) {
     tracing::warn!(target: "maillog", %id, route, error = %error, "upstream failed; client told 4xx");
-    crate::metrics_hook::relayed(route, "4xx");
+    crate::metrics::relayed(route, "4xx");
 }
 
 /// A DSN for refused copies, and what became of it.

@@ -49,6 +49,9 @@ pub enum PartSkip {
     /// The header block never ends (no empty line): there is no body to
     /// put anything in, and appending would write into the header.
     NoBody,
+    /// The re-encoded body would contain `--` and a boundary of the
+    /// message, which lax parsers take for a part break (found by fuzzing).
+    BoundaryCollision,
 }
 
 impl PartSkip {
@@ -59,6 +62,7 @@ impl PartSkip {
             Self::Undecodable => "undecodable",
             Self::Unparsable => "unparsable_html",
             Self::NoBody => "no_body",
+            Self::BoundaryCollision => "boundary_collision",
         }
     }
 }
@@ -74,6 +78,29 @@ pub fn html_parts(message: &Message<'_>) -> (Vec<HtmlPart>, Vec<PartSkip>) {
         walk(message, 0, &mut parts, &mut skips, 0);
     }
     (parts, skips)
+}
+
+/// Every multipart boundary of the message, as the delimiter `--boundary`.
+pub fn delimiters(message: &Message<'_>) -> Vec<Vec<u8>> {
+    message
+        .parts
+        .iter()
+        // Every part that names a boundary, multipart or not: a parser may
+        // disagree with mail-parser about which ones are multiparts.
+        .filter_map(|p| {
+            p.content_type()?
+                .attribute("boundary")
+                .map(|b| format!("--{b}").into_bytes())
+        })
+        .collect()
+}
+
+/// Whether `body` holds a delimiter anywhere (not only at a line start:
+/// some parsers look for it mid-line).
+pub fn collides(body: &[u8], delimiters: &[Vec<u8>]) -> bool {
+    delimiters
+        .iter()
+        .any(|d| memchr::memmem::find(body, d).is_some())
 }
 
 /// Deeper than this is not a real message (mail-parser has its own limit).

@@ -18,11 +18,14 @@ use crate::config::{Config, Envelope, Route, RouteSettings};
 use crate::maillog;
 use crate::rewrite::{self, Outcome, Request};
 use crate::smtp::Reply;
+use crate::storage::{RelayedCopy, Storage};
 use crate::upstream::{Connection, MailParams, Upstream};
 
 /// What the relay needs, shared by every session.
 pub struct Relay {
     pub config: Arc<Config>,
+    /// Where each relayed copy is recorded.
+    storage: Storage,
     /// Routes with their run-time settings; replaced on reload.
     routes: RwLock<Vec<Route>>,
     pub upstream: Upstream,
@@ -49,8 +52,16 @@ pub struct Trace {
     pub protocol: &'static str,
 }
 
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("upstream", &self.upstream.describe())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Relay {
-    pub fn new(config: Arc<Config>) -> Self {
+    pub fn new(config: Arc<Config>, storage: Storage) -> Self {
         let upstream = Upstream::new(
             config.upstream.clone(),
             config.limits.clone(),
@@ -59,6 +70,7 @@ impl Relay {
         Self {
             routes: RwLock::new(config.routes.clone()),
             config,
+            storage,
             upstream,
         }
     }
@@ -154,6 +166,7 @@ impl Relay {
                 &outcome.report,
             );
         }
+        self.record(id, txn, &txn.recipients, &outcome, &reply);
         Delivery::ok(reply)
     }
 
@@ -193,10 +206,12 @@ impl Relay {
                         &reply,
                         &outcome.report,
                     );
+                    self.record(id, txn, std::slice::from_ref(recipient), &outcome, &reply);
                     accepted.get_or_insert(reply);
                 }
                 Ok(reply) => {
                     maillog::refused(id, &txn.route.id, recipient, &reply);
+                    self.record(id, txn, std::slice::from_ref(recipient), &outcome, &reply);
                     refused.push((recipient.clone(), reply));
                 }
                 Err(e) if accepted.is_none() => {
@@ -299,6 +314,45 @@ impl Relay {
         .into_bytes();
         field.extend_from_slice(&message);
         field
+    }
+}
+
+impl Relay {
+    /// Records a copy the upstream answered, without holding up the client:
+    /// the writer commits it with the next batch.
+    fn record(
+        &self,
+        id: Uuid,
+        txn: &Transaction,
+        recipients: &[String],
+        outcome: &Outcome,
+        reply: &Reply,
+    ) {
+        let report = &outcome.report;
+        let copy = RelayedCopy {
+            id,
+            route: txn.route.id.clone(),
+            sender: txn.sender.clone(),
+            recipients: recipients.to_vec(),
+            recipient_id: report.recipient_id.clone(),
+            message_id_header: report.message_id_header.clone(),
+            tags: report.tags.clone(),
+            links: report.links.clone(),
+            relayed_at_ms: jiff::Timestamp::now().as_millisecond(),
+            upstream_reply: reply.to_string(),
+            status: if reply.is_positive() {
+                "relayed"
+            } else {
+                "failed"
+            }
+            .to_owned(),
+        };
+        let storage = self.storage.clone();
+        tokio::spawn(async move {
+            if let Err(e) = storage.record_relayed(copy).await {
+                tracing::error!(%id, error = %e, "relayed copy not recorded");
+            }
+        });
     }
 }
 

@@ -12,12 +12,14 @@ pub mod overrides;
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mail_parser::{HeaderName, MessageParser};
 use url::Url;
 use uuid::Uuid;
 
 use crate::config::RouteSettings;
-use crate::html::{self, Plan, SkipReason};
+use crate::html::{self, Plan};
 use crate::mime::charset::{self, Charset};
 use crate::mime::transfer::{self, TransferEncoding};
 use crate::mime::{self, HtmlPart, PartSkip, Splice};
@@ -53,9 +55,17 @@ pub struct Report {
     /// Why nothing was tracked although the route asked for it.
     pub untracked_reason: Option<&'static str>,
     pub tags: Vec<String>,
+    /// The Message-ID header field's value, for the database and logs.
+    pub message_id_header: Option<String>,
+    /// The opaque recipient id the tokens carry (base64url), if any.
+    pub recipient_id: Option<String>,
     pub html_parts: usize,
     pub parts_rewritten: usize,
     pub pixels: usize,
+    /// Parts with opens tracked but no place where a pixel would be an
+    /// image of its own (a document ending inside a tag or an unclosed
+    /// `<title>`): left without one rather than with broken markup.
+    pub parts_without_pixel: usize,
     /// Tracked destinations; the position is the link index in tokens.
     pub links: Vec<String>,
     pub links_skipped: BTreeMap<&'static str, usize>,
@@ -97,6 +107,12 @@ fn rewrite_inner(raw: &[u8], req: &Request<'_>) -> Outcome {
     }
     report.tags = o.tags;
     report.ignored_headers = o.ignored;
+    report.message_id_header = message.parts[0]
+        .headers
+        .iter()
+        .find(|h| h.name.as_str().eq_ignore_ascii_case("message-id"))
+        .and_then(|h| h.value.as_text())
+        .map(|v| v.trim().to_owned());
     report.track_opens = o.track_opens.unwrap_or(req.settings.track_opens);
     report.track_clicks = o.track_clicks.unwrap_or(req.settings.track_clicks);
     let dkim_signed = message.parts[0]
@@ -113,15 +129,19 @@ fn rewrite_inner(raw: &[u8], req: &Request<'_>) -> Outcome {
         report.track_clicks = false;
     }
     if report.track_opens || report.track_clicks {
-        let unsubscribe = list_unsubscribe_urls(raw, &message);
+        let facts = MessageFacts {
+            unsubscribe: list_unsubscribe_urls(raw, &message),
+            delimiters: mime::delimiters(&message),
+        };
         let (parts, skips) = mime::html_parts(&message);
         report.html_parts = parts.len() + skips.len();
         for skip in skips {
             *report.parts_skipped.entry(skip.as_str()).or_default() += 1;
         }
         let mut signer = Signer::new(req);
+        report.recipient_id = signer.recipient_id.map(|id| URL_SAFE_NO_PAD.encode(id));
         for part in &parts {
-            match rewrite_part(raw, part, req, &mut signer, &unsubscribe, &mut report) {
+            match rewrite_part(raw, part, req, &mut signer, &facts, &mut report) {
                 Ok(edits) => edits.into_iter().for_each(|(r, b)| splice.replace(r, b)),
                 Err(skip) => *report.parts_skipped.entry(skip.as_str()).or_default() += 1,
             }
@@ -211,7 +231,7 @@ fn rewrite_part(
     part: &HtmlPart,
     req: &Request<'_>,
     signer: &mut Signer<'_>,
-    unsubscribe: &[String],
+    facts: &MessageFacts,
     report: &mut Report,
 ) -> Result<Edits, PartSkip> {
     let encoded = &raw[part.body.clone()];
@@ -222,8 +242,9 @@ fn rewrite_part(
     let plan = Plan {
         pixel: pixel.as_ref().map(|(m, p)| (m.as_str(), *p)),
         clicks: report.track_clicks,
-        unsubscribe,
+        unsubscribe: &facts.unsubscribe,
     };
+    let links_before = signer.links.len();
     let mut sign = |url: &str| signer.click_url(url);
     let rewritten = match part.charset {
         Charset::AsciiCompatible(enc) => {
@@ -240,21 +261,37 @@ fn rewrite_part(
             r
         }
     };
-    report.parts_rewritten += 1;
-    report.pixels += usize::from(rewritten.pixel);
-    for skip in &rewritten.skipped {
-        *report.links_skipped.entry(skip_name(*skip)).or_default() += 1;
+    let (edits, reencoded) = encode_part(raw, part, &rewritten.html);
+    if edits
+        .iter()
+        .any(|(_, body)| mime::collides(body, &facts.delimiters))
+    {
+        // This part's links are not in the message after all.
+        signer.links.truncate(links_before);
+        return Err(PartSkip::BoundaryCollision);
     }
-    Ok(encode_part(raw, part, &rewritten.html, report))
+    report.parts_rewritten += 1;
+    report.reencoded_parts += usize::from(reencoded);
+    report.pixels += usize::from(rewritten.pixel);
+    report.parts_without_pixel += usize::from(report.track_opens && !rewritten.pixel);
+    for skip in &rewritten.skipped {
+        *report.links_skipped.entry(skip.as_str()).or_default() += 1;
+    }
+    Ok(edits)
 }
 
-fn skip_name(reason: SkipReason) -> &'static str {
-    reason.as_str()
+/// What every part of one message is checked against.
+struct MessageFacts {
+    /// URLs of the List-Unsubscribe header: never tracked.
+    unsubscribe: Vec<String>,
+    /// `--boundary` of every multipart: a rewritten body must not hold one.
+    delimiters: Vec<Vec<u8>>,
 }
 
 /// Re-applies the part's transfer encoding; an identity part whose lines
-/// would pass 998 octets becomes quoted-printable and its header says so.
-fn encode_part(raw: &[u8], part: &HtmlPart, html: &[u8], report: &mut Report) -> Edits {
+/// would pass 998 octets becomes quoted-printable (the second value says
+/// so) and its header is updated.
+fn encode_part(raw: &[u8], part: &HtmlPart, html: &[u8]) -> (Edits, bool) {
     let newline = transfer::newline_of(raw);
     let encoded = &raw[part.body.clone()];
     let final_newline = encoded.ends_with(b"\n");
@@ -263,7 +300,6 @@ fn encode_part(raw: &[u8], part: &HtmlPart, html: &[u8], report: &mut Report) ->
         && transfer::max_line_len(html) > transfer::MAX_LINE_LEN
     {
         transfer = TransferEncoding::QuotedPrintable;
-        report.reencoded_parts += 1;
     }
     let mut edits = Vec::new();
     let header_outdated = transfer != part.transfer || !part.transfer_header_canonical;
@@ -279,7 +315,7 @@ fn encode_part(raw: &[u8], part: &HtmlPart, html: &[u8], report: &mut Report) ->
         part.body.clone(),
         transfer.encode(html, newline, final_newline),
     ));
-    edits
+    (edits, transfer != part.transfer)
 }
 
 /// URLs named in List-Unsubscribe (RFC 2369: `<url>, <url>`), which must

@@ -3,7 +3,8 @@
 //! no panic; the output parses to the same MIME tree; every part other than
 //! rewritten HTML is byte-identical; the HTML's text is unchanged; every
 //! http(s) link is rewritten or skipped by a rule; every token verifies back
-//! to a URL of the original; one pixel per rewritten part; no new line over
+//! to a URL of the original; at most one pixel per rewritten part, always
+//! as an element (none where the document has no place for one); no new line over
 //! 998 octets; with tracking off the output is the input.
 
 mod support;
@@ -24,6 +25,7 @@ struct Counts {
     messages: usize,
     parts_rewritten: usize,
     pixels: usize,
+    without_pixel: usize,
     links: usize,
     links_skipped: BTreeMap<&'static str, usize>,
     parts_skipped: BTreeMap<&'static str, usize>,
@@ -36,6 +38,7 @@ impl Counts {
         self.messages += 1;
         self.parts_rewritten += r.parts_rewritten;
         self.pixels += r.pixels;
+        self.without_pixel += r.parts_without_pixel;
         self.links += r.links.len();
         self.reencoded += r.reencoded_parts;
         for (k, v) in &r.links_skipped {
@@ -89,7 +92,13 @@ fn every_corpus_html_body_survives_rewriting_lf_and_crlf() {
         "{}",
         summary(&counts)
     );
-    assert_eq!(counts.pixels, counts.messages);
+    // Every body got its pixel, unless no place in it renders one.
+    assert_eq!(counts.pixels + counts.without_pixel, counts.messages);
+    assert!(
+        counts.without_pixel * 50 < counts.messages,
+        "{}",
+        summary(&counts)
+    );
 }
 
 fn summary(c: &Counts) -> String {
@@ -175,12 +184,11 @@ fn check_message(name: &str, raw: &[u8], counts: &mut Counts) {
             );
         }
         let opens = tracking_tokens(html_b, "o");
-        assert_eq!(opens.len(), 1, "{what}: one pixel per rewritten part");
-        // In broken HTML (an unclosed <title>) the pixel can land in text.
-        let pixel = trackrelay::html::pixel_markup(&format!("{BASE}/o/{}", opens[0]));
+        assert!(opens.len() <= 1, "{what}: one pixel per rewritten part");
+        // The pixel is markup, never text (not even in an unclosed <title>).
         assert_eq!(
             text_of(html_a),
-            text_of(html_b).replace(&pixel, ""),
+            text_of(html_b),
             "{what}: the HTML's text changed"
         );
         open_tokens += opens.len();

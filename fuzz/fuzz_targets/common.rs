@@ -55,3 +55,4 @@ pub fn assert_bytes_eq(got: &[u8], want: &[u8], what: &str) {
         ctx(want)
     );
 }
+

@@ -6,22 +6,34 @@
 //! 1. A plan that tracks nothing (no pixel, no clicks) returns the input
 //!    byte for byte, never calls the signer, and reports nothing.
 //! 2. Pixel only (at the end, then at the start): the output is the input
-//!    with the pixel markup inserted at exactly one place, which is before a
-//!    `</body` end tag or the end of the input (End), or right after a
-//!    start tag's `>` with `<body` before it, or the end of the input (Start);
-//!    `pixel` is reported.
+//!    with the pixel markup inserted at exactly one place: right before an
+//!    end tag `</…` (End: `</body>`, or whatever end tag closes the body for
+//!    lol_html, e.g. `</html>`), or right after a start tag's `>` with
+//!    `<body` before it (Start), or, without a body, at the end of the input
+//!    or just before a tag left open there; `pixel` is reported.
 //! 3. Clicks and pixel: the signer is called once per reported link, in
 //!    order; each tracked destination is an http(s) URL with a host, at most
 //!    `token::MAX_URL_LEN` long, without tab/CR/LF, and never the
 //!    List-Unsubscribe URL; the signer's results appear in the output in
 //!    document order, and the pixel is there.
+//! 4. With clicks and pixel, lol_html sees the same elements in the output
+//!    as in the input, with the same attributes in the same order and the
+//!    same values, except: the pixel `<img>` is new, `data-track="true|false"`
+//!    is gone from links, and a link's `href` may have become a signer result.
+//!    (Elements inside comments are not compared.)
+//!
+//! The regressions in `regressions/html_rewrite/` are inputs that broke
+//! these invariants before they were fixed (see README.md).
 
 #![no_main]
 
 #[path = "common.rs"]
 mod common;
 
+use std::cell::RefCell;
+
 use libfuzzer_sys::fuzz_target;
+use lol_html::{HtmlRewriter, Settings, element};
 use trackrelay::html::{self, PixelPosition, Plan};
 use trackrelay::token::MAX_URL_LEN;
 use url::Url;
@@ -64,9 +76,12 @@ fuzz_target!(|data: &[u8]| {
             let places = insertion_points(data, &r.html, PIXEL.as_bytes());
             assert!(!places.is_empty(), "output is not the input plus one pixel ({position:?})");
             let valid = |p: usize| {
-                p == data.len()
+                p == end_of_content(data)
                     || match position {
-                        PixelPosition::End => data[p..].len() >= 6 && data[p..p + 6].eq_ignore_ascii_case(b"</body"),
+                        // Before `</body>`, or before the end tag that closes
+                        // the body implicitly in lol_html (`</html>`, or a
+                        // mis-nested one): always right before some `</`.
+                        PixelPosition::End => data[p..].starts_with(b"</"),
                         PixelPosition::Start => p > 0 && data[p - 1] == b'>' && contains_ci(&data[..p], b"<body"),
                     }
             };
@@ -103,6 +118,7 @@ fuzz_target!(|data: &[u8]| {
                 "tracked URL {url:?} is not http(s) with a host"
             );
         }
+        check_elements(data, &r.html);
         if !contains(data, b"\x02L") {
             let mut from = 0;
             for i in 0..r.links.len() {
@@ -118,6 +134,85 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+type Element = (String, Vec<(String, String)>);
+
+/// Every element lol_html reports, with its attributes, in document order.
+fn elements(html: &[u8]) -> Option<Vec<Element>> {
+    let found = RefCell::new(Vec::new());
+    {
+        let settings = Settings::new().append_element_content_handler(element!("*", |el| {
+            let attrs = el.attributes().iter().map(|a| (a.name(), a.value())).collect();
+            found.borrow_mut().push((el.tag_name(), attrs));
+            Ok(())
+        }));
+        let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
+        rewriter.write(html).ok()?;
+        rewriter.end().ok()?;
+    }
+    Some(found.into_inner())
+}
+
+fn check_elements(input: &[u8], output: &[u8]) {
+    if contains(input, "\u{1}PIXEL\u{1}".as_bytes()) {
+        // The fuzzer copies our markers into inputs; then the pixel cannot be told apart.
+        return;
+    }
+    let Some(want) = elements(input) else {
+        return;
+    };
+    let got = elements(output).expect("lol_html parses the input but not the rewritten document");
+    let is_pixel = |(tag, attrs): &Element| tag == "img" && attrs.iter().any(|(n, v)| n == "src" && v.contains("\u{1}PIXEL\u{1}"));
+    if !got.iter().any(is_pixel) {
+        // The pixel went into raw text (an unclosed <style>, <title>,
+        // <textarea>, <script>…), where it is text, not an element.
+        assert!(
+            contains_raw_text_element(&want),
+            "the pixel is not an element of its own in the output, and no raw-text element explains it"
+        );
+        return;
+    }
+    let got: Vec<Element> = got.into_iter().filter(|e| !is_pixel(e)).collect();
+    assert_eq!(got.len(), want.len(), "rewriting changed the number of elements");
+    for (i, ((got_tag, got_attrs), (tag, attrs))) in got.iter().zip(&want).enumerate() {
+        assert_eq!(got_tag, tag, "element {i}: tag name changed");
+        let is_link = (tag == "a" || tag == "area") && attrs.iter().any(|(n, _)| n == "href");
+        let expected: Vec<&(String, String)> = attrs
+            .iter()
+            .filter(|(n, v)| {
+                !(is_link
+                    && n == "data-track"
+                    && (v.trim().eq_ignore_ascii_case("true") || v.trim().eq_ignore_ascii_case("false")))
+            })
+            .collect();
+        let got_names: Vec<&str> = got_attrs.iter().map(|(n, _)| n.as_str()).collect();
+        let want_names: Vec<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(got_names, want_names, "element {i} <{tag}>: attributes changed");
+        for ((name, got_value), (_, value)) in got_attrs.iter().zip(expected) {
+            assert!(
+                got_value == value || (is_link && name == "href" && got_value.starts_with('\u{2}')),
+                "element {i} <{tag}>: attribute {name} changed from {value:?} to {got_value:?}"
+            );
+        }
+    }
+}
+
+/// Whether the document has an element whose content lol_html reads as
+/// text (or, for `plaintext`, everything after it).
+fn contains_raw_text_element(elements: &[Element]) -> bool {
+    const RAW: [&str; 9] = ["style", "script", "title", "textarea", "xmp", "iframe", "noembed", "noframes", "plaintext"];
+    elements.iter().any(|(tag, _)| RAW.contains(&tag.as_str()))
+}
+
+/// Where `html::rewrite` promises the pixel when there is no `<body>`: the
+/// end, or just before a tag the document leaves open there (`…<r`).
+fn end_of_content(input: &[u8]) -> usize {
+    match (input.iter().rposition(|&b| b == b'<'), input.iter().rposition(|&b| b == b'>')) {
+        (Some(open), Some(close)) if open > close => open,
+        (Some(open), None) => open,
+        _ => input.len(),
+    }
+}
 
 fn marker(i: usize) -> String {
     format!("\u{2}L{i}\u{2}")

@@ -23,6 +23,14 @@
 //!    there is an open token when a pixel was inserted.
 //! 5. A rewritten HTML part (one holding our tokens) has no line over 998
 //!    octets in the output.
+//! 6. Only HTML bodies change: the output re-parses into as many MIME parts
+//!    as the input (minus its `X-LM-*` fields) with the same header fields
+//!    (name and raw value; `Content-Transfer-Encoding` excepted, as a part
+//!    may be re-encoded) and the same bytes in every leaf part that is not a
+//!    rewritten HTML part.
+//!
+//! The regressions in `regressions/rewrite_message/` are inputs that broke
+//! these invariants before they were fixed (see README.md).
 
 #![no_main]
 
@@ -173,6 +181,73 @@ fn check_outcome(f: &Fixture, data: &[u8], stripped: &[u8], out: &Outcome) {
         return;
     }
     check_tokens(f, out);
+    check_shape(stripped, &out.message);
+}
+
+/// What must survive a rewrite: per MIME part, its header fields (name,
+/// raw value) but `Content-Transfer-Encoding`, and its body unless it is a
+/// container or an HTML part that may be rewritten.
+#[derive(Debug, PartialEq)]
+struct PartShape {
+    headers: Vec<(String, Vec<u8>)>,
+    body: Option<Vec<u8>>,
+}
+
+fn shape(raw: &[u8]) -> Option<Vec<PartShape>> {
+    let message = rewrite::parser().parse(raw)?;
+    let (html, _) = mime::html_parts(&message);
+    let slice = |a: u32, b: u32| raw.get(a as usize..(b as usize).max(a as usize)).unwrap_or(b"<out of range>").to_vec();
+    let shapes = message
+        .parts
+        .iter()
+        .map(|part| {
+            let headers = part
+                .headers
+                .iter()
+                .filter(|h| !h.name.as_str().eq_ignore_ascii_case("content-transfer-encoding"))
+                .map(|h| (h.name.as_str().to_ascii_lowercase(), slice(h.offset_start, h.offset_end)))
+                .collect();
+            let range = part.offset_body as usize..(part.offset_end as usize).max(part.offset_body as usize);
+            let body = match part.body {
+                mail_parser::PartType::Multipart(_) => None,
+                _ if html.iter().any(|h| h.body == range) => None,
+                _ => Some(slice(part.offset_body, part.offset_end)),
+            };
+            PartShape { headers, body }
+        })
+        .collect();
+    Some(shapes)
+}
+
+fn check_shape(stripped: &[u8], output: &[u8]) {
+    let Some(want) = shape(stripped) else {
+        return;
+    };
+    let got = shape(output).expect("the input parses but the rewritten message does not");
+    assert_eq!(got.len(), want.len(), "the rewritten message has a different number of MIME parts");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let show = |b: &[u8]| b.escape_ascii().to_string();
+        assert_eq!(
+            g.headers.len(),
+            w.headers.len(),
+            "part {i}: header fields differ: got {:?}, want {:?}",
+            g.headers.iter().map(|(n, v)| format!("{n}: {}", show(v))).collect::<Vec<_>>(),
+            w.headers.iter().map(|(n, v)| format!("{n}: {}", show(v))).collect::<Vec<_>>()
+        );
+        for ((gn, gv), (wn, wv)) in g.headers.iter().zip(&w.headers) {
+            assert!(
+                gn == wn && gv == wv,
+                "part {i}: header field changed: got {gn}: {}, want {wn}: {}",
+                show(gv),
+                show(wv)
+            );
+        }
+        match (&g.body, &w.body) {
+            (Some(gb), Some(wb)) => assert_bytes_eq(gb, wb, &format!("part {i} (not a rewritten HTML part) body")),
+            (None, None) => {}
+            _ => panic!("part {i}: is an HTML part in one message but not in the other"),
+        }
+    }
 }
 
 /// The token text after every `<base>/c/` and `<base>/o/` in `view`

@@ -1,5 +1,7 @@
-//! `trackrelay serve`: run the relay until SIGTERM or SIGINT (graceful:
-//! open sessions finish), reload routes on SIGHUP, tell systemd when ready.
+//! `trackrelay serve`: run everything (SMTP relay, tracking server, API)
+//! until SIGTERM or SIGINT, then shut down gracefully: stop accepting,
+//! finish open sessions and in-flight requests, store every queued write.
+//! SIGHUP re-reads the routes; systemd hears READY and STOPPING.
 
 use std::process::ExitCode;
 
@@ -22,11 +24,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(config, args.config.config.clone()))?;
-    Ok(ExitCode::SUCCESS)
+    runtime.block_on(serve(config, args.config.config.clone()))
 }
 
-async fn serve(config: Config, path: std::path::PathBuf) -> anyhow::Result<()> {
+async fn serve(config: Config, path: std::path::PathBuf) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let app = App::start(config, shutdown.clone()).await?;
     // Not under systemd (no NOTIFY_SOCKET) this does nothing.
@@ -36,17 +37,23 @@ async fn serve(config: Config, path: std::path::PathBuf) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = term.recv() => { tracing::info!("SIGTERM received"); break }
+            _ = int.recv() => { tracing::info!("SIGINT received"); break }
             _ = hup.recv() => reload(&app, &path),
         }
     }
-    tracing::info!("shutting down: finishing open sessions");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     shutdown.cancel();
-    app.wait().await;
-    tracing::info!("stopped");
-    Ok(())
+    let queued = app.storage().clone();
+    if app.wait().await {
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        anyhow::bail!(
+            "{} queued writes could not be stored before exit (database failing)",
+            queued.queue_depth()
+        )
+    }
 }
 
 /// SIGHUP: re-read the config and apply its routes. Other keys need a
@@ -54,7 +61,7 @@ async fn serve(config: Config, path: std::path::PathBuf) -> anyhow::Result<()> {
 fn reload(app: &App, path: &std::path::Path) {
     match Config::load(path) {
         Ok(config) => {
-            app.relay.set_routes(config.routes);
+            app.relay().set_routes(config.routes);
             tracing::info!(config = %path.display(), "routes reloaded");
         }
         Err(problems) => tracing::error!("reload refused, keeping the running routes: {problems}"),

@@ -98,7 +98,10 @@ pub struct RawTracking {
     pub base_url: String,
     pub token_ttl_days: u32,
     pub trusted_proxies: Vec<String>,
+    pub commit_wait_ms: u32,
+    pub queue_capacity: u32,
     pub keys: Vec<RawKey>,
+    pub tls: Vec<RawTrackingTls>,
 }
 
 impl Default for RawTracking {
@@ -108,9 +111,21 @@ impl Default for RawTracking {
             base_url: "http://127.0.0.1:8080".into(),
             token_ttl_days: 30,
             trusted_proxies: vec!["127.0.0.1/32".into(), "::1/128".into()],
+            commit_wait_ms: 20,
+            queue_capacity: 100_000,
             keys: Vec::new(),
+            tls: Vec::new(),
         }
     }
+}
+
+/// A certificate of the tracking listener, chosen by SNI.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrackingTls {
+    pub domain: String,
+    pub cert: String,
+    pub key: String,
 }
 
 #[derive(Debug, Deserialize)]

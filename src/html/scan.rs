@@ -30,8 +30,6 @@ pub enum Replacement {
     Remove,
     /// The tracking URL for this destination (signed by the caller).
     Link(String),
-    /// The open pixel.
-    Pixel,
 }
 
 /// What the scan found.
@@ -89,11 +87,17 @@ pub fn scan(
                 .append_element_content_handler(element!("a[href], area[href]", |el| {
                     on_link(&mut state.borrow_mut(), el, 0);
                     Ok(())
-                }))
-                .append_document_content_handler(doc_comments!(|c| {
+                }));
+            // Comments cost the tokenizer; look at them only when there
+            // is an Outlook conditional comment to look into.
+            let conditional = memchr::memmem::find(input, b"[if").is_some()
+                || memchr::memmem::find(input, b"[IF").is_some();
+            if conditional {
+                settings = settings.append_document_content_handler(doc_comments!(|c| {
                     on_comment(&mut state.borrow_mut(), c, encoding)?;
                     Ok(())
                 }));
+            }
         }
         if let Some(position) = want.pixel {
             settings = settings.append_element_content_handler(element!("body", move |el| {
@@ -134,6 +138,29 @@ fn on_body(
             }
         }
     }
+}
+
+/// Whether an element named `tag` starts at byte `offset` of `html` as an
+/// HTML parser reads it (used to check where a fallback pixel landed).
+pub fn element_starts_at(
+    html: &[u8],
+    encoding: &'static Encoding,
+    tag: &str,
+    offset: usize,
+) -> bool {
+    let Some(encoding) = AsciiCompatibleEncoding::new(encoding) else {
+        return false;
+    };
+    let found = Cell::new(false);
+    let settings = Settings::new()
+        .with_encoding(encoding)
+        .append_element_content_handler(element!(tag, |el| {
+            if el.source_location().bytes().start == offset {
+                found.set(true);
+            }
+            Ok(())
+        }));
+    run(html, settings).is_ok() && found.get()
 }
 
 /// Feeds the input through lol_html, discarding its output.
@@ -222,9 +249,10 @@ fn attribute_extent(
     // Take the whitespace before it only when what follows still stands
     // apart: `a="x"title=t` must not become `…/title=t` glued to an
     // unquoted value or to the tag name (found by fuzzing).
+    // `/` is not enough: `href=x/ data-track="false"/>` would end `x//>`.
     let next_stands_apart = input
         .get(end)
-        .is_none_or(|&b| b.is_ascii_whitespace() || b == b'>' || b == b'/');
+        .is_none_or(|&b| b.is_ascii_whitespace() || b == b'>');
     if next_stands_apart {
         while start > 0 && input[start - 1].is_ascii_whitespace() {
             start -= 1;

@@ -107,11 +107,14 @@ fn memchr_lf(bytes: &[u8]) -> Option<usize> {
 
 /// Length of the longest line, without its line ending.
 pub fn max_line_len(bytes: &[u8]) -> usize {
-    bytes
-        .split(|&b| b == b'\n')
-        .map(|line| line.strip_suffix(b"\r").unwrap_or(line).len())
-        .max()
-        .unwrap_or(0)
+    let mut longest = 0;
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len())) {
+        let line = &bytes[start..end];
+        longest = longest.max(line.strip_suffix(b"\r").unwrap_or(line).len());
+        start = end + 1;
+    }
+    longest
 }
 
 /// Decodes quoted-printable (RFC 2045 §6.7) leniently: soft breaks joined,
@@ -173,8 +176,8 @@ fn hex(b: &u8) -> Option<u8> {
 /// Encodes text as quoted-printable: hard line breaks stay line breaks,
 /// each with the ending it had (CRLF or LF), soft breaks use `newline`;
 /// lines are wrapped at 76 characters with soft breaks,
-/// escapes are never split, and a leading `.` or `From ` is escaped so no
-/// transport can mangle it.
+/// escapes are never split, and a leading `.`, `-` or `From ` is escaped so
+/// no transport can mangle it and no line can look like a MIME boundary.
 pub fn encode_qp(content: &[u8], newline: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() + content.len() / 8);
     for line in content.split_inclusive(|&b| b == b'\n') {
@@ -194,7 +197,9 @@ fn encode_qp_line(text: &[u8], newline: &[u8], out: &mut Vec<u8>) {
         let literal = match b {
             b'=' => false,
             b' ' | b'\t' => !last,
-            b'.' => !at_line_start,
+            // A line starting with `-` could read as a MIME boundary
+            // (`--b`) once soft breaks are added (found by fuzzing).
+            b'.' | b'-' => !at_line_start,
             b'F' => !(at_line_start && text[i..].starts_with(b"From ")),
             33..=126 => true,
             _ => false,
@@ -216,7 +221,8 @@ fn encode_qp_line(text: &[u8], newline: &[u8], out: &mut Vec<u8>) {
             out.extend_from_slice(newline);
             col = 0;
             // A piece that starts the new line gets the same checks again.
-            if (b == b'.' || (b == b'F' && text[i..].starts_with(b"From "))) && literal {
+            if (b == b'.' || b == b'-' || (b == b'F' && text[i..].starts_with(b"From "))) && literal
+            {
                 let e = [b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]];
                 out.extend_from_slice(&e);
                 col += 3;
@@ -306,12 +312,15 @@ mod tests {
 
     #[test]
     fn qp_encoding_keeps_lines_short_and_special_starts_escaped() {
-        let long = "x".repeat(200) + " \nFrom me\n.dot\n";
+        let long = "x".repeat(200) + " \nFrom me\n.dot\n--boundary\n";
         let enc = encode_qp(long.as_bytes(), b"\r\n");
         assert!(max_line_len(&enc) <= ENCODED_LINE_LEN);
         let text = String::from_utf8(enc.clone()).unwrap();
         // Hard breaks keep their own ending; soft breaks use the given one.
-        assert!(text.contains("=20\n=46rom me\n=2Edot\n"), "{text}");
+        assert!(
+            text.contains("=20\n=46rom me\n=2Edot\n=2D-boundary\n"),
+            "{text}"
+        );
         assert!(text.contains("=\r\n"), "{text}");
         assert_eq!(decode_qp(&enc), long.as_bytes());
     }

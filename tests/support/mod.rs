@@ -4,6 +4,7 @@
 pub mod corpus;
 pub mod fake_upstream;
 pub mod relay;
+pub mod server;
 
 use trackrelay::config::RouteSettings;
 use trackrelay::rewrite::{Outcome, Request};

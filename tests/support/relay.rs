@@ -63,11 +63,13 @@ hostname = "relay.test"
 [upstream]
 {upstream}
 [tracking]
+listen = "127.0.0.1:0"
 base_url = "https://t.example.com"
 [[tracking.keys]]
 id = "k1"
 secret = "{KEY}"
 [api]
+listen = "127.0.0.1:0"
 token = "test-token"
 [storage]
 path = "{db}"
@@ -91,7 +93,7 @@ pub async fn start(smtp: &str, upstream: &str, routes: &str) -> Running {
     let shutdown = CancellationToken::new();
     let app = App::start(config, shutdown.clone()).await.unwrap();
     Running {
-        smtp: app.smtp_addr,
+        smtp: app.smtp_addr(),
         dir,
         shutdown,
         app: Some(app),
