@@ -4,6 +4,14 @@
 //! # Module map
 //!
 //! - [`config`]: the TOML file, parsed once into typed values; routes.
+//! - [`limits`]: every size, count and timeout of the SMTP side.
+//! - [`smtp`]: the SMTP vocabulary (typed replies); parsing is smtp-proto's.
+//! - [`inbound`]: the SMTP server: sessions (one file per verb), STARTTLS,
+//!   AUTH, relay access, connection limit.
+//! - [`relay`]: one message end to end: route, rewriting, one copy per
+//!   recipient, the upstream's reply, DSNs.
+//! - [`upstream`]: `smtp://` (mail-send) and `dir:` upstreams, pooled.
+//! - [`maillog`]: the operator's log, one line per relayed copy.
 //! - [`rewrite`]: the policy for one message (route, `X-LM-*` overrides,
 //!   DKIM rule) and the driver of the two content modules below.
 //! - [`mime`]: which parts are HTML and may change; transfer encodings,
@@ -23,6 +31,10 @@
 //! # One message's path
 //!
 //! ```text
+//! SMTP ─▶ inbound (EHLO, MAIL/RCPT mirrored to upstream) ─▶ DATA
+//!      ─▶ relay::Relay::deliver ─▶ rewrite (per copy) ─▶ upstream ─▶ reply
+//!      ─▶ storage (the relayed copy, its links) ; maillog line
+//!
 //! bytes ─▶ rewrite::rewrite ─▶ overrides::read (X-LM-* headers)
 //!                           ─▶ mime::html_parts (byte ranges of text/html)
 //!                           ─▶ per part: transfer decode ─▶ html::rewrite
