@@ -192,7 +192,7 @@ impl App {
 
     /// After the shutdown token fired: waits for the listeners to stop
     /// (in-flight requests finish), then flushes the write queue (at most
-    /// [`FLUSH_LIMIT`]). True when every queued write was stored.
+    /// `FLUSH_LIMIT`). True when every queued write was stored.
     pub async fn wait(mut self) -> bool {
         tracing::info!("shutting down");
         while self.tasks.set.join_next().await.is_some() {}

@@ -1,5 +1,5 @@
 //! The SMTP server (RFC 5321): accepting connections, the connection limit,
-//! STARTTLS, and one [`session`] per client. What happens to a message once
+//! STARTTLS, and one `session` per client. What happens to a message once
 //! it is read is `relay`'s business.
 //!
 //! Sessions are generic over the byte stream (a boxed [`Io`]), so tests can

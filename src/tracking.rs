@@ -3,7 +3,7 @@
 //!
 //! Owns HTTP routing, the Host check, the client address and the responses.
 //! Tokens are verified by [`crate::token`] (no database lookup); each valid,
-//! unexpired hit becomes a [`storage::Observation`] and the response waits
+//! unexpired hit becomes a [`crate::storage::Observation`] and the response waits
 //! for its commit at most `tracking.commit_wait_ms`, so a slow or failing
 //! database never delays or breaks a redirect. Classification is later.
 
