@@ -292,7 +292,7 @@ fn check_tokens(f: &Fixture, out: &Outcome) {
                 continue;
             };
             let text = match part.charset {
-                Charset::AsciiCompatible(_) => content,
+                Charset::AsciiCompatible(_) => content.into_owned(),
                 Charset::Transcode(enc) => {
                     let enc = charset::utf16_by_bom(enc, &content);
                     enc.decode_without_bom_handling(&content).0.into_owned().into_bytes()

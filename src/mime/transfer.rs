@@ -7,6 +7,8 @@
 //! lenient the way mail clients are (an invalid escape stays as it is), and
 //! the newline style of the message is kept in both directions.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -59,11 +61,12 @@ impl TransferEncoding {
     }
 
     /// Decodes a body; `None` when it cannot be decoded without guessing.
-    pub fn decode(self, body: &[u8]) -> Option<Vec<u8>> {
+    /// Identity bodies are borrowed, not copied.
+    pub fn decode(self, body: &[u8]) -> Option<Cow<'_, [u8]>> {
         match self {
-            Self::Identity => Some(body.to_vec()),
-            Self::QuotedPrintable => Some(decode_qp(body)),
-            Self::Base64 => decode_base64(body),
+            Self::Identity => Some(Cow::Borrowed(body)),
+            Self::QuotedPrintable => Some(Cow::Owned(decode_qp(body))),
+            Self::Base64 => decode_base64(body).map(Cow::Owned),
         }
     }
 
