@@ -4,6 +4,7 @@
 
 mod check_config;
 mod rewrite;
+mod serve;
 mod token;
 
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ pub enum Command {
     CheckConfig(check_config::Args),
     /// Rewrite one message from stdin to stdout exactly as the relay would.
     Rewrite(rewrite::Args),
+    /// Run the server: tracking and API listeners, until SIGTERM/SIGINT.
+    Serve(serve::Args),
     /// Work with tracking tokens.
     #[command(subcommand)]
     Token(token::Command),
@@ -48,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::CheckConfig(args) => check_config::run(&args),
         Command::Rewrite(args) => rewrite::run(&args),
+        Command::Serve(args) => serve::run(&args),
         Command::Token(cmd) => token::run(&cmd),
     }
 }
@@ -59,6 +63,8 @@ pub fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only on a terminal, not in journald or log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .compact()
         .init();

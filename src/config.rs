@@ -61,6 +61,12 @@ pub struct Tracking {
     pub base_url: Url,
     pub token_ttl: Duration,
     pub trusted_proxies: Vec<IpNet>,
+    /// How long a hit's response waits for its observation to be committed
+    /// before it is sent anyway (the observation stays queued).
+    pub commit_wait: Duration,
+    /// Observations that may wait for the database before new ones are
+    /// refused (counted and logged).
+    pub queue_capacity: usize,
     pub keys: KeyRing,
 }
 
@@ -153,6 +159,8 @@ impl Config {
             base_url: p.base_url("tracking.base_url", &raw.tracking.base_url),
             token_ttl: p.days("tracking.token_ttl_days", raw.tracking.token_ttl_days),
             trusted_proxies: p.nets("tracking.trusted_proxies", &raw.tracking.trusted_proxies),
+            commit_wait: Duration::from_millis(raw.tracking.commit_wait_ms.into()),
+            queue_capacity: p.at_least_one("tracking.queue_capacity", raw.tracking.queue_capacity),
             keys: p.keys(&raw.tracking.keys),
         };
         let api = Api {
@@ -285,6 +293,13 @@ impl Collector {
             self.push(key, "must be at least 1");
         }
         Duration::from_secs(u64::from(days) * 86_400)
+    }
+
+    fn at_least_one(&mut self, key: &str, value: u32) -> usize {
+        if value == 0 {
+            self.push(key, "must be at least 1");
+        }
+        value as usize
     }
 
     fn base_url(&mut self, key: &str, value: &str) -> Url {

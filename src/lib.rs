@@ -27,9 +27,15 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod html;
+pub mod listener;
+pub mod metrics;
 pub mod mime;
 pub mod rewrite;
+pub mod storage;
 pub mod token;
+pub mod tracking;

@@ -63,6 +63,8 @@ pub struct RawTracking {
     pub base_url: String,
     pub token_ttl_days: u32,
     pub trusted_proxies: Vec<String>,
+    pub commit_wait_ms: u32,
+    pub queue_capacity: u32,
     pub keys: Vec<RawKey>,
 }
 
@@ -73,6 +75,8 @@ impl Default for RawTracking {
             base_url: "http://127.0.0.1:8080".into(),
             token_ttl_days: 30,
             trusted_proxies: vec!["127.0.0.1/32".into(), "::1/128".into()],
+            commit_wait_ms: 20,
+            queue_capacity: 100_000,
             keys: Vec::new(),
         }
     }

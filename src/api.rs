@@ -1,0 +1,96 @@
+//! The admin and reporting API on its own listener (`[api]`), behind a
+//! bearer token compared in constant time. This issue serves the message
+//! paths of SPEC §8 (`api/messages.rs`) and `/healthz`; routes, stats and
+//! the dashboard come with the reporting issue.
+
+mod error;
+mod messages;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::AUTHORIZATION;
+use hyper::{HeaderMap, Method, Request, StatusCode};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::Config;
+use crate::listener::Reply;
+use crate::storage::Storage;
+pub use error::ApiError;
+
+/// The API's shared state.
+pub struct Api {
+    storage: Storage,
+    /// SHA-256 of the configured token: comparing digests keeps the
+    /// comparison constant-time whatever the presented token's length.
+    token_digest: [u8; 32],
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    /// The API for `config`, reading from `storage`.
+    pub fn new(config: &Config, storage: Storage) -> Self {
+        Self {
+            storage,
+            token_digest: Sha256::digest(config.api.token.as_bytes()).into(),
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, _peer: SocketAddr) -> Reply {
+        let path = req.uri().path();
+        if path == "/healthz" {
+            return error::json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
+        }
+        if !self.authorized(req.headers()) {
+            return ApiError::Unauthorized.into_reply();
+        }
+        match self.route(req.method(), path, req.uri().query()).await {
+            Ok(value) => error::json(StatusCode::OK, &value),
+            Err(e) => e.into_reply(),
+        }
+    }
+
+    async fn route(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<serde_json::Value, ApiError> {
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+        let known = matches!(segments.as_slice(), ["v1", "messages", ..] if segments.len() <= 4);
+        if known && method != Method::GET {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        match segments.as_slice() {
+            ["v1", "messages"] => messages::list(&self.storage, query).await,
+            ["v1", "messages", id] => messages::one(&self.storage, id).await,
+            ["v1", "messages", id, "observations"] => {
+                messages::observations(&self.storage, id).await
+            }
+            _ => Err(ApiError::NotFound(format!("no such path {path}"))),
+        }
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+        else {
+            return false;
+        };
+        let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        digest.ct_eq(&self.token_digest).into()
+    }
+}

@@ -1,0 +1,309 @@
+//! Storage: the SQLite database, and the only module with SQL (SPEC
+//! "Growing past one machine": a PostgreSQL backend can replace it behind
+//! this narrow interface).
+//!
+//! One file per table under `storage/`, migrations in `schema.rs`. Writes
+//! from every task go through one writer thread that commits in batches
+//! (`writer.rs`, group commit); reads use separate read-only connections
+//! on tokio's blocking pool, so a slow read never holds up a write.
+//! The database runs in WAL mode with `synchronous = NORMAL`: a committed
+//! row survives the process being killed (it is in the WAL, in the OS page
+//! cache); only a power loss can take the last commits.
+
+mod messages;
+mod observations;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Row};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+pub use messages::MessageFilter;
+pub use observations::Observation;
+use writer::{Command, Record, Writer};
+
+/// Observations that may wait for the writer before new ones are refused
+/// (counted and logged) instead of growing memory without bound.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 100_000;
+/// How long the writer waits for another connection's lock before it
+/// gives the batch up for a later retry.
+const WRITER_BUSY_TIMEOUT: Duration = Duration::from_millis(50);
+/// Idle read-only connections kept open.
+const READERS_KEPT: usize = 4;
+
+/// A relayed copy, as the relay records it after the upstream's reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayedCopy {
+    /// The copy's id; its tokens carry it.
+    pub id: Uuid,
+    pub route: String,
+    /// Envelope sender (empty for the null sender).
+    pub sender: String,
+    /// Envelope recipients of this copy (one for per-recipient copies).
+    pub recipients: Vec<String>,
+    /// Opaque recipient id carried in the tokens (base64url), if any.
+    pub recipient_id: Option<String>,
+    pub message_id_header: Option<String>,
+    pub tags: Vec<String>,
+    /// Tracked destinations; the position is the link index in tokens.
+    pub links: Vec<String>,
+    pub relayed_at_ms: i64,
+    /// The upstream's reply, code and text.
+    pub upstream_reply: String,
+    /// `"relayed"` or `"failed"`.
+    pub status: String,
+}
+
+/// What went wrong with the database.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database schema version {found} is newer than this program's ({supported})")]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("the database refused the row: {0}")]
+    Refused(String),
+    #[error("the storage writer has stopped")]
+    Closed,
+    #[error("a database read task failed: {0}")]
+    Task(String),
+}
+
+/// What became of an observation handed to [`Storage::record_observation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Committed within the wait.
+    Committed,
+    /// Queued; not committed within the wait (it will be, retried).
+    Pending,
+    /// Not stored: the queue was full. Counted and logged.
+    Overflow,
+    /// The database refused the row for good (logged).
+    Refused,
+}
+
+/// Test hook: faults the writer's connection can be put in.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Every write fails with SQLITE_READONLY.
+    ReadOnly,
+}
+
+/// Handle to the database; cheap to clone, shared by every task.
+#[derive(Clone)]
+pub struct Storage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    tx: Sender<Command>,
+    /// Rows sent to the writer and not yet committed or refused.
+    depth: Arc<AtomicUsize>,
+    capacity: usize,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Storage {
+    /// Opens (creating if needed) and migrates the database, and starts the
+    /// writer thread, with the default queue capacity.
+    pub fn open(path: &Path) -> Result<Storage, StorageError> {
+        Self::open_with_capacity(path, DEFAULT_QUEUE_CAPACITY)
+    }
+
+    /// [`Storage::open`] with `capacity` observations allowed to wait.
+    pub fn open_with_capacity(path: &Path, capacity: usize) -> Result<Storage, StorageError> {
+        let open_err = |source| StorageError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // A missing directory shows up as the open error just below.
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.busy_timeout(WRITER_BUSY_TIMEOUT).map_err(open_err)?;
+        schema::migrate(&mut conn)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let depth = Arc::new(AtomicUsize::new(0));
+        let writer = Writer::new(conn, rx, depth.clone());
+        std::thread::Builder::new()
+            .name("storage-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StorageError::Task(e.to_string()))?;
+        Ok(Storage {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                tx,
+                depth,
+                capacity,
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Records a relayed copy; resolves once it is committed. While the
+    /// database is failing the copy stays queued and is retried, so this
+    /// waits; a caller that cannot wait may drop the future (the copy is
+    /// still stored once the database recovers).
+    pub async fn record_relayed(&self, copy: RelayedCopy) -> Result<(), StorageError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Record::Relayed(Box::new(copy)), Some(tx))?;
+        rx.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Queues an observation and waits up to `wait` for its commit, never
+    /// longer. A full queue refuses it: counted and logged with its fields.
+    pub async fn record_observation(&self, obs: Observation, wait: Duration) -> Stored {
+        let depth = self.inner.depth.load(Ordering::Acquire);
+        if depth >= self.inner.capacity {
+            crate::metrics::overflow();
+            // The log line is the hit's last record: enough to count it.
+            tracing::warn!(
+                message_id = %obs.message_id, kind = ?obs.kind, link = ?obs.link,
+                at_ms = obs.at_ms, ip = %obs.ip, queued = depth,
+                "observation dropped: write queue full"
+            );
+            return Stored::Overflow;
+        }
+        let (tx, rx) = oneshot::channel();
+        if let Err(e) = self.send(Record::Observation(Box::new(obs)), Some(tx)) {
+            tracing::error!(error = %e, "observation not queued");
+            return Stored::Overflow;
+        }
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(Ok(()))) => Stored::Committed,
+            Ok(Ok(Err(_))) => Stored::Refused,
+            Ok(Err(_)) | Err(_) => Stored::Pending,
+        }
+    }
+
+    fn send(&self, record: Record, done: Option<writer::Done>) -> Result<(), StorageError> {
+        let depth = self.inner.depth.fetch_add(1, Ordering::AcqRel) + 1;
+        crate::metrics::queue_depth(depth);
+        self.inner
+            .tx
+            .send(Command::Write(record, done))
+            .map_err(|_| {
+                self.inner.depth.fetch_sub(1, Ordering::AcqRel);
+                StorageError::Closed
+            })
+    }
+
+    /// Rows queued and not yet committed.
+    pub fn queue_depth(&self) -> usize {
+        self.inner.depth.load(Ordering::Acquire)
+    }
+
+    /// Waits until everything queued before this call is committed, at
+    /// most `limit`. True when it all was.
+    pub async fn flush(&self, limit: Duration) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.tx.send(Command::Flush(tx)).is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(limit, rx).await, Ok(Ok(())))
+    }
+
+    /// Test hook: puts the writer's connection in a fault, or back.
+    #[doc(hidden)]
+    pub fn inject_fault(&self, fault: Option<Fault>) {
+        let _ = self.inner.tx.send(Command::Fault(fault));
+    }
+
+    /// Relayed copies matching `filter`, newest first.
+    pub async fn messages(&self, filter: MessageFilter) -> Result<Vec<RelayedCopy>, StorageError> {
+        self.read(move |c| messages::list(c, &filter)).await
+    }
+
+    /// One relayed copy.
+    pub async fn message(&self, id: Uuid) -> Result<Option<RelayedCopy>, StorageError> {
+        self.read(move |c| messages::get(c, id)).await
+    }
+
+    /// The observations of one copy, oldest first.
+    pub async fn observations(&self, message_id: Uuid) -> Result<Vec<Observation>, StorageError> {
+        self.read(move |c| observations::for_message(c, message_id))
+            .await
+    }
+
+    /// How many observations are stored.
+    pub async fn observation_count(&self) -> Result<u64, StorageError> {
+        self.read(observations::count).await
+    }
+
+    /// Runs `f` on a read-only connection on the blocking pool.
+    async fn read<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.take_reader()?;
+            let result = f(&conn);
+            inner.give_back(conn);
+            result
+        })
+        .await
+        .map_err(|e| StorageError::Task(e.to_string()))?
+    }
+}
+
+impl Inner {
+    fn take_reader(&self) -> Result<Connection, StorageError> {
+        if let Some(conn) = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(conn);
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(|source| {
+            StorageError::Open {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if readers.len() < READERS_KEPT {
+            readers.push(conn);
+        }
+    }
+}
+
+/// Reads a UUID stored as text.
+fn uuid_column(row: &Row<'_>, name: &str) -> rusqlite::Result<Uuid> {
+    let text: String = row.get(name)?;
+    Uuid::parse_str(&text).map_err(|e| {
+        let index = row.as_ref().column_index(name).unwrap_or(0);
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
+}

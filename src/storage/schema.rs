@@ -1,0 +1,97 @@
+//! The database schema and its migrations, versioned with
+//! `PRAGMA user_version`: migration `i` (0-based) brings the schema from
+//! version `i` to `i + 1`. Migrations are only ever appended.
+
+use rusqlite::Connection;
+
+use super::StorageError;
+
+/// Each step, in order. Ids are UUID text (time-ordered v7, so index
+/// inserts land at the end of the B-tree); times are milliseconds since the
+/// Unix epoch; lists are JSON arrays.
+const MIGRATIONS: &[&str] = &[
+    // 1: relayed copies and raw observations.
+    r#"
+    CREATE TABLE messages (
+        id                TEXT PRIMARY KEY,
+        route             TEXT NOT NULL,
+        sender            TEXT NOT NULL,
+        recipients        TEXT NOT NULL,      -- JSON array of addresses
+        recipient_id      TEXT,               -- opaque id carried in tokens
+        message_id_header TEXT,
+        tags              TEXT NOT NULL,      -- JSON array
+        links             TEXT NOT NULL,      -- JSON array; position = link index
+        relayed_at_ms     INTEGER NOT NULL,
+        upstream_reply    TEXT NOT NULL,
+        status            TEXT NOT NULL       -- relayed | failed
+    );
+    CREATE INDEX messages_relayed_at ON messages (relayed_at_ms DESC, id DESC);
+    CREATE INDEX messages_route ON messages (route, relayed_at_ms DESC, id DESC);
+    CREATE TABLE message_recipients (
+        address    TEXT NOT NULL,             -- lower-cased
+        message_id TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        PRIMARY KEY (address, message_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE observations (
+        id           TEXT PRIMARY KEY,        -- UUIDv7: time-ordered
+        message_id   TEXT NOT NULL,           -- from the token; no foreign key:
+                                              -- the copy may be stored elsewhere
+        kind         TEXT NOT NULL,           -- open | click
+        recipient_id TEXT,
+        link         INTEGER,
+        url          TEXT,
+        at_ms        INTEGER NOT NULL,
+        method       TEXT NOT NULL,
+        host         TEXT NOT NULL,
+        ip           TEXT NOT NULL,
+        user_agent   TEXT,
+        headers      TEXT NOT NULL,           -- JSON array of [name, value]
+        key_id       TEXT NOT NULL
+    );
+    CREATE INDEX observations_message ON observations (message_id, id);
+    "#,
+];
+
+/// The schema version this program writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database to [`VERSION`], each step in its own transaction.
+pub fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > VERSION {
+        return Err(StorageError::SchemaTooNew {
+            found,
+            supported: VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        // PRAGMA takes no parameters; the value is our own integer.
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "database schema migrated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_refuses_a_newer_schema() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, VERSION);
+        conn.execute_batch("PRAGMA user_version = 99").unwrap();
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(StorageError::SchemaTooNew { found: 99, .. })
+        ));
+    }
+}

@@ -1,0 +1,240 @@
+//! The one writer: a thread that owns the read-write connection and commits
+//! everything queued in batches (group commit).
+//!
+//! Callers send [`Command`]s over a channel and, when they want to, wait on
+//! a oneshot for their row's commit. The thread takes whatever is queued (up
+//! to [`BATCH_MAX`] rows), writes it in one `BEGIN IMMEDIATE` transaction
+//! and commits; while it commits, the next batch gathers. When the database
+//! is locked, read-only or full, the batch stays at the head of the queue
+//! and is retried with a growing pause (10 ms to 1 s); nothing is dropped
+//! here. A row the database refuses for good (a constraint) is reported to
+//! its waiter and skipped, so one bad row cannot block the rest.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::{Observation, RelayedCopy, StorageError, messages, observations};
+use crate::metrics;
+
+/// Most rows in one transaction.
+pub const BATCH_MAX: usize = 1000;
+const RETRY_FIRST: Duration = Duration::from_millis(10);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// What the writer stores.
+#[derive(Debug)]
+pub enum Record {
+    Observation(Box<Observation>),
+    Relayed(Box<RelayedCopy>),
+}
+
+/// Told when a row is committed (`Ok`) or refused for good (`Err`).
+pub type Done = oneshot::Sender<Result<(), StorageError>>;
+
+/// A message to the writer thread.
+#[derive(Debug)]
+pub enum Command {
+    Write(Record, Option<Done>),
+    /// Answered once everything sent before it is committed.
+    Flush(oneshot::Sender<()>),
+    /// Test hook: make the connection fail as a read-only database would.
+    Fault(Option<super::Fault>),
+}
+
+struct Pending {
+    record: Record,
+    done: Option<Done>,
+}
+
+/// The writer's state; [`Writer::run`] is the thread's body.
+pub struct Writer {
+    conn: Connection,
+    rx: Receiver<Command>,
+    queue: VecDeque<Pending>,
+    flushes: Vec<(usize, oneshot::Sender<()>)>,
+    /// Rows committed or refused so far; flushes wait for a count.
+    done_total: usize,
+    received_total: usize,
+    depth: Arc<AtomicUsize>,
+    retry: Option<(Instant, Duration)>,
+}
+
+impl Writer {
+    pub fn new(conn: Connection, rx: Receiver<Command>, depth: Arc<AtomicUsize>) -> Self {
+        Self {
+            conn,
+            rx,
+            queue: VecDeque::new(),
+            flushes: Vec::new(),
+            done_total: 0,
+            received_total: 0,
+            depth,
+            retry: None,
+        }
+    }
+
+    /// Runs until every sender is gone and the queue is empty.
+    pub fn run(mut self) {
+        loop {
+            if !self.receive() {
+                return;
+            }
+            if self.retry.is_some_and(|(at, _)| Instant::now() < at) {
+                continue;
+            }
+            if !self.queue.is_empty() {
+                self.commit_batch();
+            }
+            self.answer_flushes();
+        }
+    }
+
+    /// Waits for work (or for the next retry), then takes everything queued
+    /// in the channel. False when the channel is closed and nothing is left.
+    fn receive(&mut self) -> bool {
+        let first = if self.queue.is_empty() {
+            match self.rx.recv() {
+                Ok(cmd) => Some(cmd),
+                Err(_) => return false,
+            }
+        } else {
+            let wait = self.retry.map_or(Duration::ZERO, |(at, _)| {
+                at.saturating_duration_since(Instant::now())
+            });
+            match self.rx.recv_timeout(wait) {
+                Ok(cmd) => Some(cmd),
+                Err(RecvTimeoutError::Timeout) => None,
+                // Keep retrying what is queued: the process decides when to
+                // stop waiting (shutdown has its own bound).
+                Err(RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(wait);
+                    None
+                }
+            }
+        };
+        if let Some(cmd) = first {
+            self.accept(cmd);
+        }
+        loop {
+            match self.rx.try_recv() {
+                Ok(cmd) => self.accept(cmd),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return true,
+            }
+        }
+    }
+
+    fn accept(&mut self, cmd: Command) {
+        match cmd {
+            Command::Write(record, done) => {
+                self.received_total += 1;
+                self.queue.push_back(Pending { record, done });
+            }
+            Command::Flush(tx) => self.flushes.push((self.received_total, tx)),
+            Command::Fault(fault) => self.apply_fault(fault),
+        }
+    }
+
+    /// Writes and commits the head of the queue; on a transient failure it
+    /// stays queued and a retry is scheduled.
+    fn commit_batch(&mut self) {
+        let n = self.queue.len().min(BATCH_MAX);
+        let started = Instant::now();
+        match write_batch(&mut self.conn, self.queue.range(..n)) {
+            Ok(refused) => {
+                metrics::batch_committed(n, started.elapsed());
+                if self.retry.take().is_some() {
+                    tracing::info!(rows = n, "database writable again; queued rows committed");
+                }
+                let mut refused = refused.into_iter().peekable();
+                for (i, pending) in self.queue.drain(..n).enumerate() {
+                    let result = match refused.next_if(|(j, _)| *j == i) {
+                        Some((_, e)) => {
+                            tracing::error!(error = %e, "row refused by the database, skipped");
+                            Err(StorageError::Refused(e.to_string()))
+                        }
+                        None => Ok(()),
+                    };
+                    if let Some(done) = pending.done {
+                        // The waiter may have stopped waiting; that is fine.
+                        let _ = done.send(result);
+                    }
+                }
+                self.done_total += n;
+                let depth = self.depth.fetch_sub(n, Ordering::AcqRel) - n;
+                metrics::queue_depth(depth);
+            }
+            Err(e) => self.schedule_retry(&e),
+        }
+    }
+
+    fn schedule_retry(&mut self, e: &rusqlite::Error) {
+        metrics::commit_failed();
+        let pause = match self.retry {
+            None => {
+                tracing::warn!(error = %e, queued = self.queue.len(), "commit failed; rows kept and retried");
+                RETRY_FIRST
+            }
+            Some((_, last)) => (last * 2).min(RETRY_MAX),
+        };
+        self.retry = Some((Instant::now() + pause, pause));
+    }
+
+    fn answer_flushes(&mut self) {
+        let done = self.done_total;
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flushes)
+            .into_iter()
+            .partition(|(upto, _)| *upto <= done);
+        self.flushes = waiting;
+        for (_, tx) in ready {
+            let _ = tx.send(());
+        }
+    }
+
+    fn apply_fault(&mut self, fault: Option<super::Fault>) {
+        let on = matches!(fault, Some(super::Fault::ReadOnly));
+        // query_only makes every write fail with SQLITE_READONLY, exactly as
+        // a database on a read-only file system does.
+        if let Err(e) = self.conn.pragma_update(None, "query_only", on) {
+            tracing::error!(error = %e, "cannot set the test fault");
+        }
+    }
+}
+
+/// Writes `batch` in one transaction. Rows refused for good are returned by
+/// position (the rest is committed); any other error rolls everything back.
+fn write_batch<'a>(
+    conn: &mut Connection,
+    batch: impl Iterator<Item = &'a Pending>,
+) -> rusqlite::Result<Vec<(usize, rusqlite::Error)>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut refused = Vec::new();
+    for (i, pending) in batch.enumerate() {
+        let result = match &pending.record {
+            Record::Observation(o) => observations::insert(&tx, o),
+            Record::Relayed(c) => messages::insert(&tx, c),
+        };
+        match result {
+            Ok(()) => {}
+            // A failed statement is undone alone (SQLite's ABORT); the
+            // transaction goes on.
+            Err(e) if is_permanent(&e) => refused.push((i, e)),
+            Err(e) => return Err(e),
+        }
+    }
+    tx.commit()?;
+    Ok(refused)
+}
+
+/// Errors that retrying cannot fix: the row itself is wrong.
+fn is_permanent(e: &rusqlite::Error) -> bool {
+    match e.sqlite_error_code() {
+        Some(code) => matches!(code, ErrorCode::ConstraintViolation | ErrorCode::TooBig),
+        None => true,
+    }
+}

@@ -1,0 +1,194 @@
+//! The tracking server (SPEC §5): the open pixel (`/o/{token}`), the click
+//! redirect (`/c/{token}`), `/healthz` and `/metrics`.
+//!
+//! Owns HTTP routing, the Host check, the client address and the responses.
+//! Tokens are verified by [`crate::token`] (no database lookup); each valid,
+//! unexpired hit becomes a [`storage::Observation`] and the response waits
+//! for its commit at most `tracking.commit_wait_ms`, so a slow or failing
+//! database never delays or breaks a redirect. Classification is later.
+
+pub mod client_ip;
+pub mod hosts;
+pub mod location;
+mod responses;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hyper::body::Incoming;
+use hyper::header::{HOST, USER_AGENT};
+use hyper::{Method, Request};
+use ipnet::IpNet;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::listener::Reply;
+use crate::metrics::{self, HitOutcome};
+use crate::storage::{Observation, Storage, Stored};
+use crate::token::{Claims, KeyRing, Kind};
+pub use hosts::Hosts;
+
+/// Everything a hit needs; shared by all connections.
+#[derive(Debug)]
+pub struct Tracking {
+    keys: KeyRing,
+    hosts: Hosts,
+    trusted_proxies: Vec<IpNet>,
+    storage: Storage,
+    commit_wait: Duration,
+}
+
+/// A hit's request, reduced to what is answered and recorded.
+struct Hit<'a> {
+    kind: Kind,
+    token: &'a str,
+    method: &'a Method,
+    host: &'a str,
+    peer: SocketAddr,
+}
+
+impl Tracking {
+    /// The tracking server for `config`, recording into `storage`.
+    pub fn new(config: &Config, storage: Storage) -> Self {
+        let urls = std::iter::once(&config.tracking.base_url).chain(
+            config
+                .routes
+                .iter()
+                .filter_map(|r| r.settings.tracking_domain.as_ref()),
+        );
+        Self {
+            keys: config.tracking.keys.clone(),
+            hosts: Hosts::new(urls),
+            trusted_proxies: config.tracking.trusted_proxies.clone(),
+            storage,
+            commit_wait: config.tracking.commit_wait,
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Reply {
+        let path = req.uri().path();
+        let (kind, token) = if let Some(token) = path.strip_prefix("/o/") {
+            (Kind::Open, token)
+        } else if let Some(token) = path.strip_prefix("/c/") {
+            (Kind::Click, token)
+        } else {
+            return match path {
+                "/healthz" => responses::text(200, "ok\n"),
+                "/metrics" => responses::metrics(metrics::render()),
+                _ => responses::text(404, "not found\n"),
+            };
+        };
+        if !matches!(*req.method(), Method::GET | Method::HEAD) {
+            return responses::method_not_allowed();
+        }
+        let host = host_of(&req);
+        if !self.hosts.allows(host) {
+            tracing::debug!(host, %peer, "hit for an unknown host refused");
+            return responses::misdirected();
+        }
+        let hit = Hit {
+            kind,
+            token,
+            method: req.method(),
+            host,
+            peer,
+        };
+        self.answer(&hit, &req).await
+    }
+
+    async fn answer(&self, hit: &Hit<'_>, req: &Request<Incoming>) -> Reply {
+        let label = kind_label(hit.kind);
+        let claims = match self.keys.verify(hit.token) {
+            Ok((claims, key_id)) if claims.kind == hit.kind => Some((claims, key_id)),
+            Ok(_) | Err(_) => None,
+        };
+        let Some((claims, key_id)) = claims else {
+            metrics::hit(label, HitOutcome::Invalid);
+            // Never log whole tokens: a prefix is enough to find one.
+            let prefix: String = hit.token.chars().take(8).collect();
+            tracing::debug!(kind = label, token = %prefix, peer = %hit.peer, "invalid token");
+            return invalid(hit.kind);
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let outcome = if claims.is_expired(now.as_secs()) {
+            HitOutcome::Expired
+        } else {
+            let obs = self.observation(hit, req, &claims, key_id, now);
+            match self.storage.record_observation(obs, self.commit_wait).await {
+                Stored::Committed => HitOutcome::Recorded,
+                Stored::Pending => HitOutcome::Queued,
+                Stored::Overflow => HitOutcome::Overflow,
+                Stored::Refused => HitOutcome::Refused,
+            }
+        };
+        metrics::hit(label, outcome);
+        match claims.url {
+            Some(url) if hit.kind == Kind::Click => responses::redirect(&location::encode(&url)),
+            _ => responses::pixel(),
+        }
+    }
+
+    fn observation(
+        &self,
+        hit: &Hit<'_>,
+        req: &Request<Incoming>,
+        claims: &Claims,
+        key_id: &str,
+        now: Duration,
+    ) -> Observation {
+        let headers = req.headers();
+        let ip = client_ip::resolve(hit.peer.ip(), headers, &self.trusted_proxies);
+        Observation {
+            id: Uuid::now_v7(),
+            message_id: claims.message_id,
+            kind: claims.kind,
+            recipient_id: claims.recipient_id_text(),
+            link: claims.link,
+            url: claims.url.clone(),
+            at_ms: i64::try_from(now.as_millis()).unwrap_or(i64::MAX),
+            method: hit.method.as_str().to_owned(),
+            host: hit.host.to_owned(),
+            ip: ip.to_string(),
+            user_agent: headers
+                .get(USER_AGENT)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            headers: headers
+                .iter()
+                .map(|(k, v)| {
+                    let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                    (k.as_str().to_owned(), value)
+                })
+                .collect(),
+            key_id: key_id.to_owned(),
+        }
+    }
+}
+
+/// An invalid token still gets an image (no broken image in the mail); a
+/// click never goes anywhere (no open redirect, SPEC §4).
+fn invalid(kind: Kind) -> Reply {
+    match kind {
+        Kind::Open => responses::pixel(),
+        Kind::Click => responses::invalid_link(),
+    }
+}
+
+fn kind_label(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Open => "open",
+        Kind::Click => "click",
+    }
+}
+
+/// The Host header, or the authority of an absolute-form request target.
+fn host_of(req: &Request<Incoming>) -> &str {
+    req.headers()
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("")
+}
