@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod corpus;
+pub mod server;
 
 use trackrelay::config::RouteSettings;
 use trackrelay::rewrite::{Outcome, Request};
