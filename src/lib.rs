@@ -10,6 +10,14 @@
 //!   charsets; splicing bytes back so every other byte is kept.
 //! - [`html`]: the open pixel and click-tracked links inside one document.
 //! - [`token`]: signed, self-contained tracking tokens and the key ring.
+//! - [`tracking`]: the HTTP server for hits: pixel, click redirect, Host
+//!   check, client address; `/healthz`, `/metrics`.
+//! - [`storage`]: SQLite, the only module with SQL; one writer thread
+//!   committing in batches, read-only readers.
+//! - [`api`]: the admin API (bearer token): relayed copies, observations.
+//! - [`metrics`]: the Prometheus registry, one function per thing counted.
+//! - [`listener`]: HTTP accept loop with graceful shutdown, for both servers.
+//! - [`app`]: wires storage and listeners; shutdown flushes every write.
 //! - [`cli`]: one file per subcommand; `main.rs` only dispatches.
 //!
 //! # One message's path
@@ -23,7 +31,16 @@
 //!                           ─▶ mime::Splice::apply ─▶ bytes to relay
 //! ```
 //!
-//! See `docs/flow.md` for the same walk with file names.
+//! One hit's path:
+//!
+//! ```text
+//! HTTP ─▶ listener ─▶ tracking (Host, token::KeyRing::verify, client_ip)
+//!      ─▶ storage::Storage::record_observation ─▶ writer thread (batch)
+//!      ─▶ response after the commit, or after tracking.commit_wait_ms
+//! ```
+//!
+//! See `docs/flow.md` for the same walk with file names, and
+//! `docs/tracking.md` for the tracking server.
 
 #![forbid(unsafe_code)]
 
