@@ -76,6 +76,8 @@ TPID=$!
 pids+=("$TPID")
 
 mkdir -p "$work/www" "$work/tmp"
+# nginx workers run as an unprivileged user: let them read the GIF.
+chmod 755 "$work" "$work/www"
 printf 'GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff\x21\xf9\x04\x01\x00\x00\x00\x00\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00\x3b' >"$work/www/pixel.gif"
 sed -e "s#__PORT__#$NPORT#g" -e "s#__ROOT__#$work#g" -e "s#__WORKERS__#$WORKERS#g" \
     benches/nginx_tracking.conf >"$work/nginx.conf"
@@ -135,7 +137,7 @@ for target in pixel click; do
         if [ "$server" = trackrelay ]; then
             if [ "$target" = pixel ]; then stored=$((opens - 1)); else stored=$((clicks - 1)); fi
         fi
-        echo "| $server | /${target:0:1}/ ($target) | $rps | $p50 | $p99 | $answered | $bad | $stored |"
+        echo "| $server | $([ "$target" = pixel ] && echo /o/ || echo /c/) ($target) | $rps | $p50 | $p99 | $answered | $bad | $stored |"
     done
 done
 echo

@@ -29,6 +29,8 @@ const FLUSH_LIMIT: Duration = Duration::from_secs(30);
 pub enum AppError {
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("{queued} queued writes could not be stored before exit (database failing)")]
+    Unflushed { queued: usize },
     #[error("cannot listen on {addr} ({key}): {source}")]
     Bind {
         key: &'static str,
@@ -122,12 +124,19 @@ impl App {
     }
 }
 
-/// Runs until `shutdown` resolves, then stops gracefully.
+/// Runs until `shutdown` resolves, then stops gracefully; an error when
+/// queued writes could not be stored in time.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
     let app = App::start(config).await?;
     shutdown.await;
-    app.stop().await;
-    Ok(())
+    let storage = app.storage.clone();
+    if app.stop().await {
+        Ok(())
+    } else {
+        Err(AppError::Unflushed {
+            queued: storage.queue_depth(),
+        })
+    }
 }
 
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {

@@ -10,6 +10,7 @@
 //! row survives the process being killed (it is in the WAL, in the OS page
 //! cache); only a power loss can take the last commits.
 
+mod checkpoint;
 mod messages;
 mod observations;
 mod schema;
@@ -34,7 +35,7 @@ use writer::{Command, Record, Writer};
 pub const DEFAULT_QUEUE_CAPACITY: usize = 100_000;
 /// How long the writer waits for another connection's lock before it
 /// gives the batch up for a later retry.
-const WRITER_BUSY_TIMEOUT: Duration = Duration::from_millis(50);
+const WRITER_BUSY_TIMEOUT: Duration = Duration::from_millis(250);
 /// Idle read-only connections kept open.
 const READERS_KEPT: usize = 4;
 
@@ -115,6 +116,8 @@ struct Inner {
     depth: Arc<AtomicUsize>,
     capacity: usize,
     readers: Mutex<Vec<Connection>>,
+    /// The checkpoint thread runs while this is held.
+    _alive: Arc<()>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -148,6 +151,9 @@ impl Storage {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
         conn.busy_timeout(WRITER_BUSY_TIMEOUT).map_err(open_err)?;
+        // Checkpoints run on their own thread (storage/checkpoint.rs).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(open_err)?;
         schema::migrate(&mut conn)?;
         let (tx, rx) = std::sync::mpsc::channel();
         let depth = Arc::new(AtomicUsize::new(0));
@@ -156,6 +162,9 @@ impl Storage {
             .name("storage-writer".into())
             .spawn(move || writer.run())
             .map_err(|e| StorageError::Task(e.to_string()))?;
+        let alive = Arc::new(());
+        checkpoint::spawn(path.to_owned(), Arc::downgrade(&alive))
+            .map_err(|e| StorageError::Task(e.to_string()))?;
         Ok(Storage {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
@@ -163,6 +172,7 @@ impl Storage {
                 depth,
                 capacity,
                 readers: Mutex::new(Vec::new()),
+                _alive: alive,
             }),
         })
     }
