@@ -2,17 +2,21 @@
 //! task, and on shutdown stops accepting, lets in-flight requests finish and
 //! flushes every queued write.
 //!
-//! Every long-running part is a task in [`App::tasks`] that ends when the
+//! Every long-running part is a task in one `JoinSet` that ends when the
 //! one [`CancellationToken`] is cancelled; adding a listener (the SMTP
-//! server) is one more `spawn` in [`App::start`].
+//! server) is one more `tasks.listen(...)` or `tasks.set.spawn(...)` in
+//! [`App::start`], and [`App::stop`] waits for it like the others.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::Request;
+use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::Api;
@@ -20,6 +24,7 @@ use crate::config::Config;
 use crate::listener;
 use crate::storage::{Storage, StorageError};
 use crate::tracking::Tracking;
+use crate::tracking::tls::{self, TlsError};
 
 /// How long shutdown waits for queued writes to be committed.
 const FLUSH_LIMIT: Duration = Duration::from_secs(30);
@@ -29,11 +34,13 @@ const FLUSH_LIMIT: Duration = Duration::from_secs(30);
 pub enum AppError {
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("tracking.tls: {0}")]
+    Tls(#[from] TlsError),
     #[error("{queued} queued writes could not be stored before exit (database failing)")]
     Unflushed { queued: usize },
-    #[error("cannot listen on {addr} ({key}): {source}")]
+    #[error("cannot listen on {addr} ({name}.listen): {source}")]
     Bind {
-        key: &'static str,
+        name: &'static str,
         addr: SocketAddr,
         source: std::io::Error,
     },
@@ -45,8 +52,39 @@ pub struct App {
     tracking_addr: SocketAddr,
     api_addr: SocketAddr,
     storage: Storage,
+    tasks: Tasks,
+}
+
+/// The long-running tasks and the one signal that stops them all.
+#[derive(Debug)]
+struct Tasks {
+    set: JoinSet<()>,
     shutdown: CancellationToken,
-    tasks: JoinSet<()>,
+}
+
+impl Tasks {
+    /// Binds `addr` (config key `{name}.listen`) and serves HTTP on it with
+    /// `handler` until shutdown; returns the bound address.
+    async fn listen<H, F>(
+        &mut self,
+        name: &'static str,
+        addr: SocketAddr,
+        tls: Option<TlsAcceptor>,
+        handler: H,
+    ) -> Result<SocketAddr, AppError>
+    where
+        H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = listener::Reply> + Send + 'static,
+    {
+        let socket = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind { name, addr, source })?;
+        let bound = socket.local_addr().unwrap_or(addr);
+        let shutdown = self.shutdown.clone();
+        self.set
+            .spawn(listener::serve(name, socket, tls, shutdown, handler));
+        Ok(bound)
+    }
 }
 
 impl App {
@@ -56,36 +94,36 @@ impl App {
         let storage =
             Storage::open_with_capacity(&config.storage_path, config.tracking.queue_capacity)?;
         tracing::info!(path = %config.storage_path.display(), "storage open");
-        let shutdown = CancellationToken::new();
-        let mut tasks = JoinSet::new();
+        let mut tasks = Tasks {
+            set: JoinSet::new(),
+            shutdown: CancellationToken::new(),
+        };
 
         let tracking = Arc::new(Tracking::new(&config, storage.clone()));
-        let socket = bind("tracking.listen", config.tracking.listen).await?;
-        let tracking_addr = local_addr(&socket, config.tracking.listen);
-        tasks.spawn(listener::serve(
-            "tracking",
-            socket,
-            shutdown.clone(),
-            move |req, peer| tracking.clone().handle(req, peer),
-        ));
-        tracing::info!(addr = %tracking_addr, base_url = %config.tracking.base_url, "tracking listener started");
+        let tls = tls::acceptor(&config.tracking.tls)?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let tracking_addr = tasks
+            .listen("tracking", config.tracking.listen, tls, move |req, peer| {
+                tracking.clone().handle(req, peer)
+            })
+            .await?;
+        tracing::info!(
+            addr = %tracking_addr, scheme, base_url = %config.tracking.base_url,
+            "tracking listener started"
+        );
 
         let api = Arc::new(Api::new(&config, storage.clone()));
-        let socket = bind("api.listen", config.api.listen).await?;
-        let api_addr = local_addr(&socket, config.api.listen);
-        tasks.spawn(listener::serve(
-            "api",
-            socket,
-            shutdown.clone(),
-            move |req, peer| api.clone().handle(req, peer),
-        ));
+        let api_addr = tasks
+            .listen("api", config.api.listen, None, move |req, peer| {
+                api.clone().handle(req, peer)
+            })
+            .await?;
         tracing::info!(addr = %api_addr, "api listener started");
 
         Ok(App {
             tracking_addr,
             api_addr,
             storage,
-            shutdown,
             tasks,
         })
     }
@@ -109,8 +147,8 @@ impl App {
     /// queue (at most [`FLUSH_LIMIT`]). True when every write was stored.
     pub async fn stop(mut self) -> bool {
         tracing::info!("shutting down");
-        self.shutdown.cancel();
-        while self.tasks.join_next().await.is_some() {}
+        self.tasks.shutdown.cancel();
+        while self.tasks.set.join_next().await.is_some() {}
         let flushed = self.storage.flush(FLUSH_LIMIT).await;
         if flushed {
             tracing::info!("every queued write stored");
@@ -137,14 +175,4 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             queued: storage.queue_depth(),
         })
     }
-}
-
-async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| AppError::Bind { key, addr, source })
-}
-
-fn local_addr(socket: &TcpListener, configured: SocketAddr) -> SocketAddr {
-    socket.local_addr().unwrap_or(configured)
 }

@@ -68,6 +68,17 @@ pub struct Tracking {
     /// refused (counted and logged).
     pub queue_capacity: usize,
     pub keys: KeyRing,
+    /// Certificates by SNI name; empty: the listener speaks plain HTTP.
+    pub tls: Vec<TrackingTls>,
+}
+
+/// A certificate chain and key (PEM files) served for one SNI name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackingTls {
+    /// Lower-cased DNS name the certificate is served for.
+    pub domain: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Clone)]
@@ -162,6 +173,7 @@ impl Config {
             commit_wait: Duration::from_millis(raw.tracking.commit_wait_ms.into()),
             queue_capacity: p.at_least_one("tracking.queue_capacity", raw.tracking.queue_capacity),
             keys: p.keys(&raw.tracking.keys),
+            tls: p.tracking_tls(&raw.tracking.tls),
         };
         let api = Api {
             listen: p.addr("api.listen", &raw.api.listen),
@@ -293,6 +305,34 @@ impl Collector {
             self.push(key, "must be at least 1");
         }
         Duration::from_secs(u64::from(days) * 86_400)
+    }
+
+    fn tracking_tls(&mut self, raw: &[raw::RawTrackingTls]) -> Vec<TrackingTls> {
+        let mut out = Vec::new();
+        for (i, t) in raw.iter().enumerate() {
+            let key = format!("tracking.tls[{i}]");
+            let domain = t.domain.trim().to_ascii_lowercase();
+            if domain.is_empty() || domain.contains(['/', ':', ' ']) {
+                self.push(
+                    format!("{key}.domain"),
+                    format!("{:?} is not a DNS name", t.domain),
+                );
+            }
+            for (field, path) in [("cert", &t.cert), ("key", &t.key)] {
+                if !Path::new(path).is_file() {
+                    self.push(
+                        format!("{key}.{field}"),
+                        format!("{path:?} is not a readable file"),
+                    );
+                }
+            }
+            out.push(TrackingTls {
+                domain,
+                cert: PathBuf::from(&t.cert),
+                key: PathBuf::from(&t.key),
+            });
+        }
+        out
     }
 
     fn at_least_one(&mut self, key: &str, value: u32) -> usize {

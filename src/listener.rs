@@ -2,6 +2,7 @@
 //! accept connections, serve each with hyper, stop accepting on shutdown
 //! and let open connections finish their in-flight requests.
 //!
+//! TLS, when configured, is terminated here, before HTTP.
 //! Handlers are plain async functions of a request and the peer address;
 //! routing and everything else is theirs.
 
@@ -17,8 +18,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// The response type every handler returns.
@@ -30,10 +32,15 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for open connections to finish their requests.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
-/// Serves `listener` until `shutdown` is cancelled, then drains.
+/// A client that does not finish its TLS handshake within this is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `listener` (over TLS when `tls` is given) until `shutdown` is
+/// cancelled, then drains.
 pub async fn serve<H, F>(
     name: &'static str,
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
     handler: H,
 ) where
@@ -66,10 +73,27 @@ pub async fn serve<H, F>(
             let reply = handler(req, peer);
             async move { Ok::<_, Infallible>(reply.await) }
         });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let conn = Conn {
+            name,
+            peer,
+            builder: builder.clone(),
+            watcher: graceful.watcher(),
+        };
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+            match tls {
+                None => conn.serve(TokioIo::new(stream), service).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => conn.serve(TokioIo::new(tls_stream), service).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => {
+                            tracing::debug!(listener = name, %peer, "TLS handshake timed out")
+                        }
+                    }
+                }
             }
         });
     }
@@ -84,4 +108,28 @@ pub async fn serve<H, F>(
         );
     }
     tracing::info!(listener = name, "stopped");
+}
+
+/// One accepted connection, ready to be served.
+struct Conn {
+    name: &'static str,
+    peer: SocketAddr,
+    builder: http1::Builder,
+    watcher: Watcher,
+}
+
+impl Conn {
+    /// Serves HTTP/1.1 on `io` until the client leaves or shutdown drains it.
+    async fn serve<I, S>(self, io: I, service: S)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        S: hyper::service::HttpService<Incoming, ResBody = Full<Bytes>> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let conn = self.builder.serve_connection(io, service);
+        if let Err(e) = self.watcher.watch(conn).await {
+            tracing::debug!(listener = self.name, peer = %self.peer, error = %e, "connection ended with an error");
+        }
+    }
 }

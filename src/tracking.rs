@@ -11,6 +11,7 @@ pub mod client_ip;
 pub mod hosts;
 pub mod location;
 mod responses;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

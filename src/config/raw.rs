@@ -66,6 +66,7 @@ pub struct RawTracking {
     pub commit_wait_ms: u32,
     pub queue_capacity: u32,
     pub keys: Vec<RawKey>,
+    pub tls: Vec<RawTrackingTls>,
 }
 
 impl Default for RawTracking {
@@ -78,8 +79,18 @@ impl Default for RawTracking {
             commit_wait_ms: 20,
             queue_capacity: 100_000,
             keys: Vec::new(),
+            tls: Vec::new(),
         }
     }
+}
+
+/// A certificate of the tracking listener, chosen by SNI.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrackingTls {
+    pub domain: String,
+    pub cert: String,
+    pub key: String,
 }
 
 #[derive(Debug, Deserialize)]
