@@ -112,13 +112,18 @@ run() {
 }
 
 declare -A R
+load="" # 1-minute load average after each run: the machine may be shared
 for target in pixel click; do
     path=$OPEN
     [ "$target" = click ] && path=$CLICK
     R[nginx-$target]=$(run "nginx-$target" "http://127.0.0.1:$NPORT$path")
+    load+=" $(cut -d' ' -f1 /proc/loadavg)"
     R[trackrelay-$target]=$(run "trackrelay-$target" "http://127.0.0.1:$TPORT$path")
+    load+=" $(cut -d' ' -f1 /proc/loadavg)"
 done
 
+# How many hits were answered before their commit (outcome="queued").
+hits=$(curl -s "http://127.0.0.1:$TPORT/metrics" | grep '^trackrelay_tracking_hits_total' || true)
 # SIGTERM: trackrelay flushes every queued hit before it exits.
 kill -TERM "$TPID"
 wait "$TPID"
@@ -126,7 +131,7 @@ opens=$(sqlite3 "$work/bench.db" "SELECT count(*) FROM observations WHERE kind =
 clicks=$(sqlite3 "$work/bench.db" "SELECT count(*) FROM observations WHERE kind = 'click'")
 
 echo
-echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency; $(nproc) cores; nginx worker_processes $WORKERS"
+echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency; $(nproc) cores; nginx worker_processes $WORKERS; load average after each run:$load"
 echo
 echo "| server | path | requests/s | p50 | p99 | answered | non-2xx/3xx | hits stored |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -150,3 +155,6 @@ for target in pixel click; do
     [ "$stored" -lt "$answered" ] && verdict="MISSING $((answered - stored)) answered hits"
     echo "$target: trackrelay at $ratio% of nginx's requests/s; $verdict (stored $stored, wrk answered $answered; wrk does not count requests still in flight when it stops)"
 done
+echo
+echo "trackrelay hit outcomes (queued = answered before its commit, stored after):"
+echo "$hits"

@@ -89,14 +89,15 @@ impl Tasks {
 
 impl App {
     /// Opens storage and starts every listener (bound before this returns,
-    /// so a port 0 in the config gives a real port here).
-    pub async fn start(config: Config) -> Result<App, AppError> {
+    /// so a port 0 in the config gives a real port here). They run until
+    /// `shutdown` is cancelled; then [`App::wait`].
+    pub async fn start(config: Config, shutdown: CancellationToken) -> Result<App, AppError> {
         let storage =
             Storage::open_with_capacity(&config.storage_path, config.tracking.queue_capacity)?;
         tracing::info!(path = %config.storage_path.display(), "storage open");
         let mut tasks = Tasks {
             set: JoinSet::new(),
-            shutdown: CancellationToken::new(),
+            shutdown,
         };
 
         let tracking = Arc::new(Tracking::new(&config, storage.clone()));
@@ -143,11 +144,17 @@ impl App {
         &self.storage
     }
 
-    /// Stops accepting, waits for in-flight requests, flushes the write
-    /// queue (at most [`FLUSH_LIMIT`]). True when every write was stored.
-    pub async fn stop(mut self) -> bool {
-        tracing::info!("shutting down");
+    /// Cancels the shutdown token, then [`App::wait`]s.
+    pub async fn stop(self) -> bool {
         self.tasks.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// After the shutdown token fired: waits for the listeners to stop
+    /// (in-flight requests finish), then flushes the write queue (at most
+    /// [`FLUSH_LIMIT`]). True when every queued write was stored.
+    pub async fn wait(mut self) -> bool {
+        tracing::info!("shutting down");
         while self.tasks.set.join_next().await.is_some() {}
         let flushed = self.storage.flush(FLUSH_LIMIT).await;
         if flushed {
@@ -165,10 +172,12 @@ impl App {
 /// Runs until `shutdown` resolves, then stops gracefully; an error when
 /// queued writes could not be stored in time.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
-    let app = App::start(config).await?;
+    let token = CancellationToken::new();
+    let app = App::start(config, token.clone()).await?;
     shutdown.await;
+    token.cancel();
     let storage = app.storage.clone();
-    if app.stop().await {
+    if app.wait().await {
         Ok(())
     } else {
         Err(AppError::Unflushed {

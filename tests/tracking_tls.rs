@@ -139,7 +139,9 @@ async fn a_certificate_for_another_name_is_refused_at_start() {
         "127.0.0.1:0",
         &tls_config("t.pem"),
     );
-    let err = App::start(Config::parse(&text).unwrap()).await.unwrap_err();
+    let err = App::start(Config::parse(&text).unwrap(), Default::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, AppError::Tls(_)), "{err}");
     assert!(err.to_string().contains("links.news.example"), "{err}");
 }

@@ -190,7 +190,9 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let text = config_text(dir.path(), "127.0.0.1:0", "127.0.0.1:0", tracking_extra);
         let config = Config::parse(&text).unwrap();
-        let app = App::start(config).await.unwrap();
+        let app = App::start(config, tokio_util::sync::CancellationToken::new())
+            .await
+            .unwrap();
         Self {
             app: Some(app),
             dir,
