@@ -19,7 +19,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -79,23 +79,7 @@ pub async fn serve<H, F>(
             builder: builder.clone(),
             watcher: graceful.watcher(),
         };
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            match tls {
-                None => conn.serve(TokioIo::new(stream), service).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => conn.serve(TokioIo::new(tls_stream), service).await,
-                        Ok(Err(e)) => {
-                            tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed")
-                        }
-                        Err(_) => {
-                            tracing::debug!(listener = name, %peer, "TLS handshake timed out")
-                        }
-                    }
-                }
-            }
-        });
+        tokio::spawn(conn.run(stream, tls.clone(), service));
     }
     drop(listener);
     if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown())
@@ -119,6 +103,26 @@ struct Conn {
 }
 
 impl Conn {
+    /// Does the TLS handshake when `tls` is given, then serves HTTP.
+    async fn run<S>(self, stream: TcpStream, tls: Option<TlsAcceptor>, service: S)
+    where
+        S: hyper::service::HttpService<Incoming, ResBody = Full<Bytes>> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Some(acceptor) = tls else {
+            return self.serve(TokioIo::new(stream), service).await;
+        };
+        let (name, peer) = (self.name, self.peer);
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(tls_stream)) => self.serve(TokioIo::new(tls_stream), service).await,
+            Ok(Err(e)) => {
+                tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed")
+            }
+            Err(_) => tracing::debug!(listener = name, %peer, "TLS handshake timed out"),
+        }
+    }
+
     /// Serves HTTP/1.1 on `io` until the client leaves or shutdown drains it.
     async fn serve<I, S>(self, io: I, service: S)
     where
