@@ -1,0 +1,103 @@
+//! The storage interface on its own: group commit, reopening a database,
+//! the flush used at shutdown. (Its own test binary: it reads the
+//! process-wide batch metrics, which no other test here moves.)
+
+use std::time::Duration;
+
+use trackrelay::storage::{MessageFilter, Observation, RelayedCopy, Storage, Stored};
+use trackrelay::token::Kind;
+use uuid::Uuid;
+
+fn observation(message_id: Uuid) -> Observation {
+    Observation {
+        id: Uuid::now_v7(),
+        message_id,
+        kind: Kind::Open,
+        recipient_id: None,
+        link: None,
+        url: None,
+        at_ms: 1_700_000_000_000,
+        method: "GET".into(),
+        host: "t.example.com".into(),
+        ip: "192.0.2.1".into(),
+        user_agent: Some("Mail".into()),
+        headers: vec![("user-agent".into(), "Mail".into())],
+        key_id: "k1".into(),
+    }
+}
+
+/// The value of an unlabelled metric line.
+fn metric(name: &str) -> f64 {
+    let text = trackrelay::metrics::render();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_are_committed_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(&dir.path().join("t.db")).unwrap();
+    let (rows_before, batches_before) = (
+        metric("trackrelay_storage_batch_size_sum"),
+        metric("trackrelay_storage_batch_size_count"),
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..500 {
+        let storage = storage.clone();
+        tasks.spawn(async move {
+            storage
+                .record_observation(observation(Uuid::now_v7()), Duration::from_secs(10))
+                .await
+        });
+    }
+    while let Some(stored) = tasks.join_next().await {
+        assert_eq!(stored.unwrap(), Stored::Committed);
+    }
+    let rows = metric("trackrelay_storage_batch_size_sum") - rows_before;
+    let batches = metric("trackrelay_storage_batch_size_count") - batches_before;
+    assert_eq!(rows, 500.0);
+    assert!(
+        batches < 250.0,
+        "{batches} commits for 500 rows: no grouping"
+    );
+    assert_eq!(storage.observation_count().await.unwrap(), 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_database_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/dir/t.db");
+    let id = Uuid::now_v7();
+    {
+        let storage = Storage::open(&path).unwrap();
+        storage
+            .record_observation(observation(id), Duration::ZERO)
+            .await;
+        let copy = RelayedCopy {
+            id,
+            route: "default".into(),
+            sender: String::new(),
+            recipients: vec!["a@example.com".into(), "B@example.com".into()],
+            recipient_id: None,
+            message_id_header: None,
+            tags: Vec::new(),
+            links: Vec::new(),
+            relayed_at_ms: 1,
+            upstream_reply: "250 ok".into(),
+            status: "relayed".into(),
+        };
+        storage.record_relayed(copy).await.unwrap();
+        assert!(storage.flush(Duration::from_secs(5)).await);
+    }
+    let storage = Storage::open(&path).unwrap();
+    assert_eq!(storage.observations(id).await.unwrap().len(), 1);
+    let filter = MessageFilter {
+        recipient: Some("b@EXAMPLE.com".into()),
+        limit: 10,
+        ..MessageFilter::default()
+    };
+    let found = storage.messages(filter).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].recipients, ["a@example.com", "B@example.com"]);
+}
