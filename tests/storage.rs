@@ -56,7 +56,8 @@ async fn concurrent_writes_are_committed_together() {
     }
     let rows = metric("trackrelay_storage_batch_size_sum") - rows_before;
     let batches = metric("trackrelay_storage_batch_size_count") - batches_before;
-    assert_eq!(rows, 500.0);
+    // The other test here may commit its 2 rows meanwhile.
+    assert!((500.0..=502.0).contains(&rows), "{rows}");
     assert!(
         batches < 250.0,
         "{batches} commits for 500 rows: no grouping"
