@@ -72,7 +72,7 @@ async fn kill_9_under_load_loses_no_hit_that_was_answered_after_its_commit() {
     while tasks.join_next().await.is_some() {}
     let stored = stored_message_ids(&server.db_path());
     let n = answered.lock().unwrap().len();
-    assert!(n > 200, "only {n} hits answered before the kill");
+    assert!(n > 100, "only {n} hits answered before the kill");
     assert_eq!(missing(&answered, &stored), 0, "of {n} answered hits");
 }
 
@@ -103,7 +103,7 @@ async fn sigterm_stores_every_answered_hit_even_those_answered_before_their_comm
     );
     let stored = stored_message_ids(&server.db_path());
     let n = answered.lock().unwrap().len();
-    assert!(n > 200, "only {n} hits answered before SIGTERM");
+    assert!(n > 100, "only {n} hits answered before SIGTERM");
     assert_eq!(missing(&answered, &stored), 0, "of {n} answered hits");
 }
 
