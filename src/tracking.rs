@@ -154,19 +154,50 @@ impl Tracking {
             method: hit.method.as_str().to_owned(),
             host: hit.host.to_owned(),
             ip: ip.to_string(),
-            user_agent: headers
-                .get(USER_AGENT)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
-            headers: headers
-                .iter()
-                .map(|(k, v)| {
-                    let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                    (k.as_str().to_owned(), value)
-                })
-                .collect(),
+            user_agent: headers.get(USER_AGENT).map(|v| header_text(v.as_bytes())),
+            headers: recorded_headers(headers),
             key_id: key_id.to_owned(),
         }
     }
+}
+
+/// Most request headers stored per hit, and longest value kept: a client
+/// must not be able to make one hit cost kilobytes of database.
+const MAX_STORED_HEADERS: usize = 64;
+const MAX_STORED_VALUE_BYTES: usize = 1024;
+/// Headers that carry credentials: their name is kept (a signal), their
+/// value never stored.
+const REDACTED: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
+
+/// The request headers as stored: in order, duplicates kept, bounded,
+/// credentials redacted.
+fn recorded_headers(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .take(MAX_STORED_HEADERS)
+        .map(|(name, value)| {
+            let value = if REDACTED.contains(&name.as_str()) {
+                "<redacted>".to_owned()
+            } else {
+                header_text(value.as_bytes())
+            };
+            (name.as_str().to_owned(), value)
+        })
+        .collect()
+}
+
+/// A header value as text (invalid UTF-8 replaced), cut at
+/// [`MAX_STORED_VALUE_BYTES`] on a character boundary.
+fn header_text(bytes: &[u8]) -> String {
+    let mut text = String::from_utf8_lossy(bytes).into_owned();
+    if text.len() > MAX_STORED_VALUE_BYTES {
+        let mut end = MAX_STORED_VALUE_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 /// An invalid token still gets an image (no broken image in the mail); a
@@ -192,4 +223,27 @@ fn host_of(req: &Request<Incoming>) -> &str {
         .and_then(|v| v.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_headers_are_bounded_and_credentials_redacted() {
+        let mut map = hyper::HeaderMap::new();
+        map.append("cookie", "session=secret".parse().unwrap());
+        map.append("x-long", "é".repeat(600).parse().unwrap());
+        for i in 0..100 {
+            map.append(
+                hyper::header::HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap(),
+                "v".parse().unwrap(),
+            );
+        }
+        let stored = recorded_headers(&map);
+        assert_eq!(stored.len(), MAX_STORED_HEADERS);
+        assert_eq!(stored[0], ("cookie".into(), "<redacted>".into()));
+        assert_eq!(stored[1].1.len(), MAX_STORED_VALUE_BYTES);
+        assert!(stored[1].1.chars().all(|c| c == 'é'));
+    }
 }
