@@ -111,6 +111,8 @@ pub enum HitOutcome {
     Expired,
     /// Forged, altered, truncated or wrong-kind token.
     Invalid,
+    /// The Host is not a tracking domain (421).
+    Misdirected,
 }
 
 impl HitOutcome {
@@ -123,6 +125,7 @@ impl HitOutcome {
             HitOutcome::Refused => "refused",
             HitOutcome::Expired => "expired",
             HitOutcome::Invalid => "invalid",
+            HitOutcome::Misdirected => "misdirected",
         }
     }
 }

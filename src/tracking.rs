@@ -87,6 +87,7 @@ impl Tracking {
         let host = host_of(&req);
         if !self.hosts.allows(host) {
             tracing::debug!(host, %peer, "hit for an unknown host refused");
+            metrics::hit(kind_label(kind), HitOutcome::Misdirected);
             return responses::misdirected();
         }
         let hit = Hit {
@@ -127,9 +128,11 @@ impl Tracking {
             }
         };
         metrics::hit(label, outcome);
-        match claims.url {
-            Some(url) if hit.kind == Kind::Click => responses::redirect(&location::encode(&url)),
-            _ => responses::pixel(),
+        match (hit.kind, claims.url) {
+            (Kind::Click, Some(url)) => responses::redirect(&location::encode(&url)),
+            // A signed click token always carries a URL; never redirect blind.
+            (Kind::Click, None) => responses::invalid_link(),
+            (Kind::Open, _) => responses::pixel(),
         }
     }
 
