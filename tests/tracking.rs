@@ -121,6 +121,11 @@ async fn unknown_hosts_are_refused_and_route_domains_answered() {
         assert_eq!(resp.header("location"), "", "{host}");
     }
     assert!(server.observations(id).await.is_empty());
+    let metrics = String::from_utf8(server.hit("GET", "/metrics").await.body).unwrap();
+    assert!(
+        metrics.contains(r#"{kind="click",outcome="misdirected"} "#),
+        "{metrics}"
+    );
     for host in [
         "T.EXAMPLE.COM",
         "t.example.com:443",
