@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::{Collector, TrackingTls, raw};
 
 impl Collector {
+    /// `[[tracking.tls]]`: a DNS name and two readable files each.
     pub(super) fn tracking_tls(&mut self, raw: &[raw::RawTrackingTls]) -> Vec<TrackingTls> {
         let mut out = Vec::new();
         for (i, t) in raw.iter().enumerate() {
@@ -35,6 +36,7 @@ impl Collector {
         out
     }
 
+    /// A count that must not be zero.
     pub(super) fn at_least_one(&mut self, key: &str, value: u32) -> usize {
         if value == 0 {
             self.push(key, "must be at least 1");
