@@ -44,6 +44,7 @@ const READERS_KEPT: usize = 4;
 pub struct RelayedCopy {
     /// The copy's id; its tokens carry it.
     pub id: Uuid,
+    /// Id of the route that took the message.
     pub route: String,
     /// Envelope sender (empty for the null sender).
     pub sender: String,
@@ -51,10 +52,13 @@ pub struct RelayedCopy {
     pub recipients: Vec<String>,
     /// Opaque recipient id carried in the tokens (base64url), if any.
     pub recipient_id: Option<String>,
+    /// The Message-ID header field, as it came.
     pub message_id_header: Option<String>,
+    /// `X-LM-Tag` values.
     pub tags: Vec<String>,
     /// Tracked destinations; the position is the link index in tokens.
     pub links: Vec<String>,
+    /// When the upstream answered, ms since the Unix epoch.
     pub relayed_at_ms: i64,
     /// The upstream's reply, code and text.
     pub upstream_reply: String,

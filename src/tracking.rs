@@ -7,6 +7,7 @@
 //! for its commit at most `tracking.commit_wait_ms`, so a slow or failing
 //! database never delays or breaks a redirect. Classification is later.
 
+// Pure functions over request data, unit-tested without sockets.
 pub mod client_ip;
 pub mod hosts;
 pub mod location;

@@ -96,11 +96,15 @@ async fn sigterm_stores_every_answered_hit_even_those_answered_before_their_comm
     let status = server.child.wait().unwrap();
     while tasks.join_next().await.is_some() {}
     assert!(status.success(), "exit {status:?}: {}", server.log());
-    assert!(
-        server.log().contains("every queued write stored"),
-        "{}",
-        server.log()
-    );
+    let log = server.log();
+    for line in [
+        "tracking listener started",
+        "api listener started",
+        "SIGTERM received",
+        "every queued write stored",
+    ] {
+        assert!(log.contains(line), "{line:?} not in:\n{log}");
+    }
     let stored = stored_message_ids(&server.db_path());
     let n = answered.lock().unwrap().len();
     assert!(n > 100, "only {n} hits answered before SIGTERM");

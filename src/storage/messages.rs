@@ -10,9 +10,11 @@ use super::{RelayedCopy, StorageError};
 /// Which copies to list, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct MessageFilter {
+    /// Only this route.
     pub route: Option<String>,
     /// Any recipient of the copy, compared without case.
     pub recipient: Option<String>,
+    /// Most copies returned.
     pub limit: u32,
 }
 

@@ -15,6 +15,7 @@ pub struct Observation {
     pub id: Uuid,
     /// The relayed copy named by the token.
     pub message_id: Uuid,
+    /// Open or click, from the token.
     pub kind: Kind,
     /// Opaque recipient id from the token (base64url), if any.
     pub recipient_id: Option<String>,
@@ -30,6 +31,7 @@ pub struct Observation {
     pub host: String,
     /// The client's address (after trusted-proxy resolution).
     pub ip: String,
+    /// The User-Agent header (at most 1 KiB kept).
     pub user_agent: Option<String>,
     /// Every request header, in order, duplicates kept.
     pub headers: Vec<(String, String)>,

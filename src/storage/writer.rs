@@ -66,6 +66,8 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// A writer over `conn` (migrated, WAL), fed by `rx`; `depth` counts
+    /// rows not yet committed.
     pub fn new(conn: Connection, rx: Receiver<Command>, depth: Arc<AtomicUsize>) -> Self {
         Self {
             conn,
