@@ -68,6 +68,9 @@ impl SmtpConnection {
         let mut plain = SmtpClient::connect(addr, timeout)
             .await
             .map_err(|e| connect_err(e.to_string()))?;
+        // Commands are small writes answered one by one: without this,
+        // Nagle's algorithm and delayed ACKs stall each one by ~40 ms.
+        let _ = plain.stream.set_nodelay(true);
         let greeting = plain.read().await.map_err(|e| map_err(e, timeout))?;
         if greeting.code != 220 {
             return Err(connect_err(format!(
