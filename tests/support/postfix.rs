@@ -293,7 +293,17 @@ pub struct Sink {
 }
 
 impl Sink {
+    /// A sink that writes every transaction to a file (see [`Sink::dumps`]).
     pub fn start() -> Sink {
+        Self::spawn(true)
+    }
+
+    /// A sink that throws messages away, as fast as it can.
+    pub fn discarding() -> Sink {
+        Self::spawn(false)
+    }
+
+    fn spawn(dump: bool) -> Sink {
         let dir = tempfile::tempdir().unwrap();
         let dumps = dir.path().join("dumps");
         std::fs::create_dir(&dumps).unwrap();
@@ -301,9 +311,12 @@ impl Sink {
         run(Command::new("chmod").arg("0777").arg(&dumps));
         let addr = free_addr();
         let log = std::fs::File::create(dir.path().join("sink.log")).unwrap();
-        let child = Command::new("smtp-sink")
-            .args(["-u", "nobody", "-h", "sink.test", "-d"])
-            .arg(format!("{}/%H%M%S.", dumps.display()))
+        let mut cmd = Command::new("smtp-sink");
+        cmd.args(["-u", "nobody", "-h", "sink.test"]);
+        if dump {
+            cmd.arg("-d").arg(format!("{}/%H%M%S.", dumps.display()));
+        }
+        let child = cmd
             .arg(addr.to_string())
             .arg("64")
             .stdout(Stdio::null())
