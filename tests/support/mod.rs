@@ -3,6 +3,7 @@
 
 pub mod corpus;
 pub mod fake_upstream;
+pub mod postfix;
 pub mod relay;
 pub mod server;
 
