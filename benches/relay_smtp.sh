@@ -146,7 +146,8 @@ start_sink() {
     sink_port=$(free_port)
     smtp-sink -u nobody -c -m 512 "127.0.0.1:$sink_port" 1024 \
         >"$work/sink.counters" 2>"$work/sink.err" &
-    pids+=($!)
+    sink_pid=$!
+    pids+=("$sink_pid")
     wait_listening "$sink_port" smtp-sink
 }
 
@@ -209,9 +210,8 @@ EOF
     wait_listening "$relay_port" trackrelay
 }
 
-relay_cpu_ticks() {
-    awk '{print $14 + $15}' "/proc/$relay_pid/stat"
-}
+# CPU time (user + system, in clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # --------------------------------------------------------------- postfix
 # A private instance, as in tests/support/postfix.rs: own config, queue
@@ -254,20 +254,34 @@ EOF
 }
 
 # ------------------------------------------------------------------ runs
-# One run: N sessions, M messages; prints "seconds cpu_ticks".
+# One run: N sessions, M messages. Prints the wall time in seconds and the
+# CPU time of smtp-source, smtp-sink and trackrelay in milliseconds.
 run() { # path port sessions messages
-    local before t0 t1 c0 c1
+    local before relay0 sink0 out t0 rc source_cpu t1
     before=$(sink_count)
-    c0=$(relay_cpu_ticks)
-    t0=$(now)
-    smtp-source -s "$3" -m "$4" -f news@example.com -t reader@example.org \
-        -M bench.client -F "$work/message.eml" "127.0.0.1:$2" 2>>"$work/source.err" \
-        || { tail -3 "$work/source.err" >&2; die "$1: smtp-source failed"; }
+    relay0=$(cpu_ticks "$relay_pid")
+    sink0=$(cpu_ticks "$sink_pid")
+    # smtp-source under a small Python parent that reports its CPU time.
+    out=$(python3 - "$work/source.err" smtp-source -s "$3" -m "$4" \
+        -f news@example.com -t reader@example.org -M bench.client \
+        -F "$work/message.eml" "127.0.0.1:$2" <<'EOF'
+import resource, subprocess, sys, time
+start = time.time()
+with open(sys.argv[1], "a") as err:
+    rc = subprocess.run(sys.argv[2:], stdin=subprocess.DEVNULL, stderr=err).returncode
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(start, rc, usage.ru_utime + usage.ru_stime)
+EOF
+    )
+    read -r t0 rc source_cpu <<<"$out"
+    [ "$rc" = 0 ] || { tail -3 "$work/source.err" >&2; die "$1: smtp-source failed"; }
     wait_sink $((before + $4)) "$1"
     t1=$(now)
-    c1=$(relay_cpu_ticks)
-    echo "$(calc "$t1 - $t0") $((c1 - c0))"
+    echo "$(calc "$t1 - $t0") $(calc "round($source_cpu * 1000)")" \
+        "$(ticks_ms $(($(cpu_ticks "$sink_pid") - sink0)))" \
+        "$(ticks_ms $(($(cpu_ticks "$relay_pid") - relay0)))"
 }
+ticks_ms() { echo $(($1 * 1000 / $(getconf CLK_TCK))); }
 
 # Grows the message count until a run lasts a second; prints the count
 # that should last about 2 s (one chunk of a measurement).
@@ -275,7 +289,7 @@ calibrate() { # path port sessions
     local m=$((5 * $3 > 20 ? 5 * $3 : 20)) out secs
     while :; do
         out=$(run "$1" "$2" "$3" "$m")
-        secs=${out% *}
+        secs=${out%% *}
         if [ "$(calc "$secs >= 1 or $m >= 500000")" = True ]; then
             calc "max($3, round($m / $secs * 2))"
             return
@@ -286,22 +300,24 @@ calibrate() { # path port sessions
 
 # Runs chunks of smtp-source until $seconds have passed (so a rate that
 # changes after calibration cannot stretch a run), then records the cell.
-declare -A rate per_msg count secs_of cpu_ms hwm
+declare -A rate per_msg count secs_of cpu hwm
 measure() { # path port sessions
-    local chunk out m=0 s=0 ticks=0 hz
+    local chunk m=0 s=0 source=0 sink=0 relay=0 secs source_ms sink_ms relay_ms
     chunk=$(calibrate "$@")
     while [ "$(calc "$s < $seconds")" = True ]; do
-        out=$(run "$1" "$2" "$3" "$chunk")
+        read -r secs source_ms sink_ms relay_ms <<<"$(run "$1" "$2" "$3" "$chunk")"
         m=$((m + chunk))
-        s=$(calc "$s + ${out% *}")
-        ticks=$((ticks + ${out#* }))
+        s=$(calc "$s + $secs")
+        source=$((source + source_ms))
+        sink=$((sink + sink_ms))
+        relay=$((relay + relay_ms))
     done
-    hz=$(getconf CLK_TCK)
     rate[$1,$3]=$(calc "round($m / $s)")
     per_msg[$1,$3]=$(calc "round($s / $m * 1000, 2)")
     count[$1,$3]=$m
     secs_of[$1,$3]=$(calc "round($s, 1)")
-    cpu_ms[$1,$3]=$(calc "round($ticks * 1000 / $hz / $m, 2)")
+    # CPU milliseconds per message: smtp-source / smtp-sink / trackrelay.
+    cpu[$1,$3]="$(calc "round($source / $m, 2)") / $(calc "round($sink / $m, 2)") / $(calc "round($relay / $m, 2)")"
     log "$1 at $3: $m messages in ${secs_of[$1,$3]} s = ${rate[$1,$3]} msg/s"
 }
 
@@ -333,7 +349,7 @@ relays=$(grep -c 'relayed' "$work/trackrelay.log" || true)
 
 # ---------------------------------------------------------------- report
 report() {
-    local first last
+    local first last n vs_postfix vs_direct
     first=$(echo "$levels" | awk '{print $1}')
     last=$(echo "$levels" | awk '{print $NF}')
     echo "## Relay throughput"
@@ -341,34 +357,47 @@ report() {
     echo "\`benches/relay_smtp.sh\` (as root; BENCH_SECONDS=$seconds, concurrency $levels),"
     echo "$(date -u +%Y-%m-%d), $build,"
     echo "on $(nproc) × $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'),"
-    echo "Linux $(uname -r), Postfix $(postconf -d -h mail_version 2>/dev/null),"
+    echo "Linux $(uname -r), Postfix $(postconf -d -h mail_version 2>/dev/null);"
     echo "load average $load at the start (the machine is shared)."
     echo
     echo "Message: $size bytes, multipart/alternative (text/plain and text/html, both"
-    echo "quoted-printable), from \`${template#"$corpus"/}\` with its $links placeholder"
-    echo "links (\`#\`) made into URLs; trackrelay adds a pixel and rewrites every link"
-    echo "(one recipient per message). smtp-source opens one session per message"
-    echo "(HELO, MAIL, RCPT, DATA, QUIT). Each cell: about $seconds s of sending, in runs of"
-    echo "\`smtp-source -s N -m M\` with M picked for ~2 s by a calibration run; the"
-    echo "clock stops when the sink has counted every message (for Postfix: queue drained)."
+    echo "quoted-printable), from \`${template#"$corpus"/html/}\` with its $links"
+    echo "placeholder links (\`#\`) made into URLs; trackrelay adds a pixel and rewrites"
+    echo "every link, one recipient per message. smtp-source opens one session per"
+    echo "message. Each cell: about $seconds s of sending, in runs of \`smtp-source -s N -m M\`"
+    echo "with M picked for ~2 s by a calibration run; the clock stops when the sink"
+    echo "has counted every message (for Postfix: its queue is drained)."
     echo
-    echo "| concurrency | direct msg/s | trackrelay msg/s | Postfix msg/s | trackrelay ÷ Postfix | trackrelay ÷ direct | trackrelay CPU ms/msg | trackrelay VmHWM |"
-    echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| concurrency | direct msg/s | trackrelay msg/s | Postfix msg/s | trackrelay ÷ Postfix | trackrelay ÷ direct | trackrelay VmHWM |"
+    echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     for n in $levels; do
         echo "| $n | ${rate[direct,$n]} | ${rate[trackrelay,$n]} | ${rate[postfix,$n]} |" \
             "$(calc "round(${rate[trackrelay,$n]} / ${rate[postfix,$n]}, 2)")× |" \
             "$(calc "round(${rate[trackrelay,$n]} / ${rate[direct,$n]} * 100)")% |" \
-            "${cpu_ms[trackrelay,$n]} | $(calc "round(${hwm[$n]} / 1024, 1)") MiB |"
+            "$(calc "round(${hwm[$n]} / 1024, 1)") MiB |"
     done
     echo
     echo "Time per message at concurrency $first: direct ${per_msg[direct,$first]} ms," \
-        "trackrelay ${per_msg[trackrelay,$first]} ms (adds" \
-        "$(calc "round(${per_msg[trackrelay,$first]} - ${per_msg[direct,$first]}, 2)") ms)," \
-        "Postfix ${per_msg[postfix,$first]} ms (until delivered)."
-    echo "Messages per cell: $(for n in $levels; do printf '%s ' "c=$n: ${count[direct,$n]}/${count[trackrelay,$n]}/${count[postfix,$n]}"; done)(direct/trackrelay/Postfix)."
-    echo "trackrelay logged $relays relayed copies; peak RSS ${hwm[$last]} kB."
+        "through trackrelay ${per_msg[trackrelay,$first]} ms, so trackrelay adds" \
+        "$(calc "round(${per_msg[trackrelay,$first]} - ${per_msg[direct,$first]}, 2)") ms;" \
+        "through Postfix ${per_msg[postfix,$first]} ms (until delivered)."
+    echo "Peak RSS of trackrelay (VmHWM) over the whole run: ${hwm[$last]} kB."
     echo
-    local vs_postfix vs_direct
+    echo "CPU milliseconds per message, smtp-source / smtp-sink / trackrelay (2 cores"
+    echo "shared by all of them and by Postfix's processes, not counted here):"
+    echo
+    echo "| concurrency | direct | through trackrelay | through Postfix |"
+    echo "| ---: | ---: | ---: | ---: |"
+    for n in $levels; do
+        echo "| $n | ${cpu[direct,$n]} | ${cpu[trackrelay,$n]} | ${cpu[postfix,$n]} |"
+    done
+    echo
+    echo -n "Messages per cell (direct / trackrelay / Postfix):"
+    for n in $levels; do
+        echo -n " c=$n: ${count[direct,$n]} / ${count[trackrelay,$n]} / ${count[postfix,$n]};"
+    done
+    echo " trackrelay logged $relays relayed copies in all (calibrations included)."
+    echo
     vs_postfix=$(calc "${rate[trackrelay,$last]} >= 2 * ${rate[postfix,$last]}")
     vs_direct=$(calc "${rate[trackrelay,$last]} * 2 >= ${rate[direct,$last]}")
     echo "Targets at concurrency $last: ≥ 2× Postfix: $([ "$vs_postfix" = True ] && echo met || echo MISSED);" \
