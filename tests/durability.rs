@@ -111,19 +111,15 @@ async fn sigterm_stores_every_answered_hit_even_those_answered_before_their_comm
     assert_eq!(missing(&answered, &stored), 0, "of {n} answered hits");
 }
 
-/// Sends `n` clicks one after another; each must redirect within `limit`.
-async fn clicks_answered_quickly(server: &TestServer, n: usize, limit: Duration) -> Vec<Uuid> {
+/// Sends `n` clicks one after another; each must redirect. The callers
+/// check that their hits were not stored yet: the redirect did not wait for
+/// the database (a property, not a timing).
+async fn clicks_redirected(server: &TestServer, n: usize) -> Vec<Uuid> {
     let mut ids = Vec::new();
     for _ in 0..n {
         let (id, tok) = token(Kind::Click, Some("https://example.com/"), next_week());
-        let started = Instant::now();
         let resp = server.hit("GET", &format!("/c/{tok}")).await;
         assert_eq!(resp.status, 302);
-        assert!(
-            started.elapsed() < limit,
-            "redirect took {:?}",
-            started.elapsed()
-        );
         ids.push(id);
     }
     ids
@@ -142,7 +138,7 @@ async fn a_locked_database_delays_storage_never_the_redirect() {
     let server = TestServer::start("").await;
     let lock = rusqlite::Connection::open(server.db_path()).unwrap();
     lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let ids = clicks_answered_quickly(&server, 30, Duration::from_millis(500)).await;
+    let ids = clicks_redirected(&server, 30).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
         server.app().storage().queue_depth() > 0,
@@ -162,7 +158,7 @@ async fn a_locked_database_delays_storage_never_the_redirect() {
 async fn a_read_only_database_delays_storage_never_the_redirect() {
     let server = TestServer::start("").await;
     server.app().storage().inject_fault(Some(Fault::ReadOnly));
-    let ids = clicks_answered_quickly(&server, 30, Duration::from_millis(500)).await;
+    let ids = clicks_redirected(&server, 30).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(server.app().storage().queue_depth(), 30);
     let metrics = String::from_utf8(server.hit("GET", "/metrics").await.body).unwrap();
@@ -178,7 +174,7 @@ async fn a_full_queue_counts_and_logs_the_overflow_and_keeps_answering() {
     let server = TestServer::start("queue_capacity = 5").await;
     server.app().storage().inject_fault(Some(Fault::ReadOnly));
     let before = overflow(&server).await;
-    let ids = clicks_answered_quickly(&server, 12, Duration::from_millis(500)).await;
+    let ids = clicks_redirected(&server, 12).await;
     assert_eq!(overflow(&server).await - before, 7.0);
     server.app().storage().inject_fault(None);
     all_stored_eventually(&server, &ids[..5]).await;

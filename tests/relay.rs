@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use support::fake_upstream::{FakeUpstream, Script};
 use support::relay::{Client, TRACKED, html_message, start};
@@ -112,12 +111,10 @@ async fn upstream_stalling_past_the_timeout_gives_4xx() {
     .await;
     let relay = start("", &smtp_upstream(&fake, 1), TRACKED).await;
     let mut c = Client::connect(relay.smtp).await;
-    let started = std::time::Instant::now();
     let (_, reply) = c
         .send("alice@example.com", &["bob@example.com"], &html_message(""))
         .await;
     assert!(reply.starts_with("451 4.4.1"), "{reply}");
-    assert!(started.elapsed() < Duration::from_secs(20));
     relay.stop().await;
 }
 
