@@ -301,13 +301,18 @@ impl Relay {
         let t = &txn.trace;
         let date = jiff::Zoned::now().strftime("%a, %d %b %Y %H:%M:%S %z");
         let mut field = format!(
-            "Received: from {} ({})\r\n\tby {} (trackrelay) with {};\r\n\t{date}\r\n",
+            "Received: from {} ([{}])\r\n\tby {} (trackrelay) with {};\r\n\t{date}\r\n",
             if t.helo.is_empty() {
                 "unknown"
             } else {
                 &t.helo
             },
-            t.peer,
+            // An address literal (RFC 5321 §4.1.3): IPv6 ones say so.
+            if t.peer.contains(':') {
+                format!("IPv6:{}", t.peer)
+            } else {
+                t.peer.clone()
+            },
             self.config.smtp.hostname,
             t.protocol,
         )

@@ -232,7 +232,11 @@ fn encode_qp_line(text: &[u8], newline: &[u8], out: &mut Vec<u8>) {
                 continue;
             }
         }
-        out.extend_from_slice(piece);
+        // A one-byte slice copy is far slower than a push on this hot path.
+        match piece {
+            [one] => out.push(*one),
+            _ => out.extend_from_slice(piece),
+        }
         col += piece.len();
     }
 }

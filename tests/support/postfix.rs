@@ -298,11 +298,6 @@ impl Sink {
         Self::spawn(true)
     }
 
-    /// A sink that throws messages away, as fast as it can.
-    pub fn discarding() -> Sink {
-        Self::spawn(false)
-    }
-
     fn spawn(dump: bool) -> Sink {
         let dir = tempfile::tempdir().unwrap();
         let dumps = dir.path().join("dumps");
