@@ -111,12 +111,12 @@ impl Relay {
             self.deliver_copies(&mut txn, &message, (first_id, first))
                 .await
         } else {
-            // Untracked mail goes through as one transaction, unchanged.
-            let outcome = if split {
-                self.rewrite(&message, settings, first_id, None)
-            } else {
-                first
-            };
+            // Untracked mail goes through as one transaction, unchanged: the
+            // first rewrite put no token in, so it serves every recipient.
+            let mut outcome = first;
+            if split {
+                outcome.report.recipient_id = None;
+            }
             self.deliver_one(&mut txn, first_id, outcome).await
         };
         // A broken connection is dropped, a healthy one goes back to the pool.
