@@ -18,16 +18,3 @@ pub struct Limits {
     /// How long the upstream may take to answer any step.
     pub upstream_timeout: Duration,
 }
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_message_bytes: 50 * 1024 * 1024,
-            max_recipients: 100,
-            max_connections: 1000,
-            command_timeout: Duration::from_secs(300),
-            data_timeout: Duration::from_secs(600),
-            upstream_timeout: Duration::from_secs(60),
-        }
-    }
-}

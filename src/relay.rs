@@ -87,14 +87,6 @@ impl Relay {
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
     }
 
-    /// Current routes.
-    pub fn routes(&self) -> Vec<Route> {
-        self.routes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
     /// Relays the message of `txn`; returns the reply for the client and
     /// gives the upstream connection back to the pool when it is healthy.
     pub async fn deliver(&self, mut txn: Transaction, message: Vec<u8>) -> Reply {

@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::collections::HashMap;
-
 use support::fake_upstream::{FakeUpstream, Script};
 use support::relay::{Client, TRACKED, html_message, start};
 
@@ -27,95 +25,84 @@ fn script_rcpt(pairs: &[(&str, &str)]) -> Script {
     }
 }
 
+/// Sends the test message from alice to `to` through trackrelay in front
+/// of a fake upstream playing `script` (upstream timeout in seconds);
+/// returns the fake (to see what it accepted), the RCPT replies and the
+/// final reply.
+async fn through_fake(
+    script: Script,
+    timeout: u32,
+    to: &[&str],
+) -> (FakeUpstream, Vec<String>, String) {
+    let fake = FakeUpstream::start(script).await;
+    let relay = start("", &smtp_upstream(&fake, timeout), TRACKED).await;
+    let mut c = Client::connect(relay.smtp).await;
+    let (rcpts, reply) = c.send("alice@example.com", to, &html_message("")).await;
+    drop(c);
+    relay.stop().await;
+    (fake, rcpts, reply)
+}
+
+fn data_final(replies: &[(usize, &str)]) -> Script {
+    Script {
+        data_final: replies.iter().map(|(n, r)| (*n, r.to_string())).collect(),
+        ..Script::default()
+    }
+}
+
 #[tokio::test]
 async fn rcpt_refusals_are_mirrored_with_the_upstreams_words() {
-    let fake = FakeUpstream::start(script_rcpt(&[
+    let script = script_rcpt(&[
         (
             "carol@example.org",
             "550 5.1.1 <carol@example.org>: No such user",
         ),
         ("dave@example.org", "452 4.2.2 Mailbox full"),
-    ]))
-    .await;
-    let relay = start("", &smtp_upstream(&fake, 10), TRACKED).await;
-    let mut c = Client::connect(relay.smtp).await;
-    let (rcpts, reply) = c
-        .send(
-            "alice@example.com",
-            &["bob@example.com", "carol@example.org", "dave@example.org"],
-            &html_message(""),
-        )
-        .await;
+    ]);
+    let to = ["bob@example.com", "carol@example.org", "dave@example.org"];
+    let (fake, rcpts, reply) = through_fake(script, 10, &to).await;
     assert_eq!(rcpts[1], "550 5.1.1 <carol@example.org>: No such user");
     assert_eq!(rcpts[2], "452 4.2.2 Mailbox full");
     assert!(reply.starts_with("250"), "{reply}");
     let got = fake.accepted();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].to, ["bob@example.com"]);
-    relay.stop().await;
 }
 
 #[tokio::test]
 async fn refused_data_command_and_final_reply_pass_through() {
-    let fake = FakeUpstream::start(Script {
+    let script = Script {
         data_command: Some("554 5.7.1 Not today".into()),
         ..Script::default()
-    })
-    .await;
-    let relay = start("", &smtp_upstream(&fake, 10), TRACKED).await;
-    let mut c = Client::connect(relay.smtp).await;
-    let (_, reply) = c
-        .send("alice@example.com", &["bob@example.com"], &html_message(""))
-        .await;
+    };
+    let (fake, _, reply) = through_fake(script, 10, &["bob@example.com"]).await;
     assert_eq!(reply, "554 5.7.1 Not today");
     assert!(fake.accepted().is_empty());
-    relay.stop().await;
 
-    let fake = FakeUpstream::start(Script {
-        data_final: HashMap::from([(0, "552 5.3.4 Too big for us".to_string())]),
-        ..Script::default()
-    })
-    .await;
-    let relay = start("", &smtp_upstream(&fake, 10), TRACKED).await;
-    let mut c = Client::connect(relay.smtp).await;
-    let (_, reply) = c
-        .send("alice@example.com", &["bob@example.com"], &html_message(""))
-        .await;
+    let script = data_final(&[(0, "552 5.3.4 Too big for us")]);
+    let (_, _, reply) = through_fake(script, 10, &["bob@example.com"]).await;
     assert_eq!(reply, "552 5.3.4 Too big for us");
-    relay.stop().await;
 }
 
 #[tokio::test]
 async fn upstream_dropping_mid_data_gives_4xx_and_nothing_is_claimed() {
-    let fake = FakeUpstream::start(Script {
+    let script = Script {
         drop_mid_data: Some(50),
         ..Script::default()
-    })
-    .await;
-    let relay = start("", &smtp_upstream(&fake, 10), TRACKED).await;
-    let mut c = Client::connect(relay.smtp).await;
-    let (_, reply) = c
-        .send("alice@example.com", &["bob@example.com"], &html_message(""))
-        .await;
+    };
+    let (fake, _, reply) = through_fake(script, 10, &["bob@example.com"]).await;
     assert!(reply.starts_with("451 4.4.1"), "{reply}");
     assert!(fake.accepted().is_empty());
-    relay.stop().await;
 }
 
 #[tokio::test]
 async fn upstream_stalling_past_the_timeout_gives_4xx() {
-    let fake = FakeUpstream::start(Script {
+    let script = Script {
         stall_on_data: Some(0),
         ..Script::default()
-    })
-    .await;
-    let relay = start("", &smtp_upstream(&fake, 1), TRACKED).await;
-    let mut c = Client::connect(relay.smtp).await;
-    let (_, reply) = c
-        .send("alice@example.com", &["bob@example.com"], &html_message(""))
-        .await;
+    };
+    let (_, _, reply) = through_fake(script, 1, &["bob@example.com"]).await;
     assert!(reply.starts_with("451 4.4.1"), "{reply}");
-    relay.stop().await;
 }
 
 #[tokio::test]
@@ -140,20 +127,9 @@ async fn upstream_down_gives_4xx_at_mail() {
 
 #[tokio::test]
 async fn a_refused_second_copy_means_250_and_a_dsn_to_the_sender() {
-    let fake = FakeUpstream::start(Script {
-        data_final: HashMap::from([(1, "550 5.7.1 Content rejected for carol".to_string())]),
-        ..Script::default()
-    })
-    .await;
-    let relay = start("", &smtp_upstream(&fake, 10), TRACKED).await;
-    let mut c = Client::connect(relay.smtp).await;
-    let (_, reply) = c
-        .send(
-            "alice@example.com",
-            &["bob@example.com", "carol@example.org"],
-            &html_message(""),
-        )
-        .await;
+    let script = data_final(&[(1, "550 5.7.1 Content rejected for carol")]);
+    let (fake, _, reply) =
+        through_fake(script, 10, &["bob@example.com", "carol@example.org"]).await;
     assert!(reply.starts_with("250"), "{reply}");
     let got = fake.accepted();
     assert_eq!(got.len(), 2, "bob's copy and the DSN");
@@ -168,34 +144,18 @@ async fn a_refused_second_copy_means_250_and_a_dsn_to_the_sender() {
         "{text}"
     );
     assert!(text.contains("550 5.7.1 Content rejected for carol"));
-    relay.stop().await;
 }
 
 #[tokio::test]
 async fn every_refused_copy_means_the_client_hears_the_refusal() {
-    let fake = FakeUpstream::start(Script {
-        data_final: HashMap::from([
-            (0, "451 4.3.0 Try later".to_string()),
-            (1, "451 4.3.0 Try later".to_string()),
-        ]),
-        ..Script::default()
-    })
-    .await;
-    let relay = start("", &smtp_upstream(&fake, 10), TRACKED).await;
-    let mut c = Client::connect(relay.smtp).await;
-    let (_, reply) = c
-        .send(
-            "alice@example.com",
-            &["bob@example.com", "carol@example.org"],
-            &html_message(""),
-        )
-        .await;
+    let script = data_final(&[(0, "451 4.3.0 Try later"), (1, "451 4.3.0 Try later")]);
+    let (fake, _, reply) =
+        through_fake(script, 10, &["bob@example.com", "carol@example.org"]).await;
     assert_eq!(reply, "451 4.3.0 Try later");
     assert!(
         fake.accepted().is_empty(),
         "no DSN when nothing was accepted"
     );
-    relay.stop().await;
 }
 
 #[tokio::test]
