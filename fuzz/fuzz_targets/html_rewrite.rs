@@ -22,6 +22,9 @@
 //!    is gone from links, and a link's `href` may have become a signer result.
 //!    (Elements inside comments are not compared.)
 //!
+//! 0. The fast lexer's scan finds exactly what lol_html's finds (when the
+//!    lexer takes the document at all).
+//!
 //! The regressions in `regressions/html_rewrite/` are inputs that broke
 //! these invariants before they were fixed (see README.md).
 
@@ -46,6 +49,11 @@ const UNSUBSCRIBE: &str = "https://unsub.test/u?x=1&y=2";
 
 fuzz_target!(|data: &[u8]| {
     let utf8 = encoding_rs::UTF_8;
+
+    // 0. The fast lexer against lol_html.
+    if let Some(Some(diff)) = html::lexer_disagrees(data, utf8) {
+        panic!("the lexer and lol_html disagree\n{diff}");
+    }
 
     // 1. Nothing wanted: nothing changes.
     let nothing = Plan {

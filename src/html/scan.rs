@@ -5,6 +5,7 @@
 //! to keep. So it is only asked *where* things are (source locations), and
 //! the edits are spliced into the original bytes by `html::rewrite`.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::rc::Rc;
@@ -15,16 +16,17 @@ use lol_html::{AsciiCompatibleEncoding, HtmlRewriter, Settings, doc_comments, el
 use url::Url;
 
 use super::PixelPosition;
+use super::lexer::{Attr, Lexer, Token, Unsupported};
 use super::links::{self, SkipReason};
 
 /// One change to the original bytes.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Edit {
     pub range: Range<usize>,
     pub replacement: Replacement,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Replacement {
     /// Remove the range.
     Remove,
@@ -33,7 +35,7 @@ pub enum Replacement {
 }
 
 /// What the scan found.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Found {
     pub edits: Vec<Edit>,
     pub skipped: Vec<SkipReason>,
@@ -59,14 +61,181 @@ struct State<'a> {
     found: Found,
 }
 
-/// Scans `input` (in `encoding`) and returns the edits to make.
+/// Scans `input` (in `encoding`) and returns the edits to make: with the
+/// fast lexer, or with lol_html for what the lexer does not model.
 pub fn scan(
     input: &[u8],
     encoding: &'static Encoding,
     want: &Want<'_>,
 ) -> Result<Found, ScanError> {
-    let encoding =
+    let ascii =
         AsciiCompatibleEncoding::new(encoding).ok_or_else(|| ScanError("charset".into()))?;
+    match scan_fast(input, encoding, want) {
+        Ok(found) => Ok(found),
+        Err(_) => scan_lol_html(input, ascii, want),
+    }
+}
+
+/// The scan with the fast lexer; `Err` hands the document to lol_html.
+pub fn scan_fast(
+    input: &[u8],
+    encoding: &'static Encoding,
+    want: &Want<'_>,
+) -> Result<Found, Unsupported> {
+    let mut state = State {
+        input,
+        want,
+        base: None,
+        found: Found::default(),
+    };
+    let mut lexer = Lexer::new(input)?;
+    // Open elements, as lol_html's selector stack keeps them: the element
+    // whose end tag pops a <body> off it is where the pixel goes.
+    let mut open: Vec<Range<usize>> = Vec::new();
+    let (mut body_start, mut body_end) = (None, None);
+    let tracks_stack = want.pixel == Some(PixelPosition::End);
+    let links = |n: &[u8]| {
+        want.clicks
+            && (n.eq_ignore_ascii_case(b"a")
+                || n.eq_ignore_ascii_case(b"area")
+                || n.eq_ignore_ascii_case(b"base"))
+    };
+    while let Some(token) = lexer.next_token(links)? {
+        match token {
+            Token::Start { name, range, attrs } => {
+                let tag = &input[name.clone()];
+                if !attrs.is_empty()
+                    && attrs
+                        .iter()
+                        .any(|a| input[a.name.clone()].eq_ignore_ascii_case(b"href"))
+                {
+                    let views = fast_views(input, encoding, attrs);
+                    if tag.eq_ignore_ascii_case(b"base") {
+                        on_base(&mut state, &views);
+                    } else {
+                        on_link(&mut state, &views);
+                    }
+                }
+                if want.pixel == Some(PixelPosition::Start)
+                    && body_start.is_none()
+                    && tag.eq_ignore_ascii_case(b"body")
+                {
+                    body_start = Some(range.end);
+                }
+                if tracks_stack && body_end.is_none() && !is_void(tag) {
+                    open.push(name);
+                }
+            }
+            Token::End { name, range } => {
+                if tracks_stack && body_end.is_none() {
+                    let tag = &input[name];
+                    if let Some(k) = open
+                        .iter()
+                        .rposition(|r| input[r.clone()].eq_ignore_ascii_case(tag))
+                    {
+                        if open[k..]
+                            .iter()
+                            .any(|r| input[r.clone()].eq_ignore_ascii_case(b"body"))
+                        {
+                            body_end = Some(range.start);
+                        }
+                        open.truncate(k);
+                    }
+                }
+            }
+            Token::Comment { range } => {
+                if want.clicks {
+                    on_comment_fast(&mut state, range, encoding)?;
+                }
+            }
+        }
+    }
+    let mut found = state.found;
+    found.pixel_at = body_start.or(body_end);
+    Ok(found)
+}
+
+/// lol_html's void elements (never on its stack).
+fn is_void(tag: &[u8]) -> bool {
+    const VOID: [&[u8]; 17] = [
+        b"area", b"base", b"basefont", b"bgsound", b"br", b"col", b"embed", b"hr", b"img",
+        b"input", b"keygen", b"link", b"meta", b"param", b"source", b"track", b"wbr",
+    ];
+    tag.len() <= 8 && VOID.iter().any(|v| v.eq_ignore_ascii_case(tag))
+}
+
+/// Attributes found by the lexer, decoded as lol_html decodes them.
+fn fast_views<'s>(input: &'s [u8], encoding: &'static Encoding, attrs: &[Attr]) -> Vec<AttrView<'s>> {
+    let text = |r: &Range<usize>| encoding.decode_without_bom_handling(&input[r.clone()]).0;
+    attrs
+        .iter()
+        .map(|a| AttrView {
+            name: text(&a.name).to_ascii_lowercase().into(),
+            value: a.value.as_ref().map(text),
+            name_range: Some(a.name.clone()),
+            value_range: a.value.clone(),
+        })
+        .collect()
+}
+
+/// Outlook conditional comments, with the fast lexer over their inside.
+fn on_comment_fast(
+    state: &mut State<'_>,
+    range: Range<usize>,
+    encoding: &'static Encoding,
+) -> Result<(), Unsupported> {
+    let Some(inner) = conditional_inner(state.input, range) else {
+        return Ok(());
+    };
+    let input = state.input;
+    let mut lexer = Lexer::new(&input[inner.clone()])?;
+    let offset = inner.start;
+    while let Some(token) = lexer.next_token(is_vml_link)? {
+        if let Token::Start { attrs, .. } = token
+            && attrs
+                .iter()
+                .any(|a| input[a.name.start + offset..a.name.end + offset].eq_ignore_ascii_case(b"href"))
+        {
+            let shifted: Vec<Attr> = attrs
+                .iter()
+                .map(|a| Attr {
+                    name: a.name.start + offset..a.name.end + offset,
+                    value: a.value.as_ref().map(|v| v.start + offset..v.end + offset),
+                })
+                .collect();
+            let views = fast_views(input, encoding, &shifted);
+            on_link(state, &views);
+        }
+    }
+    Ok(())
+}
+
+/// Tags inside a conditional comment whose `href` is a link: `<a>`,
+/// `<area>` and VML shapes (`v:roundrect`…), not `<link>` or `<base>`.
+fn is_vml_link(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"a")
+        || name.eq_ignore_ascii_case(b"area")
+        || name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case(b"v:"))
+}
+
+/// Both scans of `input`, to compare: `None` when the lexer hands the
+/// document to lol_html (for the differential tests and fuzz target).
+pub fn both(
+    input: &[u8],
+    encoding: &'static Encoding,
+    want: &Want<'_>,
+) -> Option<(Found, Result<Found, ScanError>)> {
+    let fast = scan_fast(input, encoding, want).ok()?;
+    let ascii = AsciiCompatibleEncoding::new(encoding)?;
+    Some((fast, scan_lol_html(input, ascii, want)))
+}
+
+/// The scan with lol_html.
+fn scan_lol_html(
+    input: &[u8],
+    encoding: AsciiCompatibleEncoding,
+    want: &Want<'_>,
+) -> Result<Found, ScanError> {
     let body_start = &Cell::new(None);
     let body_end = Rc::new(Cell::new(None));
     let body_end_seen = body_end.clone();
@@ -81,11 +250,11 @@ pub fn scan(
         if want.clicks {
             settings = settings
                 .append_element_content_handler(element!("base[href]", |el| {
-                    on_base(&mut state.borrow_mut(), el);
+                    on_base(&mut state.borrow_mut(), &lol_views(el, 0));
                     Ok(())
                 }))
                 .append_element_content_handler(element!("a[href], area[href]", |el| {
-                    on_link(&mut state.borrow_mut(), el, 0);
+                    on_link(&mut state.borrow_mut(), &lol_views(el, 0));
                     Ok(())
                 }));
             // Comments cost the tokenizer; look at them only when there
@@ -172,10 +341,40 @@ fn run(input: &[u8], settings: Settings<'_, '_>) -> Result<(), ScanError> {
     rewriter.end().map_err(|e| ScanError(e.to_string()))
 }
 
-fn on_base(state: &mut State<'_>, el: &mut Element<'_, '_>) {
+/// An attribute as the link rules see it; ranges are in the scanned input.
+pub struct AttrView<'s> {
+    /// Lower-case.
+    name: Cow<'s, str>,
+    value: Option<Cow<'s, str>>,
+    name_range: Option<Range<usize>>,
+    value_range: Option<Range<usize>>,
+}
+
+/// An element's attributes from lol_html; `offset` is where the input it
+/// parsed starts in the scanned input.
+fn lol_views(el: &Element<'_, '_>, offset: usize) -> Vec<AttrView<'static>> {
+    let shift = |r: Range<usize>| r.start + offset..r.end + offset;
+    el.attributes()
+        .iter()
+        .map(|a| {
+            let value_range = a.value_source_location().map(|l| shift(l.bytes()));
+            AttrView {
+                name: a.name().into(),
+                value: value_range.is_some().then(|| a.value().into()),
+                name_range: a.name_source_location().map(|l| shift(l.bytes())),
+                value_range,
+            }
+        })
+        .collect()
+}
+
+fn on_base(state: &mut State<'_>, attrs: &[AttrView<'_>]) {
     // The first <base> counts, as in browsers.
     if state.base.is_none()
-        && let Some(href) = el.get_attribute("href")
+        && let Some(href) = attrs
+            .iter()
+            .find(|a| a.name == "href")
+            .and_then(|a| a.value.as_deref())
     {
         let href = htmlize::unescape_attribute(href.trim()).into_owned();
         state.base = Url::parse(&href)
@@ -184,43 +383,44 @@ fn on_base(state: &mut State<'_>, el: &mut Element<'_, '_>) {
     }
 }
 
-fn on_link(state: &mut State<'_>, el: &mut Element<'_, '_>, offset: usize) {
+fn on_link(state: &mut State<'_>, attrs: &[AttrView<'_>]) {
     let mut opted_out = false;
     let mut href = None;
-    for attr in el.attributes() {
-        let name = attr.name();
+    for attr in attrs {
+        let name = &*attr.name;
+        let value = attr.value.as_deref().unwrap_or("");
         if name == "href" {
-            href = attr
-                .value_source_location()
-                .map(|l| (attr.value(), l.bytes()));
+            // The first `href` is the one a browser follows.
+            if href.is_none() {
+                href = Some(attr.value.as_deref().zip(attr.value_range.clone()));
+            }
         } else if name == links::OWN_OPT_OUT {
-            let value = attr.value();
             let value = value.trim();
             if value.eq_ignore_ascii_case("false") || value.eq_ignore_ascii_case("true") {
                 opted_out |= value.eq_ignore_ascii_case("false");
-                if let Some(range) = attribute_extent(state.input, attr, offset) {
+                if let Some(range) = attribute_extent(state.input, attr) {
                     state.found.edits.push(Edit {
                         range,
                         replacement: Replacement::Remove,
                     });
                 }
             }
-        } else if links::is_foreign_opt_out(&name, &attr.value()) {
+        } else if links::is_foreign_opt_out(name, value) {
             opted_out = true;
         }
     }
-    let Some((value, range)) = href else {
+    let Some(Some((value, range))) = href else {
         // `href` without a value: nothing to follow.
         return;
     };
     let decision = if opted_out {
         Err(SkipReason::OptOut)
     } else {
-        links::destination(&value, state.base.as_ref(), state.want.unsubscribe)
+        links::destination(value, state.base.as_ref(), state.want.unsubscribe)
     };
     match decision {
         Ok(url) => state.found.edits.push(Edit {
-            range: range.start + offset..range.end + offset,
+            range,
             replacement: Replacement::Link(url),
         }),
         Err(reason) => state.found.skipped.push(reason),
@@ -229,23 +429,17 @@ fn on_link(state: &mut State<'_>, el: &mut Element<'_, '_>, offset: usize) {
 
 /// The bytes of an attribute with the whitespace before it, so removing it
 /// leaves the tag as if it had never been there.
-fn attribute_extent(
-    input: &[u8],
-    attr: &lol_html::html_content::Attribute<'_>,
-    offset: usize,
-) -> Option<Range<usize>> {
-    let name = attr.name_source_location()?.bytes();
+fn attribute_extent(input: &[u8], attr: &AttrView<'_>) -> Option<Range<usize>> {
+    let name = attr.name_range.clone()?;
     let mut end = name.end;
-    if let Some(value) = attr.value_source_location() {
-        let value = value.bytes();
+    if let Some(value) = attr.value_range.clone() {
         end = value.end;
-        let quote = input.get(offset + value.start.checked_sub(1)?).copied();
-        if matches!(quote, Some(b'"' | b'\'')) && input.get(offset + end).copied() == quote {
+        let quote = input.get(value.start.checked_sub(1)?).copied();
+        if matches!(quote, Some(b'"' | b'\'')) && input.get(end).copied() == quote {
             end += 1;
         }
     }
-    let end = offset + end;
-    let mut start = offset + name.start;
+    let mut start = name.start;
     // Take the whitespace before it only when what follows still stands
     // apart: `a="x"title=t` must not become `…/title=t` glued to an
     // unquoted value or to the tag name (found by fuzzing).
@@ -261,6 +455,18 @@ fn attribute_extent(
     Some(start..end)
 }
 
+/// The inside of an Outlook conditional comment with an `href` in it, or
+/// `None` for any other comment.
+fn conditional_inner(input: &[u8], range: Range<usize>) -> Option<Range<usize>> {
+    let bytes = input.get(range.clone())?;
+    let inner = range.start + 4..range.end.saturating_sub(3);
+    let is_conditional = bytes.starts_with(b"<!--")
+        && bytes.ends_with(b"-->")
+        && inner.start < inner.end
+        && trim_start(&input[inner.clone()]).starts_with(b"[if");
+    (is_conditional && contains_ci(&input[inner.clone()], b"href")).then_some(inner)
+}
+
 /// Outlook conditional comments (`<!--[if mso]>…<![endif]-->`) hold VML
 /// buttons whose `href` Outlook desktop follows: scan their inside as HTML.
 fn on_comment(
@@ -268,27 +474,16 @@ fn on_comment(
     c: &mut Comment<'_>,
     encoding: AsciiCompatibleEncoding,
 ) -> Result<(), ScanError> {
-    let range = c.source_location().bytes();
-    let Some(bytes) = state.input.get(range.clone()) else {
+    let Some(inner) = conditional_inner(state.input, c.source_location().bytes()) else {
         return Ok(());
     };
-    let inner = range.start + 4..range.end.saturating_sub(3);
-    let is_conditional = bytes.starts_with(b"<!--")
-        && bytes.ends_with(b"-->")
-        && inner.start < inner.end
-        && trim_start(&state.input[inner.clone()]).starts_with(b"[if");
-    if !is_conditional || !contains_ci(&state.input[inner.clone()], b"href") {
-        return Ok(());
-    }
     let input = state.input;
     let offset = inner.start;
     let settings = Settings::new()
         .with_encoding(encoding)
         .append_element_content_handler(element!("*[href]", |el| {
-            let name = el.tag_name();
-            // Links and VML shapes (v:roundrect, v:rect…), not <link>/<base>.
-            if name == "a" || name == "area" || name.starts_with("v:") {
-                on_link(state, el, offset);
+            if is_vml_link(el.tag_name().as_bytes()) {
+                on_link(state, &lol_views(el, offset));
             }
             Ok(())
         }));
