@@ -7,6 +7,7 @@
 //! stays byte for byte. It does not know about MIME (see `mime`) or how
 //! tracking URLs are signed (the caller passes a signer).
 
+mod lexer;
 pub mod links;
 mod scan;
 
@@ -105,6 +106,30 @@ pub fn rewrite(
         }
     }
     done((splice(input, &edits, None).0, false), links)
+}
+
+/// Compares the fast lexer's scan with lol_html's on `input`, for every
+/// pixel position, clicks on: `None` when the lexer does not take this
+/// document (lol_html is then the only scan), else what differs, if
+/// anything. For the differential tests and the fuzz target.
+#[doc(hidden)]
+pub fn lexer_disagrees(input: &[u8], encoding: &'static Encoding) -> Option<Option<String>> {
+    for pixel in [Some(PixelPosition::End), Some(PixelPosition::Start), None] {
+        let want = Want {
+            clicks: true,
+            pixel,
+            unsubscribe: &[],
+        };
+        let (fast, lol) = scan::both(input, encoding, &want)?;
+        match lol {
+            Ok(lol) if lol == fast => {}
+            Ok(lol) => return Some(Some(format!("{pixel:?}: lexer {fast:?}\nlol_html {lol:?}"))),
+            // lol_html refuses some documents (memory limits, ambiguity);
+            // the lexer reading them is no disagreement.
+            Err(_) => {}
+        }
+    }
+    Some(None)
 }
 
 /// Applies sorted, non-overlapping edits and inserts the pixel `(position,

@@ -7,7 +7,10 @@
 //! What to put in a part is `rewrite`'s business.
 
 pub mod charset;
+mod structure;
 pub mod transfer;
+
+pub use structure::structure;
 
 use std::ops::Range;
 

@@ -93,7 +93,8 @@ pub fn rewrite(raw: &[u8], req: &Request<'_>) -> Outcome {
 
 fn rewrite_inner(raw: &[u8], req: &Request<'_>) -> Outcome {
     let mut report = Report::default();
-    let Some(message) = parser().parse(raw) else {
+    // The tree without decoding bodies; the full parse where that cannot say.
+    let Some(message) = mime::structure(raw).or_else(|| parser().parse(raw)) else {
         report.untracked_reason = Some("unparsable_message");
         return Outcome {
             message: raw.to_vec(),

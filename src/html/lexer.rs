@@ -304,7 +304,14 @@ impl<'a> Lexer<'a> {
 /// simulator), or why we hand the document over.
 fn text_mode(name: &[u8]) -> Result<Mode, Unsupported> {
     const RAW: [&[u8]; 8] = [
-        b"title", b"textarea", b"style", b"iframe", b"xmp", b"noembed", b"noframes", b"noscript",
+        b"title",
+        b"textarea",
+        b"style",
+        b"iframe",
+        b"xmp",
+        b"noembed",
+        b"noframes",
+        b"noscript",
     ];
     if name.len() > 9 {
         return Ok(Mode::Data);
@@ -336,7 +343,9 @@ fn find_end_tag(input: &[u8], from: usize, name: &[u8]) -> Option<usize> {
         if input
             .get(j + 2..name_end)
             .is_some_and(|n| n.eq_ignore_ascii_case(name))
-            && input.get(name_end).is_some_and(|&b| is_ws(b) || b == b'/' || b == b'>')
+            && input
+                .get(name_end)
+                .is_some_and(|&b| is_ws(b) || b == b'/' || b == b'>')
         {
             return Some(j);
         }
@@ -415,16 +424,13 @@ mod tests {
         assert_eq!(
             tokens("<!DOCTYPE html><!-- <a> --><?x <b>?><!x <c>><!--><!---><!-- x --!><i>")
                 .unwrap(),
-            [
-                "<!-- <a> -->",
-                "<!-->",
-                "<!--->",
-                "<!-- x --!>",
-                "<i >"
-            ]
+            ["<!-- <a> -->", "<!-->", "<!--->", "<!-- x --!>", "<i >"]
         );
         assert_eq!(tokens("</ x><b></>").unwrap(), ["<b >"]);
-        assert_eq!(tokens("<!-- never closed <a>").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            tokens("<!-- never closed <a>").unwrap(),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

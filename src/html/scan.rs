@@ -158,14 +158,33 @@ pub fn scan_fast(
 /// lol_html's void elements (never on its stack).
 fn is_void(tag: &[u8]) -> bool {
     const VOID: [&[u8]; 17] = [
-        b"area", b"base", b"basefont", b"bgsound", b"br", b"col", b"embed", b"hr", b"img",
-        b"input", b"keygen", b"link", b"meta", b"param", b"source", b"track", b"wbr",
+        b"area",
+        b"base",
+        b"basefont",
+        b"bgsound",
+        b"br",
+        b"col",
+        b"embed",
+        b"hr",
+        b"img",
+        b"input",
+        b"keygen",
+        b"link",
+        b"meta",
+        b"param",
+        b"source",
+        b"track",
+        b"wbr",
     ];
     tag.len() <= 8 && VOID.iter().any(|v| v.eq_ignore_ascii_case(tag))
 }
 
 /// Attributes found by the lexer, decoded as lol_html decodes them.
-fn fast_views<'s>(input: &'s [u8], encoding: &'static Encoding, attrs: &[Attr]) -> Vec<AttrView<'s>> {
+fn fast_views<'s>(
+    input: &'s [u8],
+    encoding: &'static Encoding,
+    attrs: &[Attr],
+) -> Vec<AttrView<'s>> {
     let text = |r: &Range<usize>| encoding.decode_without_bom_handling(&input[r.clone()]).0;
     attrs
         .iter()
@@ -192,9 +211,9 @@ fn on_comment_fast(
     let offset = inner.start;
     while let Some(token) = lexer.next_token(is_vml_link)? {
         if let Token::Start { attrs, .. } = token
-            && attrs
-                .iter()
-                .any(|a| input[a.name.start + offset..a.name.end + offset].eq_ignore_ascii_case(b"href"))
+            && attrs.iter().any(|a| {
+                input[a.name.start + offset..a.name.end + offset].eq_ignore_ascii_case(b"href")
+            })
         {
             let shifted: Vec<Attr> = attrs
                 .iter()
