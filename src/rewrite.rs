@@ -247,7 +247,7 @@ fn rewrite_part(
     };
     let links_before = signer.links.len();
     let mut sign = |url: &str| signer.click_url(url);
-    let rewritten = match part.charset {
+    let mut rewritten = match part.charset {
         Charset::AsciiCompatible(enc) => {
             html::rewrite(&content, enc, &plan, &mut sign).map_err(|_| PartSkip::Unparsable)?
         }
@@ -262,7 +262,9 @@ fn rewrite_part(
             r
         }
     };
-    let (edits, reencoded) = encode_part(raw, part, &rewritten.html);
+    let pixel = rewritten.pixel;
+    let skipped = std::mem::take(&mut rewritten.skipped);
+    let (edits, reencoded) = encode_part(raw, part, rewritten.html);
     if edits
         .iter()
         .any(|(_, body)| mime::collides(body, &facts.delimiters))
@@ -273,9 +275,9 @@ fn rewrite_part(
     }
     report.parts_rewritten += 1;
     report.reencoded_parts += usize::from(reencoded);
-    report.pixels += usize::from(rewritten.pixel);
-    report.parts_without_pixel += usize::from(report.track_opens && !rewritten.pixel);
-    for skip in &rewritten.skipped {
+    report.pixels += usize::from(pixel);
+    report.parts_without_pixel += usize::from(report.track_opens && !pixel);
+    for skip in &skipped {
         *report.links_skipped.entry(skip.as_str()).or_default() += 1;
     }
     Ok(edits)
@@ -292,13 +294,13 @@ struct MessageFacts {
 /// Re-applies the part's transfer encoding; an identity part whose lines
 /// would pass 998 octets becomes quoted-printable (the second value says
 /// so) and its header is updated.
-fn encode_part(raw: &[u8], part: &HtmlPart, html: &[u8]) -> (Edits, bool) {
+fn encode_part(raw: &[u8], part: &HtmlPart, html: Vec<u8>) -> (Edits, bool) {
     let newline = transfer::newline_of(raw);
     let encoded = &raw[part.body.clone()];
     let final_newline = encoded.ends_with(b"\n");
     let mut transfer = part.transfer;
     if transfer == TransferEncoding::Identity
-        && transfer::max_line_len(html) > transfer::MAX_LINE_LEN
+        && transfer::max_line_len(&html) > transfer::MAX_LINE_LEN
     {
         transfer = TransferEncoding::QuotedPrintable;
     }
@@ -312,10 +314,12 @@ fn encode_part(raw: &[u8], part: &HtmlPart, html: &[u8]) -> (Edits, bool) {
             None => edits.push((part.header_insert_at..part.header_insert_at, field)),
         }
     }
-    edits.push((
-        part.body.clone(),
-        transfer.encode(html, newline, final_newline),
-    ));
+    let body = match transfer {
+        // The rewritten bytes are the body: no copy.
+        TransferEncoding::Identity => html,
+        _ => transfer.encode(&html, newline, final_newline),
+    };
+    edits.push((part.body.clone(), body));
     (edits, transfer != part.transfer)
 }
 

@@ -37,7 +37,12 @@ fn lexer_agrees_with_lol_html_on_the_corpus() {
             .and_then(|c| encoding_rs::Encoding::for_label(c.as_bytes()))
             .unwrap_or(encoding_rs::UTF_8);
         if encoding.is_single_byte() || encoding == encoding_rs::UTF_8 {
-            check(&path.display().to_string(), &html, encoding, &mut html_tally);
+            check(
+                &path.display().to_string(),
+                &html,
+                encoding,
+                &mut html_tally,
+            );
         }
     }
     let mut mime_tally = Tally::default();

@@ -336,6 +336,35 @@ pub fn element_starts_at(
     tag: &str,
     offset: usize,
 ) -> bool {
+    match element_starts_at_fast(html, tag, offset) {
+        Ok(found) => found,
+        Err(_) => element_starts_at_lol_html(html, encoding, tag, offset),
+    }
+}
+
+/// [`element_starts_at`] with the fast lexer.
+pub fn element_starts_at_fast(html: &[u8], tag: &str, offset: usize) -> Result<bool, Unsupported> {
+    let mut lexer = Lexer::new(html)?;
+    while let Some(token) = lexer.next_token(|_| false)? {
+        if let Token::Start { name, range, .. } = token {
+            if range.start == offset {
+                return Ok(html[name].eq_ignore_ascii_case(tag.as_bytes()));
+            }
+            if range.start > offset {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// [`element_starts_at`] with lol_html.
+pub fn element_starts_at_lol_html(
+    html: &[u8],
+    encoding: &'static Encoding,
+    tag: &str,
+    offset: usize,
+) -> bool {
     let Some(encoding) = AsciiCompatibleEncoding::new(encoding) else {
         return false;
     };

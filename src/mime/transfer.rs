@@ -192,53 +192,68 @@ pub fn encode_qp(content: &[u8], newline: &[u8]) -> Vec<u8> {
 }
 
 fn encode_qp_line(text: &[u8], newline: &[u8], out: &mut Vec<u8>) {
+    let n = text.len();
     let mut col = 0;
-    let mut escaped;
-    for (i, &b) in text.iter().enumerate() {
-        let at_line_start = col == 0;
-        let last = i + 1 == text.len();
-        let literal = match b {
-            b'=' => false,
-            b' ' | b'\t' => !last,
-            // A line starting with `-` could read as a MIME boundary
-            // (`--b`) once soft breaks are added (found by fuzzing).
-            b'.' | b'-' => !at_line_start,
-            b'F' => !(at_line_start && text[i..].starts_with(b"From ")),
-            33..=126 => true,
-            _ => false,
-        };
-        let piece: &[u8] = if literal {
-            std::slice::from_ref(&text[i])
-        } else {
-            escaped = [b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]];
-            &escaped
-        };
+    let mut i = 0;
+    while i < n {
+        let b = text[i];
+        let last = i + 1 == n;
         // Keep room for the soft-break '=' unless this is the line's end.
         let room = if last {
             ENCODED_LINE_LEN
         } else {
             ENCODED_LINE_LEN - 1
         };
-        if col + piece.len() > room {
-            out.push(b'=');
-            out.extend_from_slice(newline);
-            col = 0;
-            // A piece that starts the new line gets the same checks again.
-            if (b == b'.' || b == b'-' || (b == b'F' && text[i..].starts_with(b"From "))) && literal
-            {
-                let e = [b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]];
-                out.extend_from_slice(&e);
-                col += 3;
+        // A line starting with `-` could read as a MIME boundary (`--b`)
+        // once soft breaks are added (found by fuzzing).
+        let special_start =
+            col == 0 && (b == b'.' || b == b'-' || (b == b'F' && text[i..].starts_with(b"From ")));
+        if !special_start && qp_literal(b, last) {
+            if col + 1 > room {
+                soft_break(out, newline);
+                col = 0;
+                // The byte now starts a line: checked again.
                 continue;
             }
+            // Copy the run of literal bytes that fits on this line.
+            let mut j = i + 1;
+            col += 1;
+            while j < n && col < ENCODED_LINE_LEN - 1 && qp_literal(text[j], j + 1 == n) {
+                j += 1;
+                col += 1;
+            }
+            // The line's last byte may take the last column.
+            if j + 1 == n && col == ENCODED_LINE_LEN - 1 && qp_literal(text[j], true) {
+                j += 1;
+                col += 1;
+            }
+            out.extend_from_slice(&text[i..j]);
+            i = j;
+        } else {
+            if col + 3 > room {
+                soft_break(out, newline);
+                col = 0;
+            }
+            out.extend_from_slice(&[b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+            col += 3;
+            i += 1;
         }
-        // A one-byte slice copy is far slower than a push on this hot path.
-        match piece {
-            [one] => out.push(*one),
-            _ => out.extend_from_slice(piece),
-        }
-        col += piece.len();
     }
+}
+
+/// Whether a byte is written as itself (a space or tab only inside a line).
+fn qp_literal(b: u8, last: bool) -> bool {
+    match b {
+        b'=' => false,
+        b' ' | b'\t' => !last,
+        33..=126 => true,
+        _ => false,
+    }
+}
+
+fn soft_break(out: &mut Vec<u8>, newline: &[u8]) {
+    out.push(b'=');
+    out.extend_from_slice(newline);
 }
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -342,7 +357,93 @@ mod tests {
         assert_eq!(decode_base64(b"aGV*sbG8"), None);
     }
 
+    const QP_PIECES: &[&[u8]] = &[
+        b"a",
+        b"b",
+        b" ",
+        b".",
+        b"-",
+        b"From ",
+        b"F",
+        b"=",
+        b"\t",
+        b"\r\n",
+        b"\n",
+        b"\xe9",
+        b"\x00",
+        b"abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvw",
+    ];
+
+    /// The byte-at-a-time encoder the run-copying one replaced.
+    fn encode_qp_line_reference(text: &[u8], newline: &[u8], out: &mut Vec<u8>) {
+        let mut col = 0;
+        let mut escaped;
+        for (i, &b) in text.iter().enumerate() {
+            let at_line_start = col == 0;
+            let last = i + 1 == text.len();
+            let literal = match b {
+                b'=' => false,
+                b' ' | b'\t' => !last,
+                // A line starting with `-` could read as a MIME boundary
+                // (`--b`) once soft breaks are added (found by fuzzing).
+                b'.' | b'-' => !at_line_start,
+                b'F' => !(at_line_start && text[i..].starts_with(b"From ")),
+                33..=126 => true,
+                _ => false,
+            };
+            let piece: &[u8] = if literal {
+                std::slice::from_ref(&text[i])
+            } else {
+                escaped = [b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]];
+                &escaped
+            };
+            // Keep room for the soft-break '=' unless this is the line's end.
+            let room = if last {
+                ENCODED_LINE_LEN
+            } else {
+                ENCODED_LINE_LEN - 1
+            };
+            if col + piece.len() > room {
+                out.push(b'=');
+                out.extend_from_slice(newline);
+                col = 0;
+                // A piece that starts the new line gets the same checks again.
+                if (b == b'.' || b == b'-' || (b == b'F' && text[i..].starts_with(b"From ")))
+                    && literal
+                {
+                    let e = [b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]];
+                    out.extend_from_slice(&e);
+                    col += 3;
+                    continue;
+                }
+            }
+            // A one-byte slice copy is far slower than a push on this hot path.
+            match piece {
+                [one] => out.push(*one),
+                _ => out.extend_from_slice(piece),
+            }
+            col += piece.len();
+        }
+    }
+
     proptest! {
+        #[test]
+        fn qp_encoding_is_the_byte_at_a_time_encoding(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(QP_PIECES),
+                0..120,
+            )
+        ) {
+            let data = pieces.concat();
+            let mut want = Vec::new();
+            for line in data.split_inclusive(|&b| b == b'\n') {
+                let (text, ending) = split_ending(line);
+                encode_qp_line_reference(text, b"\r\n", &mut want);
+                want.extend_from_slice(ending);
+            }
+            prop_assert_eq!(encode_qp(&data, b"\r\n"), want);
+        }
+
         #[test]
         fn qp_round_trips_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..600)) {
             let enc = encode_qp(&data, b"\n");
