@@ -317,6 +317,7 @@ fn run_workload(
         "seconds": round6(on.seconds),
         "mb_per_s": round3(mbps),
         "mb_per_s_html": mbps_html.map(round3),
+        "best_round_mb_per_s_html": is_html.then(|| round3(mb_per_s(html_bytes, 1, on.best_round))),
         "links": t.links,
         "pixels": t.pixels,
         "parts_skipped": t.parts_skipped,

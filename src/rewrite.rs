@@ -300,7 +300,7 @@ fn encode_part(raw: &[u8], part: &HtmlPart, html: Vec<u8>) -> (Edits, bool) {
     let final_newline = encoded.ends_with(b"\n");
     let mut transfer = part.transfer;
     if transfer == TransferEncoding::Identity
-        && transfer::max_line_len(&html) > transfer::MAX_LINE_LEN
+        && transfer::has_line_longer_than(&html, transfer::MAX_LINE_LEN)
     {
         transfer = TransferEncoding::QuotedPrintable;
     }

@@ -143,6 +143,18 @@ const PIECES: &[&str] = &[
     "&amp;",
     "<style x=>",
     "<x-y z=1>",
+    "<hr>",
+    "<META charset=x>",
+    "<input>",
+    "<basefont>",
+    "<b>",
+    "</b>",
+    "<h1>",
+    "</h1>",
+    "<center>",
+    "</center>",
+    "<svg>",
+    "<select>",
     "</x-y>",
 ];
 

@@ -84,7 +84,10 @@ fuzz_target!(|data: &[u8]| {
             let places = insertion_points(data, &r.html, PIXEL.as_bytes());
             assert!(!places.is_empty(), "output is not the input plus one pixel ({position:?})");
             let valid = |p: usize| {
+                // The end, or before a tag left open there (`…<r`); the
+                // end also when the last `<` opens no tag (`<<`).
                 p == end_of_content(data)
+                    || p == data.len()
                     || match position {
                         // Before `</body>`, or before the end tag that closes
                         // the body implicitly in lol_html (`</html>`, or a

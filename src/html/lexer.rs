@@ -303,33 +303,26 @@ impl<'a> Lexer<'a> {
 /// The text mode a start tag switches to (lol_html's tree builder
 /// simulator), or why we hand the document over.
 fn text_mode(name: &[u8]) -> Result<Mode, Unsupported> {
-    const RAW: [&[u8]; 8] = [
-        b"title",
-        b"textarea",
-        b"style",
-        b"iframe",
-        b"xmp",
-        b"noembed",
-        b"noframes",
-        b"noscript",
-    ];
-    if name.len() > 9 {
+    // Candidates by length, so most tags cost one comparison or none.
+    let candidates: &[&'static [u8]] = match name.len() {
+        3 => &[b"xmp", b"svg"],
+        4 => &[b"math"],
+        5 => &[b"title", b"style"],
+        6 => &[b"iframe", b"script", b"select"],
+        7 => &[b"noembed"],
+        8 => &[b"textarea", b"noframes", b"noscript", b"frameset"],
+        9 => &[b"plaintext"],
+        _ => return Ok(Mode::Data),
+    };
+    let Some(&tag) = candidates.iter().find(|c| c.eq_ignore_ascii_case(name)) else {
         return Ok(Mode::Data);
-    }
-    if let Some(raw) = RAW.iter().find(|r| r.eq_ignore_ascii_case(name)) {
-        return Ok(Mode::Text(raw));
-    }
-    let is = |n: &[u8]| n.eq_ignore_ascii_case(name);
-    if is(b"script") {
-        Ok(Mode::Script)
-    } else if is(b"svg") || is(b"math") {
-        Err(Unsupported::ForeignContent)
-    } else if is(b"select") || is(b"frameset") {
-        Err(Unsupported::Ambiguous)
-    } else if is(b"plaintext") {
-        Err(Unsupported::Plaintext)
-    } else {
-        Ok(Mode::Data)
+    };
+    match tag {
+        b"script" => Ok(Mode::Script),
+        b"svg" | b"math" => Err(Unsupported::ForeignContent),
+        b"select" | b"frameset" => Err(Unsupported::Ambiguous),
+        b"plaintext" => Err(Unsupported::Plaintext),
+        raw => Ok(Mode::Text(raw)),
     }
 }
 

@@ -157,26 +157,28 @@ pub fn scan_fast(
 
 /// lol_html's void elements (never on its stack).
 fn is_void(tag: &[u8]) -> bool {
-    const VOID: [&[u8]; 17] = [
-        b"area",
-        b"base",
-        b"basefont",
-        b"bgsound",
-        b"br",
-        b"col",
-        b"embed",
-        b"hr",
-        b"img",
-        b"input",
-        b"keygen",
-        b"link",
-        b"meta",
-        b"param",
-        b"source",
-        b"track",
-        b"wbr",
-    ];
-    tag.len() <= 8 && VOID.iter().any(|v| v.eq_ignore_ascii_case(tag))
+    // By length and first letter, so most tags cost one comparison or none.
+    let candidate: &[u8] = match (tag.len(), tag.first().map(u8::to_ascii_lowercase)) {
+        (2, Some(b'b')) => b"br",
+        (2, Some(b'h')) => b"hr",
+        (3, Some(b'c')) => b"col",
+        (3, Some(b'i')) => b"img",
+        (3, Some(b'w')) => b"wbr",
+        (4, Some(b'a')) => b"area",
+        (4, Some(b'b')) => b"base",
+        (4, Some(b'l')) => b"link",
+        (4, Some(b'm')) => b"meta",
+        (5, Some(b'e')) => b"embed",
+        (5, Some(b'i')) => b"input",
+        (5, Some(b'p')) => b"param",
+        (5, Some(b't')) => b"track",
+        (6, Some(b'k')) => b"keygen",
+        (6, Some(b's')) => b"source",
+        (7, Some(b'b')) => b"bgsound",
+        (8, Some(b'b')) => b"basefont",
+        _ => return false,
+    };
+    candidate.eq_ignore_ascii_case(tag)
 }
 
 /// Attributes found by the lexer, decoded as lol_html decodes them.

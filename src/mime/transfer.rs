@@ -120,6 +120,37 @@ pub fn max_line_len(bytes: &[u8]) -> usize {
     longest
 }
 
+/// Whether a line (without its line ending) is longer than `limit`: the
+/// same answer as `max_line_len(bytes) > limit`, looking at each window of
+/// `limit + 1` bytes once instead of at every line.
+pub fn has_line_longer_than(bytes: &[u8], limit: usize) -> bool {
+    // A line break among the next `limit + 1` bytes ends every line that
+    // starts in them before it (within the limit); the last such line
+    // starts after the last break.
+    let window = limit + 1;
+    let mut start = 0;
+    while bytes.len() - start > limit {
+        let end = (start + window).min(bytes.len());
+        match memchr::memrchr(b'\n', &bytes[start..end]) {
+            Some(i) => start += i + 1,
+            None => {
+                // No line break in the window: measure this line exactly.
+                let line_end =
+                    memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+                let line = &bytes[start..line_end];
+                if line.strip_suffix(b"\r").unwrap_or(line).len() > limit {
+                    return true;
+                }
+                if line_end == bytes.len() {
+                    return false;
+                }
+                start = line_end + 1;
+            }
+        }
+    }
+    false
+}
+
 /// Decodes quoted-printable (RFC 2045 §6.7) leniently: soft breaks joined,
 /// transport padding at line ends dropped, `=XX` decoded in either case, any
 /// other `=` kept literally. Hard line breaks keep their CRLF or LF.
@@ -427,6 +458,22 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn long_line_check_is_max_line_len(
+            lines in proptest::collection::vec((0usize..40, any::<bool>(), any::<bool>()), 0..30),
+            limit in 0usize..30,
+        ) {
+            let mut bytes = Vec::new();
+            for (len, cr, lf) in lines {
+                bytes.extend(std::iter::repeat_n(b'x', len));
+                if cr { bytes.push(b'\r'); }
+                if lf { bytes.push(b'\n'); }
+            }
+            prop_assert_eq!(has_line_longer_than(&bytes, limit), max_line_len(&bytes) > limit);
+        }
+
         #[test]
         fn qp_encoding_is_the_byte_at_a_time_encoding(
             pieces in proptest::collection::vec(
