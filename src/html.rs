@@ -97,8 +97,13 @@ pub fn rewrite(
     // end of the part. A document can end inside a tag or a quoted value
     // (`<p title="a>b`), which would swallow it (found by fuzzing), so the
     // place is checked by parsing the result; else before the last `<`;
-    // else no pixel rather than broken markup.
-    let candidates = [Some(input.len()), input.iter().rposition(|&b| b == b'<')];
+    // else at the very start (an unterminated `<!DOCTYPE` swallows both,
+    // found by fuzzing); else no pixel rather than broken markup.
+    let candidates = [
+        Some(input.len()),
+        input.iter().rposition(|&b| b == b'<'),
+        Some(0),
+    ];
     for at in candidates.into_iter().flatten() {
         let (html, offset) = splice(input, &edits, Some((at, markup)));
         if offset.is_some_and(|o| scan::element_starts_at(&html, encoding, "img", o)) {

@@ -88,6 +88,9 @@ fuzz_target!(|data: &[u8]| {
                 // end also when the last `<` opens no tag (`<<`).
                 p == end_of_content(data)
                     || p == data.len()
+                    // The start, when the end is inside markup that would
+                    // swallow the pixel (an unterminated `<!DOCTYPE`).
+                    || p == 0
                     || match position {
                         // Before `</body>`, or before the end tag that closes
                         // the body implicitly in lol_html (`</html>`, or a

@@ -548,10 +548,14 @@ fn trim_start(b: &[u8]) -> &[u8] {
 /// Whether `haystack` holds `needle` in any case (`needle` non-empty).
 fn contains_ci(haystack: &[u8], needle: &[u8]) -> bool {
     let first = needle[0];
-    memchr::memchr2_iter(first.to_ascii_lowercase(), first.to_ascii_uppercase(), haystack)
-        .any(|i| {
-            haystack
-                .get(i..i + needle.len())
-                .is_some_and(|w| w.eq_ignore_ascii_case(needle))
-        })
+    memchr::memchr2_iter(
+        first.to_ascii_lowercase(),
+        first.to_ascii_uppercase(),
+        haystack,
+    )
+    .any(|i| {
+        haystack
+            .get(i..i + needle.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(needle))
+    })
 }
