@@ -22,6 +22,7 @@
 //!
 //! ```text
 //! cargo bench --bench rewrite [-- [--rounds N] [--workload html|mime] [--no-baseline]]
+//! cargo bench --bench rewrite -- --message FILE   # 1,000 copies of one message
 //! BENCH_ROUNDS=N cargo bench --bench rewrite
 //! ```
 //!
@@ -49,6 +50,8 @@ struct Args {
     rounds: u32,
     workloads: Vec<String>,
     baseline: bool,
+    /// `--message FILE`: a workload of 1,000 copies of one message.
+    message: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -58,6 +61,7 @@ fn parse_args() -> Args {
         .unwrap_or(5);
     let mut workloads = Vec::new();
     let mut baseline = true;
+    let mut message = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -74,6 +78,9 @@ fn parse_args() -> Args {
             }
             "--workload" => workloads.push(it.next().expect("--workload takes html or mime")),
             "--no-baseline" => baseline = false,
+            "--message" => {
+                message = Some(PathBuf::from(it.next().expect("--message takes a file")))
+            }
             // `cargo bench` passes `--bench` (and test-harness flags) to
             // harness = false targets; ignore them.
             a if a.starts_with("--") => {}
@@ -86,6 +93,7 @@ fn parse_args() -> Args {
         rounds,
         workloads,
         baseline,
+        message,
     }
 }
 
@@ -372,6 +380,19 @@ fn main() {
         corpus::root().display()
     );
 
+    if let Some(path) = &args.message {
+        // One message, e.g. the relay benchmark's newsletter: time per copy.
+        let message = std::fs::read(path).expect("--message file");
+        let inputs: Vec<Input> = (0..1000)
+            .map(|_| Input {
+                message: message.clone(),
+                html_len: 0,
+                path: path.clone(),
+            })
+            .collect();
+        run_workload("message", &inputs, &tracked, off, args.rounds);
+        return;
+    }
     if want("html") {
         let inputs: Vec<Input> = corpus::html_files()
             .into_iter()

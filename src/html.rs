@@ -43,6 +43,9 @@ pub struct Plan<'a> {
 #[derive(Debug, Default)]
 pub struct Rewritten {
     pub html: Vec<u8>,
+    /// The same as edits of `input`: sorted, not overlapping, the pixel an
+    /// insertion (for encoders that keep what did not change).
+    pub changes: Vec<(Range<usize>, Vec<u8>)>,
     pub pixel: bool,
     /// Destinations of the rewritten links, in document order.
     pub links: Vec<String>,
@@ -79,19 +82,22 @@ pub fn rewrite(
         edits.push((edit.range, bytes));
     }
     let skipped = found.skipped;
-    let done = |(html, pixel): (Vec<u8>, bool), links| {
+    let done = |(html, changes): (Vec<u8>, Vec<_>), pixel, links| {
         Ok(Rewritten {
             html,
+            changes,
             pixel,
             links,
             skipped,
         })
     };
     let Some((markup, _)) = plan.pixel else {
-        return done((splice(input, &edits, None).0, false), links);
+        let (html, changes, _) = splice(input, edits, None);
+        return done((html, changes), false, links);
     };
     if let Some(at) = found.pixel_at {
-        return done((splice(input, &edits, Some((at, markup))).0, true), links);
+        let (html, changes, _) = splice(input, edits, Some((at, markup)));
+        return done((html, changes), true, links);
     }
     // No <body> (a fragment, or a body never closed): the pixel goes at the
     // end of the part. A document can end inside a tag or a quoted value
@@ -105,12 +111,13 @@ pub fn rewrite(
         Some(0),
     ];
     for at in candidates.into_iter().flatten() {
-        let (html, offset) = splice(input, &edits, Some((at, markup)));
+        let (html, changes, offset) = splice(input, edits.clone(), Some((at, markup)));
         if offset.is_some_and(|o| scan::element_starts_at(&html, encoding, "img", o)) {
-            return done((html, true), links);
+            return done((html, changes), true, links);
         }
     }
-    done((splice(input, &edits, None).0, false), links)
+    let (html, changes, _) = splice(input, edits, None);
+    done((html, changes), false, links)
 }
 
 /// Compares the fast lexer's scan with lol_html's on `input`, for every
@@ -146,44 +153,55 @@ pub fn lexer_disagrees(input: &[u8], encoding: &'static Encoding) -> Option<Opti
     Some(None)
 }
 
-/// Applies sorted, non-overlapping edits and inserts the pixel `(position,
-/// markup)`; returns the bytes and where the pixel starts in them.
+/// Applies sorted edits with the pixel `(position, markup)` inserted
+/// before any edit that starts at or after its place; returns the bytes and
+/// the edits as applied (an edit overlapping an earlier one is dropped:
+/// that cannot come from one document) and where the pixel starts in the
+/// bytes.
 fn splice(
     input: &[u8],
-    edits: &[(Range<usize>, Vec<u8>)],
+    edits: Vec<(Range<usize>, Vec<u8>)>,
     pixel: Option<(usize, &str)>,
-) -> (Vec<u8>, Option<usize>) {
-    let mut out = Vec::with_capacity(input.len() + edits.len() * 96 + 256);
-    let mut pixel_offset = None;
+) -> (Vec<u8>, Vec<(Range<usize>, Vec<u8>)>, Option<usize>) {
+    let mut changes: Vec<(Range<usize>, Vec<u8>)> = Vec::with_capacity(edits.len() + 1);
+    let mut pixel = pixel;
+    let mut pixel_index = None;
     let mut cursor = 0;
-    let pixel_at = pixel.map(|(at, _)| at);
-    let mut edits = edits.iter().peekable();
-    loop {
-        // The pixel goes before an edit that starts at or after its place.
-        let next_edit = edits.peek().map(|(r, _)| r.start);
-        if let Some(at) = pixel_at
-            && pixel_offset.is_none()
+    for (range, bytes) in edits {
+        if let Some((at, markup)) = pixel
             && at >= cursor
-            && next_edit.is_none_or(|start| at <= start)
+            && at <= range.start
         {
-            out.extend_from_slice(&input[cursor..at]);
-            pixel_offset = Some(out.len());
-            out.extend_from_slice(pixel.map_or("", |(_, m)| m).as_bytes());
-            cursor = at;
+            pixel_index = Some(changes.len());
+            changes.push((at..at, markup.as_bytes().to_vec()));
+            pixel = None;
         }
-        let Some((range, bytes)) = edits.next() else {
-            break;
-        };
         if range.start < cursor {
-            // Overlapping edits cannot come from one document; keep the first.
             continue;
         }
+        cursor = range.end;
+        changes.push((range, bytes));
+    }
+    if let Some((at, markup)) = pixel
+        && at >= cursor
+    {
+        pixel_index = Some(changes.len());
+        changes.push((at..at, markup.as_bytes().to_vec()));
+    }
+    let extra: usize = changes.iter().map(|(_, b)| b.len()).sum();
+    let mut out = Vec::with_capacity(input.len() + extra);
+    let mut cursor = 0;
+    let mut pixel_offset = None;
+    for (i, (range, bytes)) in changes.iter().enumerate() {
         out.extend_from_slice(&input[cursor..range.start]);
+        if pixel_index == Some(i) {
+            pixel_offset = Some(out.len());
+        }
         out.extend_from_slice(bytes);
         cursor = range.end;
     }
     out.extend_from_slice(&input[cursor..]);
-    (out, pixel_offset)
+    (out, changes, pixel_offset)
 }
 
 /// The pixel's markup for a tracking URL: 1x1, no border, no layout.

@@ -236,7 +236,16 @@ fn rewrite_part(
     report: &mut Report,
 ) -> Result<Edits, PartSkip> {
     let encoded = &raw[part.body.clone()];
-    let content = part.transfer.decode(encoded).ok_or(PartSkip::Undecodable)?;
+    // Quoted-printable lines that no edit touches go out as they came.
+    let mut qp_lines = None;
+    let content = match part.transfer {
+        TransferEncoding::QuotedPrintable => {
+            let (decoded, lines) = transfer::decode_qp_lines(encoded);
+            qp_lines = Some(lines);
+            std::borrow::Cow::Owned(decoded)
+        }
+        _ => part.transfer.decode(encoded).ok_or(PartSkip::Undecodable)?,
+    };
     let pixel = report
         .track_opens
         .then(|| (signer.pixel().to_owned(), req.settings.pixel_position));
@@ -252,6 +261,8 @@ fn rewrite_part(
             html::rewrite(&content, enc, &plan, &mut sign).map_err(|_| PartSkip::Unparsable)?
         }
         Charset::Transcode(enc) => {
+            // Edits are in UTF-8 offsets: every line is encoded again.
+            qp_lines = None;
             let enc = charset::utf16_by_bom(enc, &content);
             let text = charset::to_utf8(enc, &content).ok_or(PartSkip::Undecodable)?;
             let mut r = html::rewrite(text.as_bytes(), encoding_rs::UTF_8, &plan, &mut sign)
@@ -264,7 +275,10 @@ fn rewrite_part(
     };
     let pixel = rewritten.pixel;
     let skipped = std::mem::take(&mut rewritten.skipped);
-    let (edits, reencoded) = encode_part(raw, part, rewritten.html);
+    let kept = qp_lines
+        .as_deref()
+        .map(|lines| (lines, &*content, &*rewritten.changes));
+    let (edits, reencoded) = encode_part(raw, part, rewritten.html, kept);
     if edits
         .iter()
         .any(|(_, body)| mime::collides(body, &facts.delimiters))
@@ -294,7 +308,18 @@ struct MessageFacts {
 /// Re-applies the part's transfer encoding; an identity part whose lines
 /// would pass 998 octets becomes quoted-printable (the second value says
 /// so) and its header is updated.
-fn encode_part(raw: &[u8], part: &HtmlPart, html: Vec<u8>) -> (Edits, bool) {
+/// `kept`: for a quoted-printable part, its lines, decoded content and the
+/// changes made to that content, so that untouched lines are kept.
+fn encode_part(
+    raw: &[u8],
+    part: &HtmlPart,
+    html: Vec<u8>,
+    kept: Option<(
+        &[transfer::QpLine],
+        &[u8],
+        &[(std::ops::Range<usize>, Vec<u8>)],
+    )>,
+) -> (Edits, bool) {
     let newline = transfer::newline_of(raw);
     let encoded = &raw[part.body.clone()];
     let final_newline = encoded.ends_with(b"\n");
@@ -314,9 +339,12 @@ fn encode_part(raw: &[u8], part: &HtmlPart, html: Vec<u8>) -> (Edits, bool) {
             None => edits.push((part.header_insert_at..part.header_insert_at, field)),
         }
     }
-    let body = match transfer {
+    let body = match (transfer, kept) {
         // The rewritten bytes are the body: no copy.
-        TransferEncoding::Identity => html,
+        (TransferEncoding::Identity, _) => html,
+        (TransferEncoding::QuotedPrintable, Some((lines, decoded, changes))) => {
+            transfer::encode_qp_edited(encoded, lines, decoded, changes, newline)
+        }
         _ => transfer.encode(&html, newline, final_newline),
     };
     edits.push((part.body.clone(), body));

@@ -8,6 +8,7 @@
 //! the newline style of the message is kept in both directions.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -155,17 +156,124 @@ pub fn has_line_longer_than(bytes: &[u8], limit: usize) -> bool {
 /// transport padding at line ends dropped, `=XX` decoded in either case, any
 /// other `=` kept literally. Hard line breaks keep their CRLF or LF.
 pub fn decode_qp(body: &[u8]) -> Vec<u8> {
+    decode_qp_lines(body).0
+}
+
+/// Where one hard line of a quoted-printable body ends: in the body (after
+/// its line break, soft breaks included) and in the decoded text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QpLine {
+    pub encoded_end: usize,
+    pub decoded_end: usize,
+    /// A physical line of it passes 998 octets: never kept as it came.
+    pub too_long: bool,
+}
+
+/// [`decode_qp`], and where each hard line ends on both sides, so that
+/// [`encode_qp_edited`] can keep the lines an edit does not touch.
+pub fn decode_qp_lines(body: &[u8]) -> (Vec<u8>, Vec<QpLine>) {
     let mut out = Vec::with_capacity(body.len());
-    for line in body.split_inclusive(|&b| b == b'\n') {
-        let (content, ending) = split_ending(line);
+    let mut lines = Vec::with_capacity(body.len() / 64 + 1);
+    let mut too_long = false;
+    let mut start = 0;
+    while start < body.len() {
+        let end = memchr::memchr(b'\n', &body[start..]).map_or(body.len(), |i| start + i + 1);
+        let (content, ending) = split_ending(&body[start..end]);
+        too_long |= content.len() > MAX_LINE_LEN;
         // Rule 3: trailing whitespace is padding added in transport.
         let content = trim_end_wsp(content);
+        start = end;
         if let Some(soft) = content.strip_suffix(b"=") {
             decode_qp_line(soft, &mut out);
             continue;
         }
         decode_qp_line(content, &mut out);
         out.extend_from_slice(ending);
+        lines.push(QpLine {
+            encoded_end: end,
+            decoded_end: out.len(),
+            too_long,
+        });
+        too_long = false;
+    }
+    if lines.last().map_or(0, |l| l.encoded_end) != body.len() {
+        // The body ends in a soft break.
+        lines.push(QpLine {
+            encoded_end: body.len(),
+            decoded_end: out.len(),
+            too_long,
+        });
+    }
+    (out, lines)
+}
+
+/// Quoted-printable for `decoded` with `edits` (sorted, not overlapping,
+/// ranges in `decoded`) applied: the hard lines of `encoded` that no edit
+/// touches are copied as they came, the others are encoded again. `lines`
+/// is what [`decode_qp_lines`] said of `encoded`.
+pub fn encode_qp_edited(
+    encoded: &[u8],
+    lines: &[QpLine],
+    decoded: &[u8],
+    edits: &[(Range<usize>, Vec<u8>)],
+    newline: &[u8],
+) -> Vec<u8> {
+    let extra: usize = edits.iter().map(|(_, b)| b.len() + b.len() / 8).sum();
+    let mut out = Vec::with_capacity(encoded.len() + extra + 16);
+    let mut edits = edits.iter().peekable();
+    let (mut enc_start, mut dec_start) = (0, 0);
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        // An insertion where a line ends belongs to the next one, unless
+        // there is none.
+        let in_line = |at: usize, i: usize| at < lines[i].decoded_end || i + 1 == lines.len();
+        let touched = edits.peek().is_some_and(|(r, _)| in_line(r.start, i));
+        if !touched && !line.too_long {
+            out.extend_from_slice(&encoded[enc_start..line.encoded_end]);
+            (enc_start, dec_start) = (line.encoded_end, line.decoded_end);
+            i += 1;
+            continue;
+        }
+        // The group of lines the edits starting here reach into.
+        let mut content = Vec::new();
+        let mut cursor = dec_start;
+        loop {
+            while let Some((range, bytes)) = edits.next_if(|(r, _)| in_line(r.start, i)) {
+                content.extend_from_slice(&decoded[cursor.min(range.start)..range.start]);
+                content.extend_from_slice(bytes);
+                cursor = cursor.max(range.end);
+            }
+            let end = lines[i].decoded_end;
+            // The group ends where its text ends with a line break: an edit
+            // past the line, or one that took its line break, takes the
+            // next line in too (else the next line would be glued on).
+            let ends_in_break = if cursor < end {
+                decoded[end - 1] == b'\n'
+            } else {
+                cursor == end && content.ends_with(b"\n")
+            };
+            if i + 1 < lines.len() && (cursor > end || !ends_in_break) {
+                i += 1;
+                continue;
+            }
+            break;
+        }
+        let end = lines[i].decoded_end;
+        content.extend_from_slice(&decoded[cursor.min(end)..end]);
+        out.extend_from_slice(&encode_qp(&content, newline));
+        let group_end = lines[i].encoded_end;
+        if group_end == encoded.len() && encoded.ends_with(b"\n") && !content.ends_with(b"\n") {
+            // The body ended in a soft break: it keeps that shape.
+            soft_break(&mut out, newline);
+        }
+        (enc_start, dec_start) = (group_end, end);
+        i += 1;
+    }
+    if lines.is_empty() {
+        // An empty body: only insertions.
+        let content: Vec<u8> = edits.flat_map(|(_, b)| b.iter().copied()).collect();
+        out.extend_from_slice(&encode_qp(&content, newline));
     }
     out
 }
@@ -189,18 +297,20 @@ fn trim_end_wsp(mut s: &[u8]) -> &[u8] {
 
 fn decode_qp_line(line: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
-    while i < line.len() {
-        if line[i] == b'='
-            && let (Some(h), Some(l)) =
-                (line.get(i + 1).and_then(hex), line.get(i + 2).and_then(hex))
-        {
+    while let Some(eq) = memchr::memchr(b'=', &line[i..]).map(|j| i + j) {
+        out.extend_from_slice(&line[i..eq]);
+        if let (Some(h), Some(l)) = (
+            line.get(eq + 1).and_then(hex),
+            line.get(eq + 2).and_then(hex),
+        ) {
             out.push(h << 4 | l);
-            i += 3;
-            continue;
+            i = eq + 3;
+        } else {
+            out.push(b'=');
+            i = eq + 1;
         }
-        out.push(line[i]);
-        i += 1;
     }
+    out.extend_from_slice(&line[i..]);
 }
 
 fn hex(b: &u8) -> Option<u8> {
@@ -472,6 +582,46 @@ mod tests {
                 if lf { bytes.push(b'\n'); }
             }
             prop_assert_eq!(has_line_longer_than(&bytes, limit), max_line_len(&bytes) > limit);
+        }
+
+        #[test]
+        fn qp_edits_keep_untouched_lines_and_decode_to_the_edited_text(
+            pieces in proptest::collection::vec(proptest::sample::select(QP_PIECES), 0..60),
+            raw_body in any::<bool>(),
+            cuts in proptest::collection::vec((0.0f64..1.0, 0usize..12, proptest::sample::select(QP_PIECES)), 0..6),
+            crlf in any::<bool>(),
+        ) {
+            let newline: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+            let content = pieces.concat();
+            // A body as a careful encoder writes it, or any bytes read as one.
+            let encoded = if raw_body { content.clone() } else { encode_qp(&content, newline) };
+            let (decoded, lines) = decode_qp_lines(&encoded);
+            prop_assert_eq!(&decoded, &decode_qp(&encoded));
+            let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
+            let mut starts: Vec<usize> = cuts.iter().map(|(f, _, _)| (f * decoded.len() as f64) as usize).collect();
+            starts.sort();
+            for (start, (_, len, bytes)) in starts.into_iter().zip(&cuts) {
+                let from = edits.last().map_or(0, |(r, _): &(Range<usize>, Vec<u8>)| r.end);
+                let start = start.max(from);
+                let end = (start + len).min(decoded.len());
+                edits.push((start..end, bytes.to_vec()));
+            }
+            let out = encode_qp_edited(&encoded, &lines, &decoded, &edits, newline);
+            let mut want = Vec::new();
+            let mut cursor = 0;
+            for (r, b) in &edits {
+                want.extend_from_slice(&decoded[cursor..r.start]);
+                want.extend_from_slice(b);
+                cursor = r.end;
+            }
+            want.extend_from_slice(&decoded[cursor..]);
+            prop_assert_eq!(decode_qp(&out), want);
+            if !raw_body {
+                prop_assert!(max_line_len(&out) <= ENCODED_LINE_LEN);
+            }
+            if edits.is_empty() && lines.iter().all(|l| !l.too_long) {
+                prop_assert_eq!(out, encoded);
+            }
         }
 
         #[test]
