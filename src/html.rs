@@ -11,9 +11,9 @@ mod lexer;
 pub mod links;
 mod scan;
 
-use std::ops::Range;
-
 use encoding_rs::Encoding;
+
+use crate::mime::Edit;
 
 pub use links::SkipReason;
 pub use scan::ScanError;
@@ -45,7 +45,7 @@ pub struct Rewritten {
     pub html: Vec<u8>,
     /// The same as edits of `input`: sorted, not overlapping, the pixel an
     /// insertion (for encoders that keep what did not change).
-    pub changes: Vec<(Range<usize>, Vec<u8>)>,
+    pub changes: Vec<Edit>,
     pub pixel: bool,
     /// Destinations of the rewritten links, in document order.
     pub links: Vec<String>,
@@ -69,7 +69,7 @@ pub fn rewrite(
     found.edits.sort_by_key(|e| e.range.start);
     // Sign every link once, in document order, before any bytes are built.
     let mut links = Vec::new();
-    let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::with_capacity(found.edits.len());
+    let mut edits: Vec<Edit> = Vec::with_capacity(found.edits.len());
     for edit in found.edits {
         let bytes = match edit.replacement {
             Replacement::Remove => Vec::new(),
@@ -160,10 +160,10 @@ pub fn lexer_disagrees(input: &[u8], encoding: &'static Encoding) -> Option<Opti
 /// bytes.
 fn splice(
     input: &[u8],
-    edits: Vec<(Range<usize>, Vec<u8>)>,
+    edits: Vec<Edit>,
     pixel: Option<(usize, &str)>,
-) -> (Vec<u8>, Vec<(Range<usize>, Vec<u8>)>, Option<usize>) {
-    let mut changes: Vec<(Range<usize>, Vec<u8>)> = Vec::with_capacity(edits.len() + 1);
+) -> (Vec<u8>, Vec<Edit>, Option<usize>) {
+    let mut changes: Vec<Edit> = Vec::with_capacity(edits.len() + 1);
     let mut pixel = pixel;
     let mut pixel_index = None;
     let mut cursor = 0;

@@ -19,6 +19,9 @@ use mail_parser::{HeaderName, Message, MessagePart, MimeHeaders, PartType};
 use charset::Charset;
 use transfer::TransferEncoding;
 
+/// Bytes that replace a range of some original (an empty range inserts).
+pub type Edit = (Range<usize>, Vec<u8>);
+
 /// A text/html part that may be rewritten.
 #[derive(Debug, Clone)]
 pub struct HtmlPart {
@@ -193,7 +196,7 @@ fn html_part(raw: &[u8], part: &MessagePart<'_>) -> Result<HtmlPart, PartSkip> {
 /// Byte-range edits to a message, applied in one pass.
 #[derive(Debug, Default)]
 pub struct Splice {
-    edits: Vec<(Range<usize>, Vec<u8>)>,
+    edits: Vec<Edit>,
 }
 
 impl Splice {

@@ -224,7 +224,7 @@ impl<'a> Signer<'a> {
     }
 }
 
-type Edits = Vec<(std::ops::Range<usize>, Vec<u8>)>;
+type Edits = Vec<mime::Edit>;
 
 /// Rewrites one HTML part; returns the splices that put it back.
 fn rewrite_part(
@@ -314,11 +314,7 @@ fn encode_part(
     raw: &[u8],
     part: &HtmlPart,
     html: Vec<u8>,
-    kept: Option<(
-        &[transfer::QpLine],
-        &[u8],
-        &[(std::ops::Range<usize>, Vec<u8>)],
-    )>,
+    kept: Option<(&[transfer::QpLine], &[u8], &[mime::Edit])>,
 ) -> (Edits, bool) {
     let newline = transfer::newline_of(raw);
     let encoded = &raw[part.body.clone()];

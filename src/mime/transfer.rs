@@ -8,7 +8,6 @@
 //! the newline style of the message is kept in both directions.
 
 use std::borrow::Cow;
-use std::ops::Range;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -215,7 +214,7 @@ pub fn encode_qp_edited(
     encoded: &[u8],
     lines: &[QpLine],
     decoded: &[u8],
-    edits: &[(Range<usize>, Vec<u8>)],
+    edits: &[super::Edit],
     newline: &[u8],
 ) -> Vec<u8> {
     let extra: usize = edits.iter().map(|(_, b)| b.len() + b.len() / 8).sum();
@@ -597,11 +596,11 @@ mod tests {
             let encoded = if raw_body { content.clone() } else { encode_qp(&content, newline) };
             let (decoded, lines) = decode_qp_lines(&encoded);
             prop_assert_eq!(&decoded, &decode_qp(&encoded));
-            let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
+            let mut edits: Vec<crate::mime::Edit> = Vec::new();
             let mut starts: Vec<usize> = cuts.iter().map(|(f, _, _)| (f * decoded.len() as f64) as usize).collect();
             starts.sort();
             for (start, (_, len, bytes)) in starts.into_iter().zip(&cuts) {
-                let from = edits.last().map_or(0, |(r, _): &(Range<usize>, Vec<u8>)| r.end);
+                let from = edits.last().map_or(0, |(r, _): &crate::mime::Edit| r.end);
                 let start = start.max(from);
                 let end = (start + len).min(decoded.len());
                 edits.push((start..end, bytes.to_vec()));
