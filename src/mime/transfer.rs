@@ -75,14 +75,9 @@ impl TransferEncoding {
     pub fn encode(self, content: &[u8], newline: &[u8], final_newline: bool) -> Vec<u8> {
         match self {
             Self::Identity => content.to_vec(),
+            // A body that ended in a soft break keeps that shape.
             Self::QuotedPrintable => {
-                let mut out = encode_qp(content, newline);
-                // A body that ended in a soft break keeps that shape.
-                if final_newline && !content.ends_with(b"\n") {
-                    out.push(b'=');
-                    out.extend_from_slice(newline);
-                }
-                out
+                encode_qp_ending(content, newline, final_newline && !content.ends_with(b"\n"))
             }
             Self::Base64 => {
                 let mut out = encode_base64(content, newline);
@@ -260,12 +255,11 @@ pub fn encode_qp_edited(
         }
         let end = lines[i].decoded_end;
         content.extend_from_slice(&decoded[cursor.min(end)..end]);
-        out.extend_from_slice(&encode_qp(&content, newline));
         let group_end = lines[i].encoded_end;
-        if group_end == encoded.len() && encoded.ends_with(b"\n") && !content.ends_with(b"\n") {
-            // The body ended in a soft break: it keeps that shape.
-            soft_break(&mut out, newline);
-        }
+        // A body that ended in a soft break keeps that shape.
+        let soft_end =
+            group_end == encoded.len() && encoded.ends_with(b"\n") && !content.ends_with(b"\n");
+        out.extend_from_slice(&encode_qp_ending(&content, newline, soft_end));
         (enc_start, dec_start) = (group_end, end);
         i += 1;
     }
@@ -322,22 +316,34 @@ fn hex(b: &u8) -> Option<u8> {
 /// escapes are never split, and a leading `.`, `-` or `From ` is escaped so
 /// no transport can mangle it and no line can look like a MIME boundary.
 pub fn encode_qp(content: &[u8], newline: &[u8]) -> Vec<u8> {
+    encode_qp_ending(content, newline, false)
+}
+
+/// [`encode_qp`], ending in a soft break when `soft_end` (the last line
+/// then keeps a column for the `=`).
+fn encode_qp_ending(content: &[u8], newline: &[u8], soft_end: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() + content.len() / 8);
     for line in content.split_inclusive(|&b| b == b'\n') {
         let (text, ending) = split_ending(line);
-        encode_qp_line(text, newline, &mut out);
+        encode_qp_line(text, newline, soft_end && ending.is_empty(), &mut out);
         out.extend_from_slice(ending);
+    }
+    if soft_end {
+        soft_break(&mut out, newline);
     }
     out
 }
 
-fn encode_qp_line(text: &[u8], newline: &[u8], out: &mut Vec<u8>) {
+/// `more`: a soft break follows the line, so its last byte is no line end.
+fn encode_qp_line(text: &[u8], newline: &[u8], more: bool, out: &mut Vec<u8>) {
     let n = text.len();
+    // Past the last byte when more follows: no byte is the line's last.
+    let end = if more { n + 1 } else { n };
     let mut col = 0;
     let mut i = 0;
     while i < n {
         let b = text[i];
-        let last = i + 1 == n;
+        let last = i + 1 == end;
         // Keep room for the soft-break '=' unless this is the line's end.
         let room = if last {
             ENCODED_LINE_LEN
@@ -358,12 +364,12 @@ fn encode_qp_line(text: &[u8], newline: &[u8], out: &mut Vec<u8>) {
             // Copy the run of literal bytes that fits on this line.
             let mut j = i + 1;
             col += 1;
-            while j < n && col < ENCODED_LINE_LEN - 1 && qp_literal(text[j], j + 1 == n) {
+            while j < n && col < ENCODED_LINE_LEN - 1 && qp_literal(text[j], j + 1 == end) {
                 j += 1;
                 col += 1;
             }
             // The line's last byte may take the last column.
-            if j + 1 == n && col == ENCODED_LINE_LEN - 1 && qp_literal(text[j], true) {
+            if j < n && j + 1 == end && col == ENCODED_LINE_LEN - 1 && qp_literal(text[j], true) {
                 j += 1;
                 col += 1;
             }
