@@ -84,12 +84,13 @@ fuzz_target!(|data: &[u8]| {
             let places = insertion_points(data, &r.html, PIXEL.as_bytes());
             assert!(!places.is_empty(), "output is not the input plus one pixel ({position:?})");
             let valid = |p: usize| {
-                // The end, or before a tag left open there (`…<r`); the
-                // end also when the last `<` opens no tag (`<<`).
-                p == end_of_content(data)
-                    || p == data.len()
-                    // The start, when the end is inside markup that would
-                    // swallow the pixel (an unterminated `<!DOCTYPE`).
+                // Without a body, html::rewrite tries the end, then before
+                // the last `<` (a tag or quoted value left open at the end
+                // would swallow the pixel), then the start (an unterminated
+                // `<!DOCTYPE` swallows both); the checks below and
+                // check_elements say whether the place it took is sound.
+                p == data.len()
+                    || Some(p) == data.iter().rposition(|&b| b == b'<')
                     || p == 0
                     || match position {
                         // Before `</body>`, or before the end tag that closes
@@ -216,16 +217,6 @@ fn check_elements(input: &[u8], output: &[u8]) {
 fn contains_raw_text_element(elements: &[Element]) -> bool {
     const RAW: [&str; 9] = ["style", "script", "title", "textarea", "xmp", "iframe", "noembed", "noframes", "plaintext"];
     elements.iter().any(|(tag, _)| RAW.contains(&tag.as_str()))
-}
-
-/// Where `html::rewrite` promises the pixel when there is no `<body>`: the
-/// end, or just before a tag the document leaves open there (`…<r`).
-fn end_of_content(input: &[u8]) -> usize {
-    match (input.iter().rposition(|&b| b == b'<'), input.iter().rposition(|&b| b == b'>')) {
-        (Some(open), Some(close)) if open > close => open,
-        (Some(open), None) => open,
-        _ => input.len(),
-    }
 }
 
 fn marker(i: usize) -> String {
