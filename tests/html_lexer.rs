@@ -28,6 +28,23 @@ fn check(name: &str, html: &[u8], encoding: &'static encoding_rs::Encoding, tall
 }
 
 #[test]
+fn lexer_agrees_with_lol_html_on_the_fuzz_regressions() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/html_rewrite");
+    let mut tally = Tally::default();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let html = std::fs::read(entry.path()).unwrap();
+        check(
+            &entry.path().display().to_string(),
+            &html,
+            encoding_rs::UTF_8,
+            &mut tally,
+        );
+    }
+    assert!(tally.taken >= 5, "{tally:?}");
+}
+
+#[test]
 fn lexer_agrees_with_lol_html_on_the_corpus() {
     let mut html_tally = Tally::default();
     for (path, charset) in corpus::html_files() {

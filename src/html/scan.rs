@@ -187,7 +187,8 @@ fn fast_views<'s>(
     encoding: &'static Encoding,
     attrs: &[Attr],
 ) -> Vec<AttrView<'s>> {
-    let text = |r: &Range<usize>| encoding.decode_without_bom_handling(&input[r.clone()]).0;
+    // `decode`, BOM sniffing included, as lol_html decodes attributes.
+    let text = |r: &Range<usize>| encoding.decode(&input[r.clone()]).0;
     attrs
         .iter()
         .map(|a| AttrView {
