@@ -268,9 +268,9 @@ impl Relay {
         let dsn = dsn::build(&self.config.smtp.hostname, &txn.sender, refused, message);
         let id = Uuid::now_v7();
         let result = async {
-            let mut conn = self.upstream.connect().await?;
-            let r = conn.mail_from("", MailParams::default()).await?;
+            let (mut conn, r) = self.upstream.begin("", MailParams::default()).await?;
             if !r.is_positive() {
+                self.upstream.release(conn).await;
                 return Ok(r);
             }
             let r = conn.rcpt_to(&txn.sender).await?;

@@ -1,7 +1,10 @@
-//! The SMTP vocabulary shared by the server and the client side: replies.
-//! No I/O. Command parsing and the DATA reader come from smtp-proto
-//! (Stalwart's parser); this module adds the typed [`Reply`] every handler
-//! returns.
+//! The SMTP vocabulary shared by the server and the client side: replies
+//! and the DATA transparency procedure. No I/O. Command parsing comes from
+//! smtp-proto (Stalwart's parser); this module adds the typed [`Reply`]
+//! every handler returns, and `data`: reading a message after DATA and
+//! stuffing one for an upstream.
+
+pub mod data;
 
 use std::fmt;
 

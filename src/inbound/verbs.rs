@@ -69,16 +69,12 @@ impl Session {
         };
         let route = self.inbound.relay.select_route(&envelope);
         let params = Self::mail_params(&from);
-        let mut upstream = match self.inbound.relay.upstream.connect().await {
-            Ok(c) => c,
+        let (upstream, reply) = match self.inbound.relay.upstream.begin(&sender, params).await {
+            Ok(started) => started,
             Err(e) => {
-                tracing::warn!(route = %route.id, error = %e, "upstream connect failed");
+                tracing::warn!(route = %route.id, error = %e, "upstream MAIL failed");
                 return Reply::upstream_unavailable(&e.to_string());
             }
-        };
-        let reply = match upstream.mail_from(&sender, params).await {
-            Ok(r) => r,
-            Err(e) => return Reply::upstream_unavailable(&e.to_string()),
         };
         if !reply.is_positive() {
             self.inbound.relay.upstream.release(upstream).await;

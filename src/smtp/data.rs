@@ -1,0 +1,374 @@
+//! The DATA transparency procedure (RFC 5321 §4.5.2), both ways, over
+//! bytes: [`DataReader`] takes the client's stream apart (end mark,
+//! dot-unstuffing) in whatever pieces it arrives, and [`stuff`] puts a
+//! message on the wire for an upstream. No I/O.
+//!
+//! Both scan with memchr/memmem for the few places that matter (a '.' at
+//! the start of a line) and copy everything between in one go: a message
+//! is tens of kilobytes and nearly none of its lines start with a dot.
+
+use memchr::memmem;
+
+/// Where the reader is in the line structure; it only has to remember
+/// what decides the next bytes' meaning, so a chunk may end anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Inside a line (the last byte was not CR).
+    Text,
+    /// Inside a line, the last byte was CR.
+    Cr,
+    /// At the start of a line: after CRLF, or at the very start of DATA.
+    LineStart,
+    /// A line started with '.', which was dropped.
+    Dot,
+    /// A line started with ".\r" (the CR not output yet).
+    DotCr,
+    /// The end mark was read.
+    Done,
+}
+
+/// Reads a message after DATA's 354 up to the end mark `CRLF.CRLF`,
+/// undoing dot-stuffing. The CRLF before the end mark belongs to the
+/// message (it ends the last line) and is kept.
+///
+/// Only CRLF ends a line here, as RFC 5321 §2.3.8 says: a bare LF
+/// followed by ".\r\n" is data, not the end (the "SMTP smuggling"
+/// confusion). A line starting with '.' loses that dot whatever follows,
+/// as servers have always done.
+#[derive(Debug)]
+pub struct DataReader {
+    state: State,
+    /// "\r\n." : every line start that matters begins with it.
+    finder: memmem::Finder<'static>,
+}
+
+impl Default for DataReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DataReader {
+    pub fn new() -> Self {
+        Self {
+            state: State::LineStart,
+            finder: memmem::Finder::new(b"\r\n."),
+        }
+    }
+
+    /// Whether the end mark has been read.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Appends the message bytes of `input` to `out`; returns how many
+    /// bytes of `input` were consumed. Stops right after the end mark, so
+    /// what follows it (pipelined commands) is left unconsumed; before the
+    /// end mark every byte is consumed.
+    pub fn ingest(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
+        let mut i = 0;
+        while i < input.len() {
+            let rest = &input[i..];
+            match self.state {
+                State::Done => break,
+                State::LineStart => {
+                    if rest[0] == b'.' {
+                        i += 1;
+                        self.state = State::Dot;
+                    } else {
+                        self.state = State::Text;
+                    }
+                }
+                State::Dot => {
+                    if rest[0] == b'\r' {
+                        i += 1;
+                        self.state = State::DotCr;
+                    } else {
+                        self.state = State::Text;
+                    }
+                }
+                State::DotCr => {
+                    if rest[0] == b'\n' {
+                        self.state = State::Done;
+                        return i + 1;
+                    }
+                    // ".\rX": the dot was stuffing, the CR is data.
+                    out.push(b'\r');
+                    self.state = State::Cr;
+                }
+                State::Cr => {
+                    if rest[0] == b'\n' {
+                        out.push(b'\n');
+                        i += 1;
+                        self.state = State::LineStart;
+                    } else {
+                        self.state = State::Text;
+                    }
+                }
+                State::Text => match self.finder.find(rest) {
+                    Some(at) => {
+                        // Up to the CRLF; the dot after it is dropped.
+                        out.extend_from_slice(&rest[..at + 2]);
+                        i += at + 3;
+                        self.state = State::Dot;
+                    }
+                    None => {
+                        out.extend_from_slice(rest);
+                        i = input.len();
+                        self.state = if rest.ends_with(b"\r\n") {
+                            State::LineStart
+                        } else if rest.ends_with(b"\r") {
+                            State::Cr
+                        } else {
+                            State::Text
+                        };
+                    }
+                },
+            }
+        }
+        i
+    }
+}
+
+/// The bytes to send after DATA's 354 for `message`: every line starting
+/// with '.' gets another one, the last line is ended with CRLF (a
+/// message ending in a bare LF has it made CRLF; one ending in neither
+/// gets CRLF added), then the end mark `.\r\n`.
+///
+/// A line starts after CRLF, and also after a bare CR or LF: some servers
+/// end lines there, and a dot left alone after one could end the data
+/// early for them (RFC 5321 §4.5.2 says to stuff at every line start).
+pub fn stuff(message: &[u8]) -> Vec<u8> {
+    let body = with_final_crlf(message);
+    let mut wire = Vec::with_capacity(message.len() + message.len() / 512 + 8);
+    let mut copied = 0;
+    for at in memchr::memchr_iter(b'.', body.head) {
+        if at == 0 || matches!(body.head[at - 1], b'\r' | b'\n') {
+            wire.extend_from_slice(&body.head[copied..at]);
+            wire.push(b'.');
+            copied = at;
+        }
+    }
+    wire.extend_from_slice(&body.head[copied..]);
+    wire.extend_from_slice(body.tail);
+    wire.extend_from_slice(b".\r\n");
+    wire
+}
+
+/// `message` as one `BDAT n LAST` command and its chunk (RFC 3030), where
+/// nothing is stuffed: the same message bytes [`stuff`] sends.
+pub fn bdat_last(message: &[u8]) -> Vec<u8> {
+    let body = with_final_crlf(message);
+    let size = body.head.len() + body.tail.len();
+    let mut wire = Vec::with_capacity(size + 32);
+    wire.extend_from_slice(format!("BDAT {size} LAST\r\n").as_bytes());
+    wire.extend_from_slice(body.head);
+    wire.extend_from_slice(body.tail);
+    wire
+}
+
+/// A message split into what is sent as it is and the line end after it.
+struct Body<'a> {
+    head: &'a [u8],
+    tail: &'static [u8],
+}
+
+fn with_final_crlf(message: &[u8]) -> Body<'_> {
+    if message.is_empty() || message.ends_with(b"\r\n") {
+        return Body {
+            head: message,
+            tail: b"",
+        };
+    }
+    let head = message.strip_suffix(b"\n").unwrap_or(message);
+    Body {
+        head,
+        tail: b"\r\n",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The message bytes of a BDAT chunk.
+    fn chunk(message: &[u8]) -> Vec<u8> {
+        let wire = bdat_last(message);
+        let header_end = wire.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+        let header = std::str::from_utf8(&wire[..header_end]).unwrap();
+        let size = header["BDAT ".len()..].split(' ').next().unwrap();
+        assert_eq!(size.parse::<usize>().unwrap(), wire.len() - header_end);
+        wire[header_end..].to_vec()
+    }
+
+    /// The whole input at once.
+    fn read_all(input: &[u8]) -> (Vec<u8>, usize, bool) {
+        let mut reader = DataReader::new();
+        let mut out = Vec::new();
+        let n = reader.ingest(input, &mut out);
+        (out, n, reader.is_done())
+    }
+
+    /// The input in the given pieces, as reads from a socket give it.
+    fn read_split(input: &[u8], cuts: &[usize]) -> (Vec<u8>, usize, bool) {
+        let mut reader = DataReader::new();
+        let mut out = Vec::new();
+        let mut consumed = 0;
+        let mut start = 0;
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+        cuts.sort_unstable();
+        cuts.push(input.len());
+        for end in cuts {
+            if end < start {
+                continue;
+            }
+            let n = reader.ingest(&input[start..end], &mut out);
+            consumed += n;
+            if reader.is_done() {
+                break;
+            }
+            assert_eq!(n, end - start, "everything before the end mark is consumed");
+            start = end;
+        }
+        (out, consumed, reader.is_done())
+    }
+
+    /// The rule spelt out line by line, as the reference.
+    fn reference(input: &[u8]) -> (Vec<u8>, usize, bool) {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < input.len() {
+            let line_end = input[at..]
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .map(|p| at + p + 2);
+            let Some(end) = line_end else {
+                // An unfinished line; ".\r" may still become the end mark,
+                // so its CR is not data yet.
+                let line = &input[at..];
+                match line.strip_prefix(b".") {
+                    Some(b"\r") => {}
+                    Some(rest) => out.extend_from_slice(rest),
+                    None => out.extend_from_slice(line),
+                }
+                return (out, input.len(), false);
+            };
+            let line = &input[at..end];
+            if line == b".\r\n" {
+                return (out, end, true);
+            }
+            out.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
+            at = end;
+        }
+        (out, input.len(), false)
+    }
+
+    #[test]
+    fn end_mark_and_unstuffing() {
+        let (out, n, done) = read_all(b"a\r\n..b\r\n.c\r\n.\r\nQUIT\r\n");
+        assert_eq!(out, b"a\r\n.b\r\nc\r\n");
+        assert_eq!(n, 15);
+        assert!(done);
+    }
+
+    #[test]
+    fn an_empty_message_ends_at_once() {
+        assert_eq!(read_all(b".\r\nQUIT\r\n"), (Vec::new(), 3, true));
+    }
+
+    #[test]
+    fn only_crlf_ends_a_line() {
+        // Bare LF or CR before ".\r\n" is data: no early end, no unstuffing.
+        let (out, _, done) = read_all(b"a\n.\r\nb\r.\r\nc\r\n.\r\n");
+        assert_eq!(out, b"a\n.\r\nb\r.\r\nc\r\n");
+        assert!(done);
+    }
+
+    #[test]
+    fn dot_cr_not_followed_by_lf_is_data() {
+        let (out, _, done) = read_all(b".\rx\r\n.\r\r\n.\r\n");
+        assert_eq!(out, b"\rx\r\n\r\r\n");
+        assert!(done);
+    }
+
+    #[test]
+    fn end_mark_split_at_every_position() {
+        let input = b"Subject: x\r\n\r\n..dot\r\nlast\r\n.\r\nMAIL";
+        let whole = read_all(input);
+        assert_eq!(whole.0, b"Subject: x\r\n\r\n.dot\r\nlast\r\n");
+        for a in 0..=input.len() {
+            for b in a..=input.len() {
+                assert_eq!(read_split(input, &[a, b]), whole, "cut at {a} and {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn stuffing_doubles_line_start_dots_and_ends_the_data() {
+        assert_eq!(stuff(b".a\r\nb.\r\n.\r\n"), b"..a\r\nb.\r\n..\r\n.\r\n");
+        assert_eq!(stuff(b"x\r\n"), b"x\r\n.\r\n");
+        assert_eq!(stuff(b""), b".\r\n");
+    }
+
+    #[test]
+    fn stuffing_ends_the_last_line() {
+        assert_eq!(stuff(b"no newline"), b"no newline\r\n.\r\n");
+        assert_eq!(stuff(b"bare lf\n"), b"bare lf\r\n.\r\n");
+        assert_eq!(stuff(b"last line is a dot\r\n."), b"last line is a dot\r\n..\r\n.\r\n");
+        assert_eq!(chunk(b"no newline"), b"no newline\r\n");
+        assert_eq!(chunk(b".a\r\n"), b".a\r\n");
+    }
+
+    #[test]
+    fn stuffing_after_bare_line_breaks() {
+        assert_eq!(stuff(b"a\n.b\r.c\r\n"), b"a\n..b\r..c\r\n.\r\n");
+    }
+
+    fn mail_bytes() -> impl Strategy<Value = Vec<u8>> {
+        // Few symbols, so that dots, line breaks and end marks are common.
+        proptest::collection::vec(
+            prop_oneof![Just(b'.'), Just(b'\r'), Just(b'\n'), Just(b'a')],
+            0..64,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn reader_matches_the_reference_in_any_pieces(
+            input in mail_bytes(),
+            cuts in proptest::collection::vec(0usize..100, 0..6),
+        ) {
+            let expected = reference(&input);
+            prop_assert_eq!(read_all(&input), expected.clone());
+            prop_assert_eq!(read_split(&input, &cuts), expected);
+        }
+
+        #[test]
+        fn what_is_stuffed_reads_back(message in mail_bytes()) {
+            // Read back by the strict reader, the copy is the message with
+            // its last line ended by CRLF, except that a dot after a bare
+            // CR or LF keeps its stuffing (such a reader does not end a
+            // line there; one that does removes it).
+            let wire = stuff(&message);
+            let (out, n, done) = read_all(&wire);
+            prop_assert!(done);
+            prop_assert_eq!(n, wire.len());
+            let mut expected = Vec::new();
+            for (p, &byte) in chunk(&message).iter().enumerate() {
+                let after_bare_break = p > 0
+                    && byte == b'.'
+                    && match message[p - 1] {
+                        b'\r' => true,
+                        b'\n' => p < 2 || message[p - 2] != b'\r',
+                        _ => false,
+                    };
+                if after_bare_break {
+                    expected.push(b'.');
+                }
+                expected.push(byte);
+            }
+            prop_assert_eq!(out, expected);
+        }
+    }
+}
