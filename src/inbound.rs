@@ -7,6 +7,7 @@
 
 mod auth;
 mod data;
+mod input;
 mod session;
 mod verbs;
 

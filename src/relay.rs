@@ -87,10 +87,21 @@ impl Relay {
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
     }
 
-    /// Relays the message of `txn`; returns the reply for the client and
-    /// gives the upstream connection back to the pool when it is healthy.
+    /// The buffer the client's message is read into, for [`Relay::deliver`]:
+    /// it starts with the Received trace field (RFC 5321 §4.4) when the
+    /// config adds one, so the message is not copied to prepend it.
+    pub fn message_buffer(&self, txn: &Transaction) -> Vec<u8> {
+        let mut buffer = Vec::with_capacity(64 * 1024);
+        if self.config.smtp.add_received {
+            self.write_received(&txn.trace, &mut buffer);
+        }
+        buffer
+    }
+
+    /// Relays the message of `txn` (read into [`Relay::message_buffer`]);
+    /// returns the reply for the client and gives the upstream connection
+    /// back to the pool when it is healthy.
     pub async fn deliver(&self, mut txn: Transaction, message: Vec<u8>) -> Reply {
-        let message = self.with_received(&txn, message);
         let settings = &txn.route.settings;
         let split = settings.per_recipient && txn.recipients.len() > 1;
         // The first copy tells whether anything is tracked at all.
@@ -285,14 +296,13 @@ impl Relay {
         maillog::dsn_sent(id, &txn.route.id, &txn.sender, refused.len(), &result);
     }
 
-    /// Prepends the Received trace field (RFC 5321 §4.4).
-    fn with_received(&self, txn: &Transaction, message: Vec<u8>) -> Vec<u8> {
-        if !self.config.smtp.add_received {
-            return message;
-        }
-        let t = &txn.trace;
+    /// Writes the Received trace field (RFC 5321 §4.4).
+    fn write_received(&self, t: &Trace, out: &mut Vec<u8>) {
+        use std::io::Write;
         let date = jiff::Zoned::now().strftime("%a, %d %b %Y %H:%M:%S %z");
-        let mut field = format!(
+        // Writing to a Vec cannot fail.
+        let _ = write!(
+            out,
             "Received: from {} ([{}])\r\n\tby {} (trackrelay) with {};\r\n\t{date}\r\n",
             if t.helo.is_empty() {
                 "unknown"
@@ -307,10 +317,7 @@ impl Relay {
             },
             self.config.smtp.hostname,
             t.protocol,
-        )
-        .into_bytes();
-        field.extend_from_slice(&message);
-        field
+        );
     }
 }
 

@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::input::Input;
 use super::{Inbound, Io};
 use crate::relay::Transaction;
 use crate::smtp::Reply;
@@ -47,7 +48,7 @@ pub struct Session {
     pub tls: bool,
     pub auth_user: Option<String>,
     /// Bytes read but not consumed yet.
-    pub pending: Vec<u8>,
+    pub input: Input,
     /// Replies not written yet.
     pub out: Vec<u8>,
     pub shutdown: CancellationToken,
@@ -76,7 +77,7 @@ pub async fn run(
         esmtp: false,
         tls: false,
         auth_user: None,
-        pending: Vec::with_capacity(4096),
+        input: Input::default(),
         out: Vec::with_capacity(1024),
         shutdown,
         quit: false,
@@ -98,7 +99,7 @@ impl Session {
     async fn serve(&mut self) {
         let mut receiver = RequestReceiver::default();
         while !self.quit {
-            if self.pending.is_empty() {
+            if self.input.is_empty() {
                 let timeout = self.inbound.config.limits.command_timeout;
                 match self.read_more(timeout, true).await {
                     Ok(()) => {}
@@ -108,10 +109,11 @@ impl Session {
                     }
                 }
             }
-            let mut iter = self.pending.iter();
+            let unread = self.input.unread();
+            let mut iter = unread.iter();
             let parsed = receiver.ingest(&mut iter).map(Request::into_owned);
-            let consumed = self.pending.len() - iter.as_slice().len();
-            self.pending.drain(..consumed);
+            let consumed = unread.len() - iter.as_slice().len();
+            self.input.consume(consumed);
             match parsed {
                 Ok(request) => self.dispatch(request).await,
                 Err(ParseError::NeedsMoreData { .. }) => {}
@@ -179,18 +181,15 @@ impl Session {
         if self.flush().await.is_err() {
             return Err(ReadEnd::Closed);
         }
-        let mut chunk = [0u8; 8192];
+        let buf = self.input.for_read();
         let read = tokio::select! {
             _ = self.shutdown.cancelled(), if interruptible => return Err(ReadEnd::Shutdown),
-            r = tokio::time::timeout(timeout, self.io.read(&mut chunk)) => r,
+            r = tokio::time::timeout(timeout, self.io.read_buf(buf)) => r,
         };
         match read {
             Err(_) => Err(ReadEnd::Timeout),
             Ok(Ok(0)) | Ok(Err(_)) => Err(ReadEnd::Closed),
-            Ok(Ok(n)) => {
-                self.pending.extend_from_slice(&chunk[..n]);
-                Ok(())
-            }
+            Ok(Ok(_)) => Ok(()),
         }
     }
 

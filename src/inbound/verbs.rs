@@ -143,7 +143,7 @@ impl Session {
             return Some(Reply::bad_sequence("Already using TLS"));
         }
         // RFC 3207 §4.2: nothing sent before the handshake may be kept.
-        self.pending.clear();
+        self.input.clear();
         self.reply(Reply::new(220, (2, 0, 0), "Ready to start TLS"));
         if self.flush().await.is_err() {
             self.quit = true;

@@ -315,7 +315,10 @@ mod tests {
     fn stuffing_ends_the_last_line() {
         assert_eq!(stuff(b"no newline"), b"no newline\r\n.\r\n");
         assert_eq!(stuff(b"bare lf\n"), b"bare lf\r\n.\r\n");
-        assert_eq!(stuff(b"last line is a dot\r\n."), b"last line is a dot\r\n..\r\n.\r\n");
+        assert_eq!(
+            stuff(b"last line is a dot\r\n."),
+            b"last line is a dot\r\n..\r\n.\r\n"
+        );
         assert_eq!(chunk(b"no newline"), b"no newline\r\n");
         assert_eq!(chunk(b".a\r\n"), b".a\r\n");
     }
