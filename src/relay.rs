@@ -9,6 +9,7 @@
 //! happens to the message.
 
 mod dsn;
+mod record;
 
 use std::sync::{Arc, RwLock};
 
@@ -20,12 +21,13 @@ use crate::rewrite::{self, Outcome, Request};
 use crate::smtp::Reply;
 use crate::storage::{RelayedCopy, Storage};
 use crate::upstream::{Connection, MailParams, Upstream};
+use record::Recorder;
 
 /// What the relay needs, shared by every session.
 pub struct Relay {
     pub config: Arc<Config>,
     /// Where each relayed copy is recorded.
-    storage: Storage,
+    records: Recorder,
     /// Routes with their run-time settings; replaced on reload.
     routes: RwLock<Vec<Route>>,
     pub upstream: Upstream,
@@ -70,7 +72,7 @@ impl Relay {
         Self {
             routes: RwLock::new(config.routes.clone()),
             config,
-            storage,
+            records: Recorder::new(storage),
             upstream,
         }
     }
@@ -323,7 +325,7 @@ impl Relay {
 
 impl Relay {
     /// Records a copy the upstream answered, without holding up the client:
-    /// the writer commits it with the next batch.
+    /// it is handed to the writer with the others of the next few ms.
     fn record(
         &self,
         id: Uuid,
@@ -351,12 +353,13 @@ impl Relay {
             }
             .to_owned(),
         };
-        let storage = self.storage.clone();
-        tokio::spawn(async move {
-            if let Err(e) = storage.record_relayed(copy).await {
-                tracing::error!(%id, error = %e, "relayed copy not recorded");
-            }
-        });
+        self.records.record(copy);
+    }
+
+    /// Hands the copies still gathering to storage (at shutdown, once the
+    /// sessions have ended).
+    pub async fn flush_records(&self) {
+        self.records.flush().await;
     }
 }
 

@@ -596,3 +596,37 @@ async fn pooled_connection_closed(script: Script) {
         .collect();
     assert_eq!(connections.len(), 3, "one new connection per message");
 }
+
+#[tokio::test]
+async fn every_relayed_copy_is_recorded_even_right_before_shutdown() {
+    // Records are handed to storage in batches a few ms apart; stopping at
+    // once must still store the last ones.
+    let fake = FakeUpstream::start(Script::default()).await;
+    let relay = start("", &smtp_upstream(&fake, 10), TRACKED).await;
+    let to = ["bob@example.com", "carol@example.org"];
+    let mut c = Client::connect(relay.smtp).await;
+    let (_, reply) = c.send("alice@example.com", &to, &html_message("")).await;
+    assert!(reply.starts_with("250"), "{reply}");
+    drop(c);
+    let mut relay = relay;
+    relay.shutdown.cancel();
+    let app = relay.app.take().unwrap();
+    assert!(app.wait().await, "every queued write stored");
+    let conn = rusqlite::Connection::open(relay.dir.path().join("trackrelay.db")).unwrap();
+    let mut rows: Vec<(String, String)> = conn
+        .prepare("SELECT recipients, status FROM messages")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("[\"bob@example.com\"]".to_string(), "relayed".to_string()),
+            ("[\"carol@example.org\"]".to_string(), "relayed".to_string()),
+        ]
+    );
+    assert_eq!(fake.accepted().len(), 2);
+}
