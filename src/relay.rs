@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::config::{Config, Envelope, Route, RouteSettings};
 use crate::maillog;
-use crate::rewrite::{self, Outcome, Request};
+use crate::rewrite::{self, Outcome, Report, Request};
 use crate::smtp::Reply;
 use crate::storage::{RelayedCopy, Storage};
 use crate::upstream::{Connection, MailParams, Upstream};
@@ -153,7 +153,8 @@ impl Relay {
 
     /// One upstream transaction (the mirrored one) for all recipients.
     async fn deliver_one(&self, txn: &mut Transaction, id: Uuid, outcome: Outcome) -> Delivery {
-        let result = txn.upstream.data(&outcome.message, id).await;
+        let Outcome { message, report } = outcome;
+        let result = txn.upstream.data(message, id).await;
         let reply = match result {
             Ok(reply) => reply,
             Err(e) => {
@@ -162,16 +163,9 @@ impl Relay {
             }
         };
         for recipient in &txn.recipients {
-            maillog::relayed(
-                id,
-                &txn.route.id,
-                &txn.sender,
-                recipient,
-                &reply,
-                &outcome.report,
-            );
+            maillog::relayed(id, &txn.route.id, &txn.sender, recipient, &reply, &report);
         }
-        self.record(id, txn, &txn.recipients, &outcome, &reply);
+        self.record(id, txn, &txn.recipients, &report, &reply);
         Delivery::ok(reply)
     }
 
@@ -201,22 +195,19 @@ impl Relay {
                     )
                 }
             };
-            match self.send_copy(txn, recipient, id, &outcome).await {
+            let Outcome {
+                message: copy,
+                report,
+            } = outcome;
+            match self.send_copy(txn, recipient, id, copy).await {
                 Ok(reply) if reply.is_positive() => {
-                    maillog::relayed(
-                        id,
-                        &txn.route.id,
-                        &txn.sender,
-                        recipient,
-                        &reply,
-                        &outcome.report,
-                    );
-                    self.record(id, txn, std::slice::from_ref(recipient), &outcome, &reply);
+                    maillog::relayed(id, &txn.route.id, &txn.sender, recipient, &reply, &report);
+                    self.record(id, txn, std::slice::from_ref(recipient), &report, &reply);
                     accepted.get_or_insert(reply);
                 }
                 Ok(reply) => {
                     maillog::refused(id, &txn.route.id, recipient, &reply);
-                    self.record(id, txn, std::slice::from_ref(recipient), &outcome, &reply);
+                    self.record(id, txn, std::slice::from_ref(recipient), &report, &reply);
                     refused.push((recipient.clone(), reply));
                 }
                 Err(e) if accepted.is_none() => {
@@ -258,7 +249,7 @@ impl Relay {
         txn: &mut Transaction,
         recipient: &str,
         id: Uuid,
-        outcome: &Outcome,
+        message: Vec<u8>,
     ) -> Result<Reply, crate::upstream::UpstreamError> {
         let reply = txn.upstream.mail_from(&txn.sender, txn.params).await?;
         if !reply.is_positive() {
@@ -269,7 +260,7 @@ impl Relay {
             txn.upstream.rset().await?;
             return Ok(reply);
         }
-        txn.upstream.data(&outcome.message, id).await
+        txn.upstream.data(message, id).await
     }
 
     /// Tells the envelope sender which copies were refused (RFC 3464),
@@ -290,7 +281,7 @@ impl Relay {
             if !r.is_positive() {
                 return Ok(r);
             }
-            let r = conn.data(&dsn, id).await?;
+            let r = conn.data(dsn, id).await?;
             self.upstream.release(conn).await;
             Ok::<Reply, crate::upstream::UpstreamError>(r)
         }
@@ -331,10 +322,9 @@ impl Relay {
         id: Uuid,
         txn: &Transaction,
         recipients: &[String],
-        outcome: &Outcome,
+        report: &Report,
         reply: &Reply,
     ) {
-        let report = &outcome.report;
         let copy = RelayedCopy {
             id,
             route: txn.route.id.clone(),

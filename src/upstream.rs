@@ -73,12 +73,13 @@ impl Connection {
         }
     }
 
-    /// Sends one message (CRLF line endings; dot-stuffing is done here).
-    /// `copy_id` names the file for `dir:` upstreams.
-    pub async fn data(&mut self, message: &[u8], copy_id: Uuid) -> Result<Reply, UpstreamError> {
+    /// Sends one message (CRLF line endings; dot-stuffing is done here,
+    /// in the message's own buffer when it can be). `copy_id` names the
+    /// file for `dir:` upstreams.
+    pub async fn data(&mut self, message: Vec<u8>, copy_id: Uuid) -> Result<Reply, UpstreamError> {
         match self {
             Self::Smtp(c) => c.data(message).await,
-            Self::Dir(c) => c.data(message, copy_id).await,
+            Self::Dir(c) => c.data(&message, copy_id).await,
         }
     }
 

@@ -513,7 +513,10 @@ async fn copies_not_ending_in_crlf_are_ended_upstream() {
                 .unwrap();
             assert!(reply.is_positive());
             assert!(conn.rcpt_to("b@example.com").await.unwrap().is_positive());
-            let reply = conn.data(message, uuid::Uuid::now_v7()).await.unwrap();
+            let reply = conn
+                .data(message.to_vec(), uuid::Uuid::now_v7())
+                .await
+                .unwrap();
             assert!(reply.is_positive(), "{reply}");
             upstream.release(conn).await;
         }

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::input::Input;
+use super::input::{COMMAND_ROOM, DATA_ROOM, Input};
 use super::{Inbound, Io};
 use crate::relay::Transaction;
 use crate::smtp::Reply;
@@ -172,7 +172,8 @@ impl Session {
 
     /// Writes pending replies, then waits for more input. Waiting for a
     /// command is `interruptible` by shutdown (the client hears 421 and
-    /// retries); reading a message is not: it is finished first.
+    /// retries); reading a message is not: it is finished first, with
+    /// larger reads.
     pub async fn read_more(
         &mut self,
         timeout: std::time::Duration,
@@ -181,7 +182,12 @@ impl Session {
         if self.flush().await.is_err() {
             return Err(ReadEnd::Closed);
         }
-        let buf = self.input.for_read();
+        let room = if interruptible {
+            COMMAND_ROOM
+        } else {
+            DATA_ROOM
+        };
+        let buf = self.input.for_read(room);
         let read = tokio::select! {
             _ = self.shutdown.cancelled(), if interruptible => return Err(ReadEnd::Shutdown),
             r = tokio::time::timeout(timeout, self.io.read_buf(buf)) => r,

@@ -138,53 +138,52 @@ impl DataReader {
 /// A line starts after CRLF, and also after a bare CR or LF: some servers
 /// end lines there, and a dot left alone after one could end the data
 /// early for them (RFC 5321 §4.5.2 says to stuff at every line start).
-pub fn stuff(message: &[u8]) -> Vec<u8> {
-    let body = with_final_crlf(message);
+///
+/// Nearly no message has a line starting with a dot: then the end is
+/// added to `message` in place, without copying it.
+pub fn stuff(mut message: Vec<u8>) -> Vec<u8> {
+    let mut dots = memchr::memchr_iter(b'.', &message)
+        .filter(|&at| at == 0 || matches!(message[at - 1], b'\r' | b'\n'))
+        .peekable();
+    if dots.peek().is_none() {
+        end_last_line(&mut message);
+        message.extend_from_slice(b".\r\n");
+        return message;
+    }
     let mut wire = Vec::with_capacity(message.len() + message.len() / 512 + 8);
     let mut copied = 0;
-    for at in memchr::memchr_iter(b'.', body.head) {
-        if at == 0 || matches!(body.head[at - 1], b'\r' | b'\n') {
-            wire.extend_from_slice(&body.head[copied..at]);
-            wire.push(b'.');
-            copied = at;
-        }
+    for at in dots {
+        wire.extend_from_slice(&message[copied..at]);
+        wire.push(b'.');
+        copied = at;
     }
-    wire.extend_from_slice(&body.head[copied..]);
-    wire.extend_from_slice(body.tail);
+    wire.extend_from_slice(&message[copied..]);
+    end_last_line(&mut wire);
     wire.extend_from_slice(b".\r\n");
     wire
 }
 
 /// `message` as one `BDAT n LAST` command and its chunk (RFC 3030), where
 /// nothing is stuffed: the same message bytes [`stuff`] sends.
-pub fn bdat_last(message: &[u8]) -> Vec<u8> {
-    let body = with_final_crlf(message);
-    let size = body.head.len() + body.tail.len();
-    let mut wire = Vec::with_capacity(size + 32);
-    wire.extend_from_slice(format!("BDAT {size} LAST\r\n").as_bytes());
-    wire.extend_from_slice(body.head);
-    wire.extend_from_slice(body.tail);
+pub fn bdat_last(mut message: Vec<u8>) -> Vec<u8> {
+    end_last_line(&mut message);
+    let header = format!("BDAT {} LAST\r\n", message.len());
+    let mut wire = Vec::with_capacity(header.len() + message.len());
+    wire.extend_from_slice(header.as_bytes());
+    wire.extend_from_slice(&message);
     wire
 }
 
-/// A message split into what is sent as it is and the line end after it.
-struct Body<'a> {
-    head: &'a [u8],
-    tail: &'static [u8],
-}
-
-fn with_final_crlf(message: &[u8]) -> Body<'_> {
+/// Ends the last line with CRLF: a bare LF at the end becomes CRLF, and a
+/// message ending in anything else gets CRLF. An empty message stays so.
+fn end_last_line(message: &mut Vec<u8>) {
     if message.is_empty() || message.ends_with(b"\r\n") {
-        return Body {
-            head: message,
-            tail: b"",
-        };
+        return;
     }
-    let head = message.strip_suffix(b"\n").unwrap_or(message);
-    Body {
-        head,
-        tail: b"\r\n",
+    if message.ends_with(b"\n") {
+        message.pop();
     }
+    message.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
@@ -194,7 +193,7 @@ mod tests {
 
     /// The message bytes of a BDAT chunk.
     fn chunk(message: &[u8]) -> Vec<u8> {
-        let wire = bdat_last(message);
+        let wire = bdat_last(message.to_vec());
         let header_end = wire.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
         let header = std::str::from_utf8(&wire[..header_end]).unwrap();
         let size = header["BDAT ".len()..].split(' ').next().unwrap();
@@ -306,17 +305,20 @@ mod tests {
 
     #[test]
     fn stuffing_doubles_line_start_dots_and_ends_the_data() {
-        assert_eq!(stuff(b".a\r\nb.\r\n.\r\n"), b"..a\r\nb.\r\n..\r\n.\r\n");
-        assert_eq!(stuff(b"x\r\n"), b"x\r\n.\r\n");
-        assert_eq!(stuff(b""), b".\r\n");
+        assert_eq!(
+            stuff(b".a\r\nb.\r\n.\r\n".to_vec()),
+            b"..a\r\nb.\r\n..\r\n.\r\n"
+        );
+        assert_eq!(stuff(b"x\r\n".to_vec()), b"x\r\n.\r\n");
+        assert_eq!(stuff(b"".to_vec()), b".\r\n");
     }
 
     #[test]
     fn stuffing_ends_the_last_line() {
-        assert_eq!(stuff(b"no newline"), b"no newline\r\n.\r\n");
-        assert_eq!(stuff(b"bare lf\n"), b"bare lf\r\n.\r\n");
+        assert_eq!(stuff(b"no newline".to_vec()), b"no newline\r\n.\r\n");
+        assert_eq!(stuff(b"bare lf\n".to_vec()), b"bare lf\r\n.\r\n");
         assert_eq!(
-            stuff(b"last line is a dot\r\n."),
+            stuff(b"last line is a dot\r\n.".to_vec()),
             b"last line is a dot\r\n..\r\n.\r\n"
         );
         assert_eq!(chunk(b"no newline"), b"no newline\r\n");
@@ -325,7 +327,7 @@ mod tests {
 
     #[test]
     fn stuffing_after_bare_line_breaks() {
-        assert_eq!(stuff(b"a\n.b\r.c\r\n"), b"a\n..b\r..c\r\n.\r\n");
+        assert_eq!(stuff(b"a\n.b\r.c\r\n".to_vec()), b"a\n..b\r..c\r\n.\r\n");
     }
 
     fn mail_bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -353,7 +355,7 @@ mod tests {
             // its last line ended by CRLF, except that a dot after a bare
             // CR or LF keeps its stuffing (such a reader does not end a
             // line there; one that does removes it).
-            let wire = stuff(&message);
+            let wire = stuff(message.clone());
             let (out, n, done) = read_all(&wire);
             prop_assert!(done);
             prop_assert_eq!(n, wire.len());

@@ -3,9 +3,10 @@
 //! then one command at a time with a timeout on every step.
 //!
 //! The message itself is written here, not by mail-send: dot-stuffed
-//! (`smtp::data::stuff`) into one buffer with its end mark and sent in one
-//! write, or as one `BDAT n LAST` when the upstream offers CHUNKING
-//! (RFC 3030), which also saves the round trip for DATA's 354.
+//! (`smtp::data::stuff`, in the copy's own buffer unless a line starts
+//! with a dot) with its end mark and sent in one write, or as one
+//! `BDAT n LAST` when the upstream offers CHUNKING (RFC 3030), which also
+//! saves the round trip for DATA's 354.
 
 use std::time::{Duration, Instant};
 
@@ -157,7 +158,7 @@ impl SmtpConnection {
     /// after the message is a reply to pass through, not an error. The
     /// bytes that arrive are `message` exactly, its last line ended with
     /// CRLF if it was not.
-    pub async fn data(&mut self, message: &[u8]) -> Result<Reply, UpstreamError> {
+    pub async fn data(&mut self, message: Vec<u8>) -> Result<Reply, UpstreamError> {
         self.last_used = Instant::now();
         let chunking = self.capabilities & EXT_CHUNKING != 0;
         let result = on_client!(&mut self.client, c => send_message(c, message, chunking).await);
@@ -198,7 +199,7 @@ enum Sent {
 /// with the end mark.
 async fn send_message<T: AsyncRead + AsyncWrite + Unpin>(
     client: &mut SmtpClient<T>,
-    message: &[u8],
+    message: Vec<u8>,
     chunking: bool,
 ) -> mail_send::Result<Sent> {
     let wire = if chunking {
