@@ -158,7 +158,7 @@ impl Session {
 
     /// Queues a reply; it is written before the next wait for input.
     pub fn reply(&mut self, reply: Reply) {
-        self.out.extend_from_slice(&reply.to_wire());
+        reply.write_to(&mut self.out);
     }
 
     pub async fn flush(&mut self) -> std::io::Result<()> {
