@@ -633,3 +633,33 @@ async fn every_relayed_copy_is_recorded_even_right_before_shutdown() {
     );
     assert_eq!(fake.accepted().len(), 2);
 }
+
+#[tokio::test]
+async fn a_message_sent_before_the_354_is_read_the_same() {
+    // Not allowed (RFC 2920 §3.1), but seen: the message follows DATA in
+    // the same write, and its end in a later one.
+    let fake = FakeUpstream::start(Script::default()).await;
+    let relay = start("", &smtp_upstream(&fake, 10), "").await;
+    let mut c = Raw::connect(relay.smtp).await;
+    assert!(c.cmd("EHLO client.test").await.starts_with("250"));
+    assert!(
+        c.cmd("MAIL FROM:<alice@example.com>")
+            .await
+            .starts_with("250")
+    );
+    assert!(c.cmd("RCPT TO:<bob@example.com>").await.starts_with("250"));
+    let cut = DOTTED_WIRE.len() - 4;
+    c.send(&[b"DATA\r\n", &DOTTED_WIRE[..cut]].concat()).await;
+    assert!(c.reply().await.starts_with("354"));
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    c.send(&[&DOTTED_WIRE[cut..], b"NOOP\r\n"].concat()).await;
+    assert!(c.reply().await.starts_with("250"));
+    assert!(
+        c.reply().await.starts_with("250"),
+        "NOOP after the end mark"
+    );
+    relay.stop().await;
+    let accepted = fake.accepted();
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(split_received(&accepted[0].data).1, DOTTED);
+}

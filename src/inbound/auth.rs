@@ -94,7 +94,7 @@ impl Session {
             if unread.len() > 12 * 1024 {
                 return None;
             }
-            self.read_more(self.inbound.config.limits.command_timeout, true)
+            self.read_more(self.inbound.config.limits.command_timeout)
                 .await
                 .ok()?;
         }

@@ -5,6 +5,12 @@ use super::session::{Pending, ReadEnd, Session, State};
 use crate::smtp::Reply;
 use crate::smtp::data::DataReader;
 
+/// Room for each read of a message, straight into its buffer: a message
+/// of tens of kilobytes comes in a few reads.
+const READ_ROOM: usize = 64 * 1024;
+/// Less spare room than this, and the buffer grows before a read.
+const MIN_ROOM: usize = 16 * 1024;
+
 impl Session {
     pub async fn data(&mut self) -> Reply {
         let State::Mail(pending) = &self.state else {
@@ -66,19 +72,27 @@ impl Session {
         let trace_len = buffer.len();
         let mut message = buffer;
         let mut too_big = false;
+        // Bytes that came with the command (a client that did not wait for
+        // the 354) are copied; the rest is read into the message itself
+        // and unstuffed where it lies.
+        let consumed = reader.ingest(self.input.unread(), &mut message);
+        self.input.consume(consumed);
         loop {
-            if !self.input.is_empty() {
-                let consumed = reader.ingest(self.input.unread(), &mut message);
-                self.input.consume(consumed);
-                if message.len() - trace_len > max {
-                    too_big = true;
-                    message.truncate(trace_len);
-                }
-                if reader.is_done() {
-                    return Ok((!too_big).then_some(message));
-                }
+            if message.len() - trace_len > max {
+                too_big = true;
+                message.truncate(trace_len);
             }
-            self.read_more(timeout, false).await?;
+            if reader.is_done() {
+                return Ok((!too_big).then_some(message));
+            }
+            if message.capacity() - message.len() < MIN_ROOM {
+                message.reserve(READ_ROOM);
+            }
+            let from = message.len();
+            self.read_message_bytes(&mut message, timeout).await?;
+            // What follows the end mark (pipelined commands) is input.
+            let rest = reader.ingest_in_place(&mut message, from);
+            self.input.extend(&rest);
         }
     }
 }

@@ -1,13 +1,11 @@
 //! The session's input buffer: bytes read from the client and not consumed
-//! yet. Reads go straight into its spare room, in large pieces while a
-//! message comes (tens of kilobytes in a few reads, not one per 8 KiB), and
-//! consuming moves an offset instead of shifting the bytes left.
+//! yet, while commands come (a message is read straight into its own
+//! buffer, `inbound::data`). Reads go into its spare room, and consuming
+//! moves an offset instead of shifting the bytes left.
 
-/// Room for a read while commands come: lines of at most a few hundred
-/// bytes, a pipelined group of them.
-pub const COMMAND_ROOM: usize = 4 * 1024;
-/// Room for a read while a message comes.
-pub const DATA_ROOM: usize = 64 * 1024;
+/// Room for a read: command lines are at most a few hundred bytes, and a
+/// pipelined group of them fits.
+const READ_ROOM: usize = 4 * 1024;
 
 #[derive(Debug, Default)]
 pub struct Input {
@@ -42,15 +40,21 @@ impl Input {
     }
 
     /// The buffer to read into: unread bytes first (moved to the front if
-    /// some were consumed), with at least `room` spare bytes after them.
-    pub fn for_read(&mut self, room: usize) -> &mut Vec<u8> {
+    /// some were consumed), with room for a read after them.
+    pub fn for_read(&mut self) -> &mut Vec<u8> {
         if self.start > 0 {
             // Only a partial line or command is left: a short copy.
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        self.buf.reserve(room);
+        self.buf.reserve(READ_ROOM);
         &mut self.buf
+    }
+
+    /// Adds bytes read elsewhere (what followed a message) after the
+    /// unread ones.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
     }
 }
 
@@ -61,17 +65,14 @@ mod tests {
     #[test]
     fn consuming_moves_an_offset_and_reading_keeps_the_rest() {
         let mut input = Input::default();
-        input
-            .for_read(COMMAND_ROOM)
-            .extend_from_slice(b"EHLO a\r\nMAIL");
+        input.for_read().extend_from_slice(b"EHLO a\r\nMAIL");
         input.consume(8);
         assert_eq!(input.unread(), b"MAIL");
-        input
-            .for_read(COMMAND_ROOM)
-            .extend_from_slice(b" FROM:<>\r\n");
+        input.for_read().extend_from_slice(b" FROM:<>");
+        input.extend(b"\r\n");
         assert_eq!(input.unread(), b"MAIL FROM:<>\r\n");
         input.consume(14);
         assert!(input.is_empty());
-        assert!(input.for_read(DATA_ROOM).capacity() >= DATA_ROOM);
+        assert!(input.for_read().capacity() >= READ_ROOM);
     }
 }

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use smtp_proto::request::receiver::RequestReceiver;
 use smtp_proto::{Error as ParseError, Request};
@@ -13,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::input::{COMMAND_ROOM, DATA_ROOM, Input};
+use super::input::Input;
 use super::{Inbound, Io};
 use crate::relay::Transaction;
 use crate::smtp::Reply;
@@ -101,7 +102,7 @@ impl Session {
         while !self.quit {
             if self.input.is_empty() {
                 let timeout = self.inbound.config.limits.command_timeout;
-                match self.read_more(timeout, true).await {
+                match self.read_more(timeout).await {
                     Ok(()) => {}
                     Err(end) => {
                         self.end(end);
@@ -170,33 +171,33 @@ impl Session {
         Ok(())
     }
 
-    /// Writes pending replies, then waits for more input. Waiting for a
-    /// command is `interruptible` by shutdown (the client hears 421 and
-    /// retries); reading a message is not: it is finished first, with
-    /// larger reads.
-    pub async fn read_more(
+    /// Writes pending replies, then waits for more input: a command (or a
+    /// line of AUTH). Shutdown interrupts the wait (the client hears 421
+    /// and retries).
+    pub async fn read_more(&mut self, timeout: Duration) -> Result<(), ReadEnd> {
+        if self.flush().await.is_err() {
+            return Err(ReadEnd::Closed);
+        }
+        let buf = self.input.for_read();
+        let read = tokio::select! {
+            _ = self.shutdown.cancelled() => return Err(ReadEnd::Shutdown),
+            r = tokio::time::timeout(timeout, self.io.read_buf(buf)) => r,
+        };
+        read_result(read)
+    }
+
+    /// Writes pending replies, then reads message bytes straight into the
+    /// spare room of `message`. Shutdown does not interrupt it: a message
+    /// being read is finished first.
+    pub async fn read_message_bytes(
         &mut self,
-        timeout: std::time::Duration,
-        interruptible: bool,
+        message: &mut Vec<u8>,
+        timeout: Duration,
     ) -> Result<(), ReadEnd> {
         if self.flush().await.is_err() {
             return Err(ReadEnd::Closed);
         }
-        let room = if interruptible {
-            COMMAND_ROOM
-        } else {
-            DATA_ROOM
-        };
-        let buf = self.input.for_read(room);
-        let read = tokio::select! {
-            _ = self.shutdown.cancelled(), if interruptible => return Err(ReadEnd::Shutdown),
-            r = tokio::time::timeout(timeout, self.io.read_buf(buf)) => r,
-        };
-        match read {
-            Err(_) => Err(ReadEnd::Timeout),
-            Ok(Ok(0)) | Ok(Err(_)) => Err(ReadEnd::Closed),
-            Ok(Ok(_)) => Ok(()),
-        }
+        read_result(tokio::time::timeout(timeout, self.io.read_buf(message)).await)
     }
 
     fn end(&mut self, end: ReadEnd) {
@@ -241,6 +242,16 @@ impl Session {
             smtputf8: from.flags & smtp_proto::MAIL_SMTPUTF8 != 0,
             size: (from.size > 0).then_some(from.size as u64),
         }
+    }
+}
+
+fn read_result(
+    read: Result<std::io::Result<usize>, tokio::time::error::Elapsed>,
+) -> Result<(), ReadEnd> {
+    match read {
+        Err(_) => Err(ReadEnd::Timeout),
+        Ok(Ok(0)) | Ok(Err(_)) => Err(ReadEnd::Closed),
+        Ok(Ok(_)) => Ok(()),
     }
 }
 

@@ -3,9 +3,11 @@
 //! dot-unstuffing) in whatever pieces it arrives, and [`stuff`] puts a
 //! message on the wire for an upstream. No I/O.
 //!
-//! Both scan with memchr/memmem for the few places that matter (a '.' at
-//! the start of a line) and copy everything between in one go: a message
-//! is tens of kilobytes and nearly none of its lines start with a dot.
+//! Both work in the message's own buffer and scan with memmem for the few
+//! places that matter (a '.' at the start of a line), moving the bytes
+//! between in one go, and only when a dot was dropped or added before
+//! them: a message is tens of kilobytes and nearly none of its lines start
+//! with a dot.
 
 use memchr::memmem;
 
@@ -66,67 +68,100 @@ impl DataReader {
     /// what follows it (pipelined commands) is left unconsumed; before the
     /// end mark every byte is consumed.
     pub fn ingest(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
-        let mut i = 0;
-        while i < input.len() {
-            let rest = &input[i..];
+        let from = out.len();
+        out.extend_from_slice(input);
+        input.len() - self.ingest_in_place(out, from).len()
+    }
+
+    /// [`DataReader::ingest`] for bytes read straight into the message:
+    /// `buf[from..]` are raw bytes just read after the message so far
+    /// (`buf[..from]`). They are unstuffed where they are (bytes move only
+    /// once a dot has been dropped), and whatever follows the end mark is
+    /// cut off and returned (pipelined commands).
+    pub fn ingest_in_place(&mut self, buf: &mut Vec<u8>, from: usize) -> Vec<u8> {
+        let mut end = buf.len();
+        // Read and write positions; `w <= r`, as bytes are only dropped.
+        let (mut r, mut w) = (from, from);
+        while r < end {
             match self.state {
                 State::Done => break,
                 State::LineStart => {
-                    if rest[0] == b'.' {
-                        i += 1;
+                    if buf[r] == b'.' {
+                        r += 1;
                         self.state = State::Dot;
                     } else {
                         self.state = State::Text;
                     }
                 }
                 State::Dot => {
-                    if rest[0] == b'\r' {
-                        i += 1;
+                    if buf[r] == b'\r' {
+                        r += 1;
                         self.state = State::DotCr;
                     } else {
                         self.state = State::Text;
                     }
                 }
                 State::DotCr => {
-                    if rest[0] == b'\n' {
+                    if buf[r] == b'\n' {
+                        r += 1;
                         self.state = State::Done;
-                        return i + 1;
+                        break;
                     }
-                    // ".\rX": the dot was stuffing, the CR is data.
-                    out.push(b'\r');
+                    // ".\rX": the dot was stuffing, the CR is data. It was
+                    // held back; when that was in an earlier read there is
+                    // no room below the unread bytes, so it is inserted.
+                    if w == r {
+                        buf.insert(r, b'\r');
+                        r += 1;
+                        end += 1;
+                    } else {
+                        buf[w] = b'\r';
+                    }
+                    w += 1;
                     self.state = State::Cr;
                 }
                 State::Cr => {
-                    if rest[0] == b'\n' {
-                        out.push(b'\n');
-                        i += 1;
+                    if buf[r] == b'\n' {
+                        buf[w] = b'\n';
+                        w += 1;
+                        r += 1;
                         self.state = State::LineStart;
                     } else {
                         self.state = State::Text;
                     }
                 }
-                State::Text => match self.finder.find(rest) {
-                    Some(at) => {
+                State::Text => {
+                    let (len, next) = match self.finder.find(&buf[r..end]) {
                         // Up to the CRLF; the dot after it is dropped.
-                        out.extend_from_slice(&rest[..at + 2]);
-                        i += at + 3;
-                        self.state = State::Dot;
+                        Some(at) => (at + 2, State::Dot),
+                        None => (end - r, ending(&buf[r..end])),
+                    };
+                    if w != r {
+                        buf.copy_within(r..r + len, w);
                     }
-                    None => {
-                        out.extend_from_slice(rest);
-                        i = input.len();
-                        self.state = if rest.ends_with(b"\r\n") {
-                            State::LineStart
-                        } else if rest.ends_with(b"\r") {
-                            State::Cr
-                        } else {
-                            State::Text
-                        };
+                    w += len;
+                    r += len;
+                    if next == State::Dot {
+                        r += 1;
                     }
-                },
+                    self.state = next;
+                }
             }
         }
-        i
+        let rest = buf[r..end].to_vec();
+        buf.truncate(w);
+        rest
+    }
+}
+
+/// The state after text that ends a read.
+fn ending(text: &[u8]) -> State {
+    if text.ends_with(b"\r\n") {
+        State::LineStart
+    } else if text.ends_with(b"\r") {
+        State::Cr
+    } else {
+        State::Text
     }
 }
 
@@ -139,28 +174,32 @@ impl DataReader {
 /// end lines there, and a dot left alone after one could end the data
 /// early for them (RFC 5321 §4.5.2 says to stuff at every line start).
 ///
-/// Nearly no message has a line starting with a dot: then the end is
-/// added to `message` in place, without copying it.
+/// Done in `message`'s own buffer: the few line-start dots are found with
+/// memmem, and the bytes after each are moved up, last first.
 pub fn stuff(mut message: Vec<u8>) -> Vec<u8> {
-    let mut dots = memchr::memchr_iter(b'.', &message)
-        .filter(|&at| at == 0 || matches!(message[at - 1], b'\r' | b'\n'))
-        .peekable();
-    if dots.peek().is_none() {
-        end_last_line(&mut message);
-        message.extend_from_slice(b".\r\n");
-        return message;
+    end_last_line(&mut message);
+    let mut dots: Vec<usize> = memmem::find_iter(&message, b"\n.")
+        .chain(memmem::find_iter(&message, b"\r."))
+        .map(|at| at + 1)
+        .collect();
+    if message.first() == Some(&b'.') {
+        dots.push(0);
     }
-    let mut wire = Vec::with_capacity(message.len() + message.len() / 512 + 8);
-    let mut copied = 0;
-    for at in dots {
-        wire.extend_from_slice(&message[copied..at]);
-        wire.push(b'.');
-        copied = at;
+    if !dots.is_empty() {
+        dots.sort_unstable();
+        let old_len = message.len();
+        message.resize(old_len + dots.len(), 0);
+        // The bytes from the i-th dot on move up by i + 1, the added dot
+        // just before them; last first, so nothing is overwritten unread.
+        let mut upto = old_len;
+        for (i, &at) in dots.iter().enumerate().rev() {
+            message.copy_within(at..upto, at + i + 1);
+            message[at + i] = b'.';
+            upto = at;
+        }
     }
-    wire.extend_from_slice(&message[copied..]);
-    end_last_line(&mut wire);
-    wire.extend_from_slice(b".\r\n");
-    wire
+    message.extend_from_slice(b".\r\n");
+    message
 }
 
 /// `message` as one `BDAT n LAST` command and its chunk (RFC 3030), where
@@ -233,6 +272,33 @@ mod tests {
         (out, consumed, reader.is_done())
     }
 
+    /// The input read straight into the message buffer in the given pieces,
+    /// as the session does; the bytes after the end mark are consumed too,
+    /// so count what came back.
+    fn read_in_place(input: &[u8], cuts: &[usize]) -> (Vec<u8>, usize, bool) {
+        let mut reader = DataReader::new();
+        const TRACE: &[u8] = b"Received: x\r\n";
+        let mut buf = TRACE.to_vec();
+        let mut start = 0;
+        let mut rest = Vec::new();
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+        cuts.sort_unstable();
+        cuts.push(input.len());
+        for end in cuts {
+            if end < start || reader.is_done() {
+                continue;
+            }
+            let from = buf.len();
+            buf.extend_from_slice(&input[start..end]);
+            rest = reader.ingest_in_place(&mut buf, from);
+            assert!(rest.is_empty() || reader.is_done());
+            start = end;
+        }
+        let consumed = start - rest.len();
+        assert_eq!(&buf[..TRACE.len()], TRACE, "what was before stays");
+        (buf[TRACE.len()..].to_vec(), consumed, reader.is_done())
+    }
+
     /// The rule spelt out line by line, as the reference.
     fn reference(input: &[u8]) -> (Vec<u8>, usize, bool) {
         let mut out = Vec::new();
@@ -299,6 +365,7 @@ mod tests {
         for a in 0..=input.len() {
             for b in a..=input.len() {
                 assert_eq!(read_split(input, &[a, b]), whole, "cut at {a} and {b}");
+                assert_eq!(read_in_place(input, &[a, b]), whole, "cut at {a} and {b}");
             }
         }
     }
@@ -346,7 +413,8 @@ mod tests {
         ) {
             let expected = reference(&input);
             prop_assert_eq!(read_all(&input), expected.clone());
-            prop_assert_eq!(read_split(&input, &cuts), expected);
+            prop_assert_eq!(read_split(&input, &cuts), expected.clone());
+            prop_assert_eq!(read_in_place(&input, &cuts), expected);
         }
 
         #[test]
