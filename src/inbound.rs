@@ -7,6 +7,7 @@
 
 mod auth;
 mod data;
+mod input;
 mod session;
 mod verbs;
 
@@ -97,6 +98,8 @@ pub async fn serve(listener: TcpListener, inbound: Arc<Inbound>, shutdown: Cance
     }
     sessions.close();
     sessions.wait().await;
+    // The last copies' records, before the process waits for storage.
+    inbound.relay.flush_records().await;
 }
 
 async fn refuse_busy(mut stream: tokio::net::TcpStream) {

@@ -9,6 +9,7 @@
 //! happens to the message.
 
 mod dsn;
+mod record;
 
 use std::sync::{Arc, RwLock};
 
@@ -16,16 +17,17 @@ use uuid::Uuid;
 
 use crate::config::{Config, Envelope, Route, RouteSettings};
 use crate::maillog;
-use crate::rewrite::{self, Outcome, Request};
+use crate::rewrite::{self, Outcome, Report, Request};
 use crate::smtp::Reply;
 use crate::storage::{RelayedCopy, Storage};
 use crate::upstream::{Connection, MailParams, Upstream};
+use record::Recorder;
 
 /// What the relay needs, shared by every session.
 pub struct Relay {
     pub config: Arc<Config>,
     /// Where each relayed copy is recorded.
-    storage: Storage,
+    records: Recorder,
     /// Routes with their run-time settings; replaced on reload.
     routes: RwLock<Vec<Route>>,
     pub upstream: Upstream,
@@ -70,7 +72,7 @@ impl Relay {
         Self {
             routes: RwLock::new(config.routes.clone()),
             config,
-            storage,
+            records: Recorder::new(storage),
             upstream,
         }
     }
@@ -87,10 +89,21 @@ impl Relay {
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
     }
 
-    /// Relays the message of `txn`; returns the reply for the client and
-    /// gives the upstream connection back to the pool when it is healthy.
+    /// The buffer the client's message is read into, for [`Relay::deliver`]:
+    /// it starts with the Received trace field (RFC 5321 §4.4) when the
+    /// config adds one, so the message is not copied to prepend it.
+    pub fn message_buffer(&self, txn: &Transaction) -> Vec<u8> {
+        let mut buffer = Vec::with_capacity(64 * 1024);
+        if self.config.smtp.add_received {
+            self.write_received(&txn.trace, &mut buffer);
+        }
+        buffer
+    }
+
+    /// Relays the message of `txn` (read into [`Relay::message_buffer`]);
+    /// returns the reply for the client and gives the upstream connection
+    /// back to the pool when it is healthy.
     pub async fn deliver(&self, mut txn: Transaction, message: Vec<u8>) -> Reply {
-        let message = self.with_received(&txn, message);
         let settings = &txn.route.settings;
         let split = settings.per_recipient && txn.recipients.len() > 1;
         // The first copy tells whether anything is tracked at all.
@@ -140,7 +153,8 @@ impl Relay {
 
     /// One upstream transaction (the mirrored one) for all recipients.
     async fn deliver_one(&self, txn: &mut Transaction, id: Uuid, outcome: Outcome) -> Delivery {
-        let result = txn.upstream.data(&outcome.message, id).await;
+        let Outcome { message, report } = outcome;
+        let result = txn.upstream.data(message, id).await;
         let reply = match result {
             Ok(reply) => reply,
             Err(e) => {
@@ -149,16 +163,9 @@ impl Relay {
             }
         };
         for recipient in &txn.recipients {
-            maillog::relayed(
-                id,
-                &txn.route.id,
-                &txn.sender,
-                recipient,
-                &reply,
-                &outcome.report,
-            );
+            maillog::relayed(id, &txn.route.id, &txn.sender, recipient, &reply, &report);
         }
-        self.record(id, txn, &txn.recipients, &outcome, &reply);
+        self.record(id, txn, &txn.recipients, &report, &reply);
         Delivery::ok(reply)
     }
 
@@ -188,22 +195,19 @@ impl Relay {
                     )
                 }
             };
-            match self.send_copy(txn, recipient, id, &outcome).await {
+            let Outcome {
+                message: copy,
+                report,
+            } = outcome;
+            match self.send_copy(txn, recipient, id, copy).await {
                 Ok(reply) if reply.is_positive() => {
-                    maillog::relayed(
-                        id,
-                        &txn.route.id,
-                        &txn.sender,
-                        recipient,
-                        &reply,
-                        &outcome.report,
-                    );
-                    self.record(id, txn, std::slice::from_ref(recipient), &outcome, &reply);
+                    maillog::relayed(id, &txn.route.id, &txn.sender, recipient, &reply, &report);
+                    self.record(id, txn, std::slice::from_ref(recipient), &report, &reply);
                     accepted.get_or_insert(reply);
                 }
                 Ok(reply) => {
                     maillog::refused(id, &txn.route.id, recipient, &reply);
-                    self.record(id, txn, std::slice::from_ref(recipient), &outcome, &reply);
+                    self.record(id, txn, std::slice::from_ref(recipient), &report, &reply);
                     refused.push((recipient.clone(), reply));
                 }
                 Err(e) if accepted.is_none() => {
@@ -245,7 +249,7 @@ impl Relay {
         txn: &mut Transaction,
         recipient: &str,
         id: Uuid,
-        outcome: &Outcome,
+        message: Vec<u8>,
     ) -> Result<Reply, crate::upstream::UpstreamError> {
         let reply = txn.upstream.mail_from(&txn.sender, txn.params).await?;
         if !reply.is_positive() {
@@ -256,7 +260,7 @@ impl Relay {
             txn.upstream.rset().await?;
             return Ok(reply);
         }
-        txn.upstream.data(&outcome.message, id).await
+        txn.upstream.data(message, id).await
     }
 
     /// Tells the envelope sender which copies were refused (RFC 3464),
@@ -268,16 +272,16 @@ impl Relay {
         let dsn = dsn::build(&self.config.smtp.hostname, &txn.sender, refused, message);
         let id = Uuid::now_v7();
         let result = async {
-            let mut conn = self.upstream.connect().await?;
-            let r = conn.mail_from("", MailParams::default()).await?;
+            let (mut conn, r) = self.upstream.begin("", MailParams::default()).await?;
             if !r.is_positive() {
+                self.upstream.release(conn).await;
                 return Ok(r);
             }
             let r = conn.rcpt_to(&txn.sender).await?;
             if !r.is_positive() {
                 return Ok(r);
             }
-            let r = conn.data(&dsn, id).await?;
+            let r = conn.data(dsn, id).await?;
             self.upstream.release(conn).await;
             Ok::<Reply, crate::upstream::UpstreamError>(r)
         }
@@ -285,14 +289,13 @@ impl Relay {
         maillog::dsn_sent(id, &txn.route.id, &txn.sender, refused.len(), &result);
     }
 
-    /// Prepends the Received trace field (RFC 5321 §4.4).
-    fn with_received(&self, txn: &Transaction, message: Vec<u8>) -> Vec<u8> {
-        if !self.config.smtp.add_received {
-            return message;
-        }
-        let t = &txn.trace;
+    /// Writes the Received trace field (RFC 5321 §4.4).
+    fn write_received(&self, t: &Trace, out: &mut Vec<u8>) {
+        use std::io::Write;
         let date = jiff::Zoned::now().strftime("%a, %d %b %Y %H:%M:%S %z");
-        let mut field = format!(
+        // Writing to a Vec cannot fail.
+        let _ = write!(
+            out,
             "Received: from {} ([{}])\r\n\tby {} (trackrelay) with {};\r\n\t{date}\r\n",
             if t.helo.is_empty() {
                 "unknown"
@@ -307,25 +310,21 @@ impl Relay {
             },
             self.config.smtp.hostname,
             t.protocol,
-        )
-        .into_bytes();
-        field.extend_from_slice(&message);
-        field
+        );
     }
 }
 
 impl Relay {
     /// Records a copy the upstream answered, without holding up the client:
-    /// the writer commits it with the next batch.
+    /// it is handed to the writer with the others of the next few ms.
     fn record(
         &self,
         id: Uuid,
         txn: &Transaction,
         recipients: &[String],
-        outcome: &Outcome,
+        report: &Report,
         reply: &Reply,
     ) {
-        let report = &outcome.report;
         let copy = RelayedCopy {
             id,
             route: txn.route.id.clone(),
@@ -344,12 +343,13 @@ impl Relay {
             }
             .to_owned(),
         };
-        let storage = self.storage.clone();
-        tokio::spawn(async move {
-            if let Err(e) = storage.record_relayed(copy).await {
-                tracing::error!(%id, error = %e, "relayed copy not recorded");
-            }
-        });
+        self.records.record(copy);
+    }
+
+    /// Hands the copies still gathering to storage (at shutdown, once the
+    /// sessions have ended).
+    pub async fn flush_records(&self) {
+        self.records.flush().await;
     }
 }
 

@@ -1,7 +1,10 @@
-//! The SMTP vocabulary shared by the server and the client side: replies.
-//! No I/O. Command parsing and the DATA reader come from smtp-proto
-//! (Stalwart's parser); this module adds the typed [`Reply`] every handler
-//! returns.
+//! The SMTP vocabulary shared by the server and the client side: replies
+//! and the DATA transparency procedure. No I/O. Command parsing comes from
+//! smtp-proto (Stalwart's parser); this module adds the typed [`Reply`]
+//! every handler returns, and `data`: reading a message after DATA and
+//! stuffing one for an upstream.
+
+pub mod data;
 
 use std::fmt;
 
@@ -54,18 +57,30 @@ impl Reply {
 
     /// The reply on the wire, multi-line replies with `code-` continuations.
     pub fn to_wire(&self) -> Vec<u8> {
-        let lines: Vec<&str> = self.text.lines().collect();
-        let lines = if lines.is_empty() { vec![""] } else { lines };
-        let mut out = Vec::with_capacity(self.text.len() + 16 * lines.len());
-        for (i, line) in lines.iter().enumerate() {
-            let sep = if i + 1 == lines.len() { ' ' } else { '-' };
-            let line = match self.enhanced {
-                Some((a, b, c)) => format!("{}{sep}{a}.{b}.{c} {line}\r\n", self.code),
-                None => format!("{}{sep}{line}\r\n", self.code),
-            };
-            out.extend_from_slice(line.as_bytes());
-        }
+        let mut out = Vec::with_capacity(self.text.len() + 16);
+        self.write_to(&mut out);
         out
+    }
+
+    /// Appends the reply as [`Reply::to_wire`] gives it.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let mut lines = self.text.lines().peekable();
+        if lines.peek().is_none() {
+            return self.write_line(out, ' ', "");
+        }
+        while let Some(line) = lines.next() {
+            let sep = if lines.peek().is_none() { ' ' } else { '-' };
+            self.write_line(out, sep, line);
+        }
+    }
+
+    fn write_line(&self, out: &mut Vec<u8>, sep: char, line: &str) {
+        use std::io::Write;
+        // Writing to a Vec cannot fail.
+        let _ = match self.enhanced {
+            Some((a, b, c)) => write!(out, "{}{sep}{a}.{b}.{c} {line}\r\n", self.code),
+            None => write!(out, "{}{sep}{line}\r\n", self.code),
+        };
     }
 
     // The replies the server itself gives, in one place.
@@ -130,6 +145,7 @@ mod tests {
     #[test]
     fn wire_format_single_and_multi_line() {
         assert_eq!(Reply::ok("Ok").to_wire(), b"250 2.0.0 Ok\r\n");
+        assert_eq!(Reply::ok("").to_wire(), b"250 2.0.0 \r\n");
         let multi = Reply {
             code: 250,
             enhanced: None,

@@ -2,6 +2,12 @@
 //! (`dir:`), behind one [`Connection`] type, and a small pool that reuses
 //! idle SMTP connections.
 //!
+//! A connection goes back to the pool without RSET when its transaction
+//! ended with the reply to the message (the common case: one round trip
+//! less per message). Whether a pooled connection still works is learnt
+//! at the next MAIL; when it does not, the transaction starts again on a
+//! new connection ([`Upstream::begin`]).
+//!
 //! Every command's reply is the upstream's own (code, enhanced code, text)
 //! so the relay can pass it through; an [`UpstreamError`] means the upstream
 //! could not be reached or broke off, which the relay turns into a 4xx.
@@ -67,12 +73,13 @@ impl Connection {
         }
     }
 
-    /// Sends one message (CRLF line endings; dot-stuffing is done here).
-    /// `copy_id` names the file for `dir:` upstreams.
-    pub async fn data(&mut self, message: &[u8], copy_id: Uuid) -> Result<Reply, UpstreamError> {
+    /// Sends one message (CRLF line endings; dot-stuffing is done here,
+    /// in the message's own buffer when it can be). `copy_id` names the
+    /// file for `dir:` upstreams.
+    pub async fn data(&mut self, message: Vec<u8>, copy_id: Uuid) -> Result<Reply, UpstreamError> {
         match self {
             Self::Smtp(c) => c.data(message).await,
-            Self::Dir(c) => c.data(message, copy_id).await,
+            Self::Dir(c) => c.data(&message, copy_id).await,
         }
     }
 
@@ -105,20 +112,41 @@ impl Upstream {
         }
     }
 
-    /// An idle connection if there is one, else a new one.
-    pub async fn connect(&self) -> Result<Connection, UpstreamError> {
-        match &self.config.target {
-            Target::Dir(path) => Ok(Connection::Dir(dir::DirConnection::new(path.clone()))),
-            Target::Smtp(url) => {
-                if let Some(conn) = self.take_idle() {
-                    return Ok(Connection::Smtp(conn));
-                }
-                let conn =
-                    smtp::SmtpConnection::open(url, &self.config, &self.limits, &self.helo_name)
-                        .await?;
-                Ok(Connection::Smtp(conn))
+    /// Starts a transaction: MAIL FROM on an idle connection if there is
+    /// one, else on a new one. The reply is the upstream's (a refusal is
+    /// not an error; the connection is then still returned, for release).
+    ///
+    /// A pooled connection the upstream closed or is closing (an I/O
+    /// error, or 421, typically its idle timeout) is not the client's
+    /// problem: MAIL is sent again on a new connection, once. A timeout is
+    /// not retried: the upstream is slow, and the client has waited enough.
+    pub async fn begin(
+        &self,
+        sender: &str,
+        params: MailParams,
+    ) -> Result<(Connection, Reply), UpstreamError> {
+        let url = match &self.config.target {
+            Target::Dir(path) => {
+                let mut conn = Connection::Dir(dir::DirConnection::new(path.clone()));
+                let reply = conn.mail_from(sender, params).await?;
+                return Ok((conn, reply));
+            }
+            Target::Smtp(url) => url,
+        };
+        if let Some(conn) = self.take_idle() {
+            let mut conn = Connection::Smtp(conn);
+            match conn.mail_from(sender, params).await {
+                Ok(reply) if reply.code != 421 => return Ok((conn, reply)),
+                Ok(reply) => tracing::debug!(%reply, "pooled upstream connection closing"),
+                Err(e @ UpstreamError::Timeout(_)) => return Err(e),
+                Err(e) => tracing::debug!(error = %e, "pooled upstream connection lost"),
             }
         }
+        let mut conn = Connection::Smtp(
+            smtp::SmtpConnection::open(url, &self.config, &self.limits, &self.helo_name).await?,
+        );
+        let reply = conn.mail_from(sender, params).await?;
+        Ok((conn, reply))
     }
 
     fn take_idle(&self) -> Option<smtp::SmtpConnection> {
@@ -132,13 +160,14 @@ impl Upstream {
         None
     }
 
-    /// Returns a connection after a finished transaction: it is reset and
-    /// kept for reuse, or closed when the pool is full or it is unhealthy.
+    /// Returns a connection after a transaction: it is kept for reuse
+    /// (reset first if the transaction is still open), or closed when the
+    /// pool is full or RSET fails.
     pub async fn release(&self, conn: Connection) {
         let Connection::Smtp(mut conn) = conn else {
             return;
         };
-        if conn.rset().await.is_err() {
+        if conn.in_transaction() && conn.rset().await.is_err() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());

@@ -330,3 +330,336 @@ async fn pipelined_commands_get_replies_in_order() {
     );
     relay.stop().await;
 }
+
+/// A raw client for byte-exact dialogues: writes what it is given as it
+/// is, and reads one reply (up to its last line).
+struct Raw {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    async fn connect(addr: std::net::SocketAddr) -> Raw {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut raw = Raw {
+            stream,
+            buf: Vec::new(),
+        };
+        assert!(raw.reply().await.starts_with("220"));
+        raw
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    async fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+        self.reply().await
+    }
+
+    async fn reply(&mut self) -> String {
+        use tokio::io::AsyncReadExt;
+        loop {
+            let text = String::from_utf8_lossy(&self.buf).into_owned();
+            let mut at = 0;
+            for line in text.split_inclusive("\r\n") {
+                at += line.len();
+                if line.ends_with("\r\n") && line.as_bytes().get(3) == Some(&b' ') {
+                    self.buf.drain(..at);
+                    return text[..at].trim_end().to_string();
+                }
+            }
+            let mut chunk = [0u8; 1024];
+            // A relay that missed the end of the data would wait forever.
+            let n = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                self.stream.read(&mut chunk),
+            )
+            .await
+            .expect("a reply within 10 s")
+            .unwrap();
+            assert!(n > 0, "connection closed after {text:?}");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// MAIL, RCPT and DATA, then `wire` (the message as the client puts it
+    /// on the wire, end mark included) in two writes split at `cut`, a
+    /// pause between them so the relay reads them apart.
+    async fn transaction(&mut self, wire: &[u8], cut: usize) -> String {
+        assert!(
+            self.cmd("MAIL FROM:<alice@example.com>")
+                .await
+                .starts_with("250")
+        );
+        assert!(
+            self.cmd("RCPT TO:<bob@example.com>")
+                .await
+                .starts_with("250")
+        );
+        assert!(self.cmd("DATA").await.starts_with("354"));
+        self.send(&wire[..cut]).await;
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        self.send(&wire[cut..]).await;
+        self.reply().await
+    }
+}
+
+/// Lines starting with dots, and a last line that is a lone dot: as the
+/// client means it, and as it goes on the wire (stuffed, with the end mark).
+const DOTTED: &[u8] = b"Subject: dots\r\n\r\n.leading dot\r\n..two dots\r\nmiddle . dot\r\n.\r\n";
+const DOTTED_WIRE: &[u8] =
+    b"Subject: dots\r\n\r\n..leading dot\r\n...two dots\r\nmiddle . dot\r\n..\r\n.\r\n";
+
+/// The Received field trackrelay put first, and the rest.
+fn split_received(bytes: &[u8]) -> (&[u8], &[u8]) {
+    assert!(bytes.starts_with(b"Received: from "), "{bytes:?}");
+    let end = bytes.windows(9).position(|w| w == b"Subject: ").unwrap();
+    bytes.split_at(end)
+}
+
+#[tokio::test]
+async fn dots_and_split_end_marks_arrive_upstream_byte_for_byte() {
+    // Every cut inside the stuffed first line and inside the end mark
+    // "\r\n.\r\n", to an upstream taking DATA and to one taking BDAT.
+    let first_dot = DOTTED_WIRE.windows(3).position(|w| w == b"\n..").unwrap();
+    let end_mark = DOTTED_WIRE.len() - 5;
+    let cuts: Vec<usize> = (first_dot..first_dot + 3)
+        .chain(end_mark..DOTTED_WIRE.len())
+        .collect();
+    for chunking in [false, true] {
+        let fake = FakeUpstream::start(Script {
+            chunking,
+            ..Script::default()
+        })
+        .await;
+        let relay = start("", &smtp_upstream(&fake, 10), "").await; // untracked
+        let mut c = Raw::connect(relay.smtp).await;
+        assert!(c.cmd("EHLO client.test").await.starts_with("250"));
+        for &cut in &cuts {
+            let reply = c.transaction(DOTTED_WIRE, cut).await;
+            assert!(reply.starts_with("250"), "cut at {cut}: {reply}");
+        }
+        assert!(c.cmd("QUIT").await.starts_with("221"));
+        let accepted = fake.accepted();
+        assert_eq!(accepted.len(), cuts.len());
+        for copy in &accepted {
+            let (received, message) = split_received(&copy.data);
+            assert_eq!(
+                message, DOTTED,
+                "the message, unstuffed, as the client meant it"
+            );
+            let (wire_received, wire) = split_received(&copy.wire);
+            assert_eq!(wire_received, received);
+            let expected: &[u8] = if chunking { DOTTED } else { DOTTED_WIRE };
+            assert_eq!(
+                String::from_utf8_lossy(wire),
+                String::from_utf8_lossy(expected),
+                "on the wire (chunking {chunking})"
+            );
+        }
+        relay.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_empty_message_ends_at_the_first_dot_line() {
+    let fake = FakeUpstream::start(Script::default()).await;
+    let relay = start("", &smtp_upstream(&fake, 10), "").await;
+    let mut c = Raw::connect(relay.smtp).await;
+    assert!(c.cmd("EHLO client.test").await.starts_with("250"));
+    assert!(c.transaction(b".\r\n", 0).await.starts_with("250"));
+    assert!(c.cmd("NOOP").await.starts_with("250"), "still in step");
+    let accepted = fake.accepted();
+    assert_eq!(accepted.len(), 1);
+    assert!(accepted[0].data.starts_with(b"Received: from "));
+    assert!(accepted[0].data.ends_with(b"\r\n"));
+    assert_eq!(accepted[0].wire, [&accepted[0].data[..], b".\r\n"].concat());
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn copies_not_ending_in_crlf_are_ended_upstream() {
+    // The relay's own messages always end in CRLF; the upstream client
+    // must still end any copy correctly, so it is driven directly here.
+    use trackrelay::upstream::{MailParams, Upstream};
+    let cases: [(&[u8], &[u8], &[u8]); 4] = [
+        (
+            b"no final newline",
+            b"no final newline\r\n.\r\n",
+            b"no final newline\r\n",
+        ),
+        (b"bare lf\n", b"bare lf\r\n.\r\n", b"bare lf\r\n"),
+        (b"a\r\n.", b"a\r\n..\r\n.\r\n", b"a\r\n.\r\n"),
+        (b"", b".\r\n", b""),
+    ];
+    for chunking in [false, true] {
+        let fake = FakeUpstream::start(Script {
+            chunking,
+            ..Script::default()
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let text = support::relay::config_text(dir.path(), "", &smtp_upstream(&fake, 10), "");
+        let config = trackrelay::config::Config::parse(&text).unwrap();
+        let upstream = Upstream::new(config.upstream, config.limits, "relay.test".into());
+        for (message, _, _) in &cases {
+            let (mut conn, reply) = upstream
+                .begin("a@example.com", MailParams::default())
+                .await
+                .unwrap();
+            assert!(reply.is_positive());
+            assert!(conn.rcpt_to("b@example.com").await.unwrap().is_positive());
+            let reply = conn
+                .data(message.to_vec(), uuid::Uuid::now_v7())
+                .await
+                .unwrap();
+            assert!(reply.is_positive(), "{reply}");
+            upstream.release(conn).await;
+        }
+        let accepted = fake.accepted();
+        assert_eq!(accepted.len(), cases.len());
+        for ((message, data_wire, bdat_wire), copy) in cases.iter().zip(&accepted) {
+            let expected = if chunking { bdat_wire } else { data_wire };
+            assert_eq!(copy.wire, *expected, "{message:?}, chunking {chunking}");
+        }
+    }
+}
+
+/// What one connection of the fake was told, commands only.
+fn verbs(fake: &FakeUpstream) -> Vec<(usize, String)> {
+    fake.commands()
+        .into_iter()
+        .map(|(n, line)| (n, line.split([' ', ':']).next().unwrap().to_uppercase()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_pooled_connection_is_reused_without_rset_after_a_message() {
+    let fake = FakeUpstream::start(Script::default()).await;
+    let relay = start("", &smtp_upstream(&fake, 10), TRACKED).await;
+    for _ in 0..2 {
+        let mut c = Client::connect(relay.smtp).await;
+        let (_, reply) = c
+            .send("alice@example.com", &["bob@example.com"], &html_message(""))
+            .await;
+        assert!(reply.starts_with("250"), "{reply}");
+    }
+    // A transaction the client abandons is reset before the next one.
+    let mut c = Client::connect(relay.smtp).await;
+    c.cmd("EHLO client.test").await;
+    c.cmd("MAIL FROM:<alice@example.com>").await;
+    c.cmd("RSET").await;
+    drop(c);
+    relay.stop().await;
+    let expected: Vec<(usize, String)> = [
+        "EHLO", "MAIL", "RCPT", "DATA", "MAIL", "RCPT", "DATA", "MAIL", "RSET",
+    ]
+    .iter()
+    .map(|v| (0, v.to_string()))
+    .collect();
+    assert_eq!(verbs(&fake)[..expected.len()], expected);
+    assert_eq!(fake.accepted().len(), 2);
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_upstream_closed_is_replaced_unnoticed() {
+    // The upstream hangs up after every message (silently, or with 421 at
+    // the next command): the pooled connection is dead by the next MAIL,
+    // which goes out again on a new one.
+    for goodbye in [false, true] {
+        pooled_connection_closed(Script {
+            close_after_message: !goodbye,
+            goodbye_after_message: goodbye,
+            ..Script::default()
+        })
+        .await;
+    }
+}
+
+async fn pooled_connection_closed(script: Script) {
+    let fake = FakeUpstream::start(script).await;
+    let relay = start("", &smtp_upstream(&fake, 10), TRACKED).await;
+    for _ in 0..3 {
+        let mut c = Client::connect(relay.smtp).await;
+        let (_, reply) = c
+            .send("alice@example.com", &["bob@example.com"], &html_message(""))
+            .await;
+        assert!(reply.starts_with("250"), "{reply}");
+    }
+    relay.stop().await;
+    assert_eq!(fake.accepted().len(), 3);
+    let connections: std::collections::BTreeSet<usize> = verbs(&fake)
+        .into_iter()
+        .filter(|(_, v)| v == "DATA")
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(connections.len(), 3, "one new connection per message");
+}
+
+#[tokio::test]
+async fn every_relayed_copy_is_recorded_even_right_before_shutdown() {
+    // Records are handed to storage in batches a few ms apart; stopping at
+    // once must still store the last ones.
+    let fake = FakeUpstream::start(Script::default()).await;
+    let relay = start("", &smtp_upstream(&fake, 10), TRACKED).await;
+    let to = ["bob@example.com", "carol@example.org"];
+    let mut c = Client::connect(relay.smtp).await;
+    let (_, reply) = c.send("alice@example.com", &to, &html_message("")).await;
+    assert!(reply.starts_with("250"), "{reply}");
+    drop(c);
+    let mut relay = relay;
+    relay.shutdown.cancel();
+    let app = relay.app.take().unwrap();
+    assert!(app.wait().await, "every queued write stored");
+    let conn = rusqlite::Connection::open(relay.dir.path().join("trackrelay.db")).unwrap();
+    let mut rows: Vec<(String, String)> = conn
+        .prepare("SELECT recipients, status FROM messages")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("[\"bob@example.com\"]".to_string(), "relayed".to_string()),
+            ("[\"carol@example.org\"]".to_string(), "relayed".to_string()),
+        ]
+    );
+    assert_eq!(fake.accepted().len(), 2);
+}
+
+#[tokio::test]
+async fn a_message_sent_before_the_354_is_read_the_same() {
+    // Not allowed (RFC 2920 §3.1), but seen: the message follows DATA in
+    // the same write, and its end in a later one.
+    let fake = FakeUpstream::start(Script::default()).await;
+    let relay = start("", &smtp_upstream(&fake, 10), "").await;
+    let mut c = Raw::connect(relay.smtp).await;
+    assert!(c.cmd("EHLO client.test").await.starts_with("250"));
+    assert!(
+        c.cmd("MAIL FROM:<alice@example.com>")
+            .await
+            .starts_with("250")
+    );
+    assert!(c.cmd("RCPT TO:<bob@example.com>").await.starts_with("250"));
+    let cut = DOTTED_WIRE.len() - 4;
+    c.send(&[b"DATA\r\n", &DOTTED_WIRE[..cut]].concat()).await;
+    assert!(c.reply().await.starts_with("354"));
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    c.send(&[&DOTTED_WIRE[cut..], b"NOOP\r\n"].concat()).await;
+    assert!(c.reply().await.starts_with("250"));
+    assert!(
+        c.reply().await.starts_with("250"),
+        "NOOP after the end mark"
+    );
+    relay.stop().await;
+    let accepted = fake.accepted();
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(split_received(&accepted[0].data).1, DOTTED);
+}

@@ -84,16 +84,17 @@ impl Session {
         self.out
             .extend_from_slice(format!("334 {prompt}\r\n").as_bytes());
         loop {
-            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.pending.drain(..=end).collect();
-                let line = String::from_utf8(line).ok()?;
+            let unread = self.input.unread();
+            if let Some(end) = memchr::memchr(b'\n', unread) {
+                let line = std::str::from_utf8(&unread[..=end]).ok()?;
                 let line = line.trim_end().to_owned();
+                self.input.consume(end + 1);
                 return (line != "*").then_some(line);
             }
-            if self.pending.len() > 12 * 1024 {
+            if unread.len() > 12 * 1024 {
                 return None;
             }
-            self.read_more(self.inbound.config.limits.command_timeout, true)
+            self.read_more(self.inbound.config.limits.command_timeout)
                 .await
                 .ok()?;
         }

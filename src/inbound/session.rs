@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use smtp_proto::request::receiver::RequestReceiver;
 use smtp_proto::{Error as ParseError, Request};
@@ -13,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::input::Input;
 use super::{Inbound, Io};
 use crate::relay::Transaction;
 use crate::smtp::Reply;
@@ -47,7 +49,7 @@ pub struct Session {
     pub tls: bool,
     pub auth_user: Option<String>,
     /// Bytes read but not consumed yet.
-    pub pending: Vec<u8>,
+    pub input: Input,
     /// Replies not written yet.
     pub out: Vec<u8>,
     pub shutdown: CancellationToken,
@@ -76,7 +78,7 @@ pub async fn run(
         esmtp: false,
         tls: false,
         auth_user: None,
-        pending: Vec::with_capacity(4096),
+        input: Input::default(),
         out: Vec::with_capacity(1024),
         shutdown,
         quit: false,
@@ -98,9 +100,9 @@ impl Session {
     async fn serve(&mut self) {
         let mut receiver = RequestReceiver::default();
         while !self.quit {
-            if self.pending.is_empty() {
+            if self.input.is_empty() {
                 let timeout = self.inbound.config.limits.command_timeout;
-                match self.read_more(timeout, true).await {
+                match self.read_more(timeout).await {
                     Ok(()) => {}
                     Err(end) => {
                         self.end(end);
@@ -108,10 +110,11 @@ impl Session {
                     }
                 }
             }
-            let mut iter = self.pending.iter();
+            let unread = self.input.unread();
+            let mut iter = unread.iter();
             let parsed = receiver.ingest(&mut iter).map(Request::into_owned);
-            let consumed = self.pending.len() - iter.as_slice().len();
-            self.pending.drain(..consumed);
+            let consumed = unread.len() - iter.as_slice().len();
+            self.input.consume(consumed);
             match parsed {
                 Ok(request) => self.dispatch(request).await,
                 Err(ParseError::NeedsMoreData { .. }) => {}
@@ -156,7 +159,7 @@ impl Session {
 
     /// Queues a reply; it is written before the next wait for input.
     pub fn reply(&mut self, reply: Reply) {
-        self.out.extend_from_slice(&reply.to_wire());
+        reply.write_to(&mut self.out);
     }
 
     pub async fn flush(&mut self) -> std::io::Result<()> {
@@ -168,30 +171,33 @@ impl Session {
         Ok(())
     }
 
-    /// Writes pending replies, then waits for more input. Waiting for a
-    /// command is `interruptible` by shutdown (the client hears 421 and
-    /// retries); reading a message is not: it is finished first.
-    pub async fn read_more(
+    /// Writes pending replies, then waits for more input: a command (or a
+    /// line of AUTH). Shutdown interrupts the wait (the client hears 421
+    /// and retries).
+    pub async fn read_more(&mut self, timeout: Duration) -> Result<(), ReadEnd> {
+        if self.flush().await.is_err() {
+            return Err(ReadEnd::Closed);
+        }
+        let buf = self.input.for_read();
+        let read = tokio::select! {
+            _ = self.shutdown.cancelled() => return Err(ReadEnd::Shutdown),
+            r = tokio::time::timeout(timeout, self.io.read_buf(buf)) => r,
+        };
+        read_result(read)
+    }
+
+    /// Writes pending replies, then reads message bytes straight into the
+    /// spare room of `message`. Shutdown does not interrupt it: a message
+    /// being read is finished first.
+    pub async fn read_message_bytes(
         &mut self,
-        timeout: std::time::Duration,
-        interruptible: bool,
+        message: &mut Vec<u8>,
+        timeout: Duration,
     ) -> Result<(), ReadEnd> {
         if self.flush().await.is_err() {
             return Err(ReadEnd::Closed);
         }
-        let mut chunk = [0u8; 8192];
-        let read = tokio::select! {
-            _ = self.shutdown.cancelled(), if interruptible => return Err(ReadEnd::Shutdown),
-            r = tokio::time::timeout(timeout, self.io.read(&mut chunk)) => r,
-        };
-        match read {
-            Err(_) => Err(ReadEnd::Timeout),
-            Ok(Ok(0)) | Ok(Err(_)) => Err(ReadEnd::Closed),
-            Ok(Ok(n)) => {
-                self.pending.extend_from_slice(&chunk[..n]);
-                Ok(())
-            }
-        }
+        read_result(tokio::time::timeout(timeout, self.io.read_buf(message)).await)
     }
 
     fn end(&mut self, end: ReadEnd) {
@@ -236,6 +242,16 @@ impl Session {
             smtputf8: from.flags & smtp_proto::MAIL_SMTPUTF8 != 0,
             size: (from.size > 0).then_some(from.size as u64),
         }
+    }
+}
+
+fn read_result(
+    read: Result<std::io::Result<usize>, tokio::time::error::Elapsed>,
+) -> Result<(), ReadEnd> {
+    match read {
+        Err(_) => Err(ReadEnd::Timeout),
+        Ok(Ok(0)) | Ok(Err(_)) => Err(ReadEnd::Closed),
+        Ok(Ok(_)) => Ok(()),
     }
 }
 

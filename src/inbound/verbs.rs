@@ -69,16 +69,12 @@ impl Session {
         };
         let route = self.inbound.relay.select_route(&envelope);
         let params = Self::mail_params(&from);
-        let mut upstream = match self.inbound.relay.upstream.connect().await {
-            Ok(c) => c,
+        let (upstream, reply) = match self.inbound.relay.upstream.begin(&sender, params).await {
+            Ok(started) => started,
             Err(e) => {
-                tracing::warn!(route = %route.id, error = %e, "upstream connect failed");
+                tracing::warn!(route = %route.id, error = %e, "upstream MAIL failed");
                 return Reply::upstream_unavailable(&e.to_string());
             }
-        };
-        let reply = match upstream.mail_from(&sender, params).await {
-            Ok(r) => r,
-            Err(e) => return Reply::upstream_unavailable(&e.to_string()),
         };
         if !reply.is_positive() {
             self.inbound.relay.upstream.release(upstream).await;
@@ -147,7 +143,7 @@ impl Session {
             return Some(Reply::bad_sequence("Already using TLS"));
         }
         // RFC 3207 §4.2: nothing sent before the handshake may be kept.
-        self.pending.clear();
+        self.input.clear();
         self.reply(Reply::new(220, (2, 0, 0), "Ready to start TLS"));
         if self.flush().await.is_err() {
             self.quit = true;

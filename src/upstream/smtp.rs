@@ -1,11 +1,20 @@
 //! The `smtp://host:port` upstream, on mail-send's client (which keeps the
 //! upstream's exact replies): connect, EHLO, STARTTLS as configured, AUTH,
 //! then one command at a time with a timeout on every step.
+//!
+//! The message itself is written here, not by mail-send: dot-stuffed
+//! (`smtp::data::stuff`, in the copy's own buffer unless a line starts
+//! with a dot) with its end mark and sent in one write, or as one
+//! `BDAT n LAST` when the upstream offers CHUNKING (RFC 3030), which also
+//! saves the round trip for DATA's 354.
 
 use std::time::{Duration, Instant};
 
 use mail_send::{Credentials, Error as SendError, SmtpClient};
-use smtp_proto::{EXT_8BIT_MIME, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS, EhloResponse};
+use smtp_proto::{
+    EXT_8BIT_MIME, EXT_CHUNKING, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS, EhloResponse, Response,
+};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use url::Url;
@@ -13,7 +22,7 @@ use url::Url;
 use super::{MailParams, UpstreamError};
 use crate::config::{StartTls, UpstreamConfig};
 use crate::limits::Limits;
-use crate::smtp::Reply;
+use crate::smtp::{Reply, data};
 
 /// Idle connections older than this are not reused (servers drop them).
 const MAX_IDLE_AGE: Duration = Duration::from_secs(30);
@@ -39,6 +48,9 @@ pub struct SmtpConnection {
     capabilities: u32,
     last_used: Instant,
     timeout: Duration,
+    /// MAIL was accepted and the transaction has not ended (by the reply
+    /// after the message, or RSET): the connection needs RSET before reuse.
+    in_transaction: bool,
 }
 
 impl SmtpConnection {
@@ -85,6 +97,7 @@ impl SmtpConnection {
             capabilities: ehlo.capabilities,
             last_used: Instant::now(),
             timeout,
+            in_transaction: false,
         };
         if let Some((user, password)) = &config.credentials {
             let credentials = Credentials::new(user.as_str(), password.as_str());
@@ -96,6 +109,11 @@ impl SmtpConnection {
 
     pub fn is_fresh(&self) -> bool {
         self.last_used.elapsed() < MAX_IDLE_AGE
+    }
+
+    /// Whether a transaction is open (RSET needed before the next MAIL).
+    pub fn in_transaction(&self) -> bool {
+        self.in_transaction
     }
 
     pub async fn mail_from(
@@ -114,7 +132,12 @@ impl SmtpConnection {
             cmd.push_str(&format!(" SIZE={size}"));
         }
         cmd.push_str("\r\n");
-        self.cmd(cmd).await
+        // Open until told otherwise: after an error the connection is
+        // dropped anyway.
+        self.in_transaction = true;
+        let reply = self.cmd(cmd).await?;
+        self.in_transaction = reply.is_positive();
+        Ok(reply)
     }
 
     pub async fn rcpt_to(&mut self, recipient: &str) -> Result<Reply, UpstreamError> {
@@ -124,26 +147,31 @@ impl SmtpConnection {
     pub async fn rset(&mut self) -> Result<(), UpstreamError> {
         let reply = self.cmd("RSET\r\n".into()).await?;
         if reply.code == 250 {
+            self.in_transaction = false;
             Ok(())
         } else {
             Err(UpstreamError::Protocol(format!("RSET refused: {reply}")))
         }
     }
 
-    /// DATA and the message; a refusal at DATA or after the message is a
-    /// reply to pass through, not an error.
-    pub async fn data(&mut self, message: &[u8]) -> Result<Reply, UpstreamError> {
+    /// The message (DATA and its content, or BDAT); a refusal at DATA or
+    /// after the message is a reply to pass through, not an error. The
+    /// bytes that arrive are `message` exactly, its last line ended with
+    /// CRLF if it was not.
+    pub async fn data(&mut self, message: Vec<u8>) -> Result<Reply, UpstreamError> {
         self.last_used = Instant::now();
-        // The message ends with the CRLF before the end mark; mail-send adds
-        // "\r\n.\r\n" itself, so that CRLF is not sent twice.
-        let message = message
-            .strip_suffix(b"\r\n")
-            .or_else(|| message.strip_suffix(b"\n"))
-            .unwrap_or(message);
-        let result = on_client!(&mut self.client, c => c.data(message).await);
+        let chunking = self.capabilities & EXT_CHUNKING != 0;
+        let result = on_client!(&mut self.client, c => send_message(c, message, chunking).await);
         match result {
-            Ok(response) => Ok(Reply::from_upstream(&response)),
-            Err(SendError::UnexpectedReply(response)) => Ok(Reply::from_upstream(&response)),
+            Ok(Sent::Refused(response)) => Ok(Reply::from_upstream(&response)),
+            Ok(Sent::Answered(response)) => {
+                // The reply after the message ends the transaction, whatever
+                // it says (RFC 5321 §4.1.1.4); after a refused BDAT, RFC 3030
+                // §2 has the client RSET.
+                let reply = Reply::from_upstream(&response);
+                self.in_transaction = chunking && !reply.is_positive();
+                Ok(reply)
+            }
             Err(e) => Err(map_err(e, self.timeout)),
         }
     }
@@ -156,6 +184,40 @@ impl SmtpConnection {
             .map(|r| Reply::from_upstream(&r))
             .map_err(|e| map_err(e, timeout))
     }
+}
+
+/// How far the message got.
+enum Sent {
+    /// DATA was refused (no 354): the transaction is still open.
+    Refused(Response<String>),
+    /// The upstream's reply to the whole message.
+    Answered(Response<String>),
+}
+
+/// Sends `message` in one write: `BDAT n LAST` and the bytes when the
+/// upstream offers CHUNKING, else DATA, its 354, and the stuffed bytes
+/// with the end mark.
+async fn send_message<T: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<T>,
+    message: Vec<u8>,
+    chunking: bool,
+) -> mail_send::Result<Sent> {
+    let wire = if chunking {
+        data::bdat_last(message)
+    } else {
+        let reply = client.cmd(b"DATA\r\n").await?;
+        if reply.code != 354 {
+            return Ok(Sent::Refused(reply));
+        }
+        data::stuff(message)
+    };
+    tokio::time::timeout(client.timeout, async {
+        client.stream.write_all(&wire).await?;
+        client.stream.flush().await?;
+        client.read().await.map(Sent::Answered)
+    })
+    .await
+    .map_err(|_| SendError::Timeout)?
 }
 
 /// STARTTLS as configured; a new EHLO after it (RFC 3207 §4.2).
