@@ -5,7 +5,8 @@
 //!
 //! - [`config`]: the TOML file, parsed once into typed values; routes.
 //! - [`limits`]: every size, count and timeout of the SMTP side.
-//! - [`smtp`]: the SMTP vocabulary (typed replies); parsing is smtp-proto's.
+//! - [`smtp`]: the SMTP vocabulary (typed replies) and DATA transparency
+//!   both ways (`smtp::data`); command parsing is smtp-proto's.
 //! - [`inbound`]: the SMTP server: sessions (one file per verb), STARTTLS,
 //!   AUTH, relay access, connection limit.
 //! - [`relay`]: one message end to end: route, rewriting, one copy per
