@@ -11,6 +11,7 @@
 //! cache); only a power loss can take the last commits.
 
 mod checkpoint;
+mod events;
 mod messages;
 mod observations;
 mod schema;
@@ -26,6 +27,7 @@ use rusqlite::{Connection, OpenFlags, Row};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+pub use events::Event;
 pub use messages::MessageFilter;
 pub use observations::Observation;
 use writer::{Command, Record, Writer};
@@ -264,6 +266,42 @@ impl Storage {
     pub async fn observations(&self, message_id: Uuid) -> Result<Vec<Observation>, StorageError> {
         self.read(move |c| observations::for_message(c, message_id))
             .await
+    }
+
+    /// Stores classified observations; resolves once all are committed
+    /// (or one was refused for good).
+    pub async fn record_events(&self, events: Vec<Event>) -> Result<(), StorageError> {
+        let mut waiting = Vec::with_capacity(events.len());
+        for event in events {
+            let (tx, rx) = oneshot::channel();
+            self.send(Record::Event(Box::new(event)), Some(tx))?;
+            waiting.push(rx);
+        }
+        for rx in waiting {
+            rx.await.map_err(|_| StorageError::Closed)??;
+        }
+        Ok(())
+    }
+
+    /// The events of one copy, oldest first.
+    pub async fn events(&self, message_id: Uuid) -> Result<Vec<Event>, StorageError> {
+        self.read(move |c| events::for_message(c, message_id)).await
+    }
+
+    /// Observations of `(from_ms, to_ms]` without an event, oldest first.
+    pub async fn unclassified(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Observation>, StorageError> {
+        self.read(move |c| events::unclassified(c, from_ms, to_ms, limit))
+            .await
+    }
+
+    /// The time of the newest event, if there is one.
+    pub async fn newest_event_at(&self) -> Result<Option<i64>, StorageError> {
+        self.read(events::newest_at).await
     }
 
     /// How many observations are stored.

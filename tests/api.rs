@@ -164,10 +164,9 @@ async fn one_message_has_its_links_and_events_and_raw_observations() {
     assert_eq!(v["links"][1]["url"], "https://example.com/b");
     assert_eq!(v["links"][1]["index"], 1);
     assert_eq!(v["tags"][0], "welcome");
-    assert_eq!(v["events"].as_array().unwrap().len(), 1);
-    assert_eq!(v["events"][0]["kind"], "click");
-    assert_eq!(v["events"][0]["link"], 1);
-    assert_eq!(v["events"][0]["user_agent"], "Browser/2");
+    // Not classified yet: the hit waits for its verdict.
+    assert_eq!(v["events"].as_array().unwrap().len(), 0);
+    assert_eq!(v["unclassified"], 1);
 
     let raw = server
         .api(

@@ -2,14 +2,17 @@
 //! `GET /v1/messages/{id}/observations` (SPEC §8): relayed copies and the
 //! raw hits on their tracking URLs.
 //!
-//! Until classification exists (a later issue), a message's `events` are
-//! its observations without the request headers.
+//! A message's `events` are its classified observations (SPEC §6): the
+//! bot object, `first_open`/`first_click`, device and client, and the raw
+//! IP and user agent while the observation still has them. Observations
+//! still waiting for their verdict are counted in `unclassified`.
 
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::ApiError;
-use crate::storage::{MessageFilter, Observation, RelayedCopy, Storage};
+use crate::storage::{Event, MessageFilter, Observation, RelayedCopy, Storage};
+use crate::token::Kind;
 
 /// Default and largest `limit` of a listing.
 const LIMIT_DEFAULT: u32 = 100;
@@ -41,7 +44,12 @@ pub async fn one(storage: &Storage, id: &str) -> Result<Value, ApiError> {
         .enumerate()
         .map(|(index, url)| json!({ "index": index, "url": url }))
         .collect();
-    value["events"] = observations.iter().map(event).collect();
+    let events = storage.events(id).await?;
+    value["unclassified"] = json!(observations.len().saturating_sub(events.len()));
+    value["events"] = events
+        .iter()
+        .map(|e| event(e, observations.iter().find(|o| o.id == e.id)))
+        .collect();
     Ok(value)
 }
 
@@ -57,7 +65,7 @@ pub async fn observations(storage: &Storage, id: &str) -> Result<Value, ApiError
     let list: Vec<Value> = observations
         .iter()
         .map(|o| {
-            let mut v = event(o);
+            let mut v = observation(o);
             v["host"] = json!(o.host);
             v["key_id"] = json!(o.key_id);
             v["recipient_id"] = json!(o.recipient_id);
@@ -117,7 +125,32 @@ fn summary(copy: &RelayedCopy) -> Value {
     })
 }
 
-fn event(o: &Observation) -> Value {
+/// An event as SPEC §6 lists its fields; `ip`, `user_agent` and `method`
+/// come from its observation.
+fn event(e: &Event, o: Option<&Observation>) -> Value {
+    let first = if e.kind == Kind::Click {
+        "first_click"
+    } else {
+        "first_open"
+    };
+    json!({
+        "id": e.id.to_string(),
+        "kind": e.kind,
+        "at": rfc3339(e.at_ms),
+        "link": e.link,
+        "url": e.url,
+        "bot": e.bot,
+        first: e.first,
+        "device_type": e.device_type,
+        "client_type": e.client_type,
+        "client_name": e.client_name,
+        "method": o.map(|o| o.method.as_str()),
+        "ip": o.map(|o| o.ip.as_str()),
+        "user_agent": o.and_then(|o| o.user_agent.as_deref()),
+    })
+}
+
+fn observation(o: &Observation) -> Value {
     json!({
         "id": o.id.to_string(),
         "kind": o.kind,

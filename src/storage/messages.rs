@@ -18,6 +18,11 @@ pub struct MessageFilter {
     pub limit: u32,
 }
 
+/// A copy's engagement from its counting events: 2 when clicked, 1 when
+/// opened, NULL when neither. The status moves only on counting events.
+const ENGAGEMENT: &str = "SELECT max(CASE e.kind WHEN 'click' THEN 2 ELSE 1 END) FROM events e
+     WHERE e.message_id = m.id AND e.counts = 1";
+
 /// Inserts one copy and its recipient index rows (inside the writer's
 /// transaction).
 pub(super) fn insert(conn: &Connection, copy: &RelayedCopy) -> rusqlite::Result<()> {
@@ -55,20 +60,22 @@ pub(super) fn list(
     filter: &MessageFilter,
 ) -> Result<Vec<RelayedCopy>, StorageError> {
     let recipient = filter.recipient.as_ref().map(|r| r.trim().to_lowercase());
-    let mut stmt = conn.prepare_cached(
-        "SELECT m.* FROM messages m
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT m.*, ({ENGAGEMENT}) AS engagement FROM messages m
          WHERE (?1 IS NULL OR m.route = ?1)
            AND (?2 IS NULL OR m.id IN (SELECT message_id FROM message_recipients WHERE address = ?2))
          ORDER BY m.relayed_at_ms DESC, m.id DESC
-         LIMIT ?3",
-    )?;
+         LIMIT ?3"
+    ))?;
     let rows = stmt.query_map(params![filter.route, recipient, filter.limit], from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// One copy by id.
 pub(super) fn get(conn: &Connection, id: Uuid) -> Result<Option<RelayedCopy>, StorageError> {
-    let mut stmt = conn.prepare_cached("SELECT * FROM messages WHERE id = ?1")?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT m.*, ({ENGAGEMENT}) AS engagement FROM messages m WHERE m.id = ?1"
+    ))?;
     Ok(stmt.query_row([id.to_string()], from_row).optional()?)
 }
 
@@ -89,7 +96,11 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<RelayedCopy> {
         links: json_column(row, "links")?,
         relayed_at_ms: row.get("relayed_at_ms")?,
         upstream_reply: row.get("upstream_reply")?,
-        status: row.get("status")?,
+        status: match row.get::<_, Option<i64>>("engagement")? {
+            Some(2) => "clicked".into(),
+            Some(1) => "opened".into(),
+            _ => row.get("status")?,
+        },
     })
 }
 

@@ -83,19 +83,24 @@ pub(super) fn count(conn: &Connection) -> Result<u64, StorageError> {
     Ok(n.unsigned_abs())
 }
 
-fn kind_text(kind: Kind) -> &'static str {
+pub(super) fn kind_text(kind: Kind) -> &'static str {
     match kind {
         Kind::Open => "open",
         Kind::Click => "click",
     }
 }
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Observation> {
-    let kind = match row.get_ref("kind")?.as_str()? {
-        "open" => Kind::Open,
-        "click" => Kind::Click,
-        other => return Err(conversion(row, "kind", format!("unknown kind {other:?}"))),
-    };
+/// The `kind` column (`open` or `click`).
+pub(super) fn kind_column(row: &Row<'_>) -> rusqlite::Result<Kind> {
+    match row.get_ref("kind")?.as_str()? {
+        "open" => Ok(Kind::Open),
+        "click" => Ok(Kind::Click),
+        other => Err(conversion(row, "kind", format!("unknown kind {other:?}"))),
+    }
+}
+
+pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<Observation> {
+    let kind = kind_column(row)?;
     let headers: String = row.get("headers")?;
     let headers =
         serde_json::from_str(&headers).map_err(|e| conversion(row, "headers", e.to_string()))?;

@@ -50,6 +50,31 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX observations_message ON observations (message_id, id);
     "#,
+    // 2: classified observations (SPEC §6). `counts`, `machine` and
+    // `first` are 0/1; `bot` is the JSON bot object. The pipeline finds
+    // unclassified observations by time.
+    r#"
+    CREATE TABLE events (
+        id             TEXT PRIMARY KEY,      -- the observation's id
+        message_id     TEXT NOT NULL,
+        recipient_id   TEXT,
+        kind           TEXT NOT NULL,         -- open | click
+        link           INTEGER,
+        url            TEXT,
+        at_ms          INTEGER NOT NULL,
+        classification TEXT NOT NULL,
+        counts         INTEGER NOT NULL,
+        machine        INTEGER NOT NULL,
+        first          INTEGER NOT NULL,
+        bot            TEXT NOT NULL,
+        device_type    TEXT,
+        client_type    TEXT,
+        client_name    TEXT
+    );
+    CREATE INDEX events_message ON events (message_id, at_ms);
+    CREATE INDEX events_at ON events (at_ms);
+    CREATE INDEX observations_at ON observations (at_ms);
+    "#,
 ];
 
 /// The schema version this program writes.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::{Observation, RelayedCopy, StorageError, messages, observations};
+use super::{Event, Observation, RelayedCopy, StorageError, events, messages, observations};
 use crate::metrics;
 
 /// Most rows in one transaction.
@@ -32,6 +32,7 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 pub enum Record {
     Observation(Box<Observation>),
     Relayed(Box<RelayedCopy>),
+    Event(Box<Event>),
 }
 
 /// Told when a row is committed (`Ok`) or refused for good (`Err`).
@@ -220,6 +221,7 @@ fn write_batch<'a>(
         let result = match &pending.record {
             Record::Observation(o) => observations::insert(&tx, o),
             Record::Relayed(c) => messages::insert(&tx, c),
+            Record::Event(e) => events::insert(&tx, e),
         };
         match result {
             Ok(()) => {}

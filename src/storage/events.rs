@@ -1,0 +1,133 @@
+//! The `events` table: one row per classified observation (SPEC §6), with
+//! the verdict, and the queries the classification pipeline needs (which
+//! observations still wait for a verdict, what a message already has).
+//!
+//! An event has its observation's id, so "is it classified" is "is there an
+//! event with that id". A message's engagement (opened, clicked) is read
+//! from its counting events, never stored twice.
+
+use rusqlite::types::Type;
+use rusqlite::{Connection, Row, params};
+use uuid::Uuid;
+
+use super::{Observation, StorageError, observations};
+use crate::token::Kind;
+
+/// A classified observation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The observation's id (UUIDv7).
+    pub id: Uuid,
+    /// The relayed copy named by the token.
+    pub message_id: Uuid,
+    /// Opaque recipient id from the token, if any.
+    pub recipient_id: Option<String>,
+    /// Open or click.
+    pub kind: Kind,
+    /// Link index and destination (clicks).
+    pub link: Option<u16>,
+    pub url: Option<String>,
+    /// When the hit arrived, ms since the Unix epoch.
+    pub at_ms: i64,
+    /// `bot.classification` (genuine, image_proxy, …).
+    pub classification: String,
+    /// `bot.counts_for_metrics`.
+    pub counts_for_metrics: bool,
+    /// `bot.machine`.
+    pub machine: bool,
+    /// The first counting open (or click) of this recipient for this
+    /// message: `first_open` / `first_click`.
+    pub first: bool,
+    /// The whole bot object, as the API and webhooks show it.
+    pub bot: serde_json::Value,
+    pub device_type: Option<String>,
+    pub client_type: Option<String>,
+    pub client_name: Option<String>,
+}
+
+/// Inserts one event (inside the writer's transaction). An observation
+/// classified twice (a restart between the verdict and its commit) keeps
+/// its first event.
+pub(super) fn insert(conn: &Connection, e: &Event) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR IGNORE INTO events (id, message_id, recipient_id, kind, link, url, at_ms,
+             classification, counts, machine, first, bot, device_type, client_type, client_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?;
+    stmt.execute(params![
+        e.id.to_string(),
+        e.message_id.to_string(),
+        e.recipient_id,
+        observations::kind_text(e.kind),
+        e.link,
+        e.url,
+        e.at_ms,
+        e.classification,
+        e.counts_for_metrics,
+        e.machine,
+        e.first,
+        e.bot.to_string(),
+        e.device_type,
+        e.client_type,
+        e.client_name,
+    ])?;
+    Ok(())
+}
+
+/// Every event of one copy, oldest first.
+pub(super) fn for_message(conn: &Connection, message_id: Uuid) -> Result<Vec<Event>, StorageError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT * FROM events WHERE message_id = ?1 ORDER BY at_ms, id")?;
+    let rows = stmt.query_map([message_id.to_string()], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Observations that arrived after `from_ms` and at or before `to_ms` and
+/// have no event yet, oldest first, at most `limit`.
+pub(super) fn unclassified(
+    conn: &Connection,
+    from_ms: i64,
+    to_ms: i64,
+    limit: u32,
+) -> Result<Vec<Observation>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT o.* FROM observations o
+         WHERE o.at_ms > ?1 AND o.at_ms <= ?2
+           AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = o.id)
+         ORDER BY o.at_ms, o.id
+         LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![from_ms, to_ms, limit], observations::from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The time of the newest event, if any: where the pipeline picks up
+/// after a restart.
+pub(super) fn newest_at(conn: &Connection) -> Result<Option<i64>, StorageError> {
+    Ok(conn.query_row("SELECT max(at_ms) FROM events", [], |r| r.get(0))?)
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
+    let bot: String = row.get("bot")?;
+    let bot = serde_json::from_str(&bot).map_err(|e| {
+        let index = row.as_ref().column_index("bot").unwrap_or(0);
+        rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e))
+    })?;
+    Ok(Event {
+        id: super::uuid_column(row, "id")?,
+        message_id: super::uuid_column(row, "message_id")?,
+        recipient_id: row.get("recipient_id")?,
+        kind: observations::kind_column(row)?,
+        link: row.get("link")?,
+        url: row.get("url")?,
+        at_ms: row.get("at_ms")?,
+        classification: row.get("classification")?,
+        counts_for_metrics: row.get("counts")?,
+        machine: row.get("machine")?,
+        first: row.get("first")?,
+        bot,
+        device_type: row.get("device_type")?,
+        client_type: row.get("client_type")?,
+        client_name: row.get("client_name")?,
+    })
+}

@@ -1,0 +1,147 @@
+//! The events table through the storage interface: which observations
+//! still wait for a verdict, events read back as written, and a message's
+//! status moving only on counting events.
+
+use std::time::Duration;
+
+use serde_json::json;
+use trackrelay::storage::{Event, Observation, RelayedCopy, Storage};
+use trackrelay::token::Kind;
+use uuid::Uuid;
+
+fn observation(message_id: Uuid, kind: Kind, at_ms: i64) -> Observation {
+    Observation {
+        id: Uuid::now_v7(),
+        message_id,
+        kind,
+        recipient_id: Some("r1".into()),
+        link: (kind == Kind::Click).then_some(0),
+        url: (kind == Kind::Click).then(|| "https://example.com/".into()),
+        at_ms,
+        method: "GET".into(),
+        host: "t.example.com".into(),
+        ip: "192.0.2.1".into(),
+        user_agent: Some("Mozilla/5.0".into()),
+        headers: Vec::new(),
+        key_id: "k1".into(),
+    }
+}
+
+fn event(o: &Observation, classification: &str, counts: bool) -> Event {
+    Event {
+        id: o.id,
+        message_id: o.message_id,
+        recipient_id: o.recipient_id.clone(),
+        kind: o.kind,
+        link: o.link,
+        url: o.url.clone(),
+        at_ms: o.at_ms,
+        classification: classification.into(),
+        counts_for_metrics: counts,
+        machine: !counts,
+        first: counts,
+        bot: json!({ "classification": classification, "reason_codes": ["test"] }),
+        device_type: Some("desktop".into()),
+        client_type: Some("browser".into()),
+        client_name: None,
+    }
+}
+
+fn copy(id: Uuid) -> RelayedCopy {
+    RelayedCopy {
+        id,
+        route: "default".into(),
+        sender: "a@example.com".into(),
+        recipients: vec!["b@example.com".into()],
+        recipient_id: Some("r1".into()),
+        message_id_header: None,
+        tags: Vec::new(),
+        links: vec!["https://example.com/".into()],
+        relayed_at_ms: 1_000,
+        upstream_reply: "250 ok".into(),
+        status: "relayed".into(),
+    }
+}
+
+async fn status(storage: &Storage, id: Uuid) -> String {
+    storage.message(id).await.unwrap().unwrap().status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_moves_only_on_counting_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(&dir.path().join("t.db")).unwrap();
+    let id = Uuid::now_v7();
+    storage.record_relayed(copy(id)).await.unwrap();
+    let hits = [
+        observation(id, Kind::Open, 10_000),
+        observation(id, Kind::Click, 11_000),
+        observation(id, Kind::Open, 50_000),
+        observation(id, Kind::Click, 60_000),
+    ];
+    for o in &hits {
+        storage
+            .record_observation(o.clone(), Duration::from_secs(5))
+            .await;
+    }
+    assert!(storage.flush(Duration::from_secs(5)).await);
+
+    // Only hits in the window, and only those without an event.
+    let waiting = storage.unclassified(0, 20_000, 100).await.unwrap();
+    assert_eq!(
+        waiting.iter().map(|o| o.id).collect::<Vec<_>>(),
+        [hits[0].id, hits[1].id]
+    );
+
+    // A prefetch and a scanner's click: machine, so nothing moves.
+    storage
+        .record_events(vec![
+            event(&hits[0], "privacy_proxy", false),
+            event(&hits[1], "security_scanner", false),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(status(&storage, id).await, "relayed");
+    assert!(
+        storage
+            .unclassified(0, 20_000, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        storage.unclassified(0, 100_000, 100).await.unwrap().len(),
+        2
+    );
+
+    // A human open, then a human click.
+    storage
+        .record_events(vec![event(&hits[2], "genuine", true)])
+        .await
+        .unwrap();
+    assert_eq!(status(&storage, id).await, "opened");
+    storage
+        .record_events(vec![event(&hits[3], "genuine", true)])
+        .await
+        .unwrap();
+    assert_eq!(status(&storage, id).await, "clicked");
+    let listed = storage
+        .messages(trackrelay::storage::MessageFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed[0].status, "clicked");
+
+    // Read back as written, oldest first; a second verdict for the same
+    // observation keeps the first.
+    let mut again = event(&hits[0], "genuine", true);
+    again.bot = json!({});
+    storage.record_events(vec![again]).await.unwrap();
+    let events = storage.events(id).await.unwrap();
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[0], event(&hits[0], "privacy_proxy", false));
+    assert_eq!(events[3], event(&hits[3], "genuine", true));
+    assert_eq!(storage.newest_event_at().await.unwrap(), Some(60_000));
+}
