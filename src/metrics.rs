@@ -22,6 +22,11 @@ struct HitLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    classification: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RelayedLabels {
     route: String,
     reply_class: String,
@@ -36,6 +41,7 @@ struct Metrics {
     commit_seconds: Histogram,
     commit_failures: Counter,
     relayed: Family<RelayedLabels, Counter>,
+    events: Family<EventLabels, Counter>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -49,6 +55,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
     let commit_failures = Counter::default();
     let relayed = Family::<RelayedLabels, Counter>::default();
+    let events = Family::<EventLabels, Counter>::default();
     registry.register(
         "tracking_hits",
         "Hits on tracking URLs by kind (open, click) and outcome",
@@ -84,6 +91,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Relayed copies by route and upstream reply class (2xx, 4xx, 5xx, error)",
         relayed.clone(),
     );
+    registry.register(
+        "events",
+        "Classified observations by classification (genuine, privacy_proxy, …)",
+        events.clone(),
+    );
     Metrics {
         registry,
         hits,
@@ -93,6 +105,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         commit_seconds,
         commit_failures,
         relayed,
+        events,
     }
 });
 
@@ -150,6 +163,14 @@ pub fn relayed(route: &str, reply_class: &str) {
             route: route.to_owned(),
             reply_class: reply_class.to_owned(),
         })
+        .inc();
+}
+
+/// One observation classified as `classification` (SPEC §6 words).
+pub fn event(classification: &'static str) {
+    METRICS
+        .events
+        .get_or_create(&EventLabels { classification })
         .inc();
 }
 

@@ -299,11 +299,6 @@ impl Storage {
             .await
     }
 
-    /// The time of the newest event, if there is one.
-    pub async fn newest_event_at(&self) -> Result<Option<i64>, StorageError> {
-        self.read(events::newest_at).await
-    }
-
     /// How many observations are stored.
     pub async fn observation_count(&self) -> Result<u64, StorageError> {
         self.read(observations::count).await

@@ -101,12 +101,6 @@ pub(super) fn unclassified(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The time of the newest event, if any: where the pipeline picks up
-/// after a restart.
-pub(super) fn newest_at(conn: &Connection) -> Result<Option<i64>, StorageError> {
-    Ok(conn.query_row("SELECT max(at_ms) FROM events", [], |r| r.get(0))?)
-}
-
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
     let bot: String = row.get("bot")?;
     let bot = serde_json::from_str(&bot).map_err(|e| {
