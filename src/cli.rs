@@ -3,10 +3,12 @@
 //! what the server does. anyhow is used here only (STYLE.md §4).
 
 mod check_config;
+mod classify;
 mod hash_password;
 mod rewrite;
 mod serve;
 mod token;
+mod update_ranges;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +40,10 @@ pub struct ConfigArg {
 pub enum Command {
     /// Check a config file and list every problem with its key.
     CheckConfig(check_config::Args),
+    /// Classify hits: JSON lines on stdin, one verdict per line on stdout.
+    Classify(classify::Args),
+    /// Download the address ranges named in [[classifier.ranges]].
+    UpdateRanges(update_ranges::Args),
     /// Rewrite one message from stdin to stdout exactly as the relay would.
     Rewrite(rewrite::Args),
     /// Print the Argon2 hash of a password read on stdin (for smtp.users).
@@ -53,6 +59,8 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::CheckConfig(args) => check_config::run(&args),
+        Command::Classify(args) => classify::run(&args),
+        Command::UpdateRanges(args) => update_ranges::run(&args),
         Command::Rewrite(args) => rewrite::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::HashPassword(args) => hash_password::run(&args),

@@ -5,6 +5,7 @@
 //! every problem with its key path so `trackrelay check-config` can list them
 //! all at once. The rest of the program only ever sees [`Config`].
 
+mod classifier;
 pub mod raw;
 pub mod routes;
 mod tracking;
@@ -20,6 +21,7 @@ use url::Url;
 use crate::html::PixelPosition;
 use crate::limits::Limits;
 use crate::token::{self, Key, KeyRing};
+pub use classifier::{Classifier, RangeSource};
 use raw::{RawConfig, RawRoute};
 pub use routes::{Envelope, Matcher, Route, RouteSettings, Webhook};
 
@@ -32,7 +34,7 @@ pub struct Config {
     pub tracking: Tracking,
     pub api: Api,
     pub storage_path: PathBuf,
-    pub classifier_wait: Duration,
+    pub classifier: Classifier,
     pub raw_signal_retention: Duration,
     pub webhooks_allow_private_networks: bool,
     /// In config order; the last one is always a fallback.
@@ -262,7 +264,7 @@ impl Config {
             tracking,
             api,
             storage_path: PathBuf::from(&raw.storage.path),
-            classifier_wait: Duration::from_secs(raw.classifier.wait_seconds.into()),
+            classifier: p.classifier(&raw.classifier),
             raw_signal_retention: p
                 .days("retention.raw_signal_days", raw.retention.raw_signal_days),
             webhooks_allow_private_networks: raw.webhooks.allow_private_networks,

@@ -59,6 +59,7 @@
 
 pub mod api;
 pub mod app;
+pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod html;

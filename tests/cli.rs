@@ -275,3 +275,170 @@ fn the_systemd_unit_verifies_and_is_hardened() {
         .collect();
     assert!(out.status.success() && problems.is_empty(), "{err}");
 }
+
+/// A config whose `[classifier]` uses the committed lists (absolute paths)
+/// plus `ranges` (TOML of `[[classifier.ranges]]` tables).
+fn classifier_config(dir: &Path, ranges: &str) -> String {
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/classify");
+    write_config(
+        dir,
+        &format!(
+            "[api]\ntoken = \"t\"\n[[tracking.keys]]\nid = \"k1\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n\
+             [classifier]\nbot_patterns = {:?}\nuser_agents = {:?}\nnetworks = {:?}\n{ranges}",
+            conf.join("bot-patterns.txt"),
+            conf.join("user-agents.tsv"),
+            conf.join("networks.csv"),
+        ),
+    )
+}
+
+#[test]
+fn classify_writes_one_verdict_per_line_and_names_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = classifier_config(dir.path(), "");
+    let input = br#"{"kind":"open","ip":"192.0.2.1","user_agent":"Mozilla/5.0 (X11; Linux x86_64; rv:45.0) Gecko/20100101 Thunderbird/45.8.0"}
+{"kind":"click","ip":"192.0.2.1","user_agent":"Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"}
+{"kind":"click","ip":"not an ip","user_agent":"x"}
+
+{"kind":"click","ip":"192.0.2.1","method":"HEAD","user_agent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36","headers":{"Accept":"*/*"},"seconds_after_send":4000}
+"#;
+    let out = trackrelay(&["classify", "--config", &cfg], input);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("line 3: ip: \"not an ip\" is not an IP address"),
+        "{stderr}"
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[0]["bot"]["classification"], "genuine");
+    assert_eq!(lines[0]["client_name"], "Thunderbird");
+    assert_eq!(lines[0]["client_type"], "email_client");
+    assert_eq!(lines[0]["device_type"], "desktop");
+    assert_eq!(lines[0]["bot"]["counts_for_metrics"], true);
+    assert_eq!(lines[1]["bot"]["classification"], "link_preview_bot");
+    assert_eq!(lines[1]["bot"]["machine"], true);
+    assert_eq!(lines[2]["line"], 3);
+    assert_eq!(lines[3]["bot"]["classification"], "security_scanner");
+    assert!(
+        lines[3]["bot"]["reason_codes"]
+            .as_array()
+            .unwrap()
+            .contains(&"head_request".into())
+    );
+    for key in ["detected", "probability", "proxy_type", "reason_codes"] {
+        assert!(lines[0]["bot"].get(key).is_some(), "{key} missing");
+    }
+}
+
+/// Serves files over HTTP/1.1 on 127.0.0.1 for `requests` requests:
+/// `/redirect/NAME` answers 302 to `/NAME`, a missing file 404.
+fn serve_files(dir: std::path::PathBuf, requests: usize) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        for stream in listener.incoming().take(requests) {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut header = String::new();
+            while reader.read_line(&mut header).unwrap() > 2 {
+                header.clear();
+            }
+            let path = request_line.split(' ').nth(1).unwrap_or("/").to_owned();
+            let response = if let Some(name) = path.strip_prefix("/redirect/") {
+                format!("HTTP/1.1 302 Found\r\nLocation: /{name}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").into_bytes()
+            } else if let Ok(body) = std::fs::read(dir.join(path.trim_start_matches('/'))) {
+                let mut r = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                r.extend(body);
+                r
+            } else {
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+            };
+            stream.write_all(&response).unwrap();
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn update_ranges_downloads_the_lists_and_classify_uses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let ranges_dir = support::corpus::root().join("ua/ip-ranges");
+    let (port, server) = serve_files(ranges_dir, 4);
+    let out_dir = dir.path().join("ranges");
+    let ranges = format!(
+        "[[classifier.ranges]]\nname = \"apple\"\nclass = \"apple_relay\"\n\
+         url = \"http://127.0.0.1:{port}/apple-private-relay-egress-ipv4.csv\"\nfile = {:?}\n\
+         [[classifier.ranges]]\nname = \"google\"\nclass = \"image_proxy\"\n\
+         url = \"http://127.0.0.1:{port}/redirect/google-goog.json\"\nfile = {:?}\n\
+         [[classifier.ranges]]\nname = \"gone\"\nclass = \"hosting\"\n\
+         url = \"http://127.0.0.1:{port}/no-such-list.csv\"\nfile = {:?}\n",
+        out_dir.join("apple.csv"),
+        out_dir.join("goog.json"),
+        out_dir.join("gone.csv"),
+    );
+    let cfg = classifier_config(dir.path(), &ranges);
+
+    // Before the download: warnings, not failures.
+    let out = trackrelay(&["check-config", "--config", &cfg], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("classifier.ranges[0].file"), "{stderr}");
+
+    let out = trackrelay(&["update-ranges", "--config", &cfg], b"");
+    server.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("apple: ") && stdout.contains("google: "),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("classifier.ranges[2] (gone)") && stderr.contains("404"),
+        "{stderr}"
+    );
+    let expected =
+        std::fs::read(support::corpus::root().join("ua/ip-ranges/google-goog.json")).unwrap();
+    assert_eq!(std::fs::read(out_dir.join("goog.json")).unwrap(), expected);
+    assert!(!out_dir.join("gone.csv").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty());
+
+    // The downloaded lists take effect: an open from Apple's relay is MPP,
+    // Gmail's proxy agent from Google's network is Gmail's proxy.
+    let input = br#"{"kind":"open","ip":"104.28.28.1","user_agent":"Mozilla/5.0"}
+{"kind":"open","ip":"8.8.8.8","user_agent":"Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"}
+{"kind":"open","ip":"192.0.2.9","user_agent":"Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"}
+"#;
+    let out = trackrelay(&["classify", "--config", &cfg], input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["bot"]["proxy_type"], "apple_mpp");
+    assert_eq!(lines[1]["bot"]["classification"], "image_proxy");
+    assert_eq!(lines[1]["bot"]["proxy_type"], "gmail");
+    assert_eq!(lines[2]["bot"]["classification"], "suspicious");
+}

@@ -1,7 +1,11 @@
-//! `trackrelay check-config`: validate a config file, list every problem.
+//! `trackrelay check-config`: validate a config file, list every problem;
+//! then load the classifier's lists the config names, so a bad data file
+//! is found before the server starts (a missing downloaded range list is a
+//! warning: `trackrelay update-ranges` fetches it).
 
 use std::process::ExitCode;
 
+use crate::classify::Lists;
 use crate::config::Config;
 
 #[derive(Debug, clap::Args)]
@@ -11,25 +15,43 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    match Config::load(&args.config.config) {
-        Ok(config) => {
-            println!(
-                "{}: ok ({} route{}, {} key{})",
-                args.config.config.display(),
-                config.routes.len(),
-                if config.routes.len() == 1 { "" } else { "s" },
-                config.tracking.keys.len(),
-                if config.tracking.keys.len() == 1 {
-                    ""
-                } else {
-                    "s"
-                },
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+    let config = match Config::load(&args.config.config) {
+        Ok(config) => config,
         Err(problems) => {
             eprintln!("{problems}");
-            Ok(ExitCode::FAILURE)
+            return Ok(ExitCode::FAILURE);
         }
+    };
+    let file = args.config.config.display();
+    let loaded = match Lists::load(&config.classifier) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("{file}: 1 problem\n  classifier: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for w in &loaded.warnings {
+        eprintln!("{file}: warning: {w}");
     }
+    let (patterns, families) = loaded.lists.pattern_counts();
+    let networks = loaded.lists.networks().summary();
+    println!(
+        "{file}: ok ({} route{}, {} key{})",
+        config.routes.len(),
+        plural(config.routes.len()),
+        config.tracking.keys.len(),
+        plural(config.tracking.keys.len()),
+    );
+    println!(
+        "  classifier: {patterns} bot patterns, {families} user-agent families, {} networks",
+        networks.len()
+    );
+    for (name, ranges) in networks {
+        println!("  classifier network {name}: {ranges} ranges");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }

@@ -169,12 +169,43 @@ impl Default for RawStorage {
 #[serde(default, deny_unknown_fields)]
 pub struct RawClassifier {
     pub wait_seconds: u32,
+    pub burst_links: u32,
+    pub burst_window_ms: u32,
+    pub scanner_click_seconds: u32,
+    pub early_click_seconds: u32,
+    pub max_recipients_per_ip: u32,
+    pub bot_patterns: String,
+    pub user_agents: String,
+    pub networks: String,
+    pub ranges: Vec<RawRange>,
 }
 
 impl Default for RawClassifier {
     fn default() -> Self {
-        Self { wait_seconds: 10 }
+        Self {
+            wait_seconds: 10,
+            burst_links: 2,
+            burst_window_ms: 2000,
+            scanner_click_seconds: 3,
+            early_click_seconds: 10,
+            max_recipients_per_ip: 20,
+            bot_patterns: "conf/classify/bot-patterns.txt".into(),
+            user_agents: "conf/classify/user-agents.tsv".into(),
+            networks: "conf/classify/networks.csv".into(),
+            ranges: Vec::new(),
+        }
     }
+}
+
+/// A downloaded range list: `[[classifier.ranges]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRange {
+    pub name: String,
+    pub class: String,
+    pub file: String,
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

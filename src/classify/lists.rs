@@ -1,0 +1,196 @@
+//! [`Lists`]: everything the classifier knows of the world, loaded once
+//! from the data files the config names (and loaded again, whole, on
+//! reload). Parsing is pure; [`Lists::load`] only adds reading the files.
+//!
+//! The three committed files (`conf/classify/`) are required; a range file
+//! named in `[[classifier.ranges]]` that is missing is a warning (the range
+//! is left out until `trackrelay update-ranges` fetches it), so the example
+//! config runs on a fresh machine.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::networks::{self, Hits, NetworkClass, Networks};
+use super::ua::{BotPatterns, Families};
+use crate::config::Classifier;
+
+/// A data file that cannot be used, with the line at fault (0: the whole
+/// file).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}: {message}", if *line > 0 { format!(":{line}") } else { String::new() })]
+pub struct ListError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl ListError {
+    pub fn new(file: &str, line: usize, message: impl Into<String>) -> ListError {
+        ListError {
+            file: file.to_owned(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+/// Thresholds of the behaviour rules (`[classifier]` in the config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rules {
+    /// Clicks on this many distinct links of one message within
+    /// `burst_window` make a burst (a scanner).
+    pub burst_links: usize,
+    pub burst_window: Duration,
+    /// A click sooner than this after relaying is a scanner.
+    pub scanner_click_seconds: f64,
+    /// A click sooner than this after relaying is suspicious.
+    pub early_click_seconds: f64,
+    /// An address that hit this many recipients is suspicious.
+    pub max_recipients_per_ip: u32,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            burst_links: 2,
+            burst_window: Duration::from_secs(2),
+            scanner_click_seconds: 3.0,
+            early_click_seconds: 10.0,
+            max_recipients_per_ip: 20,
+        }
+    }
+}
+
+/// The compiled lists and rules.
+#[derive(Debug)]
+pub struct Lists {
+    pub(super) bots: BotPatterns,
+    pub(super) families: Families,
+    /// For each family, the index of the network it must come from.
+    pub(super) family_networks: Vec<Option<usize>>,
+    pub(super) networks: Networks,
+    pub(super) rules: Rules,
+    /// For each [`NetworkClass`] (in `NAMES` order), its networks' bits.
+    class_masks: [u64; NetworkClass::NAMES.len()],
+}
+
+/// Loaded lists and what was left out.
+#[derive(Debug)]
+pub struct Loaded {
+    pub lists: Lists,
+    /// One line per range file that could not be read, with its key path.
+    pub warnings: Vec<String>,
+}
+
+impl Lists {
+    /// Puts compiled parts together.
+    pub fn new(bots: BotPatterns, families: Families, networks: Networks, rules: Rules) -> Lists {
+        let family_networks = families
+            .rows()
+            .iter()
+            .map(|f| f.network.as_deref().and_then(|n| networks.index_of(n)))
+            .collect();
+        let mut class_masks = [0u64; NetworkClass::NAMES.len()];
+        for (i, class) in networks.classes() {
+            class_masks[class_index(class)] |= 1 << i;
+        }
+        Lists {
+            bots,
+            families,
+            family_networks,
+            networks,
+            rules,
+            class_masks,
+        }
+    }
+
+    /// Lists from text (tests, benchmarks): bot patterns, families,
+    /// networks.csv; extra ranges as (name, class, range file text).
+    pub fn parse(
+        bots: &str,
+        families: &str,
+        networks_csv: &str,
+        ranges: &[(&str, NetworkClass, &str)],
+        rules: Rules,
+    ) -> Result<Lists, ListError> {
+        let bots = BotPatterns::parse("bot-patterns", bots)?;
+        let families = Families::parse("user-agents", families)?;
+        let mut nets = Networks::default();
+        add_networks_csv(&mut nets, "networks", networks_csv)?;
+        for (name, class, text) in ranges {
+            let list = networks::parse_ranges(name, text)?;
+            nets.add(name, *class, list)
+                .map_err(|e| ListError::new(name, 0, e))?;
+        }
+        Ok(Lists::new(bots, families, nets, rules))
+    }
+
+    /// Reads every file the config names.
+    pub fn load(config: &Classifier) -> Result<Loaded, ListError> {
+        let bots = BotPatterns::parse(&show(&config.bot_patterns), &read(&config.bot_patterns)?)?;
+        let families = Families::parse(&show(&config.user_agents), &read(&config.user_agents)?)?;
+        let mut nets = Networks::default();
+        add_networks_csv(&mut nets, &show(&config.networks), &read(&config.networks)?)?;
+        let mut warnings = Vec::new();
+        for (i, range) in config.ranges.iter().enumerate() {
+            let file = show(&range.file);
+            let text = match std::fs::read_to_string(&range.file) {
+                Ok(t) => t,
+                Err(e) => {
+                    warnings.push(format!(
+                        "classifier.ranges[{i}].file: {file}: {e}; range {:?} left out until `trackrelay update-ranges` fetches it",
+                        range.name
+                    ));
+                    continue;
+                }
+            };
+            let list = networks::parse_ranges(&file, &text)?;
+            nets.add(&range.name, range.class, list)
+                .map_err(|e| ListError::new(&file, 0, e))?;
+        }
+        let lists = Lists::new(bots, families, nets, config.rules.clone());
+        Ok(Loaded { lists, warnings })
+    }
+
+    /// Whether the hits include a network of this class.
+    pub(super) fn in_class(&self, hits: Hits, class: NetworkClass) -> bool {
+        hits.intersects(self.class_masks[class_index(class)])
+    }
+
+    /// The address ranges (for reporting what was loaded).
+    pub fn networks(&self) -> &Networks {
+        &self.networks
+    }
+
+    /// How many bot patterns and families were loaded.
+    pub fn pattern_counts(&self) -> (usize, usize) {
+        (self.bots.len(), self.families.rows().len())
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+}
+
+fn class_index(class: NetworkClass) -> usize {
+    NetworkClass::NAMES
+        .iter()
+        .position(|n| NetworkClass::parse(n) == Some(class))
+        .unwrap_or(0)
+}
+
+fn add_networks_csv(nets: &mut Networks, source: &str, text: &str) -> Result<(), ListError> {
+    for (name, class, net) in networks::parse_networks_csv(source, text)? {
+        nets.add(&name, class, [net])
+            .map_err(|e| ListError::new(source, 0, e))?;
+    }
+    Ok(())
+}
+
+fn show(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn read(path: &Path) -> Result<String, ListError> {
+    std::fs::read_to_string(path).map_err(|e| ListError::new(&show(path), 0, e.to_string()))
+}

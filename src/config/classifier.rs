@@ -1,0 +1,189 @@
+//! `[classifier]`: the wait before judging, the behaviour thresholds, the
+//! data files and the downloaded range lists (`[[classifier.ranges]]`).
+//! Only the keys are checked here; the files are read by
+//! `classify::Lists::load` (check-config does both).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+use super::{Collector, raw};
+use crate::classify::Rules;
+use crate::classify::networks::{MAX_NETWORKS, NetworkClass};
+
+/// The classifier's configuration.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    /// How long a hit waits before it is judged, so bursts are seen.
+    pub wait: Duration,
+    pub rules: Rules,
+    pub bot_patterns: PathBuf,
+    pub user_agents: PathBuf,
+    pub networks: PathBuf,
+    pub ranges: Vec<RangeSource>,
+}
+
+/// A range list fetched by `trackrelay update-ranges` and read at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeSource {
+    /// Network name, as user-agents.tsv refers to it (e.g. "google").
+    pub name: String,
+    /// What a hit from there means.
+    pub class: NetworkClass,
+    /// Where the list is kept (written atomically by update-ranges).
+    pub file: PathBuf,
+    /// Where update-ranges downloads it from; none: kept by hand.
+    pub url: Option<Url>,
+}
+
+impl Collector {
+    pub(super) fn classifier(&mut self, raw: &raw::RawClassifier) -> Classifier {
+        let k = "classifier";
+        if raw.burst_links < 2 {
+            self.push(
+                format!("{k}.burst_links"),
+                "must be at least 2 (links of one message)",
+            );
+        }
+        if raw.burst_window_ms == 0 {
+            self.push(format!("{k}.burst_window_ms"), "must be at least 1");
+        }
+        if raw.scanner_click_seconds > raw.early_click_seconds {
+            self.push(
+                format!("{k}.scanner_click_seconds"),
+                "must not be greater than early_click_seconds",
+            );
+        }
+        if raw.max_recipients_per_ip < 2 {
+            self.push(format!("{k}.max_recipients_per_ip"), "must be at least 2");
+        }
+        for (key, value) in [
+            ("bot_patterns", &raw.bot_patterns),
+            ("user_agents", &raw.user_agents),
+            ("networks", &raw.networks),
+        ] {
+            if value.trim().is_empty() {
+                self.push(format!("{k}.{key}"), "must name a file");
+            }
+        }
+        Classifier {
+            wait: Duration::from_secs(raw.wait_seconds.into()),
+            rules: Rules {
+                burst_links: raw.burst_links as usize,
+                burst_window: Duration::from_millis(raw.burst_window_ms.into()),
+                scanner_click_seconds: raw.scanner_click_seconds.into(),
+                early_click_seconds: raw.early_click_seconds.into(),
+                max_recipients_per_ip: raw.max_recipients_per_ip,
+            },
+            bot_patterns: PathBuf::from(&raw.bot_patterns),
+            user_agents: PathBuf::from(&raw.user_agents),
+            networks: PathBuf::from(&raw.networks),
+            ranges: self.ranges(&raw.ranges),
+        }
+    }
+
+    fn ranges(&mut self, raw: &[raw::RawRange]) -> Vec<RangeSource> {
+        if raw.len() > MAX_NETWORKS / 2 {
+            self.push(
+                "classifier.ranges",
+                format!("at most {} range lists", MAX_NETWORKS / 2),
+            );
+        }
+        let mut out = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            let key = format!("classifier.ranges[{i}]");
+            if r.name.trim().is_empty() {
+                self.push(format!("{key}.name"), "must not be empty");
+            } else if raw[..i]
+                .iter()
+                .any(|o| o.name.eq_ignore_ascii_case(&r.name))
+            {
+                self.push(
+                    format!("{key}.name"),
+                    format!("{:?} is used by an earlier range list", r.name),
+                );
+            }
+            let class = NetworkClass::parse(&r.class).unwrap_or_else(|| {
+                self.push(
+                    format!("{key}.class"),
+                    format!(
+                        "{:?} is not one of {}",
+                        r.class,
+                        NetworkClass::NAMES.join(", ")
+                    ),
+                );
+                NetworkClass::Vpn
+            });
+            if r.file.trim().is_empty() {
+                self.push(format!("{key}.file"), "must name a file");
+            }
+            let url = r.url.as_deref().and_then(|u| match Url::parse(u) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
+                _ => {
+                    self.push(format!("{key}.url"), format!("{u:?} is not an http(s) URL"));
+                    None
+                }
+            });
+            out.push(RangeSource {
+                name: r.name.clone(),
+                class,
+                file: PathBuf::from(&r.file),
+                url,
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    const MINIMAL: &str = "[api]\ntoken = \"t\"\n[[tracking.keys]]\nid = \"k1\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
+
+    #[test]
+    fn defaults() {
+        let c = Config::parse(MINIMAL).unwrap().classifier;
+        assert_eq!(c.wait.as_secs(), 10);
+        assert_eq!(c.rules.burst_links, 2);
+        assert_eq!(
+            c.bot_patterns.to_str(),
+            Some("conf/classify/bot-patterns.txt")
+        );
+        assert!(c.ranges.is_empty());
+    }
+
+    #[test]
+    fn ranges_are_checked_with_their_key_paths() {
+        let text = format!(
+            "{MINIMAL}[classifier]\nburst_links = 1\n\
+             [[classifier.ranges]]\nname = \"apple\"\nclass = \"apple_relay\"\nfile = \"a.csv\"\nurl = \"https://example.com/a.csv\"\n\
+             [[classifier.ranges]]\nname = \"Apple\"\nclass = \"proxy\"\nfile = \"\"\nurl = \"ftp://x\"\n"
+        );
+        let keys: Vec<String> = Config::parse(&text)
+            .unwrap_err()
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "classifier.burst_links",
+                "classifier.ranges[1].name",
+                "classifier.ranges[1].class",
+                "classifier.ranges[1].file",
+                "classifier.ranges[1].url",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused() {
+        let text = format!(
+            "{MINIMAL}[[classifier.ranges]]\nname = \"a\"\nclass = \"vpn\"\nfile = \"f\"\nkind = \"x\"\n"
+        );
+        let p = Config::parse(&text).unwrap_err();
+        assert_eq!(p[0].key, "classifier.ranges[0].kind");
+    }
+}
