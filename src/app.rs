@@ -20,7 +20,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::Api;
+use crate::classify::{ListError, Lists};
 use crate::config::Config;
+use crate::events::Pipeline;
 use crate::inbound::{self, Inbound, StartError};
 use crate::listener;
 use crate::relay::Relay;
@@ -40,6 +42,8 @@ pub enum AppError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Smtp(#[from] StartError),
+    #[error("classifier lists: {0}")]
+    Lists(#[from] ListError),
     #[error("{queued} queued writes could not be stored before exit (database failing)")]
     Unflushed { queued: usize },
     #[error("cannot listen on {addr} ({name}.listen): {source}")]
@@ -58,6 +62,7 @@ pub struct App {
     tracking_addr: SocketAddr,
     api_addr: SocketAddr,
     storage: Storage,
+    pipeline: Arc<Pipeline>,
     tasks: Tasks,
 }
 
@@ -123,6 +128,15 @@ impl App {
             shutdown,
         };
 
+        let pipeline = Arc::new(Pipeline::new(
+            storage.clone(),
+            load_lists(&config)?,
+            config.classifier.wait,
+        ));
+        tasks
+            .set
+            .spawn(pipeline.clone().run(tasks.shutdown.clone()));
+
         let tracking = Arc::new(Tracking::new(&config, storage.clone()));
         let tls = tls::acceptor(&config.tracking.tls)?;
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -155,6 +169,7 @@ impl App {
             tracking_addr,
             api_addr,
             storage,
+            pipeline,
             tasks,
         })
     }
@@ -177,6 +192,11 @@ impl App {
     /// Where the API listens.
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
+    }
+
+    /// The classification pipeline (its lists can be replaced at run time).
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
     }
 
     /// The process's storage handle.
@@ -207,6 +227,16 @@ impl App {
         }
         flushed
     }
+}
+
+/// The classifier's lists from the files the config names; a range file
+/// not fetched yet is left out with a warning.
+pub fn load_lists(config: &Config) -> Result<Lists, ListError> {
+    let loaded = Lists::load(&config.classifier)?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(loaded.lists)
 }
 
 /// Runs until `shutdown` resolves, then stops gracefully; an error when

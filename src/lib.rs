@@ -21,6 +21,10 @@
 //! - [`token`]: signed, self-contained tracking tokens and the key ring.
 //! - [`tracking`]: the HTTP server for hits: pixel, click redirect, Host
 //!   check, client address; `/healthz`, `/metrics`.
+//! - [`classify`]: one hit judged human or machine (SPEC §6), a pure
+//!   function of the hit, its context and the lists under `conf/classify`.
+//! - [`events`]: the pipeline that judges stored hits after a short wait
+//!   and stores them as events (first open/click, message status).
 //! - [`storage`]: SQLite, the only module with SQL; one writer thread
 //!   committing in batches, read-only readers.
 //! - [`api`]: the admin API (bearer token): relayed copies, observations.
@@ -62,6 +66,7 @@ pub mod app;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod html;
 pub mod inbound;
 pub mod limits;

@@ -46,7 +46,7 @@ pub const MIN_SECRET_LEN: usize = 32;
 pub const MAX_URL_LEN: usize = 4096;
 
 /// What a hit on the token means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Hash, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Open,

@@ -37,6 +37,29 @@ fn the_example_config_is_valid() {
 }
 
 #[test]
+fn the_classifier_lists_are_built_in_whatever_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/trackrelay.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_trackrelay"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let patterns: usize = stdout
+        .split_once("classifier: ")
+        .and_then(|(_, rest)| rest.split(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(patterns > 100, "{stdout}");
+}
+
+#[test]
 fn check_config_lists_every_problem_with_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(

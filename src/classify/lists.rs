@@ -127,10 +127,13 @@ impl Lists {
 
     /// Reads every file the config names.
     pub fn load(config: &Classifier) -> Result<Loaded, ListError> {
-        let bots = BotPatterns::parse(&show(&config.bot_patterns), &read(&config.bot_patterns)?)?;
-        let families = Families::parse(&show(&config.user_agents), &read(&config.user_agents)?)?;
+        let (name, text) = data_file(config.bot_patterns.as_deref(), BUILT_IN_BOTS)?;
+        let bots = BotPatterns::parse(&name, &text)?;
+        let (name, text) = data_file(config.user_agents.as_deref(), BUILT_IN_USER_AGENTS)?;
+        let families = Families::parse(&name, &text)?;
         let mut nets = Networks::default();
-        add_networks_csv(&mut nets, &show(&config.networks), &read(&config.networks)?)?;
+        let (name, text) = data_file(config.networks.as_deref(), BUILT_IN_NETWORKS)?;
+        add_networks_csv(&mut nets, &name, &text)?;
         let mut warnings = Vec::new();
         for (i, range) in config.ranges.iter().enumerate() {
             let file = show(&range.file);
@@ -185,6 +188,34 @@ fn add_networks_csv(nets: &mut Networks, source: &str, text: &str) -> Result<(),
             .map_err(|e| ListError::new(source, 0, e))?;
     }
     Ok(())
+}
+
+/// The data files of `conf/classify` as they were at build time: the
+/// lists a config that names no file of its own uses, so the binary runs
+/// from any working directory (systemd's is the state directory).
+const BUILT_IN_BOTS: (&str, &str) = (
+    "conf/classify/bot-patterns.txt (built in)",
+    include_str!("../../conf/classify/bot-patterns.txt"),
+);
+const BUILT_IN_USER_AGENTS: (&str, &str) = (
+    "conf/classify/user-agents.tsv (built in)",
+    include_str!("../../conf/classify/user-agents.tsv"),
+);
+const BUILT_IN_NETWORKS: (&str, &str) = (
+    "conf/classify/networks.csv (built in)",
+    include_str!("../../conf/classify/networks.csv"),
+);
+
+/// The name (for errors) and text of a data file: the configured file, or
+/// the built-in copy.
+fn data_file(
+    path: Option<&Path>,
+    built_in: (&'static str, &'static str),
+) -> Result<(String, std::borrow::Cow<'static, str>), ListError> {
+    match path {
+        Some(path) => Ok((show(path), read(path)?.into())),
+        None => Ok((built_in.0.to_owned(), built_in.1.into())),
+    }
 }
 
 fn show(path: &Path) -> String {

@@ -61,6 +61,15 @@ async fn serve(config: Config, path: std::path::PathBuf) -> anyhow::Result<ExitC
 fn reload(app: &App, path: &std::path::Path) {
     match Config::load(path) {
         Ok(config) => {
+            match crate::app::load_lists(&config) {
+                Ok(lists) => {
+                    app.pipeline().set_lists(lists);
+                    tracing::info!("classifier lists reloaded");
+                }
+                Err(e) => {
+                    tracing::error!("classifier lists not reloaded, keeping the running ones: {e}")
+                }
+            }
             app.relay().set_routes(config.routes);
             tracing::info!(config = %path.display(), "routes reloaded");
         }

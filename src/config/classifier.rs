@@ -18,9 +18,10 @@ pub struct Classifier {
     /// How long a hit waits before it is judged, so bursts are seen.
     pub wait: Duration,
     pub rules: Rules,
-    pub bot_patterns: PathBuf,
-    pub user_agents: PathBuf,
-    pub networks: PathBuf,
+    /// Data files replacing the built-in copies of `conf/classify`.
+    pub bot_patterns: Option<PathBuf>,
+    pub user_agents: Option<PathBuf>,
+    pub networks: Option<PathBuf>,
     pub ranges: Vec<RangeSource>,
 }
 
@@ -63,7 +64,7 @@ impl Collector {
             ("user_agents", &raw.user_agents),
             ("networks", &raw.networks),
         ] {
-            if value.trim().is_empty() {
+            if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
                 self.push(format!("{k}.{key}"), "must name a file");
             }
         }
@@ -76,9 +77,9 @@ impl Collector {
                 early_click_seconds: raw.early_click_seconds.into(),
                 max_recipients_per_ip: raw.max_recipients_per_ip,
             },
-            bot_patterns: PathBuf::from(&raw.bot_patterns),
-            user_agents: PathBuf::from(&raw.user_agents),
-            networks: PathBuf::from(&raw.networks),
+            bot_patterns: raw.bot_patterns.as_ref().map(PathBuf::from),
+            user_agents: raw.user_agents.as_ref().map(PathBuf::from),
+            networks: raw.networks.as_ref().map(PathBuf::from),
             ranges: self.ranges(&raw.ranges),
         }
     }
@@ -147,10 +148,7 @@ mod tests {
         let c = Config::parse(MINIMAL).unwrap().classifier;
         assert_eq!(c.wait.as_secs(), 10);
         assert_eq!(c.rules.burst_links, 2);
-        assert_eq!(
-            c.bot_patterns.to_str(),
-            Some("conf/classify/bot-patterns.txt")
-        );
+        assert_eq!(c.bot_patterns, None, "the built-in copy");
         assert!(c.ranges.is_empty());
     }
 

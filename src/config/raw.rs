@@ -174,9 +174,9 @@ pub struct RawClassifier {
     pub scanner_click_seconds: u32,
     pub early_click_seconds: u32,
     pub max_recipients_per_ip: u32,
-    pub bot_patterns: String,
-    pub user_agents: String,
-    pub networks: String,
+    pub bot_patterns: Option<String>,
+    pub user_agents: Option<String>,
+    pub networks: Option<String>,
     pub ranges: Vec<RawRange>,
 }
 
@@ -189,9 +189,9 @@ impl Default for RawClassifier {
             scanner_click_seconds: 3,
             early_click_seconds: 10,
             max_recipients_per_ip: 20,
-            bot_patterns: "conf/classify/bot-patterns.txt".into(),
-            user_agents: "conf/classify/user-agents.tsv".into(),
-            networks: "conf/classify/networks.csv".into(),
+            bot_patterns: None,
+            user_agents: None,
+            networks: None,
             ranges: Vec::new(),
         }
     }
