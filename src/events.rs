@@ -16,7 +16,7 @@
 //! The lists are swapped whole on SIGHUP ([`Pipeline::set_lists`]).
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::classify::{self, Context, Hit, Lists, Verdict};
-use crate::storage::{Event, Observation, Storage, StorageError};
+use crate::storage::{Event, HitRow, Observation, Storage, StorageError};
 use crate::token::Kind;
 
 /// Most observations judged in one pass.
@@ -36,6 +36,9 @@ const PASS_MAX: u32 = 1000;
 const LOOKBACK_MS: i64 = 5 * 60 * 1000;
 /// Longest pause between passes.
 const TICK_MAX: Duration = Duration::from_secs(1);
+/// Context of a hit: the copy's other hits at most this far from it (or
+/// the burst window, if longer).
+const CONTEXT_MIN_MS: i64 = 2_000;
 /// Hits of one address kept to count the copies it has hit.
 const IP_WINDOW_MS: i64 = 60 * 60 * 1000;
 
@@ -114,21 +117,32 @@ impl Pipeline {
             return Ok(0);
         }
         let lists = self.lists();
+        let window = i64::try_from(lists.rules().burst_window.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(CONTEXT_MIN_MS);
+        // Each copy's hits are read once per pass, for the time its waiting
+        // hits span and the window around them.
+        let mut spans: HashMap<Uuid, (i64, i64)> = HashMap::new();
+        for o in &waiting {
+            let span = spans.entry(o.message_id).or_insert((o.at_ms, o.at_ms));
+            *span = (span.0.min(o.at_ms), span.1.max(o.at_ms));
+        }
         let mut copies: HashMap<Uuid, Copy> = HashMap::new();
         let mut events = Vec::with_capacity(waiting.len());
         for obs in &waiting {
             let copy = match copies.entry(obs.message_id) {
                 Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => e.insert(Copy::load(&self.storage, obs.message_id).await?),
+                Entry::Vacant(e) => {
+                    let (from, to) = spans[&obs.message_id];
+                    let copy =
+                        Copy::load(&self.storage, obs.message_id, from - window, to + window)
+                            .await?;
+                    e.insert(copy)
+                }
             };
             let ip: Option<IpAddr> = obs.ip.parse().ok();
             let recipients_from_ip = ip.map_or(1, |ip| state.ips.note(ip, obs));
-            let hits: Vec<Hit> = copy
-                .hits
-                .iter()
-                .filter(|(id, _)| *id != obs.id)
-                .map(|(_, h)| *h)
-                .collect();
+            let hits = copy.context(obs, window);
             let ctx = Context {
                 hits: &hits,
                 seconds_after_send: copy.relayed_at_ms.map(|t| (obs.at_ms - t) as f64 / 1000.0),
@@ -136,8 +150,8 @@ impl Pipeline {
             };
             let verdict =
                 classify::classify(&classify::Observation::from_stored(obs), &ctx, &lists);
-            let first = verdict.bot.counts_for_metrics
-                && copy.counted.insert((obs.kind, obs.recipient_id.clone()));
+            let first =
+                verdict.bot.counts_for_metrics && copy.first_counting(&self.storage, obs).await?;
             crate::metrics::event(verdict.bot.classification.as_str());
             events.push(event(obs, &verdict, first));
         }
@@ -158,10 +172,17 @@ pub struct State {
     ips: RecentIps,
 }
 
-/// Per address, the copies it hit in the last hour, oldest first.
+/// Per address, its hits of the last hour (oldest first) and how many of
+/// them fell on each copy.
 #[derive(Debug, Default)]
 struct RecentIps {
-    seen: HashMap<IpAddr, VecDeque<(i64, Uuid)>>,
+    seen: HashMap<IpAddr, Recent>,
+}
+
+#[derive(Debug, Default)]
+struct Recent {
+    hits: VecDeque<(i64, Uuid)>,
+    copies: HashMap<Uuid, u32>,
 }
 
 impl RecentIps {
@@ -169,58 +190,105 @@ impl RecentIps {
     /// the window, this one included.
     fn note(&mut self, ip: IpAddr, obs: &Observation) -> u32 {
         let since = obs.at_ms - IP_WINDOW_MS;
-        let hits = self.seen.entry(ip).or_default();
-        while hits.front().is_some_and(|(at, _)| *at < since) {
-            hits.pop_front();
+        let recent = self.seen.entry(ip).or_default();
+        while let Some(&(at, id)) = recent.hits.front() {
+            if at >= since {
+                break;
+            }
+            recent.hits.pop_front();
+            if let Entry::Occupied(mut e) = recent.copies.entry(id) {
+                *e.get_mut() -= 1;
+                if *e.get() == 0 {
+                    e.remove();
+                }
+            }
         }
-        hits.push_back((obs.at_ms, obs.message_id));
-        let distinct: HashSet<Uuid> = hits.iter().map(|(_, id)| *id).collect();
+        recent.hits.push_back((obs.at_ms, obs.message_id));
+        *recent.copies.entry(obs.message_id).or_default() += 1;
+        let distinct = u32::try_from(recent.copies.len()).unwrap_or(u32::MAX);
         if self.seen.len() > 100_000 {
             self.seen
-                .retain(|_, h| h.back().is_some_and(|(at, _)| *at >= since));
+                .retain(|_, r| r.hits.back().is_some_and(|(at, _)| *at >= since));
         }
-        u32::try_from(distinct.len()).unwrap_or(u32::MAX)
+        distinct
     }
 }
 
 /// One relayed copy as the pipeline needs it.
 struct Copy {
-    /// Every hit on it (id, hit), oldest first.
-    hits: Vec<(Uuid, Hit)>,
+    id: Uuid,
+    /// Its hits around the waiting ones, oldest first.
+    hits: Vec<HitRow>,
+    /// Its first open, for hits outside that window.
+    first_open_ms: Option<i64>,
     relayed_at_ms: Option<i64>,
-    /// (kind, recipient) pairs that already have a counting event.
-    counted: HashSet<(Kind, Option<String>)>,
+    /// Per (kind, recipient): whether a counting event exists already.
+    counted: HashMap<(Kind, Option<String>), bool>,
 }
 
 impl Copy {
-    async fn load(storage: &Storage, id: Uuid) -> Result<Copy, StorageError> {
-        let hits = storage
-            .observations(id)
-            .await?
+    async fn load(
+        storage: &Storage,
+        id: Uuid,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Copy, StorageError> {
+        Ok(Copy {
+            id,
+            hits: storage.hits_between(id, from_ms, to_ms).await?,
+            first_open_ms: storage.first_open_at(id).await?,
+            relayed_at_ms: storage.message(id).await?.map(|m| m.relayed_at_ms),
+            counted: HashMap::new(),
+        })
+    }
+
+    /// The other hits within `window` of `obs`, and the copy's first open
+    /// when that was earlier.
+    fn context(&self, obs: &Observation, window: i64) -> Vec<Hit> {
+        let start = self.hits.partition_point(|h| h.at_ms < obs.at_ms - window);
+        let mut hits: Vec<Hit> = self.hits[start..]
             .iter()
-            .map(|o| {
-                let hit = Hit {
-                    at_ms: o.at_ms,
-                    kind: o.kind,
-                    ip: o.ip.parse().ok(),
-                    link: o.link,
-                };
-                (o.id, hit)
+            .take_while(|h| h.at_ms <= obs.at_ms + window)
+            .filter(|h| h.id != obs.id)
+            .map(|h| Hit {
+                at_ms: h.at_ms,
+                kind: h.kind,
+                ip: h.ip.parse().ok(),
+                link: h.link,
             })
             .collect();
-        let relayed_at_ms = storage.message(id).await?.map(|m| m.relayed_at_ms);
-        let counted = storage
-            .events(id)
-            .await?
-            .into_iter()
-            .filter(|e| e.counts_for_metrics)
-            .map(|e| (e.kind, e.recipient_id))
-            .collect();
-        Ok(Copy {
-            hits,
-            relayed_at_ms,
-            counted,
-        })
+        if let Some(at_ms) = self.first_open_ms.filter(|t| *t < obs.at_ms - window) {
+            hits.insert(
+                0,
+                Hit {
+                    at_ms,
+                    kind: Kind::Open,
+                    ip: None,
+                    link: None,
+                },
+            );
+        }
+        hits
+    }
+
+    /// Whether a counting `obs` is the first of its kind for its
+    /// recipient; remembers that it now exists.
+    async fn first_counting(
+        &mut self,
+        storage: &Storage,
+        obs: &Observation,
+    ) -> Result<bool, StorageError> {
+        let key = (obs.kind, obs.recipient_id.clone());
+        let existed = match self.counted.get(&key) {
+            Some(existed) => *existed,
+            None => {
+                storage
+                    .has_counting_event(self.id, obs.kind, obs.recipient_id.clone())
+                    .await?
+            }
+        };
+        self.counted.insert(key, true);
+        Ok(!existed)
     }
 }
 
@@ -254,4 +322,85 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(message_id: Uuid, at_ms: i64) -> Observation {
+        Observation {
+            id: Uuid::now_v7(),
+            message_id,
+            kind: Kind::Click,
+            recipient_id: None,
+            link: Some(0),
+            url: None,
+            at_ms,
+            method: "GET".into(),
+            host: "t.example.com".into(),
+            ip: "192.0.2.1".into(),
+            user_agent: None,
+            headers: Vec::new(),
+            key_id: "k1".into(),
+        }
+    }
+
+    #[test]
+    fn an_address_counts_the_copies_it_hit_within_the_hour() {
+        let mut ips = RecentIps::default();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        assert_eq!(ips.note(ip, &obs(a, 0)), 1);
+        assert_eq!(ips.note(ip, &obs(a, 1_000)), 1);
+        assert_eq!(ips.note(ip, &obs(b, 2_000)), 2);
+        // An hour and a bit later only b's hit and this one are left.
+        assert_eq!(ips.note(ip, &obs(a, IP_WINDOW_MS + 1_500)), 2);
+        assert_eq!(ips.note(ip, &obs(b, 2 * IP_WINDOW_MS + 10_000)), 1);
+        let other: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(ips.note(other, &obs(a, 0)), 1);
+    }
+
+    #[test]
+    fn context_is_the_window_around_the_hit_and_the_first_open() {
+        let id = Uuid::now_v7();
+        let me = obs(id, 100_000);
+        let row = |at_ms, kind| HitRow {
+            id: Uuid::now_v7(),
+            at_ms,
+            kind,
+            ip: "192.0.2.9".into(),
+            link: Some(1),
+        };
+        let mut hits = vec![
+            row(90_000, Kind::Click),
+            row(98_500, Kind::Click),
+            row(101_000, Kind::Click),
+            row(103_000, Kind::Click),
+        ];
+        hits.insert(
+            2,
+            HitRow {
+                id: me.id,
+                ..row(100_000, Kind::Click)
+            },
+        );
+        let copy = Copy {
+            id,
+            hits,
+            first_open_ms: Some(50_000),
+            relayed_at_ms: None,
+            counted: HashMap::new(),
+        };
+        let ctx = copy.context(&me, 2_000);
+        let times: Vec<(i64, Kind)> = ctx.iter().map(|h| (h.at_ms, h.kind)).collect();
+        assert_eq!(
+            times,
+            [
+                (50_000, Kind::Open),
+                (98_500, Kind::Click),
+                (101_000, Kind::Click)
+            ]
+        );
+    }
 }

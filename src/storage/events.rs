@@ -7,7 +7,7 @@
 //! from its counting events, never stored twice.
 
 use rusqlite::types::Type;
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
 use super::{Observation, StorageError, observations};
@@ -99,6 +99,91 @@ pub(super) fn unclassified(
     )?;
     let rows = stmt.query_map(params![from_ms, to_ms, limit], observations::from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One hit on a copy, as much as the classifier's context needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HitRow {
+    pub id: Uuid,
+    pub at_ms: i64,
+    pub kind: Kind,
+    pub ip: String,
+    pub link: Option<u16>,
+}
+
+/// The hits on one copy that arrived in `[from_ms, to_ms]`, oldest first.
+/// Observation ids are UUIDv7, whose first 48 bits are the arrival time,
+/// so the `(message_id, id)` index finds the window without reading the
+/// copy's other hits (a copy may have hundreds of thousands).
+pub(super) fn hits_between(
+    conn: &Connection,
+    message_id: Uuid,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<HitRow>, StorageError> {
+    // The id is taken a moment before the time is read: a second of slack.
+    let (low, high) = (v7_bound(from_ms - 1000, 0x00), v7_bound(to_ms + 1000, 0xff));
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at_ms, kind, ip, link FROM observations
+         WHERE message_id = ?1 AND id >= ?2 AND id <= ?3 AND at_ms >= ?4 AND at_ms <= ?5
+         ORDER BY at_ms, id",
+    )?;
+    let rows = stmt.query_map(
+        params![message_id.to_string(), low, high, from_ms, to_ms],
+        |row| {
+            Ok(HitRow {
+                id: super::uuid_column(row, "id")?,
+                at_ms: row.get("at_ms")?,
+                kind: observations::kind_column(row)?,
+                ip: row.get("ip")?,
+                link: row.get("link")?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The text of the smallest (`fill` 0x00) or largest (0xff) UUIDv7 of
+/// millisecond `ms`.
+fn v7_bound(ms: i64, fill: u8) -> String {
+    let ms = u64::try_from(ms.max(0)).unwrap_or(0).min((1 << 48) - 1);
+    let mut bytes = [fill; 16];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    Uuid::from_bytes(bytes).to_string()
+}
+
+/// When the copy was first opened, if it was (any hit, machine or not).
+pub(super) fn first_open_at(
+    conn: &Connection,
+    message_id: Uuid,
+) -> Result<Option<i64>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT at_ms FROM observations WHERE message_id = ?1 AND kind = 'open'
+         ORDER BY id LIMIT 1",
+    )?;
+    Ok(stmt
+        .query_row([message_id.to_string()], |r| r.get(0))
+        .optional()?)
+}
+
+/// Whether the copy already has a counting event of `kind` for
+/// `recipient_id` (so a new one is not the first).
+pub(super) fn has_counting(
+    conn: &Connection,
+    message_id: Uuid,
+    kind: Kind,
+    recipient_id: Option<&str>,
+) -> Result<bool, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT 1 FROM events
+         WHERE message_id = ?1 AND kind = ?2 AND counts = 1 AND recipient_id IS ?3
+         LIMIT 1",
+    )?;
+    Ok(stmt.exists(params![
+        message_id.to_string(),
+        observations::kind_text(kind),
+        recipient_id
+    ])?)
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Event> {

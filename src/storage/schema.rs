@@ -72,6 +72,7 @@ const MIGRATIONS: &[&str] = &[
         client_name    TEXT
     );
     CREATE INDEX events_message ON events (message_id, at_ms);
+    CREATE INDEX events_counting ON events (message_id, kind, recipient_id) WHERE counts = 1;
     CREATE INDEX events_at ON events (at_ms);
     CREATE INDEX observations_at ON observations (at_ms);
     "#,
