@@ -39,6 +39,8 @@ const TICK_MAX: Duration = Duration::from_secs(1);
 /// Context of a hit: the copy's other hits at most this far from it (or
 /// the burst window, if longer).
 const CONTEXT_MIN_MS: i64 = 2_000;
+/// Most hits of the copy on each side of a hit in its context.
+const CONTEXT_SIDE: usize = 32;
 /// Hits of one address kept to count the copies it has hit.
 const IP_WINDOW_MS: i64 = 60 * 60 * 1000;
 
@@ -246,9 +248,15 @@ impl Copy {
     /// when that was earlier.
     fn context(&self, obs: &Observation, window: i64) -> Vec<Hit> {
         let start = self.hits.partition_point(|h| h.at_ms < obs.at_ms - window);
-        let mut hits: Vec<Hit> = self.hits[start..]
+        let end = self.hits.partition_point(|h| h.at_ms <= obs.at_ms + window);
+        // The nearest ones on each side, for a copy hit very often.
+        let at = self.hits.partition_point(|h| h.at_ms < obs.at_ms);
+        let (start, end) = (
+            start.max(at.saturating_sub(CONTEXT_SIDE)),
+            end.min(at + CONTEXT_SIDE),
+        );
+        let mut hits: Vec<Hit> = self.hits[start..end]
             .iter()
-            .take_while(|h| h.at_ms <= obs.at_ms + window)
             .filter(|h| h.id != obs.id)
             .map(|h| Hit {
                 at_ms: h.at_ms,

@@ -111,7 +111,13 @@ pub struct HitRow {
     pub link: Option<u16>,
 }
 
-/// The hits on one copy that arrived in `[from_ms, to_ms]`, oldest first.
+/// Most hits [`hits_between`] returns: a copy hit thousands of times a
+/// second (message-level tokens of a big send) gets a partial context
+/// rather than a pass that reads them all.
+const HITS_MAX: u32 = 10_000;
+
+/// The hits on one copy that arrived in `[from_ms, to_ms]`, oldest first,
+/// at most [`HITS_MAX`].
 /// Observation ids are UUIDv7, whose first 48 bits are the arrival time,
 /// so the `(message_id, id)` index finds the window without reading the
 /// copy's other hits (a copy may have hundreds of thousands).
@@ -126,10 +132,11 @@ pub(super) fn hits_between(
     let mut stmt = conn.prepare_cached(
         "SELECT id, at_ms, kind, ip, link FROM observations
          WHERE message_id = ?1 AND id >= ?2 AND id <= ?3 AND at_ms >= ?4 AND at_ms <= ?5
-         ORDER BY at_ms, id",
+         ORDER BY at_ms, id
+         LIMIT ?6",
     )?;
     let rows = stmt.query_map(
-        params![message_id.to_string(), low, high, from_ms, to_ms],
+        params![message_id.to_string(), low, high, from_ms, to_ms, HITS_MAX],
         |row| {
             Ok(HitRow {
                 id: super::uuid_column(row, "id")?,
