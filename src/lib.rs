@@ -20,6 +20,9 @@
 //! - [`token`]: signed, self-contained tracking tokens and the key ring.
 //! - [`tracking`]: the HTTP server for hits: pixel, click redirect, Host
 //!   check, client address; `/healthz`, `/metrics`.
+//! - [`classify`]: one observation and its context → the verdict of SPEC
+//!   §6 (class, probability, reasons, device, client); pure, with the
+//!   lists (`conf/classify/`, downloaded ranges) loaded once.
 //! - [`storage`]: SQLite, the only module with SQL; one writer thread
 //!   committing in batches, read-only readers.
 //! - [`api`]: the admin API (bearer token): relayed copies, observations.
@@ -49,6 +52,8 @@
 //! HTTP ─▶ listener ─▶ tracking (Host, token::KeyRing::verify, client_ip)
 //!      ─▶ storage::Storage::record_observation ─▶ writer thread (batch)
 //!      ─▶ response after the commit, or after tracking.commit_wait_ms
+//!      (next: after classifier.wait_seconds, classify::classify with the
+//!      copy's other hits ─▶ event, status, webhooks)
 //! ```
 //!
 //! See `docs/flow.md` for the same walk with file names, and
