@@ -21,8 +21,9 @@
 //! - [`token`]: signed, self-contained tracking tokens and the key ring.
 //! - [`tracking`]: the HTTP server for hits: pixel, click redirect, Host
 //!   check, client address; `/healthz`, `/metrics`.
-//! - [`classify`]: one hit judged human or machine (SPEC §6), a pure
-//!   function of the hit, its context and the lists under `conf/classify`.
+//! - [`classify`]: one observation and its context → the verdict of SPEC
+//!   §6 (class, probability, reasons, device, client); pure, with the
+//!   lists (`conf/classify/`, downloaded ranges) loaded once.
 //! - [`events`]: the pipeline that judges stored hits after a short wait
 //!   and stores them as events (first open/click, message status).
 //! - [`storage`]: SQLite, the only module with SQL; one writer thread
@@ -54,6 +55,8 @@
 //! HTTP ─▶ listener ─▶ tracking (Host, token::KeyRing::verify, client_ip)
 //!      ─▶ storage::Storage::record_observation ─▶ writer thread (batch)
 //!      ─▶ response after the commit, or after tracking.commit_wait_ms
+//!      (next: after classifier.wait_seconds, classify::classify with the
+//!      copy's other hits ─▶ event, status, webhooks)
 //! ```
 //!
 //! See `docs/flow.md` for the same walk with file names, and
