@@ -35,6 +35,7 @@ struct Metrics {
     batch_size: Histogram,
     commit_seconds: Histogram,
     commit_failures: Counter,
+    wal_catch_up_seconds: Histogram,
     relayed: Family<RelayedLabels, Counter>,
 }
 
@@ -48,6 +49,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     // 100 µs … about 3 s.
     let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
     let commit_failures = Counter::default();
+    // 100 µs … about 3 s.
+    let wal_catch_up_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
     let relayed = Family::<RelayedLabels, Counter>::default();
     registry.register(
         "tracking_hits",
@@ -80,6 +83,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         commit_failures.clone(),
     );
     registry.register(
+        "storage_wal_catch_up_seconds",
+        "Time the writer spent between batches copying the last WAL frames so the WAL starts over",
+        wal_catch_up_seconds.clone(),
+    );
+    registry.register(
         "relayed_messages",
         "Relayed copies by route and upstream reply class (2xx, 4xx, 5xx, error)",
         relayed.clone(),
@@ -92,6 +100,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         batch_size,
         commit_seconds,
         commit_failures,
+        wal_catch_up_seconds,
         relayed,
     }
 });
@@ -185,6 +194,11 @@ pub fn batch_committed(rows: usize, took: Duration) {
 /// Counts one failed commit (the batch is retried).
 pub fn commit_failed() {
     METRICS.commit_failures.inc();
+}
+
+/// Records one WAL catch-up by the writer (see `storage/checkpoint.rs`).
+pub fn wal_caught_up(took: Duration) {
+    METRICS.wal_catch_up_seconds.observe(took.as_secs_f64());
 }
 
 /// Every metric in the Prometheus text format.

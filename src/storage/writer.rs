@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use tokio::sync::oneshot;
 
+use super::checkpoint::CatchUp;
 use super::{Observation, RelayedCopy, StorageError, messages, observations};
 use crate::metrics;
 
@@ -63,12 +64,19 @@ pub struct Writer {
     received_total: usize,
     depth: Arc<AtomicUsize>,
     retry: Option<(Instant, Duration)>,
+    /// The checkpoint thread's requests to copy the last WAL frames.
+    catch_up: Arc<CatchUp>,
 }
 
 impl Writer {
     /// A writer over `conn` (migrated, WAL), fed by `rx`; `depth` counts
-    /// rows not yet committed.
-    pub fn new(conn: Connection, rx: Receiver<Command>, depth: Arc<AtomicUsize>) -> Self {
+    /// rows not yet committed; `catch_up` comes from the checkpoint thread.
+    pub fn new(
+        conn: Connection,
+        rx: Receiver<Command>,
+        depth: Arc<AtomicUsize>,
+        catch_up: Arc<CatchUp>,
+    ) -> Self {
         Self {
             conn,
             rx,
@@ -78,6 +86,7 @@ impl Writer {
             received_total: 0,
             depth,
             retry: None,
+            catch_up,
         }
     }
 
@@ -94,6 +103,9 @@ impl Writer {
                 self.commit_batch();
             }
             self.answer_flushes();
+            // Between batches, when the checkpoint thread asks: the WAL
+            // then starts over at the next commit (storage/checkpoint.rs).
+            self.catch_up.run(&self.conn);
         }
     }
 
