@@ -228,9 +228,11 @@ fn write_batch<'a>(
 ) -> rusqlite::Result<Vec<(usize, rusqlite::Error)>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut refused = Vec::new();
+    // Observations are most of every batch: one statement for all of them.
+    let mut insert_observation = observations::insert_statement(&tx)?;
     for (i, pending) in batch.enumerate() {
         let result = match &pending.record {
-            Record::Observation(o) => observations::insert(&tx, o),
+            Record::Observation(o) => observations::insert(&mut insert_observation, o),
             Record::Relayed(c) => messages::insert(&tx, c),
         };
         match result {
@@ -241,6 +243,8 @@ fn write_batch<'a>(
             Err(e) => return Err(e),
         }
     }
+    // Back into the connection's cache before the transaction ends.
+    drop(insert_observation);
     tx.commit()?;
     Ok(refused)
 }
