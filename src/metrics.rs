@@ -40,6 +40,7 @@ struct Metrics {
     batch_size: Histogram,
     commit_seconds: Histogram,
     commit_failures: Counter,
+    wal_catch_up_seconds: Histogram,
     relayed: Family<RelayedLabels, Counter>,
     events: Family<EventLabels, Counter>,
 }
@@ -54,6 +55,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     // 100 µs … about 3 s.
     let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
     let commit_failures = Counter::default();
+    // 100 µs … about 3 s.
+    let wal_catch_up_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
     let relayed = Family::<RelayedLabels, Counter>::default();
     let events = Family::<EventLabels, Counter>::default();
     registry.register(
@@ -87,6 +90,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         commit_failures.clone(),
     );
     registry.register(
+        "storage_wal_catch_up_seconds",
+        "Time the writer spent between batches copying the last WAL frames so the WAL starts over",
+        wal_catch_up_seconds.clone(),
+    );
+    registry.register(
         "relayed_messages",
         "Relayed copies by route and upstream reply class (2xx, 4xx, 5xx, error)",
         relayed.clone(),
@@ -104,6 +112,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         batch_size,
         commit_seconds,
         commit_failures,
+        wal_catch_up_seconds,
         relayed,
         events,
     }
@@ -206,6 +215,11 @@ pub fn batch_committed(rows: usize, took: Duration) {
 /// Counts one failed commit (the batch is retried).
 pub fn commit_failed() {
     METRICS.commit_failures.inc();
+}
+
+/// Records one WAL catch-up by the writer (see `storage/checkpoint.rs`).
+pub fn wal_caught_up(took: Duration) {
+    METRICS.wal_catch_up_seconds.observe(took.as_secs_f64());
 }
 
 /// Every metric in the Prometheus text format.

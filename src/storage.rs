@@ -145,6 +145,16 @@ impl Storage {
 
     /// [`Storage::open`] with `capacity` observations allowed to wait.
     pub fn open_with_capacity(path: &Path, capacity: usize) -> Result<Storage, StorageError> {
+        Self::open_with_policy(path, capacity, checkpoint::Policy::default())
+    }
+
+    /// [`Storage::open_with_capacity`] with its own checkpoint policy
+    /// (tests use a small WAL).
+    fn open_with_policy(
+        path: &Path,
+        capacity: usize,
+        policy: checkpoint::Policy,
+    ) -> Result<Storage, StorageError> {
         let open_err = |source| StorageError::Open {
             path: path.to_owned(),
             source,
@@ -165,13 +175,14 @@ impl Storage {
         schema::migrate(&mut conn)?;
         let (tx, rx) = std::sync::mpsc::channel();
         let depth = Arc::new(AtomicUsize::new(0));
-        let writer = Writer::new(conn, rx, depth.clone());
+        let catch_up = Arc::new(checkpoint::CatchUp::default());
+        let writer = Writer::new(conn, rx, depth.clone(), catch_up.clone());
         std::thread::Builder::new()
             .name("storage-writer".into())
             .spawn(move || writer.run())
             .map_err(|e| StorageError::Task(e.to_string()))?;
         let alive = Arc::new(());
-        checkpoint::spawn(path.to_owned(), Arc::downgrade(&alive))
+        checkpoint::spawn(path.to_owned(), Arc::downgrade(&alive), policy, catch_up)
             .map_err(|e| StorageError::Task(e.to_string()))?;
         Ok(Storage {
             inner: Arc::new(Inner {

@@ -2,7 +2,7 @@
 //! raw (exact IP, user agent, headers), before any classification.
 
 use rusqlite::types::Type;
-use rusqlite::{Connection, Row, params};
+use rusqlite::{CachedStatement, Connection, Row, params};
 use uuid::Uuid;
 
 use super::StorageError;
@@ -39,13 +39,19 @@ pub struct Observation {
     pub key_id: String,
 }
 
-/// Inserts one observation (inside the writer's transaction).
-pub(super) fn insert(conn: &Connection, o: &Observation) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare_cached(
+/// The insert statement, prepared once per connection and taken once per
+/// batch by the writer (see [`insert`]).
+pub(super) fn insert_statement(conn: &Connection) -> rusqlite::Result<CachedStatement<'_>> {
+    conn.prepare_cached(
         "INSERT INTO observations (id, message_id, kind, recipient_id, link, url, at_ms,
                                    method, host, ip, user_agent, headers, key_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )?;
+    )
+}
+
+/// Inserts one observation with `stmt` from [`insert_statement`] (inside
+/// the writer's transaction).
+pub(super) fn insert(stmt: &mut CachedStatement<'_>, o: &Observation) -> rusqlite::Result<()> {
     // Serialising strings cannot fail.
     let headers = serde_json::to_string(&o.headers).expect("header pairs serialise");
     stmt.execute(params![

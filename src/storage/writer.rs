@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use tokio::sync::oneshot;
 
+use super::checkpoint::CatchUp;
 use super::{Event, Observation, RelayedCopy, StorageError, events, messages, observations};
 use crate::metrics;
 
@@ -64,12 +65,19 @@ pub struct Writer {
     received_total: usize,
     depth: Arc<AtomicUsize>,
     retry: Option<(Instant, Duration)>,
+    /// The checkpoint thread's requests to copy the last WAL frames.
+    catch_up: Arc<CatchUp>,
 }
 
 impl Writer {
     /// A writer over `conn` (migrated, WAL), fed by `rx`; `depth` counts
-    /// rows not yet committed.
-    pub fn new(conn: Connection, rx: Receiver<Command>, depth: Arc<AtomicUsize>) -> Self {
+    /// rows not yet committed; `catch_up` comes from the checkpoint thread.
+    pub fn new(
+        conn: Connection,
+        rx: Receiver<Command>,
+        depth: Arc<AtomicUsize>,
+        catch_up: Arc<CatchUp>,
+    ) -> Self {
         Self {
             conn,
             rx,
@@ -79,6 +87,7 @@ impl Writer {
             received_total: 0,
             depth,
             retry: None,
+            catch_up,
         }
     }
 
@@ -95,6 +104,9 @@ impl Writer {
                 self.commit_batch();
             }
             self.answer_flushes();
+            // Between batches, when the checkpoint thread asks: the WAL
+            // then starts over at the next commit (storage/checkpoint.rs).
+            self.catch_up.run(&self.conn);
         }
     }
 
@@ -217,9 +229,11 @@ fn write_batch<'a>(
 ) -> rusqlite::Result<Vec<(usize, rusqlite::Error)>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut refused = Vec::new();
+    // Observations are most of every batch: one statement for all of them.
+    let mut insert_observation = observations::insert_statement(&tx)?;
     for (i, pending) in batch.enumerate() {
         let result = match &pending.record {
-            Record::Observation(o) => observations::insert(&tx, o),
+            Record::Observation(o) => observations::insert(&mut insert_observation, o),
             Record::Relayed(c) => messages::insert(&tx, c),
             Record::Event(e) => events::insert(&tx, e),
         };
@@ -231,6 +245,8 @@ fn write_batch<'a>(
             Err(e) => return Err(e),
         }
     }
+    // Back into the connection's cache before the transaction ends.
+    drop(insert_observation);
     tx.commit()?;
     Ok(refused)
 }

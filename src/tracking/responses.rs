@@ -1,9 +1,13 @@
 //! The tracking server's responses, built once per request from constants.
+//! The two answered on every hit (the pixel and the redirect) take their
+//! headers from static values: nothing is parsed or copied but the
+//! `Location`.
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{
-    ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, EXPIRES, LOCATION, PRAGMA, REFERRER_POLICY,
+    ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, EXPIRES, HeaderMap, HeaderValue, LOCATION,
+    PRAGMA, REFERRER_POLICY,
 };
 use hyper::{Response, StatusCode};
 
@@ -23,30 +27,35 @@ appears in the email.</p></body></html>\n";
 /// The open pixel; every cache told not to keep it (PITFALLS P23), so
 /// every open reaches us.
 pub fn pixel() -> Reply {
-    Response::builder()
-        .header(CONTENT_TYPE, "image/gif")
-        .header(CONTENT_LENGTH, PIXEL.len())
-        .header(
-            CACHE_CONTROL,
-            "no-store, no-cache, must-revalidate, private",
-        )
-        .header(PRAGMA, "no-cache")
-        .header(EXPIRES, "0")
-        .body(Full::new(Bytes::from_static(PIXEL)))
-        .expect("static response parts are valid")
+    let mut headers = HeaderMap::with_capacity(5);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("image/gif"));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from_static("43"));
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache, must-revalidate, private"),
+    );
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    headers.insert(EXPIRES, HeaderValue::from_static("0"));
+    let mut reply = Response::new(Full::new(Bytes::from_static(PIXEL)));
+    *reply.headers_mut() = headers;
+    reply
 }
 
 /// The click redirect; `location` is already a valid header value
 /// (see [`super::location`]).
 pub fn redirect(location: &str) -> Reply {
-    Response::builder()
-        .status(StatusCode::FOUND)
-        .header(LOCATION, location)
-        .header(CACHE_CONTROL, "no-store")
-        .header(REFERRER_POLICY, "no-referrer")
-        .header(CONTENT_LENGTH, 0)
-        .body(Full::new(Bytes::new()))
-        .unwrap_or_else(|_| invalid_link())
+    let Ok(location) = HeaderValue::from_str(location) else {
+        return invalid_link();
+    };
+    let mut headers = HeaderMap::with_capacity(4);
+    headers.insert(LOCATION, location);
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    let mut reply = Response::new(Full::new(Bytes::new()));
+    *reply.status_mut() = StatusCode::FOUND;
+    *reply.headers_mut() = headers;
+    reply
 }
 
 /// 404 with a short page, for click tokens that do not verify.
@@ -111,5 +120,19 @@ mod tests {
         assert_eq!(PIXEL.len(), 43);
         assert!(PIXEL.starts_with(b"GIF89a"));
         assert_eq!(PIXEL.last(), Some(&0x3b));
+        // The static Content-Length says what the body holds.
+        assert_eq!(pixel().headers()[CONTENT_LENGTH], PIXEL.len().to_string());
+    }
+
+    #[test]
+    fn a_location_that_is_no_header_value_gets_the_invalid_link_page() {
+        assert_eq!(
+            redirect("https://example.com/a").status(),
+            StatusCode::FOUND
+        );
+        assert_eq!(
+            redirect("https://example.com/\r\nSet-Cookie: a=b").status(),
+            StatusCode::NOT_FOUND
+        );
     }
 }
