@@ -83,6 +83,7 @@ impl Pipeline {
         let mut state = State::default();
         let tick = (self.wait / 2).clamp(Duration::from_millis(50), TICK_MAX);
         loop {
+            let started = std::time::Instant::now();
             let judged = match self.pass(&mut state).await {
                 Ok(n) => n,
                 Err(e) => {
@@ -90,9 +91,11 @@ impl Pipeline {
                     0
                 }
             };
-            // A full pass means more is waiting: go on at once.
+            // A full pass means more is waiting: go on after a pause as
+            // long as the pass took, so that catching up after a burst
+            // takes at most half of the time and the hits keep theirs.
             let pause = if judged == PASS_MAX as usize {
-                Duration::ZERO
+                started.elapsed()
             } else {
                 tick
             };
