@@ -16,7 +16,7 @@
 //! The lists are swapped whole on SIGHUP ([`Pipeline::set_lists`]).
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::classify::{self, Context, Hit, Lists, Verdict};
-use crate::storage::{Event, HitRow, Observation, Storage, StorageError};
+use crate::storage::{CopyContext, Event, HitRow, Observation, Storage, StorageError};
 use crate::token::Kind;
 
 /// Most observations judged in one pass.
@@ -132,19 +132,21 @@ impl Pipeline {
             let span = spans.entry(o.message_id).or_insert((o.at_ms, o.at_ms));
             *span = (span.0.min(o.at_ms), span.1.max(o.at_ms));
         }
-        let mut copies: HashMap<Uuid, Copy> = HashMap::new();
+        let wanted: Vec<(Uuid, i64, i64)> = spans
+            .iter()
+            .map(|(id, (from, to))| (*id, from - window, to + window))
+            .collect();
+        let contexts = self.storage.copy_contexts(wanted.clone()).await?;
+        let mut copies: HashMap<Uuid, Copy> = wanted
+            .iter()
+            .zip(contexts)
+            .map(|((id, _, _), c)| (*id, Copy::new(c)))
+            .collect();
         let mut events = Vec::with_capacity(waiting.len());
         for obs in &waiting {
-            let copy = match copies.entry(obs.message_id) {
-                Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => {
-                    let (from, to) = spans[&obs.message_id];
-                    let copy =
-                        Copy::load(&self.storage, obs.message_id, from - window, to + window)
-                            .await?;
-                    e.insert(copy)
-                }
-            };
+            let copy = copies
+                .get_mut(&obs.message_id)
+                .expect("every waiting copy was read");
             let ip: Option<IpAddr> = obs.ip.parse().ok();
             let recipients_from_ip = ip.map_or(1, |ip| state.ips.note(ip, obs));
             let hits = copy.context(obs, window);
@@ -155,8 +157,7 @@ impl Pipeline {
             };
             let verdict =
                 classify::classify(&classify::Observation::from_stored(obs), &ctx, &lists);
-            let first =
-                verdict.bot.counts_for_metrics && copy.first_counting(&self.storage, obs).await?;
+            let first = verdict.bot.counts_for_metrics && copy.first_counting(obs);
             crate::metrics::event(verdict.bot.classification.as_str());
             events.push(event(obs, &verdict, first));
         }
@@ -221,30 +222,23 @@ impl RecentIps {
 
 /// One relayed copy as the pipeline needs it.
 struct Copy {
-    id: Uuid,
     /// Its hits around the waiting ones, oldest first.
     hits: Vec<HitRow>,
     /// Its first open, for hits outside that window.
     first_open_ms: Option<i64>,
     relayed_at_ms: Option<i64>,
-    /// Per (kind, recipient): whether a counting event exists already.
-    counted: HashMap<(Kind, Option<String>), bool>,
+    /// (kind, recipient) pairs that have a counting event.
+    counted: HashSet<(Kind, Option<String>)>,
 }
 
 impl Copy {
-    async fn load(
-        storage: &Storage,
-        id: Uuid,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Copy, StorageError> {
-        Ok(Copy {
-            id,
-            hits: storage.hits_between(id, from_ms, to_ms).await?,
-            first_open_ms: storage.first_open_at(id).await?,
-            relayed_at_ms: storage.message(id).await?.map(|m| m.relayed_at_ms),
-            counted: HashMap::new(),
-        })
+    fn new(c: CopyContext) -> Copy {
+        Copy {
+            hits: c.hits,
+            first_open_ms: c.first_open_ms,
+            relayed_at_ms: c.relayed_at_ms,
+            counted: c.counted.into_iter().collect(),
+        }
     }
 
     /// The other hits within `window` of `obs`, and the copy's first open
@@ -283,23 +277,9 @@ impl Copy {
     }
 
     /// Whether a counting `obs` is the first of its kind for its
-    /// recipient; remembers that it now exists.
-    async fn first_counting(
-        &mut self,
-        storage: &Storage,
-        obs: &Observation,
-    ) -> Result<bool, StorageError> {
-        let key = (obs.kind, obs.recipient_id.clone());
-        let existed = match self.counted.get(&key) {
-            Some(existed) => *existed,
-            None => {
-                storage
-                    .has_counting_event(self.id, obs.kind, obs.recipient_id.clone())
-                    .await?
-            }
-        };
-        self.counted.insert(key, true);
-        Ok(!existed)
+    /// recipient; remembers that one now exists.
+    fn first_counting(&mut self, obs: &Observation) -> bool {
+        self.counted.insert((obs.kind, obs.recipient_id.clone()))
     }
 }
 
@@ -397,11 +377,10 @@ mod tests {
             },
         );
         let copy = Copy {
-            id,
             hits,
             first_open_ms: Some(50_000),
             relayed_at_ms: None,
-            counted: HashMap::new(),
+            counted: HashSet::new(),
         };
         let ctx = copy.context(&me, 2_000);
         let times: Vec<(i64, Kind)> = ctx.iter().map(|h| (h.at_ms, h.kind)).collect();

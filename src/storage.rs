@@ -27,9 +27,7 @@ use rusqlite::{Connection, OpenFlags, Row};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::token::Kind;
-
-pub use events::{Event, HitRow};
+pub use events::{CopyContext, Event, HitRow};
 pub use messages::MessageFilter;
 pub use observations::Observation;
 use writer::{Command, Record, Writer};
@@ -301,32 +299,14 @@ impl Storage {
         self.read(move |c| events::for_message(c, message_id)).await
     }
 
-    /// The hits on one copy in `[from_ms, to_ms]`, oldest first.
-    pub async fn hits_between(
+    /// What the classification pipeline needs about each copy (its hits
+    /// in the window, first open, relaying time, counting events), read
+    /// on one connection in one go.
+    pub async fn copy_contexts(
         &self,
-        message_id: Uuid,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<HitRow>, StorageError> {
-        self.read(move |c| events::hits_between(c, message_id, from_ms, to_ms))
-            .await
-    }
-
-    /// When the copy was first opened (any hit), if it was.
-    pub async fn first_open_at(&self, message_id: Uuid) -> Result<Option<i64>, StorageError> {
-        self.read(move |c| events::first_open_at(c, message_id))
-            .await
-    }
-
-    /// Whether the copy has a counting event of `kind` for `recipient_id`.
-    pub async fn has_counting_event(
-        &self,
-        message_id: Uuid,
-        kind: Kind,
-        recipient_id: Option<String>,
-    ) -> Result<bool, StorageError> {
-        self.read(move |c| events::has_counting(c, message_id, kind, recipient_id.as_deref()))
-            .await
+        wanted: Vec<(Uuid, i64, i64)>,
+    ) -> Result<Vec<CopyContext>, StorageError> {
+        self.read(move |c| events::contexts(c, &wanted)).await
     }
 
     /// Observations of `(from_ms, to_ms]` without an event, oldest first.

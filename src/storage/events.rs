@@ -159,6 +159,45 @@ fn v7_bound(ms: i64, fill: u8) -> String {
     Uuid::from_bytes(bytes).to_string()
 }
 
+/// What the pipeline reads about one copy to judge its waiting hits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyContext {
+    /// Its hits in the asked window, oldest first (at most [`HITS_MAX`]).
+    pub hits: Vec<HitRow>,
+    /// Its first open (any hit).
+    pub first_open_ms: Option<i64>,
+    /// When it was relayed, if this database has the copy.
+    pub relayed_at_ms: Option<i64>,
+    /// (kind, recipient id) pairs that already have a counting event.
+    pub counted: Vec<(Kind, Option<String>)>,
+}
+
+/// The context of each `(copy, from_ms, to_ms)`, in order, read in one go.
+pub(super) fn contexts(
+    conn: &Connection,
+    wanted: &[(Uuid, i64, i64)],
+) -> Result<Vec<CopyContext>, StorageError> {
+    let mut relayed = conn.prepare_cached("SELECT relayed_at_ms FROM messages WHERE id = ?1")?;
+    let mut counted = conn.prepare_cached(
+        "SELECT DISTINCT kind, recipient_id FROM events WHERE message_id = ?1 AND counts = 1",
+    )?;
+    let mut out = Vec::with_capacity(wanted.len());
+    for &(id, from_ms, to_ms) in wanted {
+        let text = id.to_string();
+        out.push(CopyContext {
+            hits: hits_between(conn, id, from_ms, to_ms)?,
+            first_open_ms: first_open_at(conn, id)?,
+            relayed_at_ms: relayed.query_row([&text], |r| r.get(0)).optional()?,
+            counted: counted
+                .query_map([&text], |r| {
+                    Ok((observations::kind_column(r)?, r.get("recipient_id")?))
+                })?
+                .collect::<Result<_, _>>()?,
+        });
+    }
+    Ok(out)
+}
+
 /// When the copy was first opened, if it was (any hit, machine or not).
 pub(super) fn first_open_at(
     conn: &Connection,
@@ -171,26 +210,6 @@ pub(super) fn first_open_at(
     Ok(stmt
         .query_row([message_id.to_string()], |r| r.get(0))
         .optional()?)
-}
-
-/// Whether the copy already has a counting event of `kind` for
-/// `recipient_id` (so a new one is not the first).
-pub(super) fn has_counting(
-    conn: &Connection,
-    message_id: Uuid,
-    kind: Kind,
-    recipient_id: Option<&str>,
-) -> Result<bool, StorageError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT 1 FROM events
-         WHERE message_id = ?1 AND kind = ?2 AND counts = 1 AND recipient_id IS ?3
-         LIMIT 1",
-    )?;
-    Ok(stmt.exists(params![
-        message_id.to_string(),
-        observations::kind_text(kind),
-        recipient_id
-    ])?)
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
