@@ -40,6 +40,8 @@ pub enum AppError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Smtp(#[from] StartError),
+    #[error(transparent)]
+    Milter(#[from] crate::milter::BindError),
     #[error("{queued} queued writes could not be stored before exit (database failing)")]
     Unflushed { queued: usize },
     #[error("cannot listen on {addr} ({name}.listen): {source}")]
@@ -57,6 +59,8 @@ pub struct App {
     relay: Arc<Relay>,
     tracking_addr: SocketAddr,
     api_addr: SocketAddr,
+    /// The milter's TCP address (`None`: off, or a unix socket).
+    milter_addr: Option<SocketAddr>,
     storage: Storage,
     tasks: Tasks,
 }
@@ -148,12 +152,20 @@ impl App {
         let relay = Arc::new(Relay::new(config.clone(), storage.clone()));
         let smtp_addr = tasks.smtp(relay.clone()).await?;
         tracing::info!(addr = %smtp_addr, upstream = %relay.upstream.describe(), "smtp listening");
+        let milter_addr = match &config.milter {
+            Some(m) => {
+                let shutdown = tasks.shutdown.clone();
+                crate::milter::start(m, relay.clone(), &mut tasks.set, shutdown).await?
+            }
+            None => None,
+        };
 
         Ok(App {
             smtp_addr,
             relay,
             tracking_addr,
             api_addr,
+            milter_addr,
             storage,
             tasks,
         })
@@ -177,6 +189,11 @@ impl App {
     /// Where the API listens.
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
+    }
+
+    /// Where the milter listens, when `milter.listen` is a TCP address.
+    pub fn milter_addr(&self) -> Option<SocketAddr> {
+        self.milter_addr
     }
 
     /// The process's storage handle.
