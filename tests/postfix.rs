@@ -15,10 +15,7 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::process::Command;
-
-use support::postfix::{Dump, Postfix, Sink, free_addr};
+use support::postfix::{Dump, Postfix, Sink, free_addr, send_with_smtplib};
 use support::relay::{Running, TRACKED, start};
 
 const BOUNDARY: &str = "=_alt_7f3a";
@@ -72,34 +69,6 @@ fn message() -> Vec<u8> {
          --{BOUNDARY}\r\n{HTML_PART}\r\n--{BOUNDARY}--\r\n"
     )
     .into_bytes()
-}
-
-/// Sends `message` to `server` with Python's smtplib (EHLO client.test);
-/// panics unless the server accepted every recipient.
-fn send_with_smtplib(server: SocketAddr, from: &str, to: &[&str], message: &[u8]) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("message.eml");
-    std::fs::write(&path, message).unwrap();
-    let script = "import smtplib, sys\n\
-        host, port, sender, rcpts, path = sys.argv[1:6]\n\
-        s = smtplib.SMTP(host, int(port), local_hostname='client.test', timeout=30)\n\
-        refused = s.sendmail(sender, rcpts.split(','), open(path, 'rb').read())\n\
-        s.quit()\n\
-        assert not refused, refused\n";
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(server.ip().to_string())
-        .arg(server.port().to_string())
-        .arg(from)
-        .arg(to.join(","))
-        .arg(&path)
-        .output()
-        .expect("python3 is needed for the client");
-    assert!(
-        out.status.success(),
-        "smtplib: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The whole chain; every part stops when dropped, `stop` stops them in
