@@ -441,3 +441,42 @@ async fn a_connection_cut_mid_message_follows_milter_default_action() {
         s.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_top_level_html_part_reencoded_gets_its_header_changed() {
+    let s = setup("", None, "tempfail").await;
+    // One 8bit line of links: under 998 octets as sent, over once every
+    // href is a tracking URL, so the part becomes quoted-printable and its
+    // Content-Transfer-Encoding field must change with it.
+    let links: String = (0..12)
+        .map(|i| format!("<a href=\"https://example.com/{i}\">l{i}</a> "))
+        .collect();
+    let sent = format!(
+        "From: a@example.com\r\nTo: bob@example.com\r\nSubject: qp\r\n\
+         Date: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <qp@example.com>\r\n\
+         X-LM-Tag: qp\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\r\n<p>caf\u{e9} {links}</p>\r\n"
+    )
+    .into_bytes();
+    assert!(sent.len() < 998);
+    send_with_smtplib(s.postfix.addr, "a@example.com", &["bob@example.com"], &sent);
+    let dump = s.delivered();
+    let text = String::from_utf8(dump.message).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let (_, others) = fields(&format!("{head}\r\n"));
+    assert_eq!(
+        others.concat(),
+        "From: a@example.com\r\nTo: bob@example.com\r\nSubject: qp\r\n\
+         Date: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <qp@example.com>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\
+         Content-Transfer-Encoding: quoted-printable\r\n"
+    );
+    assert!(body.lines().all(|l| l.len() <= 76), "{body}");
+    let decoded = String::from_utf8(
+        mail_parser::decoders::quoted_printable::quoted_printable_decode(body.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    assert!(decoded.starts_with("<p>caf\u{e9} <a href=\"https://t.example.com/c/"));
+    assert_eq!(support::tracking_tokens(&decoded, "c").len(), 12);
+    s.stop().await;
+}
