@@ -480,3 +480,86 @@ async fn a_top_level_html_part_reencoded_gets_its_header_changed() {
     assert_eq!(support::tracking_tokens(&decoded, "c").len(), 12);
     s.stop().await;
 }
+
+/// One milter packet: length, command, data.
+fn packet(code: u8, data: &[u8]) -> Vec<u8> {
+    let mut p = ((data.len() + 1) as u32).to_be_bytes().to_vec();
+    p.push(code);
+    p.extend_from_slice(data);
+    p
+}
+
+/// Reads one reply packet: (command, data).
+async fn read_reply(stream: &mut tokio::net::UnixStream) -> (u8, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await.unwrap();
+    let mut p = vec![0u8; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut p).await.unwrap();
+    (p[0], p[1..].to_vec())
+}
+
+/// The MTA side of the protocol, by hand, over a unix socket: the exact
+/// replies for a tracked message, then for a malformed one (on_error).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_protocol_over_a_unix_socket() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("milter.sock");
+    let routes = format!("[milter]\nlisten = \"unix:{}\"\n{TRACKED}", sock.display());
+    let relay = start("", "", &routes).await;
+    let mut s = tokio::net::UnixStream::connect(&sock).await.unwrap();
+
+    // Negotiation as Postfix 3.7 offers it.
+    let mut offer = Vec::new();
+    for n in [6u32, 0x1ff, 0x1f_ffff] {
+        offer.extend_from_slice(&n.to_be_bytes());
+    }
+    s.write_all(&packet(b'O', &offer)).await.unwrap();
+    let (code, data) = read_reply(&mut s).await;
+    assert_eq!(code, b'O');
+    assert_eq!(&data[..12], b"\0\0\0\x06\0\0\x01\x13\0\x1f\xf1\x82");
+
+    // A message; with every no-reply flag, only end of message is answered.
+    let mut msg = Vec::new();
+    msg.extend(packet(b'C', b"client.test\x004\x30\x39127.0.0.1\0"));
+    msg.extend(packet(b'D', b"Mi\0Q1\0"));
+    msg.extend(packet(b'M', b"<alice@example.com>\0"));
+    msg.extend(packet(b'R', b"<bob@example.com>\0"));
+    msg.extend(packet(b'L', b"Subject\0 hi\0"));
+    msg.extend(packet(b'L', b"X-LM-Tag\0 t1\0"));
+    msg.extend(packet(b'L', b"Content-Type\0 text/html\0"));
+    msg.extend(packet(b'N', b""));
+    msg.extend(packet(b'B', b"<a href=\"https://example.com/\">x</a>\r\n"));
+    msg.extend(packet(b'E', b""));
+    s.write_all(&msg).await.unwrap();
+    assert_eq!(
+        read_reply(&mut s).await,
+        (b'm', b"\0\0\0\x01X-LM-Tag\0\0".to_vec()),
+        "delete the first X-LM-Tag field"
+    );
+    let (code, body) = read_reply(&mut s).await;
+    assert_eq!(code, b'b');
+    let body = String::from_utf8(body).unwrap();
+    assert!(
+        body.starts_with("<a href=\"https://t.example.com/c/"),
+        "{body}"
+    );
+    assert_eq!(support::tracking_tokens(&body, "o").len(), 1, "{body}");
+    assert_eq!(read_reply(&mut s).await, (b'c', vec![]));
+
+    // A header packet without its NUL: the message is accepted unchanged.
+    let mut bad = Vec::new();
+    bad.extend(packet(b'M', b"<alice@example.com>\0"));
+    bad.extend(packet(b'R', b"<bob@example.com>\0"));
+    bad.extend(packet(b'L', b"Subject\0 no nul"));
+    bad.extend(packet(b'N', b""));
+    bad.extend(packet(b'B', b"<a href=\"https://example.com/\">x</a>\r\n"));
+    bad.extend(packet(b'E', b""));
+    s.write_all(&bad).await.unwrap();
+    assert_eq!(read_reply(&mut s).await, (b'a', vec![]));
+
+    s.write_all(&packet(b'Q', b"")).await.unwrap();
+    relay.stop().await;
+    assert!(!sock.exists(), "the socket is removed at shutdown");
+}
