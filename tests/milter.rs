@@ -21,7 +21,9 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::postfix::{Dump, Postfix, Sink, free_addr, send_with_smtplib, try_smtplib};
+use support::postfix::{
+    Dump, Postfix, Sink, free_addr, header_fields, send_with_smtplib, try_smtplib,
+};
 use support::relay::{Running, TRACKED, start};
 use support::server::Http;
 use trackrelay::html::pixel_markup;
@@ -126,19 +128,6 @@ impl Setup {
     }
 }
 
-/// The fields of a header block, split into (Received, every other).
-fn fields(block: &str) -> (Vec<String>, Vec<String>) {
-    let mut all: Vec<String> = Vec::new();
-    for line in block.split_inclusive("\r\n") {
-        match all.last_mut() {
-            Some(last) if line.starts_with([' ', '\t']) => last.push_str(line),
-            _ => all.push(line.to_owned()),
-        }
-    }
-    all.into_iter()
-        .partition(|f| f.to_ascii_lowercase().starts_with("received:"))
-}
-
 /// Checks the delivered message against the sent one: the header fields
 /// as sent minus X-LM-*, Postfix's Received on top, every MIME segment
 /// but the HTML one byte-identical. Returns the HTML segment.
@@ -147,7 +136,7 @@ fn check_kept(dump: &Dump, sent: &[u8], headers: &str) -> String {
     let sent = String::from_utf8(sent.to_vec()).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").expect("a header block");
     let (_, sent_body) = sent.split_once("\r\n\r\n").unwrap();
-    let (received, others) = fields(&format!("{head}\r\n"));
+    let (received, others) = header_fields(&format!("{head}\r\n"));
     assert_eq!(others.concat(), headers, "header fields");
     assert!(
         received.iter().any(|r| r.contains("by pf.test (Postfix)")),
@@ -294,7 +283,7 @@ fn check_unchanged(dump: &Dump, sent: &[u8]) {
     let (sent_head, sent_body) = sent_text.split_once("\r\n\r\n").unwrap();
     assert_eq!(body, sent_body);
     let (head, _) = text.split_once("\r\n\r\n").unwrap();
-    let (_, others) = fields(&format!("{head}\r\n"));
+    let (_, others) = header_fields(&format!("{head}\r\n"));
     assert_eq!(others.concat(), format!("{sent_head}\r\n"), "X-LM-* kept");
 }
 
@@ -463,7 +452,7 @@ async fn a_top_level_html_part_reencoded_gets_its_header_changed() {
     let dump = s.delivered();
     let text = String::from_utf8(dump.message).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let (_, others) = fields(&format!("{head}\r\n"));
+    let (_, others) = header_fields(&format!("{head}\r\n"));
     assert_eq!(
         others.concat(),
         "From: a@example.com\r\nTo: bob@example.com\r\nSubject: qp\r\n\

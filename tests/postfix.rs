@@ -15,7 +15,7 @@
 
 mod support;
 
-use support::postfix::{Dump, Postfix, Sink, free_addr, send_with_smtplib};
+use support::postfix::{Dump, Postfix, Sink, free_addr, header_fields, send_with_smtplib};
 use support::relay::{Running, TRACKED, start};
 
 const BOUNDARY: &str = "=_alt_7f3a";
@@ -113,20 +113,6 @@ impl Chain {
     }
 }
 
-/// The fields of a header block (each with its continuation lines and
-/// CRLFs), split into (Received fields, every other field).
-fn fields(block: &str) -> (Vec<String>, Vec<String>) {
-    let mut all: Vec<String> = Vec::new();
-    for line in block.split_inclusive("\r\n") {
-        match all.last_mut() {
-            Some(last) if line.starts_with([' ', '\t']) => last.push_str(line),
-            _ => all.push(line.to_owned()),
-        }
-    }
-    all.into_iter()
-        .partition(|f| f.to_ascii_lowercase().starts_with("received:"))
-}
-
 /// Checks one copy at the sink against what the client sent; returns the
 /// message id its tokens carry.
 fn check_copy(dump: &Dump, recipient: &str, sent: &[u8]) -> uuid::Uuid {
@@ -138,7 +124,7 @@ fn check_copy(dump: &Dump, recipient: &str, sent: &[u8]) -> uuid::Uuid {
     let (_, sent_body) = sent.split_once("\r\n\r\n").unwrap();
 
     // Header fields: the sent ones in order, X-LM-* gone, plus the trace.
-    let (received, others) = fields(&format!("{head}\r\n"));
+    let (received, others) = header_fields(&format!("{head}\r\n"));
     assert_eq!(others.concat(), kept_headers(), "header fields");
     check_received_chain(&received, recipient);
 

@@ -435,3 +435,17 @@ pub fn try_smtplib(
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
+
+/// The fields of a header block (each with its continuation lines and
+/// CRLFs), split into (Received fields, every other field).
+pub fn header_fields(block: &str) -> (Vec<String>, Vec<String>) {
+    let mut all: Vec<String> = Vec::new();
+    for line in block.split_inclusive("\r\n") {
+        match all.last_mut() {
+            Some(last) if line.starts_with([' ', '\t']) => last.push_str(line),
+            _ => all.push(line.to_owned()),
+        }
+    }
+    all.into_iter()
+        .partition(|f| f.to_ascii_lowercase().starts_with("received:"))
+}
