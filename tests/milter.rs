@@ -552,3 +552,56 @@ async fn the_protocol_over_a_unix_socket() {
     relay.stop().await;
     assert!(!sock.exists(), "the socket is removed at shutdown");
 }
+
+/// `trackrelay check-config` on `text`: (exit code, stdout + stderr).
+fn check_config(text: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trackrelay.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trackrelay"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn check_config_names_milter_keys_and_the_example_section_is_valid() {
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/trackrelay.toml"))
+            .unwrap();
+    // The commented [milter] section, uncommented, is a valid config.
+    let enabled = example
+        .replace("# [milter]", "[milter]")
+        .replace(
+            "# listen = \"127.0.0.1:8891\"",
+            "listen = \"127.0.0.1:8891\"",
+        )
+        .replace("# on_error = \"accept\"", "on_error = \"accept\"")
+        .replace("# max_message_bytes = ", "max_message_bytes = ");
+    assert!(enabled.contains("\n[milter]\n"), "conf layout changed");
+    let (code, out) = check_config(&enabled);
+    assert_eq!(code, Some(0), "{out}");
+
+    let broken = enabled
+        .replace(
+            "listen = \"127.0.0.1:8891\"",
+            "listen = \"8891\"\nmax_children = 3",
+        )
+        .replace("on_error = \"accept\"", "on_error = \"reject\"");
+    let (code, out) = check_config(&broken);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("milter.max_children: unknown field"), "{out}");
+    let broken = enabled.replace("on_error = \"accept\"", "on_error = \"reject\"");
+    let (_, out) = check_config(&broken);
+    assert!(
+        out.contains("  milter.on_error: \"reject\" is neither \"accept\" nor \"tempfail\""),
+        "{out}"
+    );
+}
