@@ -154,17 +154,18 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     let mut out = Vec::new();
     loop {
         // Every whole packet in the buffer, then one write of the replies.
+        let mut used = 0;
         loop {
-            let step = match Command::decode(&buf) {
+            let step = match Command::decode(&buf[used..]) {
                 Ok(None) => break,
-                Ok(Some((command, used))) => {
-                    buf.drain(..used);
+                Ok(Some((command, n))) => {
+                    used += n;
                     session.handle(command)
                 }
                 Err(e) if e.recoverable() => {
                     // Whole packet present (decode parses only then): skip it.
-                    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-                    buf.drain(..4 + len);
+                    let p = &buf[used..];
+                    used += 4 + u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
                     session.malformed(e.to_string())
                 }
                 Err(e) => {
@@ -185,6 +186,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
+        buf.drain(..used);
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
                 return;
