@@ -44,6 +44,8 @@ pub enum AppError {
     Smtp(#[from] StartError),
     #[error("classifier lists: {0}")]
     Lists(#[from] ListError),
+    #[error(transparent)]
+    Milter(#[from] crate::milter::BindError),
     #[error("{queued} queued writes could not be stored before exit (database failing)")]
     Unflushed { queued: usize },
     #[error("cannot listen on {addr} ({name}.listen): {source}")]
@@ -61,6 +63,8 @@ pub struct App {
     relay: Arc<Relay>,
     tracking_addr: SocketAddr,
     api_addr: SocketAddr,
+    /// The milter's TCP address (`None`: off, or a unix socket).
+    milter_addr: Option<SocketAddr>,
     storage: Storage,
     pipeline: Arc<Pipeline>,
     tasks: Tasks,
@@ -162,12 +166,20 @@ impl App {
         let relay = Arc::new(Relay::new(config.clone(), storage.clone()));
         let smtp_addr = tasks.smtp(relay.clone()).await?;
         tracing::info!(addr = %smtp_addr, upstream = %relay.upstream.describe(), "smtp listening");
+        let milter_addr = match &config.milter {
+            Some(m) => {
+                let shutdown = tasks.shutdown.clone();
+                crate::milter::start(m, relay.clone(), &mut tasks.set, shutdown).await?
+            }
+            None => None,
+        };
 
         Ok(App {
             smtp_addr,
             relay,
             tracking_addr,
             api_addr,
+            milter_addr,
             storage,
             pipeline,
             tasks,
@@ -197,6 +209,11 @@ impl App {
     /// The classification pipeline (its lists can be replaced at run time).
     pub fn pipeline(&self) -> &Arc<Pipeline> {
         &self.pipeline
+    }
+
+    /// Where the milter listens, when `milter.listen` is a TCP address.
+    pub fn milter_addr(&self) -> Option<SocketAddr> {
+        self.milter_addr
     }
 
     /// The process's storage handle.

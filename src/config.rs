@@ -6,6 +6,7 @@
 //! all at once. The rest of the program only ever sees [`Config`].
 
 mod classifier;
+mod milter;
 pub mod raw;
 pub mod routes;
 mod tracking;
@@ -22,6 +23,7 @@ use crate::html::PixelPosition;
 use crate::limits::Limits;
 use crate::token::{self, Key, KeyRing};
 pub use classifier::{Classifier, RangeSource};
+pub use milter::{MilterConfig, MilterListen, OnError};
 use raw::{RawConfig, RawRoute};
 pub use routes::{Envelope, Matcher, Route, RouteSettings, Webhook};
 
@@ -39,6 +41,8 @@ pub struct Config {
     pub webhooks_allow_private_networks: bool,
     /// In config order; the last one is always a fallback.
     pub routes: Vec<Route>,
+    /// The milter listener; `None` without a `[milter]` section.
+    pub milter: Option<MilterConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -257,6 +261,7 @@ impl Config {
             p.push("storage.path", "must not be empty");
         }
         let routes = p.routes(&raw.routes);
+        let milter = p.milter(raw.milter.as_ref());
         let config = Config {
             smtp,
             upstream,
@@ -269,6 +274,7 @@ impl Config {
                 .days("retention.raw_signal_days", raw.retention.raw_signal_days),
             webhooks_allow_private_networks: raw.webhooks.allow_private_networks,
             routes,
+            milter,
         };
         if p.list.is_empty() {
             Ok(config)

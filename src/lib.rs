@@ -12,6 +12,8 @@
 //! - [`relay`]: one message end to end: route, rewriting, one copy per
 //!   recipient, the upstream's reply, DSNs.
 //! - [`upstream`]: `smtp://` (mail-send) and `dir:` upstreams, pooled.
+//! - [`milter`]: milter mode: the same rewrite for Postfix over the milter
+//!   protocol (codec and session without I/O, edits back to the MTA).
 //! - [`maillog`]: the operator's log, one line per relayed copy.
 //! - [`rewrite`]: the policy for one message (route, `X-LM-*` overrides,
 //!   DKIM rule) and the driver of the two content modules below.
@@ -76,6 +78,7 @@ pub mod limits;
 pub mod listener;
 pub mod maillog;
 pub mod metrics;
+pub mod milter;
 pub mod mime;
 pub mod relay;
 pub mod rewrite;

@@ -64,3 +64,31 @@ pub fn dsn_sent(
 pub fn relay_denied(peer: &str, sender: &str, recipient: &str) {
     tracing::warn!(target: "maillog", peer, from = sender, to = recipient, "relay denied (5.7.1)");
 }
+
+/// A message the milter rewrote (or left as it was) and let the MTA go on
+/// with: one line per message, all its recipients.
+pub fn milter_rewritten(
+    id: Uuid,
+    queue_id: &str,
+    route: &str,
+    sender: &str,
+    recipients: &[String],
+    report: &Report,
+) {
+    tracing::info!(
+        target: "maillog",
+        %id, queue_id, route, from = sender, to = %recipients.join(","),
+        opens = report.pixels > 0,
+        links = report.links.len(),
+        untracked = report.untracked_reason.unwrap_or("-"),
+        tags = %report.tags.join(","),
+        "milter: rewritten"
+    );
+    crate::metrics::relayed(route, "2xx");
+}
+
+/// A message the milter could not rewrite, and what the MTA was told
+/// (`accepted unchanged`, `tempfail`, or left to its default action).
+pub fn milter_failed(queue_id: &str, why: &str, answered: &str) {
+    tracing::warn!(target: "maillog", queue_id, error = why, answered, "milter: not rewritten");
+}

@@ -131,7 +131,9 @@ impl Relay {
         reply.reply
     }
 
-    fn rewrite(
+    /// Rewrites one copy with the route's settings: the tokens carry `id`
+    /// and `recipient` (`None`: message-level). The milter calls it too.
+    pub(crate) fn rewrite(
         &self,
         message: &[u8],
         settings: &RouteSettings,
@@ -325,25 +327,39 @@ impl Relay {
         report: &Report,
         reply: &Reply,
     ) {
-        let copy = RelayedCopy {
+        let copy = Copy {
             id,
-            route: txn.route.id.clone(),
-            sender: txn.sender.clone(),
+            route: &txn.route.id,
+            sender: &txn.sender,
+            recipients,
+            report,
+        };
+        self.record_copy(copy, reply.to_string(), reply.is_positive());
+    }
+
+    /// Records one copy with the reply it got (`accepted`: relayed, else
+    /// failed); the milter records its messages through this too.
+    pub(crate) fn record_copy(&self, copy: Copy<'_>, reply: String, accepted: bool) {
+        let Copy {
+            id,
+            route,
+            sender,
+            recipients,
+            report,
+        } = copy;
+        self.records.record(RelayedCopy {
+            id,
+            route: route.to_owned(),
+            sender: sender.to_owned(),
             recipients: recipients.to_vec(),
             recipient_id: report.recipient_id.clone(),
             message_id_header: report.message_id_header.clone(),
             tags: report.tags.clone(),
             links: report.links.clone(),
             relayed_at_ms: jiff::Timestamp::now().as_millisecond(),
-            upstream_reply: reply.to_string(),
-            status: if reply.is_positive() {
-                "relayed"
-            } else {
-                "failed"
-            }
-            .to_owned(),
-        };
-        self.records.record(copy);
+            upstream_reply: reply,
+            status: if accepted { "relayed" } else { "failed" }.to_owned(),
+        });
     }
 
     /// Hands the copies still gathering to storage (at shutdown, once the
@@ -351,6 +367,15 @@ impl Relay {
     pub async fn flush_records(&self) {
         self.records.flush().await;
     }
+}
+
+/// One copy to record: its id, route, envelope and what the rewrite did.
+pub(crate) struct Copy<'a> {
+    pub id: Uuid,
+    pub route: &'a str,
+    pub sender: &'a str,
+    pub recipients: &'a [String],
+    pub report: &'a Report,
 }
 
 /// The client's reply, and whether the upstream connection can be reused.

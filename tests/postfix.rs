@@ -15,10 +15,7 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::process::Command;
-
-use support::postfix::{Dump, Postfix, Sink, free_addr};
+use support::postfix::{Dump, Postfix, Sink, free_addr, header_fields, send_with_smtplib};
 use support::relay::{Running, TRACKED, start};
 
 const BOUNDARY: &str = "=_alt_7f3a";
@@ -74,34 +71,6 @@ fn message() -> Vec<u8> {
     .into_bytes()
 }
 
-/// Sends `message` to `server` with Python's smtplib (EHLO client.test);
-/// panics unless the server accepted every recipient.
-fn send_with_smtplib(server: SocketAddr, from: &str, to: &[&str], message: &[u8]) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("message.eml");
-    std::fs::write(&path, message).unwrap();
-    let script = "import smtplib, sys\n\
-        host, port, sender, rcpts, path = sys.argv[1:6]\n\
-        s = smtplib.SMTP(host, int(port), local_hostname='client.test', timeout=30)\n\
-        refused = s.sendmail(sender, rcpts.split(','), open(path, 'rb').read())\n\
-        s.quit()\n\
-        assert not refused, refused\n";
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(server.ip().to_string())
-        .arg(server.port().to_string())
-        .arg(from)
-        .arg(to.join(","))
-        .arg(&path)
-        .output()
-        .expect("python3 is needed for the client");
-    assert!(
-        out.status.success(),
-        "smtplib: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The whole chain; every part stops when dropped, `stop` stops them in
 /// order (senders first).
 struct Chain {
@@ -144,20 +113,6 @@ impl Chain {
     }
 }
 
-/// The fields of a header block (each with its continuation lines and
-/// CRLFs), split into (Received fields, every other field).
-fn fields(block: &str) -> (Vec<String>, Vec<String>) {
-    let mut all: Vec<String> = Vec::new();
-    for line in block.split_inclusive("\r\n") {
-        match all.last_mut() {
-            Some(last) if line.starts_with([' ', '\t']) => last.push_str(line),
-            _ => all.push(line.to_owned()),
-        }
-    }
-    all.into_iter()
-        .partition(|f| f.to_ascii_lowercase().starts_with("received:"))
-}
-
 /// Checks one copy at the sink against what the client sent; returns the
 /// message id its tokens carry.
 fn check_copy(dump: &Dump, recipient: &str, sent: &[u8]) -> uuid::Uuid {
@@ -169,7 +124,7 @@ fn check_copy(dump: &Dump, recipient: &str, sent: &[u8]) -> uuid::Uuid {
     let (_, sent_body) = sent.split_once("\r\n\r\n").unwrap();
 
     // Header fields: the sent ones in order, X-LM-* gone, plus the trace.
-    let (received, others) = fields(&format!("{head}\r\n"));
+    let (received, others) = header_fields(&format!("{head}\r\n"));
     assert_eq!(others.concat(), kept_headers(), "header fields");
     check_received_chain(&received, recipient);
 

@@ -18,6 +18,8 @@ pub struct RawConfig {
     pub retention: RawRetention,
     pub webhooks: RawWebhooksGlobal,
     pub routes: Vec<RawRoute>,
+    /// Absent: no milter listener.
+    pub milter: Option<RawMilter>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -281,4 +283,22 @@ fn default_pixel_position() -> String {
 
 fn default_events() -> Vec<String> {
     vec!["message.opened".into(), "message.clicked".into()]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawMilter {
+    pub listen: String,
+    pub on_error: String,
+    pub max_message_bytes: u64,
+}
+
+impl Default for RawMilter {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8891".into(),
+            on_error: "accept".into(),
+            max_message_bytes: 50 * 1024 * 1024,
+        }
+    }
 }

@@ -393,3 +393,59 @@ fn bracketed(args: &str) -> String {
     let a = args.split_whitespace().next().unwrap_or("");
     a.trim_start_matches('<').trim_end_matches('>').to_owned()
 }
+
+/// Sends `message` to `server` with Python's smtplib (EHLO client.test);
+/// panics unless the server accepted every recipient.
+pub fn send_with_smtplib(server: SocketAddr, from: &str, to: &[&str], message: &[u8]) {
+    if let Err(e) = try_smtplib(server, from, to, message) {
+        panic!("smtplib: {e}");
+    }
+}
+
+/// Sends `message` with smtplib; the client's error (the server's refusal
+/// as smtplib reports it) when the message was not accepted for every
+/// recipient.
+pub fn try_smtplib(
+    server: SocketAddr,
+    from: &str,
+    to: &[&str],
+    message: &[u8],
+) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("message.eml");
+    std::fs::write(&path, message).unwrap();
+    let script = "import smtplib, sys\n\
+        host, port, sender, rcpts, path = sys.argv[1:6]\n\
+        s = smtplib.SMTP(host, int(port), local_hostname='client.test', timeout=30)\n\
+        refused = s.sendmail(sender, rcpts.split(','), open(path, 'rb').read())\n\
+        s.quit()\n\
+        assert not refused, refused\n";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(server.ip().to_string())
+        .arg(server.port().to_string())
+        .arg(from)
+        .arg(to.join(","))
+        .arg(&path)
+        .output()
+        .expect("python3 is needed for the client");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The fields of a header block (each with its continuation lines and
+/// CRLFs), split into (Received fields, every other field).
+pub fn header_fields(block: &str) -> (Vec<String>, Vec<String>) {
+    let mut all: Vec<String> = Vec::new();
+    for line in block.split_inclusive("\r\n") {
+        match all.last_mut() {
+            Some(last) if line.starts_with([' ', '\t']) => last.push_str(line),
+            _ => all.push(line.to_owned()),
+        }
+    }
+    all.into_iter()
+        .partition(|f| f.to_ascii_lowercase().starts_with("received:"))
+}
