@@ -21,8 +21,16 @@ static LISTS: LazyLock<Lists> = LazyLock::new(|| {
         include_str!("../../conf/classify/user-agents.tsv"),
         include_str!("../../conf/classify/networks.csv"),
         &[
-            ("apple", NetworkClass::AppleRelay, "104.28.28.0/26\n2a02:26f7:b00a:4000::/64\n"),
-            ("google", NetworkClass::ImageProxy, "66.249.64.0/19\n2001:4860::/32\n"),
+            (
+                "apple",
+                NetworkClass::AppleRelay,
+                "104.28.28.0/26\n2a02:26f7:b00a:4000::/64\n",
+            ),
+            (
+                "google",
+                NetworkClass::ImageProxy,
+                "66.249.64.0/19\n2001:4860::/32\n",
+            ),
             ("aws", NetworkClass::Hosting, "3.0.0.0/15\n"),
             ("bot", NetworkClass::Crawler, "157.55.39.0/24\n"),
             ("chat", NetworkClass::LinkPreview, "149.154.160.0/20\n"),
@@ -44,7 +52,10 @@ fuzz_target!(|data: &[u8]| {
         let bot = &v.bot;
         assert!(bot.probability <= 100);
         assert_eq!(bot.machine, !bot.counts_for_metrics);
-        assert_eq!(bot.counts_for_metrics, bot.classification.counts_for_metrics());
+        assert_eq!(
+            bot.counts_for_metrics,
+            bot.classification.counts_for_metrics()
+        );
         assert!(!(bot.counts_for_metrics && bot.detected));
         if bot.proxy_type == Some(ProxyType::AppleMpp) {
             assert_eq!(obs.kind, Kind::Open);
