@@ -28,13 +28,16 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: Config, path: std::path::PathBuf) -> anyhow::Result<ExitCode> {
+    // Handlers first: a SIGTERM that comes as soon as the listeners
+    // accept (a loaded machine may run a client before this task) must
+    // stop the process gracefully, not kill it.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let shutdown = CancellationToken::new();
     let app = App::start(config, shutdown.clone()).await?;
     // Not under systemd (no NOTIFY_SOCKET) this does nothing.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM received"); break }
