@@ -23,7 +23,11 @@ fuzz_target!(|data: &[u8]| {
         let step = match Command::decode(rest) {
             Ok(None) => break,
             Ok(Some((command, used))) => {
-                assert!((5..=rest.len()).contains(&used), "used {used} of {}", rest.len());
+                assert!(
+                    (5..=rest.len()).contains(&used),
+                    "used {used} of {}",
+                    rest.len()
+                );
                 rest = &rest[used..];
                 session.handle(command)
             }
@@ -43,8 +47,14 @@ fuzz_target!(|data: &[u8]| {
                 let plan = edits::plan(&f.fields, &f.body, f.leading_space, &message);
                 let plain = f.fields.iter().all(|field| {
                     !field.name.is_empty()
-                        && field.name.iter().all(|&b| b.is_ascii_graphic() && b != b':')
-                        && !field.value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
+                        && field
+                            .name
+                            .iter()
+                            .all(|&b| b.is_ascii_graphic() && b != b':')
+                        && !field
+                            .value
+                            .iter()
+                            .any(|&b| b == b'\r' || b == b'\n' || b == 0)
                         && std::str::from_utf8(&field.value).is_ok()
                 });
                 if plain {
