@@ -15,8 +15,8 @@
 //! leaves the message to the MTA's `milter_default_action`.
 
 pub mod codec;
-mod edits;
-mod session;
+pub mod edits;
+pub mod session;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -30,7 +30,11 @@ pub fn plan(
             .filter(|f| f.name.eq_ignore_ascii_case(&field.name))
             .count();
         match out_fields.get(j) {
-            Some(out) if out == field => j += 1,
+            Some(out)
+                if out.name == field.name && *out.value == *as_rebuilt(field, leading_space) =>
+            {
+                j += 1
+            }
             Some(out) if out.name.eq_ignore_ascii_case(&field.name) => {
                 edits.push(change(index, field, &out.value, leading_space)?);
                 j += 1;
@@ -51,6 +55,19 @@ pub fn plan(
         }
     }
     Ok(edits)
+}
+
+/// The value as `Finished::message` wrote it: without HDR_LEADSPC the MTA
+/// ate the space after the colon, and the message has it back.
+fn as_rebuilt(field: &Field, leading_space: bool) -> std::borrow::Cow<'_, [u8]> {
+    if leading_space || field.value.is_empty() {
+        std::borrow::Cow::Borrowed(&field.value)
+    } else {
+        let mut v = Vec::with_capacity(field.value.len() + 1);
+        v.push(b' ');
+        v.extend_from_slice(&field.value);
+        std::borrow::Cow::Owned(v)
+    }
 }
 
 /// Changes (or, with an empty value, deletes) the `index`th field named as
@@ -147,6 +164,22 @@ mod tests {
         let fields = [field("Subject", " a\r\n b"), field("To", " x@y")];
         let m = message(&fields, "body\r\n");
         assert_eq!(plan(&fields, b"body\r\n", true, &m), Ok(vec![]));
+    }
+
+    #[test]
+    fn without_leading_space_an_unchanged_message_needs_no_edit_either() {
+        // The MTA sent "hi" for "Subject: hi"; the message was rebuilt with
+        // the space back.
+        let fields = [field("Subject", "hi"), field("X-LM-Tag", "t")];
+        let out = [field("Subject", " hi")];
+        assert_eq!(
+            plan(&fields, b"b", false, &message(&out, "b")),
+            Ok(vec![Response::ChangeHeader {
+                index: 1,
+                name: "X-LM-Tag".into(),
+                value: String::new()
+            }])
+        );
     }
 
     #[test]
