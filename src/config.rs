@@ -7,6 +7,7 @@
 
 mod classifier;
 pub mod raw;
+mod retention;
 pub mod routes;
 mod tracking;
 
@@ -23,6 +24,7 @@ use crate::limits::Limits;
 use crate::token::{self, Key, KeyRing};
 pub use classifier::{Classifier, RangeSource};
 use raw::{RawConfig, RawRoute};
+pub use retention::Retention;
 pub use routes::{Envelope, Matcher, Route, RouteSettings, Webhook};
 
 /// The whole, validated configuration.
@@ -36,6 +38,8 @@ pub struct Config {
     pub storage_path: PathBuf,
     pub classifier: Classifier,
     pub raw_signal_retention: Duration,
+    /// `[retention]` beyond `raw_signal_days`: event lifetime, IP hash key.
+    pub retention: Retention,
     pub webhooks_allow_private_networks: bool,
     /// In config order; the last one is always a fallback.
     pub routes: Vec<Route>,
@@ -257,6 +261,7 @@ impl Config {
             p.push("storage.path", "must not be empty");
         }
         let routes = p.routes(&raw.routes);
+        let retention = p.retention(&raw.retention, &tracking.keys);
         let config = Config {
             smtp,
             upstream,
@@ -267,6 +272,7 @@ impl Config {
             classifier: p.classifier(&raw.classifier),
             raw_signal_retention: p
                 .days("retention.raw_signal_days", raw.retention.raw_signal_days),
+            retention,
             webhooks_allow_private_networks: raw.webhooks.allow_private_networks,
             routes,
         };
