@@ -141,6 +141,13 @@ impl App {
             .set
             .spawn(pipeline.clone().run(tasks.shutdown.clone()));
 
+        // Minimisation and deletion (SPEC §9), on its own connection.
+        tasks.set.spawn(crate::retention::run(
+            config.storage_path.clone(),
+            config.retention.clone(),
+            tasks.shutdown.clone(),
+        ));
+
         let tracking = Arc::new(Tracking::new(&config, storage.clone()));
         let tls = tls::acceptor(&config.tracking.tls)?;
         let scheme = if tls.is_some() { "https" } else { "http" };

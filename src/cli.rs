@@ -4,7 +4,9 @@
 
 mod check_config;
 mod classify;
+mod forget;
 mod hash_password;
+mod prune;
 mod rewrite;
 mod serve;
 mod token;
@@ -50,6 +52,10 @@ pub enum Command {
     HashPassword(hash_password::Args),
     /// Run the relay (SMTP in, rewrite, SMTP out).
     Serve(serve::Args),
+    /// Minimise old observations and delete expired data ([retention]).
+    Prune(prune::Args),
+    /// Remove everything stored about one recipient.
+    Forget(forget::Args),
     /// Work with tracking tokens.
     #[command(subcommand)]
     Token(token::Command),
@@ -65,6 +71,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(&args),
         Command::HashPassword(args) => hash_password::run(&args),
         Command::Token(cmd) => token::run(&cmd),
+        Command::Prune(args) => prune::run(&args),
+        Command::Forget(args) => forget::run(&args),
     }
 }
 

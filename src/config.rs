@@ -8,6 +8,7 @@
 mod classifier;
 mod milter;
 pub mod raw;
+mod retention;
 pub mod routes;
 mod tracking;
 
@@ -25,6 +26,7 @@ use crate::token::{self, Key, KeyRing};
 pub use classifier::{Classifier, RangeSource};
 pub use milter::{MilterConfig, MilterListen, OnError};
 use raw::{RawConfig, RawRoute};
+pub use retention::Retention;
 pub use routes::{Envelope, Matcher, Route, RouteSettings, Webhook};
 
 /// The whole, validated configuration.
@@ -38,6 +40,8 @@ pub struct Config {
     pub storage_path: PathBuf,
     pub classifier: Classifier,
     pub raw_signal_retention: Duration,
+    /// `[retention]` beyond `raw_signal_days`: event lifetime, IP hash key.
+    pub retention: Retention,
     pub webhooks_allow_private_networks: bool,
     /// In config order; the last one is always a fallback.
     pub routes: Vec<Route>,
@@ -262,6 +266,7 @@ impl Config {
         }
         let routes = p.routes(&raw.routes);
         let milter = p.milter(raw.milter.as_ref());
+        let retention = p.retention(&raw.retention, &tracking.keys);
         let config = Config {
             smtp,
             upstream,
@@ -272,6 +277,7 @@ impl Config {
             classifier: p.classifier(&raw.classifier),
             raw_signal_retention: p
                 .days("retention.raw_signal_days", raw.retention.raw_signal_days),
+            retention,
             webhooks_allow_private_networks: raw.webhooks.allow_private_networks,
             routes,
             milter,

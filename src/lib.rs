@@ -30,6 +30,8 @@
 //!   and stores them as events (first open/click, message status).
 //! - [`storage`]: SQLite, the only module with SQL; one writer thread
 //!   committing in batches, read-only readers.
+//! - [`retention`]: raw signals minimised after `raw_signal_days`, old
+//!   data deleted, a recipient forgotten (SPEC §9).
 //! - [`api`]: the admin API (bearer token): relayed copies, observations.
 //! - [`metrics`]: the Prometheus registry, one function per thing counted.
 //! - [`listener`]: HTTP accept loop with graceful shutdown, for both servers.
@@ -81,6 +83,7 @@ pub mod metrics;
 pub mod milter;
 pub mod mime;
 pub mod relay;
+pub mod retention;
 pub mod rewrite;
 pub mod smtp;
 pub mod storage;

@@ -14,6 +14,7 @@ mod checkpoint;
 mod events;
 mod messages;
 mod observations;
+pub mod retention;
 mod schema;
 mod writer;
 

@@ -169,6 +169,26 @@ impl KeyRing {
         id
     }
 
+    /// The recipient ids `address` has under every key of the ring, as
+    /// tokens carry them (base64url): what `forget` looks for.
+    pub fn recipient_ids_text(&self, address: &str) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(|key| {
+                let ring = KeyRing::new(vec![key.clone()]);
+                URL_SAFE_NO_PAD.encode(ring.recipient_id(address))
+            })
+            .collect()
+    }
+
+    /// A secret for another purpose, derived from the signing key under
+    /// `label` (HMAC-SHA256): it tells nothing about the signing key.
+    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
+        let mut mac = self.signing_key().mac();
+        mac.update(label);
+        mac.finalize().into_bytes().into()
+    }
+
     /// Encodes and signs `claims` with the signing key.
     pub fn sign(&self, claims: &Claims) -> String {
         let key = self.signing_key();

@@ -214,12 +214,18 @@ pub struct RawRange {
 #[serde(default, deny_unknown_fields)]
 pub struct RawRetention {
     pub raw_signal_days: u32,
+    pub event_days: Option<u32>,
+    pub ip_hash_key: Option<String>,
+    pub interval_minutes: u32,
 }
 
 impl Default for RawRetention {
     fn default() -> Self {
         Self {
             raw_signal_days: 28,
+            event_days: None,
+            ip_hash_key: None,
+            interval_minutes: 60,
         }
     }
 }

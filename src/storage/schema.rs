@@ -76,6 +76,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_at ON events (at_ms);
     CREATE INDEX observations_at ON observations (at_ms);
     "#,
+    // Privacy (issue 8, SPEC §9): a minimised observation keeps a keyed
+    // hash of its IP (hex HMAC-SHA256) instead of the IP, user agent and
+    // headers; NULL while the raw signals are kept. `retention_state`
+    // remembers how far minimisation got (storage/retention.rs).
+    r#"
+    ALTER TABLE observations ADD COLUMN ip_hash TEXT;
+    CREATE TABLE retention_state (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this program writes.

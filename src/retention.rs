@@ -1,0 +1,291 @@
+//! Retention (SPEC §9): raw signals minimised after `raw_signal_days`,
+//! everything deleted after `event_days`, a recipient forgotten on request.
+//!
+//! This module owns the policy: which time is old, the key of the IP hash,
+//! how fast to go, when the periodic task runs. The rows are
+//! `storage::retention`'s. `trackrelay prune` and the task inside `serve`
+//! call the same [`prune`]; `trackrelay forget` calls [`forget`].
+//!
+//! Minimisation walks the old observations in batches of
+//! [`Pace::batch_rows`]: each batch is read without a lock, its IPs hashed
+//! here, then written in one short transaction, with [`Pace::pause`]
+//! between batches, so the tracking server's writer waits at most one
+//! batch. Events are never touched: they already hold every verdict, so
+//! metrics and reports stay the same.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Retention;
+use crate::storage::StorageError;
+use crate::storage::retention::{Cursor, Maintenance, Removed};
+use crate::token::KeyRing;
+
+/// When the task first runs after the server starts (then every interval).
+const FIRST_RUN_AFTER: Duration = Duration::from_secs(60);
+
+/// The key of the IP hash (HMAC-SHA256). Same IP, same key: same hash;
+/// without the key the hash cannot be reversed by trying every address.
+#[derive(Clone)]
+pub struct IpHashKey(Vec<u8>);
+
+impl std::fmt::Debug for IpHashKey {
+    // Never print secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IpHashKey(<hidden>)")
+    }
+}
+
+impl IpHashKey {
+    /// A key from `retention.ip_hash_key`.
+    pub fn new(secret: &[u8]) -> Self {
+        Self(secret.to_vec())
+    }
+
+    /// The key when `retention.ip_hash_key` is not set: derived from the
+    /// signing key of the tracking key ring (docs/privacy.md says why and
+    /// what rotating that key does).
+    pub fn derived_from(keys: &KeyRing) -> Self {
+        Self(keys.derive(b"trackrelay ip hash key v1").to_vec())
+    }
+
+    /// The hash of `ip`, 64 hex digits. The address is written in its
+    /// canonical form first, so `::ffff:192.0.2.1` and `192.0.2.1` agree.
+    pub fn hash(&self, ip: &str) -> String {
+        let canonical = ip
+            .parse::<std::net::IpAddr>()
+            .map_or_else(|_| ip.to_owned(), |a| a.to_canonical().to_string());
+        // HMAC accepts keys of any length, so this cannot fail.
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"trackrelay ip hash v1\0");
+        mac.update(canonical.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// How fast retention works through the database.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// Rows per transaction.
+    pub batch_rows: usize,
+    /// Pause after each batch, so the writer's batches go in between.
+    pub pause: Duration,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Self {
+            batch_rows: 1000,
+            pause: Duration::from_millis(20),
+        }
+    }
+}
+
+/// What a [`prune`] did (or, dry, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Observations before this time (ms) are minimised.
+    pub raw_before_ms: i64,
+    /// Observations minimised (dry: that would be).
+    pub minimised: u64,
+    /// Copies, events and observations before this time are deleted.
+    pub delete_before_ms: Option<i64>,
+    /// What was deleted (dry: would be) for `event_days`.
+    pub deleted: Removed,
+    /// Stopped early by shutdown.
+    pub interrupted: bool,
+}
+
+/// Applies `retention` as if it were `as_of_ms`: deletes what is older
+/// than `event_days`, then minimises what is older than `raw_signal_days`.
+/// `dry_run` only counts. `stop` is asked between batches.
+pub fn prune(
+    path: &Path,
+    retention: &Retention,
+    as_of_ms: i64,
+    dry_run: bool,
+    pace: Pace,
+    stop: &dyn Fn() -> bool,
+) -> Result<Pruned, StorageError> {
+    let mut db = Maintenance::open(path)?;
+    let raw_before_ms = as_of_ms.saturating_sub(millis(retention.raw_signals));
+    let delete_before_ms = retention.events.map(|d| as_of_ms.saturating_sub(millis(d)));
+    let mut out = Pruned {
+        raw_before_ms,
+        delete_before_ms,
+        ..Pruned::default()
+    };
+    if dry_run {
+        if let Some(before) = delete_before_ms {
+            out.deleted = db.count_before(before)?;
+        }
+        let from = db.watermark()?.max(delete_before_ms.unwrap_or(i64::MIN));
+        out.minimised = db.count_raw(from, raw_before_ms)?;
+        return Ok(out);
+    }
+    if let Some(before) = delete_before_ms {
+        loop {
+            if stop() {
+                out.interrupted = true;
+                return Ok(out);
+            }
+            let removed = db.delete_before(before, pace.batch_rows)?;
+            if removed.is_empty() {
+                break;
+            }
+            out.deleted.add(removed);
+            std::thread::sleep(pace.pause);
+        }
+    }
+    out.minimised = minimise(&mut db, &retention.ip_hash_key, raw_before_ms, pace, stop)?;
+    out.interrupted = stop();
+    Ok(out)
+}
+
+/// Minimises every raw observation before `before_ms`, batch by batch;
+/// then records how far it got. Returns the rows minimised.
+fn minimise(
+    db: &mut Maintenance,
+    key: &IpHashKey,
+    before_ms: i64,
+    pace: Pace,
+    stop: &dyn Fn() -> bool,
+) -> Result<u64, StorageError> {
+    let mut cursor = Cursor {
+        at_ms: db.watermark()?,
+        rowid: i64::MIN,
+    };
+    let mut total = 0;
+    loop {
+        if stop() {
+            // Not finished: the watermark stays where it was.
+            return Ok(total);
+        }
+        let rows = db.after(cursor, before_ms, pace.batch_rows)?;
+        let Some(last) = rows.last() else { break };
+        cursor = Cursor {
+            at_ms: last.at_ms,
+            rowid: last.rowid,
+        };
+        let hashed: Vec<(i64, String)> = rows
+            .iter()
+            .filter(|r| r.raw)
+            .map(|r| (r.rowid, key.hash(&r.ip)))
+            .collect();
+        if !hashed.is_empty() {
+            total += db.minimise(&hashed)?;
+            std::thread::sleep(pace.pause);
+        }
+    }
+    db.set_watermark(before_ms)?;
+    Ok(total)
+}
+
+/// What [`forget`] removed.
+#[derive(Debug, Clone, Default)]
+pub struct Forgotten {
+    pub removed: Removed,
+    /// The WAL was emptied afterwards (no old frame holds the rows).
+    pub wal_emptied: bool,
+    /// The file was rebuilt (`VACUUM`).
+    pub vacuumed: bool,
+}
+
+/// Removes what is stored about `address` (see
+/// `storage::retention::Maintenance::forget`); `keys` give the recipient
+/// ids its tokens carried. `vacuum` rebuilds the file afterwards.
+pub fn forget(
+    path: &Path,
+    address: &str,
+    keys: &KeyRing,
+    vacuum: bool,
+) -> Result<Forgotten, StorageError> {
+    let mut db = Maintenance::open(path)?;
+    let removed = db.forget(address, &keys.recipient_ids_text(address))?;
+    if vacuum {
+        db.vacuum()?;
+    }
+    let wal_emptied = db.checkpoint()?;
+    Ok(Forgotten {
+        removed,
+        wal_emptied,
+        vacuumed: vacuum,
+    })
+}
+
+/// The periodic task inside `serve`: [`prune`] a minute after start, then
+/// every `retention.interval`, until `shutdown`.
+pub async fn run(path: PathBuf, retention: Retention, shutdown: CancellationToken) {
+    let mut wait = FIRST_RUN_AFTER.min(retention.interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = retention.interval;
+        let (path, retention, stop) = (path.clone(), retention.clone(), shutdown.clone());
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let result = tokio::task::spawn_blocking(move || {
+            prune(&path, &retention, now_ms, false, Pace::default(), &|| {
+                stop.is_cancelled()
+            })
+        })
+        .await;
+        match result {
+            Ok(Ok(p)) => tracing::info!(
+                minimised = p.minimised,
+                copies_deleted = p.deleted.copies,
+                events_deleted = p.deleted.events,
+                observations_deleted = p.deleted.observations,
+                interrupted = p.interrupted,
+                "retention pass done"
+            ),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "retention pass failed; retried next interval")
+            }
+            Err(e) => tracing::error!(error = %e, "retention task failed"),
+        }
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::Key;
+
+    #[test]
+    fn the_hash_is_stable_keyed_and_canonical() {
+        let a = IpHashKey::new(b"first key, 32 bytes long........");
+        let b = IpHashKey::new(b"other key, 32 bytes long........");
+        assert_eq!(a.hash("192.0.2.1"), a.hash("192.0.2.1"));
+        assert_eq!(a.hash("192.0.2.1"), a.hash("::ffff:192.0.2.1"));
+        assert_ne!(a.hash("192.0.2.1"), a.hash("192.0.2.2"));
+        assert_ne!(a.hash("192.0.2.1"), b.hash("192.0.2.1"));
+        assert_eq!(a.hash("192.0.2.1").len(), 64);
+        assert!(!a.hash("192.0.2.1").contains("192"));
+    }
+
+    #[test]
+    fn the_derived_key_follows_the_signing_key_only() {
+        let ring = |first: &str| {
+            KeyRing::new(vec![
+                Key::new("k1", first.as_bytes().to_vec()),
+                Key::new("k0", b"an older key, still verifying..".to_vec()),
+            ])
+        };
+        let one = IpHashKey::derived_from(&ring("0123456789abcdef0123456789abcdef"));
+        let same = IpHashKey::derived_from(&ring("0123456789abcdef0123456789abcdef"));
+        let other = IpHashKey::derived_from(&ring("fedcba9876543210fedcba9876543210"));
+        assert_eq!(one.hash("2001:db8::1"), same.hash("2001:db8::1"));
+        assert_ne!(one.hash("2001:db8::1"), other.hash("2001:db8::1"));
+    }
+}
