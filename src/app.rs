@@ -29,6 +29,7 @@ use crate::relay::Relay;
 use crate::storage::{Storage, StorageError};
 use crate::tracking::Tracking;
 use crate::tracking::tls::{self, TlsError};
+use crate::webhooks::Webhooks;
 
 /// How long shutdown waits for queued writes to be committed.
 const FLUSH_LIMIT: Duration = Duration::from_secs(30);
@@ -63,6 +64,7 @@ pub struct App {
     api_addr: SocketAddr,
     storage: Storage,
     pipeline: Arc<Pipeline>,
+    webhooks: Arc<Webhooks>,
     tasks: Tasks,
 }
 
@@ -128,11 +130,22 @@ impl App {
             shutdown,
         };
 
-        let pipeline = Arc::new(Pipeline::new(
+        let webhooks = Arc::new(Webhooks::new(
+            config.webhooks.clone(),
+            &config.routes,
             storage.clone(),
-            load_lists(&config)?,
-            config.classifier.wait,
         ));
+        tasks
+            .set
+            .spawn(webhooks.clone().run(tasks.shutdown.clone()));
+        let pipeline = Arc::new(
+            Pipeline::new(
+                storage.clone(),
+                load_lists(&config)?,
+                config.classifier.wait,
+            )
+            .with_webhooks(webhooks.clone()),
+        );
         tasks
             .set
             .spawn(pipeline.clone().run(tasks.shutdown.clone()));
@@ -159,7 +172,8 @@ impl App {
         tracing::info!(addr = %api_addr, "api listener started");
 
         let config = Arc::new(config);
-        let relay = Arc::new(Relay::new(config.clone(), storage.clone()));
+        let relay =
+            Arc::new(Relay::new(config.clone(), storage.clone()).with_webhooks(webhooks.clone()));
         let smtp_addr = tasks.smtp(relay.clone()).await?;
         tracing::info!(addr = %smtp_addr, upstream = %relay.upstream.describe(), "smtp listening");
 
@@ -170,6 +184,7 @@ impl App {
             api_addr,
             storage,
             pipeline,
+            webhooks,
             tasks,
         })
     }
@@ -197,6 +212,11 @@ impl App {
     /// The classification pipeline (its lists can be replaced at run time).
     pub fn pipeline(&self) -> &Arc<Pipeline> {
         &self.pipeline
+    }
+
+    /// The webhooks (their endpoints can be replaced at run time).
+    pub fn webhooks(&self) -> &Arc<Webhooks> {
+        &self.webhooks
     }
 
     /// The process's storage handle.

@@ -28,6 +28,8 @@
 //!   and stores them as events (first open/click, message status).
 //! - [`storage`]: SQLite, the only module with SQL; one writer thread
 //!   committing in batches, read-only readers.
+//! - [`webhooks`]: per-route endpoints, signed deliveries from a durable
+//!   outbox (written with each event), retries, 410 disables.
 //! - [`api`]: the admin API (bearer token): relayed copies, observations.
 //! - [`metrics`]: the Prometheus registry, one function per thing counted.
 //! - [`listener`]: HTTP accept loop with graceful shutdown, for both servers.
@@ -84,3 +86,4 @@ pub mod storage;
 pub mod token;
 pub mod tracking;
 pub mod upstream;
+pub mod webhooks;

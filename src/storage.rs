@@ -15,6 +15,7 @@ mod events;
 mod messages;
 mod observations;
 mod schema;
+mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ use crate::token::Kind;
 pub use events::{Event, HitRow};
 pub use messages::MessageFilter;
 pub use observations::Observation;
+pub use webhooks::{Attempt, Delivery, NewDelivery, Next, WebhookWrite};
 use writer::{Command, Record, Writer};
 
 /// Observations that may wait for the writer before new ones are refused
