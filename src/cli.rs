@@ -9,6 +9,7 @@ mod rewrite;
 mod serve;
 mod token;
 mod update_ranges;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +51,8 @@ pub enum Command {
     HashPassword(hash_password::Args),
     /// Run the relay (SMTP in, rewrite, SMTP out).
     Serve(serve::Args),
+    /// The webhook outbox: list deliveries, retry one.
+    Webhooks(webhooks::Args),
     /// Work with tracking tokens.
     #[command(subcommand)]
     Token(token::Command),
@@ -65,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(&args),
         Command::HashPassword(args) => hash_password::run(&args),
         Command::Token(cmd) => token::run(&cmd),
+        Command::Webhooks(args) => webhooks::run(&args),
     }
 }
 

@@ -149,6 +149,7 @@ impl Webhooks {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }

@@ -476,3 +476,137 @@ async fn gone_disables_the_endpoint() {
     assert_eq!(v["deliveries"][0]["attempts"][0]["status_code"], 410);
     assert!(app.stop().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_sends_relayed_and_failed() {
+    use support::fake_upstream::{FakeUpstream, Script};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let receiver = Receiver::start(dir.path(), "relay", port, &[]);
+    // carol's copy is refused after bob's was accepted: a DSN goes back.
+    let fake = FakeUpstream::start(Script {
+        data_final: [(1, "550 5.7.1 Content rejected for carol".to_owned())].into(),
+        ..Script::default()
+    })
+    .await;
+    let hooks = hook(port, "events = [\"message.relayed\", \"message.failed\"]");
+    let text = config(dir.path(), &hooks, "").replace(
+        &format!("url = \"dir:{}\"", dir.path().join("outbox").display()),
+        &format!("url = \"smtp://{}\"", fake.addr),
+    );
+    let app = start(&text).await;
+    let mut c = support::relay::Client::connect(app.smtp_addr()).await;
+    let (_, reply) = c
+        .send(
+            "alice@example.com",
+            &["bob@example.com", "carol@example.org"],
+            &support::relay::html_message("X-LM-Tag: launch\r\n"),
+        )
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+
+    let got = receiver.wait_for(2, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(receiver.requests().len(), 2);
+    got.iter().for_each(assert_verified);
+    let by_type = |t: &str| {
+        got.iter()
+            .find(|r| r["body"]["type"] == t)
+            .unwrap_or_else(|| panic!("no {t} in {got:#?}"))["body"]
+            .clone()
+    };
+    let relayed = by_type("message.relayed");
+    assert_eq!(relayed["data"]["recipient"], "bob@example.com");
+    assert_eq!(relayed["data"]["route"], "default");
+    assert_eq!(relayed["data"]["message_id_header"], "<m1@example.com>");
+    assert_eq!(relayed["data"]["tags"], serde_json::json!(["launch"]));
+    assert_eq!(relayed["id"], relayed["data"]["message_id"]);
+    let failed = by_type("message.failed");
+    assert_eq!(failed["data"]["recipient"], "carol@example.org");
+    assert!(
+        failed["data"]["upstream_reply"]
+            .as_str()
+            .unwrap()
+            .starts_with("550"),
+        "{failed:#}"
+    );
+    // The stored copy is the one the body names.
+    let id: Uuid = failed["data"]["message_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let copy = app.storage().message(id).await.unwrap().unwrap();
+    assert_eq!(copy.status, "failed");
+    assert!(app.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_deliveries_and_retries_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let receiver = Receiver::start(
+        dir.path(),
+        "cli",
+        port,
+        &["--fail", "1", "--fail-status", "410"],
+    );
+    let text = config(dir.path(), &hook(port, ""), "retry_base_ms = 200");
+    let file = dir.path().join("trackrelay.toml");
+    std::fs::write(&file, &text).unwrap();
+    let app = start(&text).await;
+    let copy = relayed(&app).await;
+    human_click(&app, &copy, 0).await;
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_trackrelay"))
+            .args(["webhooks", "--config"])
+            .arg(&file)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut failed = Vec::new();
+    for _ in 0..100 {
+        failed = cli(&["list", "--status", "failed"])
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect();
+        if !failed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["last_status"], 410);
+    let id = failed[0]["id"].as_str().unwrap();
+
+    // Retried by hand: the endpoint is enabled again and the delivery
+    // comes a second time (now answered 204).
+    let said = cli(&["retry", id]);
+    assert!(said.contains("queued again"), "{said}");
+    let got = receiver.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(got[1]["id"], id);
+    assert_verified(&got[1]);
+    for _ in 0..100 {
+        let d = app
+            .storage()
+            .delivery(id.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        if d.status == "delivered" {
+            assert!(app.storage().disabled_endpoints().await.unwrap().is_empty());
+            assert!(app.stop().await);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the retried delivery was not marked delivered");
+}
