@@ -33,7 +33,7 @@ use crate::token::Kind;
 pub use events::{Event, HitRow};
 pub use messages::MessageFilter;
 pub use observations::Observation;
-pub use webhooks::{Attempt, Delivery, NewDelivery, Next, WebhookWrite};
+pub use webhooks::{Attempt, Delivery, DisabledEndpoint, NewDelivery, Next, WebhookWrite};
 use writer::{Command, Record, Writer};
 
 /// Observations that may wait for the writer before new ones are refused

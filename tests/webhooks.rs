@@ -446,7 +446,7 @@ async fn gone_disables_the_endpoint() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(disabled.len(), 1);
-    assert_eq!(disabled[0].1, format!("http://127.0.0.1:{port}/hook"));
+    assert_eq!(disabled[0].url, format!("http://127.0.0.1:{port}/hook"));
     let failed = app
         .storage()
         .deliveries(Some("failed".into()), 10)

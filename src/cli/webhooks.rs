@@ -54,10 +54,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn list(storage: &Storage, status: Option<String>, limit: u32) -> anyhow::Result<ExitCode> {
-    if let Some(s) = &status {
-        if !["pending", "delivered", "failed"].contains(&s.as_str()) {
-            bail!("--status must be pending, delivered or failed, not {s:?}");
-        }
+    if let Some(s) = status
+        .as_ref()
+        .filter(|s| !["pending", "delivered", "failed"].contains(&s.as_str()))
+    {
+        bail!("--status must be pending, delivered or failed, not {s:?}");
     }
     for d in storage.deliveries(status, limit).await? {
         let attempts = storage.delivery_attempts(d.id).await?;

@@ -289,13 +289,28 @@ pub(super) fn attempts(conn: &Connection, id: Uuid) -> Result<Vec<Attempt>, Stor
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Endpoints disabled by a 410: (route, url, when, why).
-pub(super) fn disabled(
-    conn: &Connection,
-) -> Result<Vec<(String, String, i64, Option<String>)>, StorageError> {
+/// An endpoint disabled by a 410.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisabledEndpoint {
+    pub route: String,
+    pub url: String,
+    pub disabled_at_ms: i64,
+    /// The try's error (`HTTP 410`).
+    pub reason: Option<String>,
+}
+
+/// Endpoints disabled by a 410.
+pub(super) fn disabled(conn: &Connection) -> Result<Vec<DisabledEndpoint>, StorageError> {
     let mut stmt =
         conn.prepare_cached("SELECT route, url, disabled_at_ms, reason FROM webhook_endpoints")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok(DisabledEndpoint {
+            route: r.get(0)?,
+            url: r.get(1)?,
+            disabled_at_ms: r.get(2)?,
+            reason: r.get(3)?,
+        })
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -396,10 +411,8 @@ impl Storage {
         self.read(move |c| attempts(c, id)).await
     }
 
-    /// Endpoints disabled by a 410: (route, url, when, why).
-    pub async fn disabled_endpoints(
-        &self,
-    ) -> Result<Vec<(String, String, i64, Option<String>)>, StorageError> {
+    /// Endpoints disabled by a 410.
+    pub async fn disabled_endpoints(&self) -> Result<Vec<DisabledEndpoint>, StorageError> {
         self.read(disabled).await
     }
 }

@@ -119,10 +119,8 @@ async fn resolve(host: &str, port: u16, allow_private: bool) -> Result<SocketAdd
         .await
         .map_err(|e| SendError::Resolve(host.to_owned(), e))?
         .collect();
-    if !allow_private {
-        if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
-            return Err(SendError::Private(host.to_owned(), bad.ip()));
-        }
+    if let Some(bad) = addrs.iter().find(|a| !allow_private && !is_public(a.ip())) {
+        return Err(SendError::Private(host.to_owned(), bad.ip()));
     }
     addrs
         .first()

@@ -93,7 +93,7 @@ impl Webhooks {
 
     async fn refresh_disabled(&self) -> Result<(), crate::storage::StorageError> {
         let list = self.storage.disabled_endpoints().await?;
-        let set = list.into_iter().map(|(r, u, _, _)| (r, u)).collect();
+        let set = list.into_iter().map(|e| (e.route, e.url)).collect();
         *self.disabled.write().unwrap_or_else(|p| p.into_inner()) = set;
         Ok(())
     }
