@@ -5,6 +5,7 @@
 
 mod error;
 mod messages;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,7 +66,8 @@ impl Api {
         query: Option<&str>,
     ) -> Result<serde_json::Value, ApiError> {
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-        let known = matches!(segments.as_slice(), ["v1", "messages", ..] if segments.len() <= 4);
+        let known = matches!(segments.as_slice(), ["v1", "messages", ..] if segments.len() <= 4)
+            || segments == ["v1", "webhooks", "deliveries"];
         if known && method != Method::GET {
             return Err(ApiError::MethodNotAllowed);
         }
@@ -75,6 +77,7 @@ impl Api {
             ["v1", "messages", id, "observations"] => {
                 messages::observations(&self.storage, id).await
             }
+            ["v1", "webhooks", "deliveries"] => webhooks::deliveries(&self.storage, query).await,
             _ => Err(ApiError::NotFound(format!("no such path {path}"))),
         }
     }

@@ -29,6 +29,7 @@ use crate::relay::Relay;
 use crate::storage::{Storage, StorageError};
 use crate::tracking::Tracking;
 use crate::tracking::tls::{self, TlsError};
+use crate::webhooks::Webhooks;
 
 /// How long shutdown waits for queued writes to be committed.
 const FLUSH_LIMIT: Duration = Duration::from_secs(30);
@@ -67,6 +68,7 @@ pub struct App {
     milter_addr: Option<SocketAddr>,
     storage: Storage,
     pipeline: Arc<Pipeline>,
+    webhooks: Arc<Webhooks>,
     tasks: Tasks,
 }
 
@@ -132,11 +134,22 @@ impl App {
             shutdown,
         };
 
-        let pipeline = Arc::new(Pipeline::new(
+        let webhooks = Arc::new(Webhooks::new(
+            config.webhooks.clone(),
+            &config.routes,
             storage.clone(),
-            load_lists(&config)?,
-            config.classifier.wait,
         ));
+        tasks
+            .set
+            .spawn(webhooks.clone().run(tasks.shutdown.clone()));
+        let pipeline = Arc::new(
+            Pipeline::new(
+                storage.clone(),
+                load_lists(&config)?,
+                config.classifier.wait,
+            )
+            .with_webhooks(webhooks.clone()),
+        );
         tasks
             .set
             .spawn(pipeline.clone().run(tasks.shutdown.clone()));
@@ -170,7 +183,8 @@ impl App {
         tracing::info!(addr = %api_addr, "api listener started");
 
         let config = Arc::new(config);
-        let relay = Arc::new(Relay::new(config.clone(), storage.clone()));
+        let relay =
+            Arc::new(Relay::new(config.clone(), storage.clone()).with_webhooks(webhooks.clone()));
         let smtp_addr = tasks.smtp(relay.clone()).await?;
         tracing::info!(addr = %smtp_addr, upstream = %relay.upstream.describe(), "smtp listening");
         let milter_addr = match &config.milter {
@@ -189,6 +203,7 @@ impl App {
             milter_addr,
             storage,
             pipeline,
+            webhooks,
             tasks,
         })
     }
@@ -221,6 +236,11 @@ impl App {
     /// Where the milter listens, when `milter.listen` is a TCP address.
     pub fn milter_addr(&self) -> Option<SocketAddr> {
         self.milter_addr
+    }
+
+    /// The webhooks (their endpoints can be replaced at run time).
+    pub fn webhooks(&self) -> &Arc<Webhooks> {
+        &self.webhooks
     }
 
     /// The process's storage handle.

@@ -11,6 +11,7 @@ mod rewrite;
 mod serve;
 mod token;
 mod update_ranges;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +57,8 @@ pub enum Command {
     Prune(prune::Args),
     /// Remove everything stored about one recipient.
     Forget(forget::Args),
+    /// The webhook outbox: list deliveries, retry one.
+    Webhooks(webhooks::Args),
     /// Work with tracking tokens.
     #[command(subcommand)]
     Token(token::Command),
@@ -73,6 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(cmd) => token::run(&cmd),
         Command::Prune(args) => prune::run(&args),
         Command::Forget(args) => forget::run(&args),
+        Command::Webhooks(args) => webhooks::run(&args),
     }
 }
 

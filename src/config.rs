@@ -11,6 +11,7 @@ pub mod raw;
 mod retention;
 pub mod routes;
 mod tracking;
+mod webhooks;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -27,7 +28,8 @@ pub use classifier::{Classifier, RangeSource};
 pub use milter::{MilterConfig, MilterListen, OnError};
 use raw::{RawConfig, RawRoute};
 pub use retention::Retention;
-pub use routes::{Envelope, Matcher, Route, RouteSettings, Webhook};
+pub use routes::{Envelope, Matcher, Route, RouteSettings};
+pub use webhooks::{EVENT_TYPES, Webhook, WebhookSettings, decode_secret};
 
 /// The whole, validated configuration.
 #[derive(Debug, Clone)]
@@ -42,7 +44,7 @@ pub struct Config {
     pub raw_signal_retention: Duration,
     /// `[retention]` beyond `raw_signal_days`: event lifetime, IP hash key.
     pub retention: Retention,
-    pub webhooks_allow_private_networks: bool,
+    pub webhooks: WebhookSettings,
     /// In config order; the last one is always a fallback.
     pub routes: Vec<Route>,
     /// The milter listener; `None` without a `[milter]` section.
@@ -278,7 +280,7 @@ impl Config {
             raw_signal_retention: p
                 .days("retention.raw_signal_days", raw.retention.raw_signal_days),
             retention,
-            webhooks_allow_private_networks: raw.webhooks.allow_private_networks,
+            webhooks: p.webhook_settings(&raw.webhooks),
             routes,
             milter,
         };
@@ -664,43 +666,6 @@ impl Collector {
                 rewrite_dkim_signed: r.rewrite_dkim_signed,
             },
             webhooks,
-        }
-    }
-
-    fn webhook(&mut self, key: &str, w: &raw::RawWebhook) -> Webhook {
-        let url = match Url::parse(&w.url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => u,
-            _ => {
-                self.push(
-                    format!("{key}.url"),
-                    format!("{:?} is not an http(s) URL", w.url),
-                );
-                Url::parse("http://invalid.invalid").expect("static URL parses")
-            }
-        };
-        if w.secret.trim().is_empty() {
-            self.push(format!("{key}.secret"), "must be set (whsec_... form)");
-        }
-        const EVENTS: [&str; 4] = [
-            "message.opened",
-            "message.clicked",
-            "message.relayed",
-            "message.failed",
-        ];
-        for (j, e) in w.events.iter().enumerate() {
-            if !EVENTS.contains(&e.as_str()) {
-                self.push(
-                    format!("{key}.events[{j}]"),
-                    format!("{e:?} is not one of {}", EVENTS.join(", ")),
-                );
-            }
-        }
-        Webhook {
-            url,
-            secret: w.secret.clone(),
-            events: w.events.clone(),
-            include_machine: w.include_machine,
-            enabled: w.enabled,
         }
     }
 }

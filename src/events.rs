@@ -25,8 +25,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::classify::{self, Context, Hit, Lists, Verdict};
-use crate::storage::{CopyContext, Event, HitRow, Observation, Storage, StorageError};
+use crate::storage::{CopyContext, Event, HitRow, Observation, RelayedCopy, Storage, StorageError};
 use crate::token::Kind;
+use crate::webhooks::Webhooks;
 
 /// Most observations judged in one pass.
 const PASS_MAX: u32 = 1000;
@@ -49,6 +50,8 @@ pub struct Pipeline {
     storage: Storage,
     lists: RwLock<Arc<Lists>>,
     wait: Duration,
+    /// Where each event's webhook deliveries come from, if anywhere.
+    webhooks: Option<Arc<Webhooks>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -65,7 +68,14 @@ impl Pipeline {
             storage,
             lists: RwLock::new(Arc::new(lists)),
             wait,
+            webhooks: None,
         }
+    }
+
+    /// Events are stored with their webhook deliveries from `webhooks`.
+    pub fn with_webhooks(mut self, webhooks: Arc<Webhooks>) -> Pipeline {
+        self.webhooks = Some(webhooks);
+        self
     }
 
     /// Replaces the lists (SIGHUP); the next pass uses them.
@@ -159,11 +169,19 @@ impl Pipeline {
                 classify::classify(&classify::Observation::from_stored(obs), &ctx, &lists);
             let first = verdict.bot.counts_for_metrics && copy.first_counting(obs);
             crate::metrics::event(verdict.bot.classification.as_str());
-            events.push(event(obs, &verdict, first));
+            let event = event(obs, &verdict, first);
+            let deliveries = self.webhooks.as_ref().map_or_else(Vec::new, |w| {
+                w.for_event(obs, &event, copy.relayed.as_ref())
+            });
+            events.push((event, deliveries));
         }
         let n = events.len();
         let last = waiting.last().map_or(cursor, |o| o.at_ms);
-        self.storage.record_events(events).await?;
+        let queued = events.iter().any(|(_, d)| !d.is_empty());
+        self.storage.record_events_with_webhooks(events).await?;
+        if let Some(w) = self.webhooks.as_ref().filter(|_| queued) {
+            w.wake();
+        }
         state.cursor_ms = Some(cursor.max(last));
         tracing::debug!(events = n, "observations classified");
         Ok(n)
@@ -227,6 +245,8 @@ struct Copy {
     /// Its first open, for hits outside that window.
     first_open_ms: Option<i64>,
     relayed_at_ms: Option<i64>,
+    /// The stored copy, for webhooks (route, recipient, tags).
+    relayed: Option<RelayedCopy>,
     /// (kind, recipient) pairs that have a counting event.
     counted: HashSet<(Kind, Option<String>)>,
 }
@@ -236,7 +256,8 @@ impl Copy {
         Copy {
             hits: c.hits,
             first_open_ms: c.first_open_ms,
-            relayed_at_ms: c.relayed_at_ms,
+            relayed_at_ms: c.relayed.as_ref().map(|m| m.relayed_at_ms),
+            relayed: c.relayed,
             counted: c.counted.into_iter().collect(),
         }
     }
@@ -380,6 +401,7 @@ mod tests {
             hits,
             first_open_ms: Some(50_000),
             relayed_at_ms: None,
+            relayed: None,
             counted: HashSet::new(),
         };
         let ctx = copy.context(&me, 2_000);

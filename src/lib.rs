@@ -32,6 +32,8 @@
 //!   committing in batches, read-only readers.
 //! - [`retention`]: raw signals minimised after `raw_signal_days`, old
 //!   data deleted, a recipient forgotten (SPEC §9).
+//! - [`webhooks`]: per-route endpoints, signed deliveries from a durable
+//!   outbox (written with each event), retries, 410 disables.
 //! - [`api`]: the admin API (bearer token): relayed copies, observations.
 //! - [`metrics`]: the Prometheus registry, one function per thing counted.
 //! - [`listener`]: HTTP accept loop with graceful shutdown, for both servers.
@@ -90,3 +92,4 @@ pub mod storage;
 pub mod token;
 pub mod tracking;
 pub mod upstream;
+pub mod webhooks;

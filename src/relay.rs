@@ -77,6 +77,13 @@ impl Relay {
         }
     }
 
+    /// Copies are stored with their webhook deliveries (`message.relayed`,
+    /// `message.failed`) from `webhooks`.
+    pub fn with_webhooks(mut self, webhooks: Arc<crate::webhooks::Webhooks>) -> Self {
+        self.records = self.records.with_webhooks(webhooks);
+        self
+    }
+
     /// The route for an envelope (a snapshot: later changes do not affect
     /// a transaction already under way).
     pub fn select_route(&self, envelope: &Envelope<'_>) -> Route {

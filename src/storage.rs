@@ -16,6 +16,7 @@ mod messages;
 mod observations;
 pub mod retention;
 mod schema;
+mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ use uuid::Uuid;
 pub use events::{CopyContext, Event, HitRow};
 pub use messages::MessageFilter;
 pub use observations::Observation;
+pub use webhooks::{Attempt, Delivery, DisabledEndpoint, NewDelivery, Next, WebhookWrite};
 use writer::{Command, Record, Writer};
 
 /// Observations that may wait for the writer before new ones are refused

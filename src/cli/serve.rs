@@ -73,6 +73,7 @@ fn reload(app: &App, path: &std::path::Path) {
                     tracing::error!("classifier lists not reloaded, keeping the running ones: {e}")
                 }
             }
+            app.webhooks().set_routes(&config.routes);
             app.relay().set_routes(config.routes);
             tracing::info!(config = %path.display(), "routes reloaded");
         }

@@ -230,10 +230,28 @@ impl Default for RawRetention {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawWebhooksGlobal {
     pub allow_private_networks: bool,
+    pub retry_base_ms: u64,
+    pub retry_max_delay_seconds: u64,
+    pub retry_for_seconds: u64,
+    pub timeout_seconds: u64,
+    pub concurrency_per_endpoint: u32,
+}
+
+impl Default for RawWebhooksGlobal {
+    fn default() -> Self {
+        Self {
+            allow_private_networks: false,
+            retry_base_ms: 5_000,
+            retry_max_delay_seconds: 3_600,
+            retry_for_seconds: 86_400,
+            timeout_seconds: 10,
+            concurrency_per_endpoint: 4,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -270,7 +288,11 @@ pub struct RawMatch {
 #[serde(deny_unknown_fields)]
 pub struct RawWebhook {
     pub url: String,
+    /// One `whsec_` secret, or several in `secrets` (rotation).
+    #[serde(default)]
     pub secret: String,
+    #[serde(default)]
+    pub secrets: Vec<String>,
     #[serde(default = "default_events")]
     pub events: Vec<String>,
     #[serde(default)]

@@ -10,6 +10,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use ipnet::IpNet;
 use url::Url;
 
+use super::Webhook;
 use crate::html::PixelPosition;
 
 /// One route from the config.
@@ -48,16 +49,6 @@ impl Default for RouteSettings {
             rewrite_dkim_signed: false,
         }
     }
-}
-
-/// A webhook endpoint of a route (delivered by the `webhooks` module).
-#[derive(Debug, Clone)]
-pub struct Webhook {
-    pub url: Url,
-    pub secret: String,
-    pub events: Vec<String>,
-    pub include_machine: bool,
-    pub enabled: bool,
 }
 
 /// The conditions of a route; all given ones must hold.

@@ -16,6 +16,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use crate::storage::{RelayedCopy, Storage};
+use crate::webhooks::Webhooks;
 
 /// How long the first copy of a batch waits for others.
 const GATHER: Duration = Duration::from_millis(10);
@@ -24,6 +25,8 @@ const GATHER: Duration = Duration::from_millis(10);
 #[derive(Clone)]
 pub struct Recorder {
     storage: Storage,
+    /// Where a copy's `message.relayed`/`failed` deliveries come from.
+    webhooks: Option<Arc<Webhooks>>,
     queue: Arc<Mutex<Queue>>,
 }
 
@@ -38,8 +41,15 @@ impl Recorder {
     pub fn new(storage: Storage) -> Self {
         Self {
             storage,
+            webhooks: None,
             queue: Arc::default(),
         }
+    }
+
+    /// Copies are stored with their webhook deliveries from `webhooks`.
+    pub fn with_webhooks(mut self, webhooks: Arc<Webhooks>) -> Self {
+        self.webhooks = Some(webhooks);
+        self
     }
 
     /// Queues a copy; it reaches the writer within [`GATHER`].
@@ -71,7 +81,11 @@ impl Recorder {
             // commit, which we do not: dropping it after that poll is allowed
             // (the copy stays queued). An error on the first poll means the
             // writer has stopped.
-            let mut stored = pin!(self.storage.record_relayed(copy));
+            let deliveries = self
+                .webhooks
+                .as_ref()
+                .map_or_else(Vec::new, |w| w.for_relayed(&copy));
+            let mut stored = pin!(self.storage.record_relayed_with_webhooks(copy, deliveries));
             let first = std::future::poll_fn(|cx| Poll::Ready(stored.as_mut().poll(cx))).await;
             if let Poll::Ready(Err(e)) = first {
                 tracing::error!(%id, error = %e, "relayed copy not recorded");

@@ -10,7 +10,7 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
-use super::{Observation, StorageError, observations};
+use super::{Observation, RelayedCopy, StorageError, messages, observations};
 use crate::token::Kind;
 
 /// A classified observation.
@@ -166,8 +166,8 @@ pub struct CopyContext {
     pub hits: Vec<HitRow>,
     /// Its first open (any hit).
     pub first_open_ms: Option<i64>,
-    /// When it was relayed, if this database has the copy.
-    pub relayed_at_ms: Option<i64>,
+    /// The copy itself, if this database has it.
+    pub relayed: Option<RelayedCopy>,
     /// (kind, recipient id) pairs that already have a counting event.
     pub counted: Vec<(Kind, Option<String>)>,
 }
@@ -177,7 +177,6 @@ pub(super) fn contexts(
     conn: &Connection,
     wanted: &[(Uuid, i64, i64)],
 ) -> Result<Vec<CopyContext>, StorageError> {
-    let mut relayed = conn.prepare_cached("SELECT relayed_at_ms FROM messages WHERE id = ?1")?;
     let mut counted = conn.prepare_cached(
         "SELECT DISTINCT kind, recipient_id FROM events WHERE message_id = ?1 AND counts = 1",
     )?;
@@ -187,7 +186,7 @@ pub(super) fn contexts(
         out.push(CopyContext {
             hits: hits_between(conn, id, from_ms, to_ms)?,
             first_open_ms: first_open_at(conn, id)?,
-            relayed_at_ms: relayed.query_row([&text], |r| r.get(0)).optional()?,
+            relayed: messages::get(conn, id)?,
             counted: counted
                 .query_map([&text], |r| {
                     Ok((observations::kind_column(r)?, r.get("recipient_id")?))

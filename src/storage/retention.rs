@@ -293,7 +293,8 @@ impl Maintenance {
         for rowid in event_rows {
             removed.events += tx.execute("DELETE FROM events WHERE rowid = ?1", [rowid])? as u64;
         }
-        removed.webhook_deliveries = forget_webhook_deliveries(&tx, &message_ids, recipient_ids)?;
+        removed.webhook_deliveries =
+            forget_webhook_deliveries(&tx, &message_ids, recipient_ids, &address)?;
         tx.commit()?;
         Ok(removed)
     }
@@ -352,14 +353,24 @@ fn delete_copy(conn: &Connection, id: &str) -> Result<Removed, StorageError> {
     })
 }
 
-/// Hook for the webhook outbox (issue 6): deletes the deliveries not yet
-/// sent of the copies `message_ids` and of `recipient_ids`, inside the
-/// forget transaction, and returns how many. This branch has no outbox
-/// table, so nothing is deleted; the webhooks branch fills this in.
+/// Deletes the webhook deliveries not yet sent (pending) that name one of
+/// the copies `message_ids`, one of `recipient_ids` or `address` itself,
+/// inside the forget transaction; returns how many. Sent ones are the
+/// receiver's now.
 fn forget_webhook_deliveries(
-    _tx: &Connection,
-    _message_ids: &[String],
-    _recipient_ids: &[String],
+    tx: &Connection,
+    message_ids: &[String],
+    recipient_ids: &[String],
+    address: &str,
 ) -> Result<u64, StorageError> {
-    Ok(0)
+    let mut stmt = tx.prepare_cached(
+        "DELETE FROM webhook_deliveries WHERE status = 'pending' AND (
+             json_extract(payload, '$.data.message_id') IN (SELECT value FROM json_each(?1))
+             OR json_extract(payload, '$.data.recipient_id') IN (SELECT value FROM json_each(?2))
+             OR lower(json_extract(payload, '$.data.recipient')) = ?3)",
+    )?;
+    // Serialising strings cannot fail.
+    let json = |list: &[String]| serde_json::to_string(list).expect("strings serialise");
+    let n = stmt.execute(params![json(message_ids), json(recipient_ids), address])?;
+    Ok(n as u64)
 }

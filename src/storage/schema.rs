@@ -87,6 +87,49 @@ const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     );
     "#,
+    // webhooks: the outbox (SPEC §7): one delivery per event and endpoint
+    // with the body to send, one row per try, endpoints disabled by a 410.
+    // Self-contained: it touches no other table.
+    r#"
+    CREATE TABLE webhook_deliveries (
+        id                TEXT PRIMARY KEY,   -- UUIDv7; the webhook-id header
+        route             TEXT NOT NULL,
+        url               TEXT NOT NULL,
+        event_type        TEXT NOT NULL,
+        event_id          TEXT NOT NULL,      -- observation id, or relayed copy id
+        payload           TEXT NOT NULL,      -- the JSON body, sent as is
+        created_at_ms     INTEGER NOT NULL,
+        status            TEXT NOT NULL,      -- pending | delivered | failed
+        attempts          INTEGER NOT NULL,
+        failures          INTEGER NOT NULL,   -- since schedule_start_ms
+        schedule_start_ms INTEGER NOT NULL,
+        next_at_ms        INTEGER,
+        last_status       INTEGER,
+        last_error        TEXT,
+        updated_at_ms     INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX webhook_deliveries_once
+        ON webhook_deliveries (event_id, event_type, route, url);
+    CREATE INDEX webhook_deliveries_due
+        ON webhook_deliveries (next_at_ms) WHERE status = 'pending';
+    CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at_ms DESC, id DESC);
+    CREATE TABLE webhook_attempts (
+        delivery_id TEXT NOT NULL,
+        number      INTEGER NOT NULL,
+        at_ms       INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        status_code INTEGER,
+        error       TEXT,
+        PRIMARY KEY (delivery_id, number)
+    ) WITHOUT ROWID;
+    CREATE TABLE webhook_endpoints (
+        route          TEXT NOT NULL,
+        url            TEXT NOT NULL,
+        disabled_at_ms INTEGER NOT NULL,
+        reason         TEXT,
+        PRIMARY KEY (route, url)
+    ) WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this program writes.

@@ -34,6 +34,8 @@ pub enum Record {
     Observation(Box<Observation>),
     Relayed(Box<RelayedCopy>),
     Event(Box<Event>),
+    /// The webhook outbox (storage/webhooks.rs).
+    Webhook(Box<super::WebhookWrite>),
 }
 
 /// Told when a row is committed (`Ok`) or refused for good (`Err`).
@@ -236,6 +238,7 @@ fn write_batch<'a>(
             Record::Observation(o) => observations::insert(&mut insert_observation, o),
             Record::Relayed(c) => messages::insert(&tx, c),
             Record::Event(e) => events::insert(&tx, e),
+            Record::Webhook(w) => super::webhooks::write(&tx, w),
         };
         match result {
             Ok(()) => {}

@@ -1,0 +1,86 @@
+//! `GET /v1/webhooks/deliveries?status=&limit=` (SPEC §7): the outbox,
+//! newest first, each delivery with its tries. `status` is `pending`,
+//! `delivered` or `failed` (all when absent).
+
+use serde_json::{Value, json};
+
+use super::ApiError;
+use crate::storage::{Attempt, Delivery, Storage};
+
+/// Default and largest `limit`.
+const LIMIT_DEFAULT: u32 = 100;
+const LIMIT_MAX: u32 = 1000;
+const STATUSES: [&str; 3] = ["pending", "delivered", "failed"];
+
+/// The listing.
+pub async fn deliveries(storage: &Storage, query: Option<&str>) -> Result<Value, ApiError> {
+    let (status, limit) = filter(query)?;
+    let list = storage.deliveries(status, limit).await?;
+    let mut out = Vec::with_capacity(list.len());
+    for d in &list {
+        let attempts = storage.delivery_attempts(d.id).await?;
+        out.push(delivery(d, &attempts));
+    }
+    Ok(json!({ "deliveries": out }))
+}
+
+fn filter(query: Option<&str>) -> Result<(Option<String>, u32), ApiError> {
+    let (mut status, mut limit) = (None, LIMIT_DEFAULT);
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "status" if STATUSES.contains(&value.as_ref()) => status = Some(value.into_owned()),
+            "status" => {
+                return Err(ApiError::BadRequest(format!(
+                    "status must be one of {}, not {value:?}",
+                    STATUSES.join(", ")
+                )));
+            }
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=LIMIT_MAX).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!(
+                            "limit must be a whole number from 1 to {LIMIT_MAX}, not {value:?}"
+                        ))
+                    })?;
+            }
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown parameter {other:?} (status, limit)"
+                )));
+            }
+        }
+    }
+    Ok((status, limit))
+}
+
+/// One delivery as the API and `trackrelay webhooks list` show it.
+pub fn delivery(d: &Delivery, attempts: &[Attempt]) -> Value {
+    json!({
+        "id": d.id.to_string(),
+        "route": d.route,
+        "url": d.url,
+        "type": d.event_type,
+        "event_id": d.event_id.to_string(),
+        "status": d.status,
+        "created_at": rfc3339(d.created_at_ms),
+        "next_attempt_at": d.next_at_ms.map(rfc3339),
+        "last_status": d.last_status,
+        "last_error": d.last_error,
+        "attempts": attempts.iter().map(|a| json!({
+            "number": a.number,
+            "at": rfc3339(a.at_ms),
+            "duration_ms": a.duration_ms,
+            "status_code": a.status_code,
+            "error": a.error,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| format!("{t:.3}"))
+        .unwrap_or_default()
+}

@@ -1,0 +1,165 @@
+//! Validation of the webhook keys: `[webhooks]` (delivery settings shared
+//! by every endpoint) and each route's `[[routes.webhooks]]` (URL, `whsec_`
+//! secrets, events). The `webhooks` module delivers; this only checks.
+
+use std::time::Duration;
+
+use base64::Engine;
+use url::Url;
+
+use super::{Collector, raw};
+
+/// The event types a webhook may ask for (SPEC §7).
+pub const EVENT_TYPES: [&str; 4] = [
+    "message.opened",
+    "message.clicked",
+    "message.relayed",
+    "message.failed",
+];
+
+/// `[webhooks]`: how every endpoint is delivered to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// Let URLs reach loopback, link-local or private addresses.
+    pub allow_private_networks: bool,
+    /// The first retry's delay; each next one doubles (plus jitter).
+    pub retry_base: Duration,
+    /// No retry waits longer than this.
+    pub retry_max_delay: Duration,
+    /// A delivery still failing this long after it was queued is failed.
+    pub retry_for: Duration,
+    /// One attempt (connect, request, response) at most this long.
+    pub timeout: Duration,
+    /// Attempts in flight to one endpoint at once.
+    pub concurrency_per_endpoint: usize,
+}
+
+/// A webhook endpoint of a route (delivered by the `webhooks` module).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub url: Url,
+    /// The secrets' bytes (base64 after `whsec_`), each signing every
+    /// request: several while a secret is rotated.
+    pub secrets: Vec<Vec<u8>>,
+    pub events: Vec<String>,
+    pub include_machine: bool,
+    pub enabled: bool,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets are never logged.
+        f.debug_struct("Webhook")
+            .field("url", &self.url.as_str())
+            .field("secrets", &self.secrets.len())
+            .field("events", &self.events)
+            .field("include_machine", &self.include_machine)
+            .field("enabled", &self.enabled)
+            .finish()
+    }
+}
+
+impl Collector {
+    /// `[webhooks]`.
+    pub(super) fn webhook_settings(&mut self, w: &raw::RawWebhooksGlobal) -> WebhookSettings {
+        if w.retry_base_ms == 0 {
+            self.push("webhooks.retry_base_ms", "must be at least 1");
+        }
+        if w.retry_for_seconds == 0 {
+            self.push("webhooks.retry_for_seconds", "must be at least 1");
+        }
+        if w.timeout_seconds == 0 {
+            self.push("webhooks.timeout_seconds", "must be at least 1");
+        }
+        let concurrency = self.at_least_one(
+            "webhooks.concurrency_per_endpoint",
+            w.concurrency_per_endpoint,
+        );
+        WebhookSettings {
+            allow_private_networks: w.allow_private_networks,
+            retry_base: Duration::from_millis(w.retry_base_ms.max(1)),
+            retry_max_delay: Duration::from_secs(w.retry_max_delay_seconds.max(1)),
+            retry_for: Duration::from_secs(w.retry_for_seconds),
+            timeout: Duration::from_secs(w.timeout_seconds.max(1)),
+            concurrency_per_endpoint: concurrency,
+        }
+    }
+
+    /// One `[[routes.webhooks]]` entry; `key` is its path.
+    pub(super) fn webhook(&mut self, key: &str, w: &raw::RawWebhook) -> Webhook {
+        let url = match Url::parse(&w.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => u,
+            _ => {
+                self.push(
+                    format!("{key}.url"),
+                    format!("{:?} is not an http(s) URL", w.url),
+                );
+                Url::parse("http://invalid.invalid").expect("static URL parses")
+            }
+        };
+        let mut secrets = Vec::new();
+        let named = std::iter::once(("secret".to_owned(), &w.secret))
+            .filter(|(_, s)| !s.is_empty())
+            .chain(
+                w.secrets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (format!("secrets[{i}]"), s)),
+            );
+        for (field, text) in named {
+            match decode_secret(text) {
+                Some(bytes) => secrets.push(bytes),
+                None => self.push(
+                    format!("{key}.{field}"),
+                    "must be \"whsec_\" followed by base64 of at least 16 bytes",
+                ),
+            }
+        }
+        if w.secret.is_empty() && w.secrets.is_empty() {
+            self.push(format!("{key}.secret"), "must be set (whsec_... form)");
+        }
+        for (j, e) in w.events.iter().enumerate() {
+            if !EVENT_TYPES.contains(&e.as_str()) {
+                self.push(
+                    format!("{key}.events[{j}]"),
+                    format!("{e:?} is not one of {}", EVENT_TYPES.join(", ")),
+                );
+            }
+        }
+        Webhook {
+            url,
+            secrets,
+            events: w.events.clone(),
+            include_machine: w.include_machine,
+            enabled: w.enabled,
+        }
+    }
+}
+
+/// The key bytes of a Standard Webhooks secret: base64 after `whsec_`
+/// (padding optional); at least 16 bytes.
+pub fn decode_secret(text: &str) -> Option<Vec<u8>> {
+    let b64 = text.trim().strip_prefix("whsec_")?;
+    let unpadded = b64.trim_end_matches('=');
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let bytes = engine.decode(unpadded).ok()?;
+    (bytes.len() >= 16).then_some(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_base64_after_the_prefix() {
+        let bytes = decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        assert_eq!(bytes.len(), 24);
+        assert!(decode_secret("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_none());
+        assert!(decode_secret("whsec_c2hvcnQ=").is_none(), "5 bytes");
+        assert!(decode_secret("whsec_not base64!").is_none());
+    }
+}

@@ -1,0 +1,155 @@
+//! Webhooks (SPEC §7): which events go to which endpoint, the durable
+//! outbox and its delivery.
+//!
+//! - [`Webhooks::for_event`] / [`Webhooks::for_relayed`] turn one event
+//!   into its deliveries (one per endpoint of the copy's route that asks
+//!   for the type; machine events only with `include_machine`), with the
+//!   body fixed once ([`payload`]). The caller hands them to storage in
+//!   the same record as the event, so both are committed together.
+//! - [`worker`] sends what is due, signed ([`sign`]), through [`client`],
+//!   and stores each try and what follows ([`retry`]): 2xx delivered, 410
+//!   disables the endpoint, anything else is retried with backoff until
+//!   `retry_for` has passed. Everything is in the database, so a restart
+//!   resumes where it stopped: at least once, never zero.
+
+pub mod client;
+pub mod payload;
+pub mod retry;
+pub mod sign;
+pub mod worker;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
+
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::config::{Route, Webhook, WebhookSettings};
+use crate::storage::{Event, NewDelivery, Observation, RelayedCopy, Storage};
+
+/// The webhook side of the process; shared by the pipeline, the relay and
+/// the worker.
+pub struct Webhooks {
+    storage: Storage,
+    settings: WebhookSettings,
+    /// Endpoints per route id; replaced on reload.
+    routes: RwLock<HashMap<String, Vec<Webhook>>>,
+    /// (route, url) disabled by a 410; refreshed by the worker.
+    disabled: RwLock<HashSet<(String, String)>>,
+    /// Woken when new deliveries are committed.
+    wake: Notify,
+}
+
+impl std::fmt::Debug for Webhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhooks")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Webhooks {
+    pub fn new(settings: WebhookSettings, routes: &[Route], storage: Storage) -> Self {
+        let hooks = Self {
+            storage,
+            settings,
+            routes: RwLock::default(),
+            disabled: RwLock::default(),
+            wake: Notify::new(),
+        };
+        hooks.set_routes(routes);
+        hooks
+    }
+
+    /// Takes the endpoints of `routes` (start, SIGHUP).
+    pub fn set_routes(&self, routes: &[Route]) {
+        let map = routes
+            .iter()
+            .filter(|r| !r.webhooks.is_empty())
+            .map(|r| (r.id.clone(), r.webhooks.clone()))
+            .collect();
+        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = map;
+    }
+
+    /// The deliveries of a classified hit on a copy of `copy` (none when
+    /// the copy is not stored here: its route is unknown).
+    pub fn for_event(
+        &self,
+        obs: &Observation,
+        event: &Event,
+        copy: Option<&RelayedCopy>,
+    ) -> Vec<NewDelivery> {
+        let Some(copy) = copy else {
+            return Vec::new();
+        };
+        let event_type = payload::engagement_type(event.kind);
+        self.deliveries(&copy.route, event_type, event.id, event.machine, || {
+            payload::engagement(obs, event, Some(copy))
+        })
+    }
+
+    /// The deliveries of a relayed (or failed) copy.
+    pub fn for_relayed(&self, copy: &RelayedCopy) -> Vec<NewDelivery> {
+        let event_type = payload::relay_type(copy);
+        self.deliveries(&copy.route, event_type, copy.id, false, || {
+            payload::relayed(copy)
+        })
+    }
+
+    fn deliveries(
+        &self,
+        route: &str,
+        event_type: &str,
+        event_id: Uuid,
+        machine: bool,
+        body: impl FnOnce() -> String,
+    ) -> Vec<NewDelivery> {
+        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        let disabled = self.disabled.read().unwrap_or_else(|p| p.into_inner());
+        let wanted: Vec<&Webhook> = routes
+            .get(route)
+            .into_iter()
+            .flatten()
+            .filter(|w| w.enabled && w.events.iter().any(|e| e == event_type))
+            .filter(|w| !machine || w.include_machine)
+            .filter(|w| !disabled.contains(&(route.to_owned(), w.url.to_string())))
+            .collect();
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        let payload = body();
+        let now = now_ms();
+        wanted
+            .into_iter()
+            .map(|w| NewDelivery {
+                id: Uuid::now_v7(),
+                route: route.to_owned(),
+                url: w.url.to_string(),
+                event_type: event_type.to_owned(),
+                event_id,
+                payload: payload.clone(),
+                created_at_ms: now,
+            })
+            .collect()
+    }
+
+    /// New deliveries were committed: the worker looks now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The secrets of an endpoint, if it is still configured and enabled.
+    fn secrets(&self, route: &str, url: &str) -> Option<Vec<Vec<u8>>> {
+        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        routes
+            .get(route)?
+            .iter()
+            .find(|w| w.url.as_str() == url && w.enabled)
+            .map(|w| w.secrets.clone())
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}

@@ -1,0 +1,78 @@
+"""A webhook receiver for tests/webhooks.rs: verifies every request with
+the standardwebhooks package (an implementation independent of ours) and
+logs one JSON line per request.
+
+    webhook_receiver.py --port P --log FILE --secret whsec_... [--secret ...]
+                        [--fail N] [--fail-status 500]
+
+Each secret is checked on its own (so every signature of a rotation must
+verify). The first N requests get --fail-status, the rest 204.
+"""
+
+import argparse
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from standardwebhooks.webhooks import Webhook
+
+args = None
+lock = threading.Lock()
+seen = 0
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        global seen
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        headers = {k: v for k, v in self.headers.items()}
+        verified = []
+        for secret in args.secret:
+            try:
+                Webhook(secret).verify(body, headers)
+                verified.append(True)
+            except Exception as e:  # noqa: BLE001 - reported to the test
+                verified.append(str(e))
+        with lock:
+            seen += 1
+            n = seen
+            status = args.fail_status if n <= args.fail else 204
+            line = {
+                "at": time.time(),
+                "n": n,
+                "status": status,
+                "id": headers.get("webhook-id"),
+                "timestamp": headers.get("webhook-timestamp"),
+                "signatures": len(headers.get("webhook-signature", "").split(" ")),
+                "verified": verified,
+                "body": json.loads(body),
+            }
+            with open(args.log, "a") as f:
+                f.write(json.dumps(line) + "\n")
+        self.send_response(status)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *a):
+        pass
+
+
+def main():
+    global args
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--log", required=True)
+    p.add_argument("--secret", action="append", required=True)
+    p.add_argument("--fail", type=int, default=0)
+    p.add_argument("--fail-status", type=int, default=500)
+    args = p.parse_args()
+    ThreadingHTTPServer.allow_reuse_address = True
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    print("ready", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
