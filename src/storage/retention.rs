@@ -374,3 +374,61 @@ fn forget_webhook_deliveries(
     let n = stmt.execute(params![json(message_ids), json(recipient_ids), address])?;
     Ok(n as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forget_deletes_only_the_recipients_pending_deliveries() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        let add = |id: &str, status: &str, data: serde_json::Value| {
+            let payload = serde_json::json!({ "type": "message.opened", "data": data });
+            conn.execute(
+                "INSERT INTO webhook_deliveries (id, route, url, event_type, event_id, payload,
+                     created_at_ms, status, attempts, failures, schedule_start_ms, updated_at_ms)
+                 VALUES (?1, 'r', 'https://h.example/', 'message.opened', ?1, ?2, 0, ?3, 0, 0, 0, 0)",
+                params![id, payload.to_string(), status],
+            )
+            .unwrap();
+        };
+        add("1", "pending", serde_json::json!({ "message_id": "m-bob" }));
+        add(
+            "2",
+            "pending",
+            serde_json::json!({ "message_id": "m-shared", "recipient_id": "rid-bob" }),
+        );
+        add(
+            "3",
+            "pending",
+            serde_json::json!({ "message_id": "m-x", "recipient": "Bob@Example.com" }),
+        );
+        add(
+            "4",
+            "delivered",
+            serde_json::json!({ "message_id": "m-bob" }),
+        );
+        add(
+            "5",
+            "pending",
+            serde_json::json!({ "message_id": "m-carol", "recipient": "carol@example.org" }),
+        );
+        let n = forget_webhook_deliveries(
+            &conn,
+            &["m-bob".into()],
+            &["rid-bob".into()],
+            "bob@example.com",
+        )
+        .unwrap();
+        assert_eq!(n, 3);
+        let left: Vec<String> = conn
+            .prepare("SELECT id FROM webhook_deliveries ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(left, ["4", "5"]);
+    }
+}
