@@ -27,6 +27,10 @@ use crate::token::KeyRing;
 
 /// When the task first runs after the server starts (then every interval).
 const FIRST_RUN_AFTER: Duration = Duration::from_secs(60);
+/// The watermark never passes the real time less this: a hit is stored a
+/// moment after its `at_ms` was taken, and a prune `--as-of` a future time
+/// must not mark hits still to come as done.
+const WATERMARK_SLACK_MS: i64 = 3_600_000;
 
 /// The key of the IP hash (HMAC-SHA256). Same IP, same key: same hash;
 /// without the key the hash cannot be reversed by trying every address.
@@ -182,7 +186,8 @@ fn minimise(
             std::thread::sleep(pace.pause);
         }
     }
-    db.set_watermark(before_ms)?;
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    db.set_watermark(before_ms.min(now_ms - WATERMARK_SLACK_MS))?;
     Ok(total)
 }
 
@@ -221,7 +226,17 @@ pub fn forget(
 /// The periodic task inside `serve`: [`prune`] a minute after start, then
 /// every `retention.interval`, until `shutdown`.
 pub async fn run(path: PathBuf, retention: Retention, shutdown: CancellationToken) {
-    let mut wait = FIRST_RUN_AFTER.min(retention.interval);
+    run_after(FIRST_RUN_AFTER, path, retention, shutdown).await;
+}
+
+/// [`run`] with the first pass `first` after start.
+async fn run_after(
+    first: Duration,
+    path: PathBuf,
+    retention: Retention,
+    shutdown: CancellationToken,
+) {
+    let mut wait = first.min(retention.interval);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -272,6 +287,80 @@ mod tests {
         assert_ne!(a.hash("192.0.2.1"), b.hash("192.0.2.1"));
         assert_eq!(a.hash("192.0.2.1").len(), 64);
         assert!(!a.hash("192.0.2.1").contains("192"));
+    }
+
+    /// A database with one raw observation `age` old.
+    fn database_with_old_hit(age: Duration) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(Maintenance::open(&path).unwrap());
+        let at_ms = jiff::Timestamp::now().as_millisecond() - millis(age);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO observations (id, message_id, kind, at_ms, method, host, ip,
+                                       user_agent, headers, key_id)
+             VALUES ('o1', 'm1', 'open', ?1, 'GET', 'h', '192.0.2.9', 'UA', '[]', 'k1')",
+            [at_ms],
+        )
+        .unwrap();
+        (dir, path)
+    }
+
+    const DAY_MS: i64 = 86_400_000;
+
+    fn ip_of(path: &Path) -> String {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.query_row("SELECT ip FROM observations", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_task_minimises_old_hits_and_stops_on_shutdown() {
+        let (_dir, path) = database_with_old_hit(Duration::from_secs(29 * 86_400));
+        let retention = Retention {
+            raw_signals: Duration::from_secs(28 * 86_400),
+            events: None,
+            interval: Duration::from_secs(3600),
+            ip_hash_key: IpHashKey::new(b"k"),
+        };
+        let shutdown = CancellationToken::new();
+        let first = Duration::from_millis(10);
+        let task = tokio::spawn(run_after(first, path.clone(), retention, shutdown.clone()));
+        // Bounded wait for the first pass (no assertion on how long it took).
+        for _ in 0..1000 {
+            if ip_of(&path).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(ip_of(&path), "");
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[test]
+    fn a_prune_as_of_the_future_leaves_later_hits_to_later_runs() {
+        let (_dir, path) = database_with_old_hit(Duration::from_secs(60));
+        let retention = Retention {
+            raw_signals: Duration::from_secs(28 * 86_400),
+            events: None,
+            interval: Duration::from_secs(3600),
+            ip_hash_key: IpHashKey::new(b"k"),
+        };
+        let as_of =
+            jiff::Timestamp::now().as_millisecond() + millis(retention.raw_signals) + DAY_MS;
+        let run = || prune(&path, &retention, as_of, false, Pace::default(), &|| false);
+        assert_eq!(run().unwrap().minimised, 1);
+        // A hit stored after that run, older than the limit at `as_of`.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO observations (id, message_id, kind, at_ms, method, host, ip,
+                                       user_agent, headers, key_id)
+             VALUES ('o2', 'm1', 'open', ?1, 'GET', 'h', '192.0.2.10', 'UA', '[]', 'k1')",
+            [jiff::Timestamp::now().as_millisecond()],
+        )
+        .unwrap();
+        assert_eq!(run().unwrap().minimised, 1);
     }
 
     #[test]
