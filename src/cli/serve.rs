@@ -59,23 +59,26 @@ async fn serve(config: Config, path: std::path::PathBuf) -> anyhow::Result<ExitC
     }
 }
 
-/// SIGHUP: re-read the config and apply its routes. Other keys need a
-/// restart; a broken file keeps the running routes and says why.
+/// SIGHUP: re-read the config and apply its routes, then the classifier's
+/// lists (compiled on the blocking pool: a few hundred patterns take a
+/// moment, and routes must not wait for them). Other keys need a restart;
+/// a broken file keeps the running routes and says why.
 fn reload(app: &App, path: &std::path::Path) {
     match Config::load(path) {
         Ok(config) => {
-            match crate::app::load_lists(&config) {
+            app.webhooks().set_routes(&config.routes);
+            app.relay().set_routes(config.routes.clone());
+            tracing::info!(config = %path.display(), "routes reloaded");
+            let pipeline = app.pipeline().clone();
+            tokio::task::spawn_blocking(move || match crate::app::load_lists(&config) {
                 Ok(lists) => {
-                    app.pipeline().set_lists(lists);
+                    pipeline.set_lists(lists);
                     tracing::info!("classifier lists reloaded");
                 }
                 Err(e) => {
                     tracing::error!("classifier lists not reloaded, keeping the running ones: {e}")
                 }
-            }
-            app.webhooks().set_routes(&config.routes);
-            app.relay().set_routes(config.routes);
-            tracing::info!(config = %path.display(), "routes reloaded");
+            });
         }
         Err(problems) => tracing::error!("reload refused, keeping the running routes: {problems}"),
     }
