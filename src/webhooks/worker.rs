@@ -31,7 +31,20 @@ const TICK_MIN: Duration = Duration::from_millis(10);
 #[derive(Default)]
 struct InFlight {
     ids: Mutex<HashSet<Uuid>>,
+    /// Deliveries whose outcome was committed, with the number of looks
+    /// started by then: a look that started earlier may have read them
+    /// still pending, so they are skipped until a later look starts.
+    finished: Mutex<HashMap<Uuid, u64>>,
+    looks: std::sync::atomic::AtomicU64,
     endpoints: Mutex<HashMap<(String, String), Arc<Semaphore>>>,
+}
+
+impl InFlight {
+    fn finish(&self, id: Uuid) {
+        let looks = self.looks.load(std::sync::atomic::Ordering::SeqCst);
+        lock(&self.finished).insert(id, looks);
+        lock(&self.ids).remove(&id);
+    }
 }
 
 impl Webhooks {
@@ -62,13 +75,19 @@ impl Webhooks {
         tasks: &mut JoinSet<()>,
     ) -> Result<(), crate::storage::StorageError> {
         self.refresh_disabled().await?;
-        let busy = lock(&in_flight.ids).len() as u32;
+        let look = in_flight
+            .looks
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        let busy = (lock(&in_flight.ids).len() + lock(&in_flight.finished).len()) as u32;
         let due = self
             .storage
             .due_deliveries(now_ms(), LOOK_MAX + busy)
             .await?;
         for delivery in due {
-            if !lock(&in_flight.ids).insert(delivery.id) {
+            if lock(&in_flight.finished).contains_key(&delivery.id)
+                || !lock(&in_flight.ids).insert(delivery.id)
+            {
                 continue;
             }
             let Some(secrets) = self.secrets(&delivery.route, &delivery.url) else {
@@ -85,9 +104,11 @@ impl Webhooks {
                 let _permit = permit.acquire_owned().await.expect("semaphore open");
                 let id = delivery.id;
                 hooks.attempt(delivery, &secrets).await;
-                lock(&in_flight.ids).remove(&id);
+                in_flight.finish(id);
             });
         }
+        // What finished before this look's read began was seen by it.
+        lock(&in_flight.finished).retain(|_, at| *at >= look);
         Ok(())
     }
 
