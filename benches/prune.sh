@@ -134,6 +134,7 @@ during=$(wrk_run)
 load_during=$(cut -d' ' -f1 /proc/loadavg)
 wait "$PPID_"
 under_load=$(awk '/took/ {print $2}' "$work/prune.out")
+failed=$(curl -s "http://127.0.0.1:$TPORT/metrics" | awk '/^trackrelay_storage_commit_failures_total/ {print $2}')
 minimised_2=$(sqlite3 "$work/bench.db" "SELECT count(*) FROM observations WHERE ip_hash IS NOT NULL")
 
 echo
@@ -146,3 +147,5 @@ read -r rps p50 p99 max <<<"$base"
 echo "| server alone | — | — | $rps | $p50 | $p99 | $max | $load_base |"
 read -r rps p50 p99 max <<<"$during"
 echo "| server + prune | ${under_load} s | $minimised_2 | $rps | $p50 | $p99 | $max | $load_during |"
+echo
+echo "server commits failed (locked) meanwhile: ${failed:-?}; 'commit failed' log lines: $(grep -c 'commit failed' "$work/serve.log" || true)"

@@ -147,6 +147,9 @@ pub fn prune(
         }
     }
     out.minimised = minimise(&mut db, &retention.ip_hash_key, raw_before_ms, pace, stop)?;
+    // The raw versions of the pages are still in the database file until
+    // a checkpoint copies the new ones over them.
+    db.checkpoint_passive()?;
     out.interrupted = stop();
     Ok(out)
 }

@@ -331,6 +331,15 @@ impl Maintenance {
         Ok(false)
     }
 
+    /// Copies what the WAL holds into the database file, without waiting
+    /// for or blocking anyone (PASSIVE): minimised pages replace the raw
+    /// ones there. The WAL's old frames go when it starts over.
+    pub fn checkpoint_passive(&self) -> Result<(), StorageError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// Rebuilds the database file from its live rows (`VACUUM`): no freed
     /// page or slack space keeps old bytes. Holds the write lock throughout.
     pub fn vacuum(&self) -> Result<(), StorageError> {
