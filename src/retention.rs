@@ -97,6 +97,8 @@ pub struct Pruned {
     pub raw_before_ms: i64,
     /// Observations minimised (dry: that would be).
     pub minimised: u64,
+    /// Webhook delivery bodies whose IP and user agent were removed.
+    pub webhook_payloads: u64,
     /// Copies, events and observations before this time are deleted.
     pub delete_before_ms: Option<i64>,
     /// What was deleted (dry: would be) for `event_days`.
@@ -147,6 +149,9 @@ pub fn prune(
         }
     }
     out.minimised = minimise(&mut db, &retention.ip_hash_key, raw_before_ms, pace, stop)?;
+    // Webhook bodies carry the hit's IP and user agent too; sent (or
+    // given up) ones that old lose them as well.
+    out.webhook_payloads = db.minimise_webhook_payloads(raw_before_ms)?;
     // The raw versions of the pages are still in the database file until
     // a checkpoint copies the new ones over them.
     db.checkpoint_passive()?;

@@ -65,6 +65,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         done.minimised
     );
     if !args.dry_run {
+        println!(
+            "  webhook bodies without IP and user agent: {}",
+            done.webhook_payloads
+        );
         println!("  took {:.1} s", started.elapsed().as_secs_f64());
     }
     Ok(ExitCode::SUCCESS)

@@ -188,6 +188,21 @@ impl Maintenance {
 
     /// How many copies, events and observations are older than `before_ms`
     /// (copies by relay time, the others by hit time).
+    /// Removes `ip` and `user_agent` from the bodies of webhook deliveries
+    /// created before `before_ms` that are no longer pending (a pending
+    /// one still has to be sent as it was signed); returns how many.
+    pub fn minimise_webhook_payloads(&self, before_ms: i64) -> Result<u64, StorageError> {
+        let n = self.conn.execute(
+            "UPDATE webhook_deliveries
+             SET payload = json_remove(payload, '$.data.ip', '$.data.user_agent')
+             WHERE created_at_ms < ?1 AND status != 'pending'
+               AND (json_extract(payload, '$.data.ip') IS NOT NULL
+                    OR json_extract(payload, '$.data.user_agent') IS NOT NULL)",
+            [before_ms],
+        )?;
+        Ok(n as u64)
+    }
+
     pub fn count_before(&self, before_ms: i64) -> Result<Removed, StorageError> {
         let count = |sql: &str| -> Result<u64, StorageError> {
             let n: i64 = self.conn.query_row(sql, [before_ms], |r| r.get(0))?;
@@ -439,5 +454,46 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(left, ["4", "5"]);
+    }
+
+    #[test]
+    fn old_sent_webhook_bodies_lose_the_ip_and_agent() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        for (id, status, created) in [
+            ("1", "delivered", 10),
+            ("2", "pending", 10),
+            ("3", "failed", 99),
+        ] {
+            let payload = serde_json::json!({
+                "type": "message.opened",
+                "data": { "message_id": "m", "ip": "198.51.100.7", "user_agent": "UA" }
+            });
+            conn.execute(
+                "INSERT INTO webhook_deliveries (id, route, url, event_type, event_id, payload,
+                     created_at_ms, status, attempts, failures, schedule_start_ms, updated_at_ms)
+                 VALUES (?1, 'r', 'https://h.example/', 'message.opened', ?1, ?2, ?3, ?4, 0, 0, 0, 0)",
+                params![id, payload.to_string(), created, status],
+            )
+            .unwrap();
+        }
+        let db = Maintenance { conn };
+        assert_eq!(db.minimise_webhook_payloads(50).unwrap(), 1);
+        assert_eq!(db.minimise_webhook_payloads(50).unwrap(), 0, "once");
+        let bodies: Vec<String> = db
+            .conn
+            .prepare("SELECT payload FROM webhook_deliveries ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(!bodies[0].contains("198.51.100.7") && !bodies[0].contains("UA"));
+        assert!(bodies[0].contains("\"message_id\""));
+        assert!(
+            bodies[1].contains("198.51.100.7"),
+            "pending: sent as signed"
+        );
+        assert!(bodies[2].contains("198.51.100.7"), "not old enough");
     }
 }
