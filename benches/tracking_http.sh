@@ -7,6 +7,7 @@
 #   benches/tracking_http.sh            # 15 s per run, 64 connections
 #   DURATION=5 CONNECTIONS=32 benches/tracking_http.sh
 #   NICE=-10 benches/tracking_http.sh   # ahead of other work on a shared machine
+#   TRACKING_EXTRA='commit_wait_ms = 5' benches/tracking_http.sh   # other [tracking] keys
 #
 # Installs wrk and nginx with apt-get when they are missing. Prints a
 # Markdown table (docs/benchmarks.md, "Tracking server", has the figures).
@@ -55,6 +56,7 @@ cat >"$work/trackrelay.toml" <<TOML
 [tracking]
 listen = "127.0.0.1:$TPORT"
 base_url = "http://127.0.0.1:$TPORT"
+${TRACKING_EXTRA:-}
 [[tracking.keys]]
 id = "k1"
 secret = "benchmark key, at least 32 bytes long"

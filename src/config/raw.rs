@@ -113,7 +113,7 @@ impl Default for RawTracking {
             base_url: "http://127.0.0.1:8080".into(),
             token_ttl_days: 30,
             trusted_proxies: vec!["127.0.0.1/32".into(), "::1/128".into()],
-            commit_wait_ms: 20,
+            commit_wait_ms: 5,
             queue_capacity: 100_000,
             keys: Vec::new(),
             tls: Vec::new(),

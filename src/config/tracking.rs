@@ -56,7 +56,7 @@ mod tests {
     #[test]
     fn tracking_defaults() {
         let c = Config::parse(MINIMAL).unwrap();
-        assert_eq!(c.tracking.commit_wait, Duration::from_millis(20));
+        assert_eq!(c.tracking.commit_wait, Duration::from_millis(5));
         assert_eq!(c.tracking.queue_capacity, 100_000);
         assert!(c.tracking.tls.is_empty());
     }
