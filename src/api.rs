@@ -5,6 +5,7 @@
 
 mod error;
 mod messages;
+mod routes;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -24,6 +25,8 @@ pub use error::ApiError;
 /// The API's shared state.
 pub struct Api {
     storage: Storage,
+    /// Route ids of the config, for the route paths.
+    routes: Vec<String>,
     /// SHA-256 of the configured token: comparing digests keeps the
     /// comparison constant-time whatever the presented token's length.
     token_digest: [u8; 32],
@@ -40,6 +43,7 @@ impl Api {
     pub fn new(config: &Config, storage: Storage) -> Self {
         Self {
             storage,
+            routes: config.routes.iter().map(|r| r.id.clone()).collect(),
             token_digest: Sha256::digest(config.api.token.as_bytes()).into(),
         }
     }
@@ -67,7 +71,8 @@ impl Api {
     ) -> Result<serde_json::Value, ApiError> {
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
         let known = matches!(segments.as_slice(), ["v1", "messages", ..] if segments.len() <= 4)
-            || segments == ["v1", "webhooks", "deliveries"];
+            || segments == ["v1", "webhooks", "deliveries"]
+            || matches!(segments.as_slice(), ["v1", "routes", _, "stats" | "links"]);
         if known && method != Method::GET {
             return Err(ApiError::MethodNotAllowed);
         }
@@ -78,6 +83,12 @@ impl Api {
                 messages::observations(&self.storage, id).await
             }
             ["v1", "webhooks", "deliveries"] => webhooks::deliveries(&self.storage, query).await,
+            ["v1", "routes", id, "stats"] => {
+                routes::stats(&self.storage, &self.routes, id, query).await
+            }
+            ["v1", "routes", id, "links"] => {
+                routes::links(&self.storage, &self.routes, id, query).await
+            }
             _ => Err(ApiError::NotFound(format!("no such path {path}"))),
         }
     }

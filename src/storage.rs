@@ -16,6 +16,7 @@ mod messages;
 mod observations;
 pub mod retention;
 mod schema;
+mod stats;
 mod webhooks;
 mod writer;
 
@@ -32,6 +33,7 @@ use uuid::Uuid;
 pub use events::{CopyContext, Event, HitRow};
 pub use messages::MessageFilter;
 pub use observations::Observation;
+pub use stats::{Counts, LinkClicks, StatsQuery};
 pub use webhooks::{Attempt, Delivery, DisabledEndpoint, NewDelivery, Next, WebhookWrite};
 use writer::{Command, Record, Writer};
 
@@ -321,6 +323,19 @@ impl Storage {
     ) -> Result<Vec<Observation>, StorageError> {
         self.read(move |c| events::unclassified(c, from_ms, to_ms, limit))
             .await
+    }
+
+    /// A route's counts in buckets, and over the whole range.
+    pub async fn route_stats(
+        &self,
+        q: StatsQuery,
+    ) -> Result<(Vec<(i64, Counts)>, Counts), StorageError> {
+        self.read(move |c| stats::route_stats(c, &q)).await
+    }
+
+    /// A route's clicks per destination, most clicked first.
+    pub async fn route_links(&self, q: StatsQuery) -> Result<Vec<LinkClicks>, StorageError> {
+        self.read(move |c| stats::route_links(c, &q)).await
     }
 
     /// How many observations are stored.

@@ -1,0 +1,213 @@
+//! Route statistics over real HTTP (SPEC §8, issue 7's first part):
+//! copies and events stored through the storage interface, figures read
+//! back from `/v1/routes/{id}/stats` and `/links`, bad parameters refused.
+
+mod support;
+
+use serde_json::json;
+use support::server::{API_TOKEN, TestServer};
+use trackrelay::storage::{Event, RelayedCopy};
+use trackrelay::token::Kind;
+use uuid::Uuid;
+
+/// 2026-01-01T10:00:00Z.
+const T0: i64 = 1_767_261_600_000;
+const HOUR: i64 = 3_600_000;
+
+fn copy(route: &str, recipient: &str, at_ms: i64) -> RelayedCopy {
+    RelayedCopy {
+        id: Uuid::now_v7(),
+        route: route.into(),
+        sender: "news@example.com".into(),
+        recipients: vec![recipient.into()],
+        recipient_id: Some(format!("rid-{recipient}")),
+        message_id_header: None,
+        tags: Vec::new(),
+        links: vec![
+            "https://example.com/a".into(),
+            "https://example.com/b".into(),
+        ],
+        relayed_at_ms: at_ms,
+        upstream_reply: "250 ok".into(),
+        status: "relayed".into(),
+    }
+}
+
+fn event(c: &RelayedCopy, kind: Kind, link: Option<u16>, at_ms: i64, human: bool) -> Event {
+    Event {
+        id: Uuid::now_v7(),
+        message_id: c.id,
+        recipient_id: c.recipient_id.clone(),
+        kind,
+        link,
+        url: link.map(|i| c.links[usize::from(i)].clone()),
+        at_ms,
+        classification: if human { "genuine" } else { "security_scanner" }.into(),
+        counts_for_metrics: human,
+        machine: !human,
+        first: false,
+        bot: json!({}),
+        device_type: None,
+        client_type: None,
+        client_name: None,
+    }
+}
+
+async fn seeded() -> TestServer {
+    let server = TestServer::start("").await;
+    let storage = server.app().storage();
+    let bob = copy("news", "bob@example.com", T0);
+    let ann = copy("news", "ann@example.com", T0 + 10 * 60_000);
+    let other = copy("default", "cy@example.com", T0);
+    let mut failed = copy("news", "dan@example.com", T0);
+    failed.status = "failed".into();
+    for c in [&bob, &ann, &other, &failed] {
+        storage.record_relayed(c.clone()).await.unwrap();
+    }
+    storage
+        .record_events(vec![
+            // Bob opens twice (one unique) and clicks a twice, b once.
+            event(&bob, Kind::Open, None, T0 + HOUR, true),
+            event(&bob, Kind::Open, None, T0 + HOUR + 60_000, true),
+            event(&bob, Kind::Click, Some(0), T0 + HOUR + 120_000, true),
+            event(&bob, Kind::Click, Some(0), T0 + 2 * HOUR, true),
+            event(&bob, Kind::Click, Some(1), T0 + 2 * HOUR, true),
+            // A scanner on Ann's copy: machine only.
+            event(&ann, Kind::Open, None, T0 + 11 * 60_000, false),
+            event(&ann, Kind::Click, Some(1), T0 + 11 * 60_000, false),
+            // Another route.
+            event(&other, Kind::Open, None, T0 + HOUR, true),
+        ])
+        .await
+        .unwrap();
+    server
+}
+
+const RANGE: &str = "from=2026-01-01T00:00:00Z&to=2026-01-02";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn human_figures_by_hour_and_by_day() {
+    let server = seeded().await;
+    let r = server
+        .api(
+            &format!("/v1/routes/news/stats?{RANGE}&interval=hour"),
+            Some(API_TOKEN),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    let t = &v["totals"];
+    assert_eq!(t["relayed"], 2, "the failed copy is not counted: {v}");
+    assert_eq!(
+        (t["opens"].as_u64(), t["unique_opens"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(
+        (t["clicks"].as_u64(), t["unique_clicks"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(t["open_rate"], 0.5);
+    assert_eq!(t["click_rate"], 0.5);
+    let starts: Vec<&str> = v["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["start"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            "2026-01-01T10:00:00Z",
+            "2026-01-01T11:00:00Z",
+            "2026-01-01T12:00:00Z"
+        ]
+    );
+    assert_eq!(v["buckets"][0]["relayed"], 2);
+    assert_eq!(v["buckets"][1]["opens"], 2);
+    assert_eq!(v["buckets"][2]["clicks"], 2);
+
+    let day = server
+        .api(&format!("/v1/routes/news/stats?{RANGE}"), Some(API_TOKEN))
+        .await
+        .json();
+    assert_eq!(day["interval"], "day");
+    assert_eq!(day["buckets"].as_array().unwrap().len(), 1);
+    assert_eq!(day["buckets"][0]["start"], "2026-01-01T00:00:00Z");
+    assert_eq!(day["buckets"][0]["clicks"], 3);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machine_activity_only_when_asked_and_links_by_destination() {
+    let server = seeded().await;
+    let all = server
+        .api(
+            &format!("/v1/routes/news/stats?{RANGE}&include_machine=true"),
+            Some(API_TOKEN),
+        )
+        .await
+        .json();
+    assert_eq!(all["totals"]["opens"], 3);
+    assert_eq!(all["totals"]["unique_opens"], 2);
+    assert_eq!(all["totals"]["clicks"], 4);
+    assert_eq!(all["totals"]["open_rate"], 1.0);
+
+    let links = server
+        .api(&format!("/v1/routes/news/links?{RANGE}"), Some(API_TOKEN))
+        .await
+        .json();
+    assert_eq!(
+        links["links"],
+        json!([
+            { "url": "https://example.com/a", "clicks": 2, "unique_clicks": 1 },
+            { "url": "https://example.com/b", "clicks": 1, "unique_clicks": 1 },
+        ])
+    );
+    let with_machine = server
+        .api(
+            &format!("/v1/routes/news/links?{RANGE}&include_machine=true"),
+            Some(API_TOKEN),
+        )
+        .await
+        .json();
+    assert_eq!(with_machine["links"][1]["clicks"], 2, "{with_machine}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_parameters_unknown_routes_and_tokens() {
+    let server = seeded().await;
+    for (path, status, words) in [
+        ("/v1/routes/news/stats?interval=week", 400, "interval"),
+        ("/v1/routes/news/stats?from=yesterday", 400, "from"),
+        (
+            "/v1/routes/news/stats?from=2026-01-02&to=2026-01-01",
+            400,
+            "before",
+        ),
+        (
+            "/v1/routes/news/stats?include_machine=yes",
+            400,
+            "include_machine",
+        ),
+        (
+            "/v1/routes/news/links?interval=day",
+            400,
+            "unknown parameter",
+        ),
+        (
+            "/v1/routes/news/stats?from=2020-01-01&to=2026-01-01&interval=hour",
+            400,
+            "buckets",
+        ),
+        ("/v1/routes/nope/stats", 404, "nope"),
+    ] {
+        let r = server.api(path, Some(API_TOKEN)).await;
+        assert_eq!(r.status, status, "{path}");
+        let error = r.json()["error"].as_str().unwrap().to_owned();
+        assert!(error.contains(words), "{path}: {error}");
+    }
+    let r = server.api("/v1/routes/news/stats", Some("wrong")).await;
+    assert_eq!(r.status, 401);
+    server.stop().await;
+}
