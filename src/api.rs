@@ -6,6 +6,8 @@
 mod error;
 mod messages;
 mod routes;
+
+pub use routes::stats as route_stats;
 pub mod webhooks;
 
 use std::net::SocketAddr;

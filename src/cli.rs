@@ -9,6 +9,7 @@ mod hash_password;
 mod prune;
 mod rewrite;
 mod serve;
+mod stats;
 mod token;
 mod update_ranges;
 mod webhooks;
@@ -57,6 +58,8 @@ pub enum Command {
     Prune(prune::Args),
     /// Remove everything stored about one recipient.
     Forget(forget::Args),
+    /// A route's opens, clicks and rates over time (as GET /v1/routes/{id}/stats).
+    Stats(stats::Args),
     /// The webhook outbox: list deliveries, retry one.
     Webhooks(webhooks::Args),
     /// Work with tracking tokens.
@@ -76,6 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(cmd) => token::run(&cmd),
         Command::Prune(args) => prune::run(&args),
         Command::Forget(args) => forget::run(&args),
+        Command::Stats(args) => stats::run(&args),
         Command::Webhooks(args) => webhooks::run(&args),
     }
 }

@@ -211,3 +211,52 @@ async fn bad_parameters_unknown_routes_and_tokens() {
     assert_eq!(r.status, 401);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stats_command_prints_what_the_api_answers() {
+    let server = seeded().await;
+    let path = format!("/v1/routes/news/stats?{RANGE}&interval=hour");
+    let from_api = server.api(&path, Some(API_TOKEN)).await.json();
+    let config = server.dir.path().join("trackrelay.toml");
+    std::fs::write(
+        &config,
+        support::server::config_text(server.dir.path(), "127.0.0.1:0", "127.0.0.1:0", ""),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trackrelay"))
+            .args(["stats", "--config"])
+            .arg(&config)
+            .args([
+                "--route",
+                "news",
+                "--from",
+                "2026-01-01T00:00:00Z",
+                "--to",
+                "2026-01-02",
+            ])
+            .args(extra)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(run(&["--interval", "hour", "--json"]).trim()).unwrap();
+    assert_eq!(json, from_api);
+    let table = run(&[]);
+    let total = table.lines().find(|l| l.starts_with("total")).unwrap();
+    let cells: Vec<&str> = total.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        ["total", "2", "2", "1", "3", "1", "50.0%", "50.0%"],
+        "{table}"
+    );
+    server.stop().await;
+}
