@@ -21,14 +21,15 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Config;
 use crate::listener::Reply;
+use crate::relay::Relay;
 use crate::storage::Storage;
 pub use error::ApiError;
 
 /// The API's shared state.
 pub struct Api {
     storage: Storage,
-    /// Route ids of the config, for the route paths.
-    routes: Vec<String>,
+    /// The relay, whose routes are the live ones (reloads included).
+    relay: Arc<Relay>,
     /// SHA-256 of the configured token: comparing digests keeps the
     /// comparison constant-time whatever the presented token's length.
     token_digest: [u8; 32],
@@ -41,11 +42,11 @@ impl std::fmt::Debug for Api {
 }
 
 impl Api {
-    /// The API for `config`, reading from `storage`.
-    pub fn new(config: &Config, storage: Storage) -> Self {
+    /// The API for `config`, reading from `storage`; routes are `relay`'s.
+    pub fn new(config: &Config, storage: Storage, relay: Arc<Relay>) -> Self {
         Self {
             storage,
-            routes: config.routes.iter().map(|r| r.id.clone()).collect(),
+            relay,
             token_digest: Sha256::digest(config.api.token.as_bytes()).into(),
         }
     }
@@ -74,7 +75,7 @@ impl Api {
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
         let known = matches!(segments.as_slice(), ["v1", "messages", ..] if segments.len() <= 4)
             || segments == ["v1", "webhooks", "deliveries"]
-            || matches!(segments.as_slice(), ["v1", "routes", _, "stats" | "links"]);
+            || matches!(segments.as_slice(), ["v1", "routes", ..] if segments.len() <= 4);
         if known && method != Method::GET {
             return Err(ApiError::MethodNotAllowed);
         }
@@ -85,14 +86,20 @@ impl Api {
                 messages::observations(&self.storage, id).await
             }
             ["v1", "webhooks", "deliveries"] => webhooks::deliveries(&self.storage, query).await,
+            ["v1", "routes"] => Ok(routes::list(&self.relay.routes())),
+            ["v1", "routes", id] => routes::one(&self.relay.routes(), id),
             ["v1", "routes", id, "stats"] => {
-                routes::stats(&self.storage, &self.routes, id, query).await
+                routes::stats(&self.storage, &self.route_ids(), id, query).await
             }
             ["v1", "routes", id, "links"] => {
-                routes::links(&self.storage, &self.routes, id, query).await
+                routes::links(&self.storage, &self.route_ids(), id, query).await
             }
             _ => Err(ApiError::NotFound(format!("no such path {path}"))),
         }
+    }
+
+    fn route_ids(&self) -> Vec<String> {
+        self.relay.routes().into_iter().map(|r| r.id).collect()
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {

@@ -174,7 +174,11 @@ impl App {
             "tracking listener started"
         );
 
-        let api = Arc::new(Api::new(&config, storage.clone()));
+        let config = Arc::new(config);
+        let relay =
+            Arc::new(Relay::new(config.clone(), storage.clone()).with_webhooks(webhooks.clone()));
+
+        let api = Arc::new(Api::new(&config, storage.clone(), relay.clone()));
         let api_addr = tasks
             .listen("api", config.api.listen, None, move |req, peer| {
                 api.clone().handle(req, peer)
@@ -182,9 +186,6 @@ impl App {
             .await?;
         tracing::info!(addr = %api_addr, "api listener started");
 
-        let config = Arc::new(config);
-        let relay =
-            Arc::new(Relay::new(config.clone(), storage.clone()).with_webhooks(webhooks.clone()));
         let smtp_addr = tasks.smtp(relay.clone()).await?;
         tracing::info!(addr = %smtp_addr, upstream = %relay.upstream.describe(), "smtp listening");
         let milter_addr = match &config.milter {

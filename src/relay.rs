@@ -91,6 +91,14 @@ impl Relay {
         crate::config::routes::select(&routes, envelope).clone()
     }
 
+    /// The routes as they are now (a snapshot).
+    pub fn routes(&self) -> Vec<Route> {
+        self.routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Replaces the routes (SIGHUP reload, API changes).
     pub fn set_routes(&self, routes: Vec<Route>) {
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;

@@ -260,3 +260,39 @@ async fn the_stats_command_prints_what_the_api_answers() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_are_listed_live_with_their_settings() {
+    let server = seeded().await;
+    let v = server.api("/v1/routes", Some(API_TOKEN)).await.json();
+    let ids: Vec<&str> = v["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["news", "default"]);
+    let news = server.api("/v1/routes/news", Some(API_TOKEN)).await.json();
+    assert_eq!(news["track_opens"], true);
+    assert_eq!(news["tracking_domain"], "https://links.news.example:8443/");
+    assert_eq!(news["pixel_position"], "end");
+    assert_eq!(
+        server.api("/v1/routes/later", Some(API_TOKEN)).await.status,
+        404
+    );
+
+    // A reload that adds a route: the API knows it at once.
+    let relay = server.app().relay();
+    let mut routes = relay.routes();
+    let mut later = routes[1].clone();
+    later.id = "later".into();
+    later.settings.track_clicks = false;
+    routes.insert(1, later);
+    relay.set_routes(routes);
+    let later = server.api("/v1/routes/later", Some(API_TOKEN)).await.json();
+    assert_eq!(later["track_clicks"], false);
+    let stats = server.api("/v1/routes/later/stats", Some(API_TOKEN)).await;
+    assert_eq!(stats.status, 200);
+    assert_eq!(stats.json()["totals"]["relayed"], 0);
+    server.stop().await;
+}

@@ -1,4 +1,5 @@
-//! `GET /v1/routes/{id}/stats` and `GET /v1/routes/{id}/links` (SPEC §8):
+//! `GET /v1/routes`, `GET /v1/routes/{id}` (the live routes and their
+//! settings), `GET /v1/routes/{id}/stats` and `GET /v1/routes/{id}/links` (SPEC §8):
 //! a route's relayed copies, opens and clicks in hourly or daily buckets
 //! with open and click rates on unique counts, and its clicks per
 //! destination. Counting (human) events only unless `include_machine=true`.
@@ -9,12 +10,41 @@
 use serde_json::{Value, json};
 
 use super::ApiError;
+use crate::config::Route;
 use crate::storage::{Counts, StatsQuery, Storage};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 /// Most buckets one answer holds.
 const BUCKETS_MAX: i64 = 24 * 400;
+
+/// `GET /v1/routes`: every route with its settings, in matching order.
+pub fn list(routes: &[Route]) -> Value {
+    json!({ "routes": routes.iter().map(route).collect::<Vec<_>>() })
+}
+
+/// `GET /v1/routes/{id}`.
+pub fn one(routes: &[Route], id: &str) -> Result<Value, ApiError> {
+    routes
+        .iter()
+        .find(|r| r.id == id)
+        .map(route)
+        .ok_or_else(|| ApiError::NotFound(format!("no route {id:?}")))
+}
+
+fn route(r: &Route) -> Value {
+    let s = &r.settings;
+    json!({
+        "id": r.id,
+        "track_opens": s.track_opens,
+        "track_clicks": s.track_clicks,
+        "tracking_domain": s.tracking_domain.as_ref().map(|u| u.as_str()),
+        "per_recipient": s.per_recipient,
+        "pixel_position": format!("{:?}", s.pixel_position).to_lowercase(),
+        "rewrite_dkim_signed": s.rewrite_dkim_signed,
+        "webhooks": r.webhooks.len(),
+    })
+}
 
 /// `GET /v1/routes/{id}/stats`.
 pub async fn stats(
