@@ -41,6 +41,23 @@ impl std::fmt::Debug for Api {
     }
 }
 
+/// Default and largest `limit` of a listing.
+const LIMIT_DEFAULT: u32 = 100;
+const LIMIT_MAX: u32 = 1000;
+
+/// The `limit` parameter of a listing: 1 to [`LIMIT_MAX`].
+fn limit(value: &str) -> Result<u32, ApiError> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| (1..=LIMIT_MAX).contains(n))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "limit must be a whole number from 1 to {LIMIT_MAX}, not {value:?}"
+            ))
+        })
+}
+
 impl Api {
     /// The API for `config`, reading from `storage`; routes are `relay`'s.
     pub fn new(config: &Config, storage: Storage, relay: Arc<Relay>) -> Self {

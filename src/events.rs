@@ -122,7 +122,8 @@ impl Pipeline {
         // After a start, every observation without an event is looked at
         // once (a sweep of the table); then only the recent ones.
         let cursor = state.cursor_ms.unwrap_or(i64::MIN);
-        let cutoff = now_ms() - i64::try_from(self.wait.as_millis()).unwrap_or(i64::MAX);
+        let cutoff =
+            crate::time::now_ms() - i64::try_from(self.wait.as_millis()).unwrap_or(i64::MAX);
         let waiting = self
             .storage
             .unclassified(cursor.saturating_sub(LOOKBACK_MS), cutoff, PASS_MAX)
@@ -162,7 +163,10 @@ impl Pipeline {
             let hits = copy.context(obs, window);
             let ctx = Context {
                 hits: &hits,
-                seconds_after_send: copy.relayed_at_ms.map(|t| (obs.at_ms - t) as f64 / 1000.0),
+                seconds_after_send: copy
+                    .relayed
+                    .as_ref()
+                    .map(|m| (obs.at_ms - m.relayed_at_ms) as f64 / 1000.0),
                 recipients_from_ip,
             };
             let verdict =
@@ -244,7 +248,6 @@ struct Copy {
     hits: Vec<HitRow>,
     /// Its first open, for hits outside that window.
     first_open_ms: Option<i64>,
-    relayed_at_ms: Option<i64>,
     /// The stored copy, for webhooks (route, recipient, tags).
     relayed: Option<RelayedCopy>,
     /// (kind, recipient) pairs that have a counting event.
@@ -256,7 +259,6 @@ impl Copy {
         Copy {
             hits: c.hits,
             first_open_ms: c.first_open_ms,
-            relayed_at_ms: c.relayed.as_ref().map(|m| m.relayed_at_ms),
             relayed: c.relayed,
             counted: c.counted.into_iter().collect(),
         }
@@ -305,7 +307,6 @@ impl Copy {
 }
 
 fn event(o: &Observation, v: &Verdict, first: bool) -> Event {
-    let text = |value: serde_json::Value| value.as_str().map(str::to_owned);
     Event {
         id: o.id,
         message_id: o.message_id,
@@ -320,20 +321,10 @@ fn event(o: &Observation, v: &Verdict, first: bool) -> Event {
         first,
         // Plain data: serialising cannot fail.
         bot: serde_json::to_value(&v.bot).expect("the bot object serialises"),
-        device_type: v
-            .device_type
-            .and_then(|d| text(serde_json::to_value(d).ok()?)),
-        client_type: v
-            .client_type
-            .and_then(|c| text(serde_json::to_value(c).ok()?)),
+        device_type: v.device_type.map(|d| d.as_str().to_owned()),
+        client_type: v.client_type.map(|c| c.as_str().to_owned()),
         client_name: v.client_name.as_deref().map(str::to_owned),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
@@ -400,7 +391,6 @@ mod tests {
         let copy = Copy {
             hits,
             first_open_ms: Some(50_000),
-            relayed_at_ms: None,
             relayed: None,
             counted: HashSet::new(),
         };

@@ -89,6 +89,7 @@ pub mod retention;
 pub mod rewrite;
 pub mod smtp;
 pub mod storage;
+pub mod time;
 pub mod token;
 pub mod tracking;
 pub mod upstream;

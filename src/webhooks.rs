@@ -149,7 +149,4 @@ impl Webhooks {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}
+pub use crate::time::now_ms;

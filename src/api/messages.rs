@@ -10,13 +10,10 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::ApiError;
+use super::{ApiError, LIMIT_DEFAULT};
 use crate::storage::{Event, MessageFilter, Observation, RelayedCopy, Storage};
+use crate::time::rfc3339;
 use crate::token::Kind;
-
-/// Default and largest `limit` of a listing.
-const LIMIT_DEFAULT: u32 = 100;
-const LIMIT_MAX: u32 = 1000;
 
 /// `GET /v1/messages?route=&recipient=&limit=`: newest first.
 pub async fn list(storage: &Storage, query: Option<&str>) -> Result<Value, ApiError> {
@@ -85,17 +82,7 @@ fn filter(query: Option<&str>) -> Result<MessageFilter, ApiError> {
         match key.as_ref() {
             "route" => filter.route = Some(value.into_owned()),
             "recipient" => filter.recipient = Some(value.into_owned()),
-            "limit" => {
-                filter.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=LIMIT_MAX).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::BadRequest(format!(
-                            "limit must be a whole number from 1 to {LIMIT_MAX}, not {value:?}"
-                        ))
-                    })?;
-            }
+            "limit" => filter.limit = super::limit(&value)?,
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "unknown parameter {other:?} (route, recipient, limit)"
@@ -161,13 +148,6 @@ fn observation(o: &Observation) -> Value {
         "link": o.link,
         "url": o.url,
     })
-}
-
-/// Milliseconds since the epoch as RFC 3339 UTC (`2026-01-02T03:04:05.678Z`).
-fn rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

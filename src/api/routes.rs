@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::ApiError;
 use crate::config::Route;
 use crate::storage::{Counts, StatsQuery, Storage};
+use crate::time::rfc3339;
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -118,7 +119,7 @@ fn parse(
     if !routes.iter().any(|r| r == id) {
         return Err(ApiError::NotFound(format!("no route {id:?}")));
     }
-    let now = jiff::Timestamp::now().as_millisecond();
+    let now = crate::time::now_ms();
     let (mut from, mut to, mut bucket, mut machine) = (None, None, DAY_MS, false);
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match key.as_ref() {
@@ -179,22 +180,11 @@ fn parse(
 
 /// An RFC 3339 time or a date (midnight UTC), as ms since the epoch.
 fn time(key: &str, text: &str) -> Result<i64, ApiError> {
-    if let Ok(t) = text.parse::<jiff::Timestamp>() {
-        return Ok(t.as_millisecond());
-    }
-    text.parse::<jiff::civil::Date>()
-        .ok()
-        .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
-        .map(|z| z.timestamp().as_millisecond())
-        .ok_or_else(|| {
+    crate::time::parse(text)
+        .map(|t| t.as_millisecond())
+        .map_err(|_| {
             ApiError::BadRequest(format!(
                 "{key} must be an RFC 3339 time or a date (2026-11-27), not {text:?}"
             ))
         })
-}
-
-fn rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
 }

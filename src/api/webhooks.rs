@@ -4,12 +4,9 @@
 
 use serde_json::{Value, json};
 
-use super::ApiError;
+use super::{ApiError, LIMIT_DEFAULT};
 use crate::storage::{Attempt, Delivery, Storage};
 
-/// Default and largest `limit`.
-const LIMIT_DEFAULT: u32 = 100;
-const LIMIT_MAX: u32 = 1000;
 const STATUSES: [&str; 3] = ["pending", "delivered", "failed"];
 
 /// The listing.
@@ -35,17 +32,7 @@ fn filter(query: Option<&str>) -> Result<(Option<String>, u32), ApiError> {
                     STATUSES.join(", ")
                 )));
             }
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=LIMIT_MAX).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::BadRequest(format!(
-                            "limit must be a whole number from 1 to {LIMIT_MAX}, not {value:?}"
-                        ))
-                    })?;
-            }
+            "limit" => limit = super::limit(&value)?,
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "unknown parameter {other:?} (status, limit)"

@@ -105,6 +105,17 @@ pub enum DeviceType {
     Tablet,
 }
 
+impl DeviceType {
+    /// The word SPEC §6 uses (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Desktop => "desktop",
+            Self::Mobile => "mobile",
+            Self::Tablet => "tablet",
+        }
+    }
+}
+
 /// `client_type`: what sort of software made the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -115,6 +126,18 @@ pub enum ClientType {
     Proxy,
     /// A crawler, preview bot, scanner or tool.
     Bot,
+}
+
+impl ClientType {
+    /// The word SPEC §6 uses (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Browser => "browser",
+            Self::EmailClient => "email_client",
+            Self::Proxy => "proxy",
+            Self::Bot => "bot",
+        }
+    }
 }
 
 /// Why a verdict was reached: diagnostic, not a stable enum (SPEC §6). Kept
@@ -307,6 +330,21 @@ impl Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_and_client_words_are_the_serialised_ones() {
+        for d in [DeviceType::Desktop, DeviceType::Mobile, DeviceType::Tablet] {
+            assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
+        }
+        for c in [
+            ClientType::Browser,
+            ClientType::EmailClient,
+            ClientType::Proxy,
+            ClientType::Bot,
+        ] {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+    }
 
     #[test]
     fn flags_follow_the_class() {

@@ -22,13 +22,10 @@ pub struct Args {
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let config = super::load_config(&args.config)?;
-    let loaded = Lists::load(&config.classifier)?;
-    for w in &loaded.warnings {
-        tracing::warn!("{w}");
-    }
+    let lists = crate::app::load_lists(&config)?;
     let stdin = std::io::stdin().lock();
     let mut out = BufWriter::new(std::io::stdout().lock());
-    let bad = classify_lines(stdin, &mut out, &loaded.lists)?;
+    let bad = classify_lines(stdin, &mut out, &lists)?;
     out.flush().context("writing to stdout")?;
     Ok(if bad == 0 {
         ExitCode::SUCCESS

@@ -16,7 +16,7 @@ pub struct Args {
     pub config: super::ConfigArg,
     /// Act as if it were this time (RFC 3339, e.g. 2026-12-31T00:00:00Z, or
     /// a date, read as midnight UTC).
-    #[arg(long, value_parser = parse_time)]
+    #[arg(long, value_parser = crate::time::parse)]
     pub as_of: Option<jiff::Timestamp>,
     /// Only count what would be minimised or deleted.
     #[arg(long)]
@@ -72,16 +72,4 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         println!("  took {:.1} s", started.elapsed().as_secs_f64());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// RFC 3339 time, or a date (midnight UTC).
-fn parse_time(text: &str) -> Result<jiff::Timestamp, String> {
-    if let Ok(t) = text.parse::<jiff::Timestamp>() {
-        return Ok(t);
-    }
-    text.parse::<jiff::civil::Date>()
-        .map_err(|e| format!("{text:?}: not an RFC 3339 time or a date: {e}"))?
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .map(|z| z.timestamp())
-        .map_err(|e| e.to_string())
 }

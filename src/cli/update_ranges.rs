@@ -29,6 +29,7 @@ use url::Url;
 
 use crate::classify::networks;
 use crate::config::RangeSource;
+use crate::webhooks::client::Target;
 
 const MAX_BODY_BYTES: usize = 256 << 20;
 const MAX_REDIRECTS: usize = 5;
@@ -119,26 +120,20 @@ async fn get(
     url: &Url,
     tls: &TlsConnector,
 ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
-    let host = url
-        .host_str()
-        .with_context(|| format!("{url}: no host"))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
+    let Target {
+        host,
+        authority,
+        path,
+    } = Target::of(url);
+    if host.is_empty() {
+        bail!("{url}: no host");
+    }
     let port = url
         .port_or_known_default()
         .with_context(|| format!("{url}: no port"))?;
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
         .with_context(|| format!("{url}: connecting to {host}:{port}"))?;
-    let authority = match url.port() {
-        Some(p) => format!("{}:{p}", url.host_str().unwrap_or(&host)),
-        None => url.host_str().unwrap_or(&host).to_owned(),
-    };
-    let path = match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_owned(),
-    };
     let request = Request::get(path)
         .header(hyper::header::HOST, authority)
         .header(

@@ -42,6 +42,37 @@ pub enum SendError {
 /// The request's headers besides Host and Content-Type.
 pub type Headers = Vec<(&'static str, String)>;
 
+/// Where an HTTP request for a URL goes: the host to connect to (IPv6
+/// without brackets, empty when the URL has none), the Host header and
+/// the request target (path and query).
+pub(crate) struct Target {
+    pub host: String,
+    pub authority: String,
+    pub path: String,
+}
+
+impl Target {
+    pub(crate) fn of(url: &Url) -> Target {
+        let name = url.host_str().unwrap_or_default();
+        let authority = match url.port() {
+            Some(p) => format!("{name}:{p}"),
+            None => name.to_owned(),
+        };
+        let path = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        Target {
+            host: name
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            authority,
+            path,
+        }
+    }
+}
+
 /// POSTs `body` to `url`; returns the status (the body read up to
 /// [`BODY_MAX`] and dropped).
 pub async fn post(
@@ -50,26 +81,17 @@ pub async fn post(
     body: Bytes,
     allow_private: bool,
 ) -> Result<u16, SendError> {
-    let host = url
-        .host_str()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
+    let Target {
+        host,
+        authority,
+        path,
+    } = Target::of(url);
     let port = url.port_or_known_default().unwrap_or(443);
     let addr = resolve(&host, port, allow_private).await?;
     let tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| SendError::Connect(addr, e))?;
     let _ = tcp.set_nodelay(true);
-    let authority = match url.port() {
-        Some(p) => format!("{}:{p}", url.host_str().unwrap_or(&host)),
-        None => url.host_str().unwrap_or(&host).to_owned(),
-    };
-    let path = match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_owned(),
-    };
     let mut request = Request::post(path)
         .header(hyper::header::HOST, authority)
         .header(hyper::header::CONTENT_TYPE, "application/json")
