@@ -1,7 +1,7 @@
 //! The admin and reporting API on its own listener (`[api]`), behind a
-//! bearer token compared in constant time. This issue serves the message
-//! paths of SPEC §8 (`api/messages.rs`) and `/healthz`; routes, stats and
-//! the dashboard come with the reporting issue.
+//! bearer token compared in constant time: the paths of SPEC §8 (messages,
+//! routes and their settings, stats, links), webhook deliveries, and
+//! `/healthz` (no token).
 
 mod error;
 mod messages;
@@ -25,6 +25,32 @@ use crate::relay::Relay;
 use crate::storage::Storage;
 pub use error::ApiError;
 
+/// Largest request body read (a PATCH of a route's settings is tiny).
+const BODY_MAX: usize = 16 * 1024;
+
+/// A request's JSON body, at most [`BODY_MAX`] bytes.
+async fn json_body(req: Request<Incoming>) -> Result<bytes::Bytes, ApiError> {
+    let content_type = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "the body must be application/json, not {content_type:?}"
+        )));
+    }
+    let limited = http_body_util::Limited::new(req.into_body(), BODY_MAX);
+    match http_body_util::BodyExt::collect(limited).await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge(
+            format!("the body is over {BODY_MAX} bytes"),
+        )),
+        Err(e) => Err(ApiError::BadRequest(format!("cannot read the body: {e}"))),
+    }
+}
+
 /// The API's shared state.
 pub struct Api {
     storage: Storage,
@@ -33,6 +59,8 @@ pub struct Api {
     /// SHA-256 of the configured token: comparing digests keeps the
     /// comparison constant-time whatever the presented token's length.
     token_digest: [u8; 32],
+    /// Held while a route's settings are changed.
+    patching: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Api {
@@ -65,6 +93,7 @@ impl Api {
             storage,
             relay,
             token_digest: Sha256::digest(config.api.token.as_bytes()).into(),
+            patching: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -77,24 +106,27 @@ impl Api {
         if !self.authorized(req.headers()) {
             return ApiError::Unauthorized.into_reply();
         }
-        match self.route(req.method(), path, req.uri().query()).await {
+        match self.route(req).await {
             Ok(value) => error::json(StatusCode::OK, &value),
             Err(e) => e.into_reply(),
         }
     }
 
-    async fn route(
-        &self,
-        method: &Method,
-        path: &str,
-        query: Option<&str>,
-    ) -> Result<serde_json::Value, ApiError> {
+    async fn route(&self, req: Request<Incoming>) -> Result<serde_json::Value, ApiError> {
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().map(str::to_owned);
+        let query = query.as_deref();
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-        let known = matches!(segments.as_slice(), ["v1", "messages", ..] if segments.len() <= 4)
-            || segments == ["v1", "webhooks", "deliveries"]
-            || matches!(segments.as_slice(), ["v1", "routes", ..] if segments.len() <= 4);
-        if known && method != Method::GET {
-            return Err(ApiError::MethodNotAllowed);
+        let allowed = match segments.as_slice() {
+            ["v1", "routes", _] => "GET, PATCH",
+            ["v1", "messages", ..] if segments.len() <= 4 => "GET",
+            ["v1", "routes", ..] if segments.len() <= 4 => "GET",
+            ["v1", "webhooks", "deliveries"] => "GET",
+            _ => return Err(ApiError::NotFound(format!("no such path {path}"))),
+        };
+        let method = req.method().clone();
+        if !allowed.split(", ").any(|m| m == method.as_str()) {
+            return Err(ApiError::MethodNotAllowed(allowed));
         }
         match segments.as_slice() {
             ["v1", "messages"] => messages::list(&self.storage, query).await,
@@ -103,8 +135,16 @@ impl Api {
                 messages::observations(&self.storage, id).await
             }
             ["v1", "webhooks", "deliveries"] => webhooks::deliveries(&self.storage, query).await,
-            ["v1", "routes"] => Ok(routes::list(&self.relay.routes())),
-            ["v1", "routes", id] => routes::one(&self.relay.routes(), id),
+            ["v1", "routes"] => Ok(routes::list(&self.relay.routes_with_overrides())),
+            ["v1", "routes", id] if method == Method::PATCH => {
+                let id = (*id).to_owned();
+                let body = json_body(req).await?;
+                // One change at a time: each reads, merges and stores the
+                // route's settings as a whole.
+                let _one = self.patching.lock().await;
+                routes::patch(&self.storage, &self.relay, &id, &body).await
+            }
+            ["v1", "routes", id] => routes::one(&self.relay.routes_with_overrides(), id),
             ["v1", "routes", id, "stats"] => {
                 routes::stats(&self.storage, &self.route_ids(), id, query).await
             }

@@ -178,6 +178,10 @@ impl App {
         let relay =
             Arc::new(Relay::new(config.clone(), storage.clone()).with_webhooks(webhooks.clone()));
 
+        // Settings changed through the API (SPEC §2) before the first message.
+        for o in storage.route_overrides().await? {
+            relay.set_route_override(o);
+        }
         let api = Arc::new(Api::new(&config, storage.clone(), relay.clone()));
         let api_addr = tasks
             .listen("api", config.api.listen, None, move |req, peer| {

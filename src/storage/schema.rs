@@ -130,6 +130,15 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (route, url)
     ) WITHOUT ROWID;
 "#,
+    // 5: route settings changed through the API (storage/routes.rs).
+    r#"
+    CREATE TABLE route_overrides (
+        route         TEXT PRIMARY KEY,
+        track_opens   INTEGER,            -- NULL: the config's value stands
+        track_clicks  INTEGER,
+        updated_at_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this program writes.
