@@ -179,9 +179,7 @@ impl App {
             Arc::new(Relay::new(config.clone(), storage.clone()).with_webhooks(webhooks.clone()));
 
         // Settings changed through the API (SPEC §2) before the first message.
-        for o in storage.route_overrides().await? {
-            relay.set_route_override(o);
-        }
+        relay.set_route_overrides(storage.route_overrides().await?);
         let api = Arc::new(Api::new(&config, storage.clone(), relay.clone()));
         let api_addr = tasks
             .listen("api", config.api.listen, None, move |req, peer| {

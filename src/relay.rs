@@ -119,6 +119,11 @@ impl Relay {
         self.table_mut().set_override(o);
     }
 
+    /// Replaces every route's run-time settings (read back from storage).
+    pub fn set_route_overrides(&self, all: Vec<RouteOverride>) {
+        self.table_mut().set_overrides(all);
+    }
+
     fn table(&self) -> std::sync::RwLockReadGuard<'_, RouteTable> {
         self.routes.read().unwrap_or_else(|e| e.into_inner())
     }

@@ -196,6 +196,31 @@ async fn api_settings_stay_over_a_reloaded_config_until_cleared() {
         1,
         "the second copy is untracked"
     );
+
+    // Another node sharing the database switches clicks on; a reload here
+    // reads it back.
+    let db = served.dir.path().join("trackrelay.db");
+    let other = trackrelay::storage::Storage::open(&db).unwrap();
+    other
+        .set_route_override(trackrelay::storage::RouteOverride {
+            route: "default".into(),
+            track_opens: None,
+            track_clicks: Some(true),
+            updated_at_ms: 1,
+        })
+        .await
+        .unwrap();
+    signal(&served.child, "HUP");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, reply) = c
+        .send("a@example.com", &["b@example.com"], &html_message(""))
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    assert_eq!(
+        tracked(served.dir.path()),
+        2,
+        "the third copy is tracked again"
+    );
     served.child.kill().unwrap();
 }
 

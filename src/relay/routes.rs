@@ -5,7 +5,9 @@
 //! config's until it is cleared (PATCH with `null`); a reload (SIGHUP)
 //! replaces the config's routes and keeps the API's values over them, and
 //! says so in the log when they differ. Overrides of a route the config no
-//! longer has are kept (it may come back) and ignored.
+//! longer has are kept (it may come back) and ignored. A reload also reads
+//! the overrides back from the database, so nodes sharing one database pick
+//! up a change made through another node's API.
 
 use std::collections::BTreeMap;
 
@@ -67,6 +69,12 @@ impl RouteTable {
         } else {
             self.overrides.insert(o.route.clone(), o);
         }
+        self.combine();
+    }
+
+    /// Replaces every override with `all` (read back from the database).
+    pub fn set_overrides(&mut self, all: Vec<RouteOverride>) {
+        self.overrides = all.into_iter().map(|o| (o.route.clone(), o)).collect();
         self.combine();
     }
 
