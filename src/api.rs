@@ -3,8 +3,10 @@
 //! routes and their settings, stats, links), webhook deliveries, and
 //! `/healthz` (no token).
 
+mod cursor;
 mod error;
 mod messages;
+mod openapi;
 mod routes;
 
 pub use routes::stats as route_stats;
@@ -61,6 +63,8 @@ pub struct Api {
     token_digest: [u8; 32],
     /// Held while a route's settings are changed.
     patching: tokio::sync::Mutex<()>,
+    /// Signs and checks the listings' cursors.
+    cursors: cursor::Cursors,
 }
 
 impl std::fmt::Debug for Api {
@@ -86,6 +90,48 @@ fn limit(value: &str) -> Result<u32, ApiError> {
         })
 }
 
+/// Every path the API serves, as the OpenAPI document names it (`{id}`
+/// stands for one segment), with its methods: the `Allow` header of a 405.
+/// A path missing here is a 404, so the router serves no other; a unit
+/// test checks that docs/openapi.json has exactly these.
+const PATHS: &[(&str, &str)] = &[
+    ("/healthz", "GET"),
+    ("/v1/openapi.json", "GET"),
+    ("/v1/messages", "GET"),
+    ("/v1/messages/{id}", "GET"),
+    ("/v1/messages/{id}/observations", "GET"),
+    ("/v1/webhooks/deliveries", "GET"),
+    ("/v1/routes", "GET"),
+    ("/v1/routes/{id}", "GET, PATCH"),
+    ("/v1/routes/{id}/stats", "GET"),
+    ("/v1/routes/{id}/links", "GET"),
+];
+
+/// The methods allowed on the path of `segments`, if [`PATHS`] has it.
+fn allowed(segments: &[&str]) -> Option<&'static str> {
+    PATHS.iter().find_map(|(template, methods)| {
+        let parts: Vec<&str> = template.split('/').skip(1).collect();
+        let fits = parts.len() == segments.len()
+            && parts
+                .iter()
+                .zip(segments)
+                .all(|(p, s)| p.starts_with('{') || p == s);
+        fits.then_some(*methods)
+    })
+}
+
+/// A time parameter (`key`): an RFC 3339 time or a date (midnight UTC),
+/// as ms since the epoch.
+fn time(key: &str, text: &str) -> Result<i64, ApiError> {
+    crate::time::parse(text)
+        .map(|t| t.as_millisecond())
+        .map_err(|_| {
+            ApiError::BadRequest(format!(
+                "{key} must be an RFC 3339 time or a date (2026-11-27), not {text:?}"
+            ))
+        })
+}
+
 impl Api {
     /// The API for `config`, reading from `storage`; routes are `relay`'s.
     pub fn new(config: &Config, storage: Storage, relay: Arc<Relay>) -> Self {
@@ -94,6 +140,7 @@ impl Api {
             relay,
             token_digest: Sha256::digest(config.api.token.as_bytes()).into(),
             patching: tokio::sync::Mutex::new(()),
+            cursors: cursor::Cursors::new(&config.api.token),
         }
     }
 
@@ -101,6 +148,9 @@ impl Api {
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, _peer: SocketAddr) -> Reply {
         let path = req.uri().path();
         if path == "/healthz" {
+            if req.method() != Method::GET {
+                return ApiError::MethodNotAllowed("GET").into_reply();
+            }
             return error::json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
         }
         if !self.authorized(req.headers()) {
@@ -117,24 +167,23 @@ impl Api {
         let query = req.uri().query().map(str::to_owned);
         let query = query.as_deref();
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-        let allowed = match segments.as_slice() {
-            ["v1", "routes", _] => "GET, PATCH",
-            ["v1", "messages", ..] if segments.len() <= 4 => "GET",
-            ["v1", "routes", ..] if segments.len() <= 4 => "GET",
-            ["v1", "webhooks", "deliveries"] => "GET",
-            _ => return Err(ApiError::NotFound(format!("no such path {path}"))),
+        let Some(allowed) = allowed(&segments) else {
+            return Err(ApiError::NotFound(format!("no such path {path}")));
         };
         let method = req.method().clone();
         if !allowed.split(", ").any(|m| m == method.as_str()) {
             return Err(ApiError::MethodNotAllowed(allowed));
         }
         match segments.as_slice() {
-            ["v1", "messages"] => messages::list(&self.storage, query).await,
+            ["v1", "openapi.json"] => Ok(openapi::document().clone()),
+            ["v1", "messages"] => messages::list(&self.storage, &self.cursors, query).await,
             ["v1", "messages", id] => messages::one(&self.storage, id).await,
             ["v1", "messages", id, "observations"] => {
                 messages::observations(&self.storage, id).await
             }
-            ["v1", "webhooks", "deliveries"] => webhooks::deliveries(&self.storage, query).await,
+            ["v1", "webhooks", "deliveries"] => {
+                webhooks::deliveries(&self.storage, &self.cursors, query).await
+            }
             ["v1", "routes"] => Ok(routes::list(&self.relay.routes_with_overrides())),
             ["v1", "routes", id] if method == Method::PATCH => {
                 let id = (*id).to_owned();

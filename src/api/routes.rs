@@ -190,8 +190,8 @@ fn parse(
     let (mut from, mut to, mut bucket, mut machine) = (None, None, DAY_MS, false);
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match key.as_ref() {
-            "from" => from = Some(time("from", &value)?),
-            "to" => to = Some(time("to", &value)?),
+            "from" => from = Some(super::time("from", &value)?),
+            "to" => to = Some(super::time("to", &value)?),
             "interval" if interval_allowed => {
                 bucket = match value.as_ref() {
                     "hour" => HOUR_MS,
@@ -243,15 +243,4 @@ fn parse(
         bucket_ms: bucket,
         include_machine: machine,
     })
-}
-
-/// An RFC 3339 time or a date (midnight UTC), as ms since the epoch.
-fn time(key: &str, text: &str) -> Result<i64, ApiError> {
-    crate::time::parse(text)
-        .map(|t| t.as_millisecond())
-        .map_err(|_| {
-            ApiError::BadRequest(format!(
-                "{key} must be an RFC 3339 time or a date (2026-11-27), not {text:?}"
-            ))
-        })
 }

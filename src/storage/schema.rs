@@ -139,6 +139,26 @@ const MIGRATIONS: &[&str] = &[
         updated_at_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
 "#,
+    // 6: the messages listing (issue 7): `tag=` walks one tag's copies newest
+    // first (relayed_at_ms is copied here so the key gives the order, and
+    // a cursor's range, without a sort). Filled for the copies stored so
+    // far; a deleted copy (retention) takes its tag rows with it.
+    r#"
+    CREATE TABLE message_tags (
+        tag           TEXT NOT NULL,
+        relayed_at_ms INTEGER NOT NULL,
+        message_id    TEXT NOT NULL,
+        PRIMARY KEY (tag, relayed_at_ms, message_id)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO message_tags (tag, relayed_at_ms, message_id)
+        SELECT j.value, m.relayed_at_ms, m.id FROM messages m, json_each(m.tags) j
+        WHERE j.type = 'text';
+    CREATE TRIGGER message_tags_delete AFTER DELETE ON messages BEGIN
+        DELETE FROM message_tags
+        WHERE tag IN (SELECT value FROM json_each(old.tags))
+          AND relayed_at_ms = old.relayed_at_ms AND message_id = old.id;
+    END;
+    "#,
 ];
 
 /// The schema version this program writes.

@@ -252,18 +252,34 @@ pub(super) fn next_due(conn: &Connection) -> Result<Option<i64>, StorageError> {
         .query_row([], |r| r.get(0))?)
 }
 
-/// Deliveries, newest first, of one status or all.
+/// Deliveries of one status or all, newest first (ties by id, so the
+/// order is total), after position `(created_at_ms, id)` when given.
 pub(super) fn list(
     conn: &Connection,
     status: Option<&str>,
+    after: Option<(i64, Uuid)>,
     limit: u32,
 ) -> Result<Vec<Delivery>, StorageError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT * FROM webhook_deliveries WHERE (?1 IS NULL OR status = ?1)
-         ORDER BY created_at_ms DESC, id DESC LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![status, limit], from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    // Two statements rather than `?2 IS NULL OR (...)`, which would keep
+    // the planner from starting the index walk at the cursor.
+    let rows = match after {
+        Some((at_ms, id)) => conn
+            .prepare_cached(
+                "SELECT * FROM webhook_deliveries
+                 WHERE (?1 IS NULL OR status = ?1) AND (created_at_ms, id) < (?2, ?3)
+                 ORDER BY created_at_ms DESC, id DESC LIMIT ?4",
+            )?
+            .query_map(params![status, at_ms, id.to_string(), limit], from_row)?
+            .collect::<Result<_, _>>()?,
+        None => conn
+            .prepare_cached(
+                "SELECT * FROM webhook_deliveries WHERE (?1 IS NULL OR status = ?1)
+                 ORDER BY created_at_ms DESC, id DESC LIMIT ?2",
+            )?
+            .query_map(params![status, limit], from_row)?
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(rows)
 }
 
 /// One delivery.
@@ -398,7 +414,19 @@ impl Storage {
         status: Option<String>,
         limit: u32,
     ) -> Result<Vec<Delivery>, StorageError> {
-        self.read(move |c| list(c, status.as_deref(), limit)).await
+        self.deliveries_after(status, None, limit).await
+    }
+
+    /// [`Storage::deliveries`] after position `(created_at_ms, id)` of
+    /// the order (a page's last delivery), if given.
+    pub async fn deliveries_after(
+        &self,
+        status: Option<String>,
+        after: Option<(i64, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StorageError> {
+        self.read(move |c| list(c, status.as_deref(), after, limit))
+            .await
     }
 
     /// One delivery.
