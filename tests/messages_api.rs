@@ -364,3 +364,132 @@ async fn deliveries_page_by_cursor() {
     );
     server.stop().await;
 }
+
+/// The listing on a big table (`TRACKRELAY_BIG_COPIES`, default a
+/// million copies over 29 days, four at each time): the first page and the
+/// next 20 through cursors, for each filter, over HTTP. Prints the
+/// figures (docs/api.md); run by hand:
+/// `cargo test --test messages_api big_table -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: fills a table of a million copies"]
+async fn big_table_pages_stay_fast() {
+    let n: i64 = std::env::var("TRACKRELAY_BIG_COPIES").map_or(1_000_000, |v| v.parse().unwrap());
+    let server = TestServer::start("").await;
+    let started = std::time::Instant::now();
+    fill(&server.db_path(), n);
+    eprintln!("{n} copies stored in {:.1?}", started.elapsed());
+    let queries = [
+        "",
+        "route=r3",
+        "tag=common",
+        "tag=rare",
+        "recipient=u4242%40example.com",
+        "from=2026-01-10&to=2026-01-20",
+        "route=r2&tag=common&from=2026-01-10&to=2026-01-20",
+        // None: r3's copies are odd, common ones even.
+        "route=r3&tag=common&from=2026-01-10&to=2026-01-20",
+    ];
+    for query in queries {
+        let mut times = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut rows = 0;
+        for _ in 0..21 {
+            let url = match &cursor {
+                Some(c) => format!("/v1/messages?{query}&limit=100&cursor={c}"),
+                None => format!("/v1/messages?{query}&limit=100"),
+            };
+            let t = std::time::Instant::now();
+            let resp = server.api(&url, Some(API_TOKEN)).await;
+            times.push(t.elapsed());
+            assert_eq!(resp.status, 200);
+            let page = resp.json();
+            rows += page["messages"].as_array().unwrap().len();
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        let first = times[0];
+        times.sort();
+        let (median, max) = (times[times.len() / 2], times[times.len() - 1]);
+        eprintln!(
+            "{query:55} {pages:2} pages, {rows:4} copies: first {first:6.1?}, median {median:6.1?}, max {max:6.1?}",
+            pages = times.len()
+        );
+        assert!(
+            max < std::time::Duration::from_millis(500),
+            "{query}: {max:?}"
+        );
+    }
+    // What the tag filter would cost without its index: a scan.
+    let conn = rusqlite::Connection::open(server.db_path()).unwrap();
+    let t = std::time::Instant::now();
+    let rare: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM messages m
+             WHERE EXISTS (SELECT 1 FROM json_each(m.tags) WHERE value = 'rare')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    eprintln!(
+        "for comparison, a scan for tag=rare ({rare} copies): {:.1?}",
+        t.elapsed()
+    );
+    server.stop().await;
+}
+
+/// `n` copies straight into the database, as the writer would store them:
+/// routes r0–r9, `common` on every other copy and `rare` on one in a
+/// thousand, 100,000 recipients, four copies every ten seconds from T0
+/// (a million copies span 29 days).
+fn fill(db: &std::path::Path, n: i64) {
+    let mut conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    let tx = conn.transaction().unwrap();
+    {
+        let mut copy = tx
+            .prepare(
+                "INSERT INTO messages (id, route, sender, recipients, recipient_id,
+                     message_id_header, tags, links, relayed_at_ms, upstream_reply, status)
+                 VALUES (?1, ?2, 's@example.com', ?3, NULL, NULL, ?4, '[]', ?5, '250 ok', 'relayed')",
+            )
+            .unwrap();
+        let mut recipient = tx
+            .prepare("INSERT INTO message_recipients (address, message_id) VALUES (?1, ?2)")
+            .unwrap();
+        let mut tag = tx
+            .prepare(
+                "INSERT INTO message_tags (tag, relayed_at_ms, message_id, route)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .unwrap();
+        for i in 0..n {
+            let id = Uuid::now_v7().to_string();
+            let at = T0 + (i / 4) * 10_000;
+            let address = format!("u{}@example.com", i % 100_000);
+            let mut tags = vec![];
+            if i % 2 == 0 {
+                tags.push("common");
+            }
+            if i % 1000 == 7 {
+                tags.push("rare");
+            }
+            let route = format!("r{}", i % 10);
+            copy.execute(rusqlite::params![
+                id,
+                route,
+                serde_json::to_string(&[&address]).unwrap(),
+                serde_json::to_string(&tags).unwrap(),
+                at
+            ])
+            .unwrap();
+            recipient.execute(rusqlite::params![address, id]).unwrap();
+            for t in tags {
+                tag.execute(rusqlite::params![t, at, id, route]).unwrap();
+            }
+        }
+    }
+    tx.commit().unwrap();
+}

@@ -4,8 +4,8 @@
 //!
 //! The listing's order is total: newest `relayed_at_ms` first, ties by id
 //! (descending), so a position in it, `(relayed_at_ms, id)`, is a cursor.
-//! Each query walks one index in that order (the tag's, the route's or
-//! the time's) and stops after `limit` rows; only `recipient=` sorts, the
+//! Each query walks one index in that order (the tag's, the tag's and
+//! route's, the route's or the time's) and stops after `limit` rows; only `recipient=` sorts, the
 //! copies of one address.
 
 use rusqlite::types::{ToSql, Type};
@@ -69,10 +69,11 @@ pub(super) fn insert(conn: &Connection, copy: &RelayedCopy) -> rusqlite::Result<
     }
     // Rows go with the copy through the `message_tags_delete` trigger.
     let mut stmt = conn.prepare_cached(
-        "INSERT OR IGNORE INTO message_tags (tag, relayed_at_ms, message_id) VALUES (?1, ?2, ?3)",
+        "INSERT OR IGNORE INTO message_tags (tag, relayed_at_ms, message_id, route)
+         VALUES (?1, ?2, ?3, ?4)",
     )?;
     for tag in &copy.tags {
-        stmt.execute(params![tag, copy.relayed_at_ms, id])?;
+        stmt.execute(params![tag, copy.relayed_at_ms, id, copy.route])?;
     }
     Ok(())
 }
@@ -124,7 +125,12 @@ fn list_query(filter: &MessageFilter) -> (String, Vec<Named>) {
         values.push((":tag", Box::new(tag.clone())));
     }
     if let Some(route) = &filter.route {
-        clauses.push("m.route = :route");
+        // With a tag, on the tag's row: the (tag, route, time) index.
+        clauses.push(if filter.tag.is_some() && filter.recipient.is_none() {
+            "t.route = :route"
+        } else {
+            "m.route = :route"
+        });
         values.push((":route", Box::new(route.clone())));
     }
     let mut bounds = Vec::new();
@@ -269,6 +275,15 @@ mod tests {
                     route: some("news"),
                     after,
                     from_ms: Some(1),
+                    ..MessageFilter::default()
+                },
+                "SEARCH t USING COVERING INDEX message_tags_route (tag=? AND route=?",
+            ),
+            (
+                MessageFilter {
+                    tag: some("t"),
+                    after,
+                    to_ms: Some(9),
                     ..MessageFilter::default()
                 },
                 "SEARCH t USING PRIMARY KEY (tag=?",
