@@ -1,6 +1,8 @@
 //! docs/openapi.json against the running server: a real trackrelay seeded
 //! with copies, hits classified by its own pipeline, and webhook
-//! deliveries, checked by schemathesis (PyPI, installed by .ci/packages)
+//! deliveries, checked by schemathesis (PyPI, installed by .ci/packages;
+//! examples, coverage, fuzzing and stateful phases, the last following the
+//! document's links from listings to single objects)
 //! with its checks: every status, content type, header and body the
 //! server gives must be the document's, and bad input must be refused.
 //!
@@ -202,7 +204,7 @@ async fn schemathesis_finds_nothing() {
         .args(["--url", &base])
         .args(["--header", &format!("Authorization: Bearer {API_TOKEN}")])
         .args(["--checks", "all", "--exclude-checks", EXCLUDED_CHECKS])
-        .args(["--phases", "examples,coverage,fuzzing"])
+        .args(["--phases", "examples,coverage,fuzzing,stateful"])
         .args([
             "--max-examples",
             &env_or("TRACKRELAY_SCHEMATHESIS_EXAMPLES", "40"),
