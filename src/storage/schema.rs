@@ -143,7 +143,8 @@ const MIGRATIONS: &[&str] = &[
     // newest first, `tag=` with `route=` those of one route (relayed_at_ms
     // and route are copied here so the key gives the order, and a
     // cursor's range, without a sort). Filled for the copies stored so
-    // far; a deleted copy (retention) takes its tag rows with it.
+    // far; a deleted copy (retention) takes its tag rows with it. The
+    // outbox listing by status reads its own index the same way.
     r#"
     CREATE TABLE message_tags (
         tag           TEXT NOT NULL,
@@ -161,6 +162,8 @@ const MIGRATIONS: &[&str] = &[
         WHERE tag IN (SELECT value FROM json_each(old.tags))
           AND relayed_at_ms = old.relayed_at_ms AND message_id = old.id;
     END;
+    CREATE INDEX webhook_deliveries_status
+        ON webhook_deliveries (status, created_at_ms DESC, id DESC);
     "#,
 ];
 
