@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::server::{API_TOKEN, HOST, TestServer, next_week};
-use trackrelay::storage::{NewDelivery, RelayedCopy};
+use trackrelay::storage::{Attempt, NewDelivery, Next, RelayedCopy, WebhookWrite};
 use trackrelay::token::{Claims, Kind};
 use uuid::Uuid;
 
@@ -76,8 +76,8 @@ fn claims(id: Uuid, recipient: &str, link: Option<u16>) -> Claims {
 }
 
 /// A server with copies on both routes, an open and a click on the first
-/// (classified by the server's pipeline), and webhook deliveries (to a
-/// closed port: they fail and are retried, so they have attempts).
+/// (classified by the server's pipeline), and a webhook delivery for each
+/// with one try (failed and pending, or delivered).
 async fn seeded() -> (TestServer, Vec<RelayedCopy>) {
     let server = TestServer::start("\n[classifier]\nwait_seconds = 1\n").await;
     let storage = server.app().storage();
@@ -100,8 +100,31 @@ async fn seeded() -> (TestServer, Vec<RelayedCopy>) {
             payload: "{}".into(),
             created_at_ms: now,
         };
+        let id = delivery.id;
         storage
             .record_relayed_with_webhooks(c.clone(), vec![delivery])
+            .await
+            .unwrap();
+        // One try each: failed (to be retried) or delivered.
+        let (code, error, next) = if i % 2 == 0 {
+            (
+                500,
+                Some("HTTP 500".to_owned()),
+                Next::RetryAt(now + 60_000),
+            )
+        } else {
+            (204, None, Next::Delivered)
+        };
+        let attempt = Attempt {
+            delivery_id: id,
+            number: 1,
+            at_ms: now,
+            duration_ms: 3,
+            status_code: Some(code),
+            error,
+        };
+        storage
+            .write_webhook(WebhookWrite::Attempt(attempt, next))
             .await
             .unwrap();
         copies.push(c);
