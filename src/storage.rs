@@ -11,6 +11,7 @@
 //! cache); only a power loss can take the last commits.
 
 mod checkpoint;
+mod dashboard;
 mod events;
 mod messages;
 mod observations;
@@ -30,6 +31,7 @@ use rusqlite::{Connection, OpenFlags, Row};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+pub use dashboard::{ClassCounts, RouteEvent};
 pub use events::{CopyContext, Event, HitRow};
 pub use messages::MessageFilter;
 pub use observations::Observation;
@@ -336,6 +338,26 @@ impl Storage {
     /// A route's clicks per destination, most clicked first.
     pub async fn route_links(&self, q: StatsQuery) -> Result<Vec<LinkClicks>, StorageError> {
         self.read(move |c| stats::route_links(c, &q)).await
+    }
+
+    /// A route's events per classification over a range, human and
+    /// machine alike (the dashboard's human vs machine share).
+    pub async fn route_classifications(
+        &self,
+        q: StatsQuery,
+    ) -> Result<Vec<ClassCounts>, StorageError> {
+        self.read(move |c| dashboard::classifications(c, &q)).await
+    }
+
+    /// A route's newest `limit` events over a range, newest first, with
+    /// their observations' raw signals (the dashboard's recent events).
+    pub async fn route_events(
+        &self,
+        q: StatsQuery,
+        limit: u32,
+    ) -> Result<Vec<RouteEvent>, StorageError> {
+        self.read(move |c| dashboard::recent_events(c, &q, limit))
+            .await
     }
 
     /// How many observations are stored.
