@@ -85,7 +85,7 @@ pub fn share(human: u64, machine: u64) -> Markup {
         WIDTH * human as f64 / all as f64
     };
     html! {
-        svg.share data-chart="share" viewBox=(format!("0 0 {WIDTH} 24")) role="img"
+        svg.share data-chart="share" viewBox=(format!("0 0 {WIDTH} 24")) preserveAspectRatio="none" role="img"
             aria-label="human and machine events" xmlns="http://www.w3.org/2000/svg" {
             rect.human x="0" y="0" width=(format!("{human_w:.2}")) height="24" {}
             rect.machine x=(format!("{human_w:.2}")) y="0" width=(format!("{:.2}", WIDTH - human_w)) height="24" {}

@@ -159,7 +159,7 @@ fn share(classes: &[ClassCounts]) -> Markup {
             }
             (chart::share(human, machine))
             table.classes {
-                thead { tr { th { "Classification" } th { "Kind" } th { "Opens" } th { "Clicks" } } }
+                thead { tr { th { "Classification" } th { "Kind" } th.num { "Opens" } th.num { "Clicks" } } }
                 tbody {
                     @for c in classes {
                         tr data-classification=(c.classification) {
@@ -182,7 +182,7 @@ fn links(links: &[LinkClicks]) -> Markup {
             @if links.is_empty() { p { "No clicks in the range." } }
             @else {
                 table.links {
-                    thead { tr { th { "Destination" } th { "Clicks" } th { "Unique clicks" } } }
+                    thead { tr { th { "Destination" } th.num { "Clicks" } th.num { "Unique clicks" } } }
                     tbody {
                         @for l in links {
                             // Shown as text, not a link: the URL is the sender's.
