@@ -60,13 +60,9 @@ pub(super) async fn handle(api: &Api, req: Request<Incoming>) -> Reply {
             .header(SET_COOKIE, session::clear_cookie())
             .body(Full::default())
             .expect("static response parts are valid"),
-        "/style.css" | "/login" | "/logout" => not_allowed(if rest == "/style.css" {
-            "GET"
-        } else if rest == "/login" {
-            "GET, POST"
-        } else {
-            "POST"
-        }),
+        "/style.css" => not_allowed("GET"),
+        "/login" => not_allowed("GET, POST"),
+        "/logout" => not_allowed("POST"),
         _ if !signed_in(api, &req) => redirect("/dashboard/login")
             .body(Full::default())
             .expect("static response parts are valid"),

@@ -88,3 +88,122 @@ pub(super) fn recent_events(
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::storage::{RelayedCopy, events, messages, schema};
+    use crate::token::Kind;
+
+    const T0: i64 = 1_767_261_600_000;
+
+    fn copy(route: &str) -> RelayedCopy {
+        RelayedCopy {
+            id: Uuid::now_v7(),
+            route: route.into(),
+            sender: "a@example.com".into(),
+            recipients: vec!["b@example.com".into()],
+            recipient_id: None,
+            message_id_header: None,
+            tags: Vec::new(),
+            links: vec!["https://example.com/".into()],
+            relayed_at_ms: T0,
+            upstream_reply: "250 ok".into(),
+            status: "relayed".into(),
+        }
+    }
+
+    fn event(c: &RelayedCopy, kind: Kind, at_ms: i64, class: &str, machine: bool) -> Event {
+        Event {
+            id: Uuid::now_v7(),
+            message_id: c.id,
+            recipient_id: None,
+            kind,
+            link: (kind == Kind::Click).then_some(0),
+            url: (kind == Kind::Click).then(|| c.links[0].clone()),
+            at_ms,
+            classification: class.into(),
+            counts_for_metrics: !machine,
+            machine,
+            first: false,
+            bot: json!({ "reason_codes": ["browser"] }),
+            device_type: None,
+            client_type: None,
+            client_name: None,
+        }
+    }
+
+    /// Two routes' copies with human and machine events, one outside
+    /// the range.
+    fn seeded() -> (Connection, Vec<Event>) {
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema::migrate(&mut conn).unwrap();
+        let (news, other) = (copy("news"), copy("other"));
+        let list = vec![
+            event(&news, Kind::Open, T0 + 1, "genuine", false),
+            event(&news, Kind::Click, T0 + 2, "genuine", false),
+            event(&news, Kind::Open, T0 + 3, "privacy_proxy", true),
+            event(&news, Kind::Click, T0 + 4, "security_scanner", true),
+            event(&news, Kind::Click, T0 + 5, "security_scanner", true),
+            event(&news, Kind::Open, T0 + 10_000, "genuine", false),
+            event(&other, Kind::Open, T0 + 1, "genuine", false),
+        ];
+        for c in [&news, &other] {
+            messages::insert(&conn, c).unwrap();
+        }
+        for e in &list {
+            events::insert(&conn, e).unwrap();
+        }
+        (conn, list)
+    }
+
+    fn query(include_machine: bool) -> StatsQuery {
+        StatsQuery {
+            route: "news".into(),
+            from_ms: T0,
+            to_ms: T0 + 10_000,
+            bucket_ms: 3_600_000,
+            include_machine,
+        }
+    }
+
+    #[test]
+    fn classifications_count_human_and_machine_events_of_the_route() {
+        let (conn, _) = seeded();
+        let counts: Vec<(String, bool, u64, u64)> = classifications(&conn, &query(false))
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.classification, c.machine, c.opens, c.clicks))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                ("genuine".into(), false, 1, 1),
+                ("security_scanner".into(), true, 0, 2),
+                ("privacy_proxy".into(), true, 1, 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn recent_events_are_newest_first_and_human_unless_asked() {
+        let (conn, list) = seeded();
+        let ids = |include_machine, limit| -> Vec<Uuid> {
+            recent_events(&conn, &query(include_machine), limit)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.event.id)
+                .collect()
+        };
+        assert_eq!(ids(false, 10), [list[1].id, list[0].id]);
+        assert_eq!(ids(true, 3), [list[4].id, list[3].id, list[2].id]);
+        // No observation stored for these events: no raw signals.
+        let first = recent_events(&conn, &query(true), 1).unwrap().remove(0);
+        assert_eq!((first.ip, first.user_agent), (None, None));
+        assert_eq!(first.event.bot["reason_codes"][0], "browser");
+    }
+}

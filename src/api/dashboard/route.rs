@@ -44,21 +44,27 @@ pub async fn page(api: &Api, id: &str, query: Option<&str>) -> Result<Markup, Ap
         .finish();
     let q = super::super::routes::parse(&api.route_ids(), id, Some(&query), true)?;
     let s = &api.storage;
-    let (buckets, totals) = s.route_stats(q.clone()).await?;
+    let copies = MessageFilter {
+        route: Some(q.route.clone()),
+        recipient: None,
+        limit: RECENT_COPIES,
+    };
+    // Five reads, each on its own read-only connection, at once.
+    let ((buckets, totals), classes, links, events, copies) = tokio::try_join!(
+        s.route_stats(q.clone()),
+        s.route_classifications(q.clone()),
+        s.route_links(q.clone()),
+        s.route_events(q.clone(), RECENT_EVENTS),
+        s.messages(copies),
+    )?;
     let view = View {
-        classes: s.route_classifications(q.clone()).await?,
-        links: s.route_links(q.clone()).await?,
-        events: s.route_events(q.clone(), RECENT_EVENTS).await?,
-        copies: s
-            .messages(MessageFilter {
-                route: Some(q.route.clone()),
-                recipient: None,
-                limit: RECENT_COPIES,
-            })
-            .await?,
         q,
         buckets,
         totals,
+        classes,
+        links,
+        events,
+        copies,
     };
     Ok(layout::page(&format!("Route {id}"), true, render(&view)))
 }
