@@ -70,6 +70,18 @@ pub fn error(heading: &str, detail: &str) -> Markup {
     )
 }
 
+/// A route's tracking settings as they stand (the config's, or what
+/// `PATCH /v1/routes/{id}` set), with `data-setting` hooks.
+pub fn settings(s: &crate::config::RouteSettings) -> Markup {
+    let on = |b: bool| if b { "on" } else { "off" };
+    html! {
+        span.settings {
+            "opens " span data-setting="track_opens" data-value=(s.track_opens) { (on(s.track_opens)) }
+            ", clicks " span data-setting="track_clicks" data-value=(s.track_clicks) { (on(s.track_clicks)) }
+        }
+    }
+}
+
 /// A time as RFC 3339 UTC in a `<time>` element.
 pub fn time(ms: i64) -> Markup {
     let text = rfc3339(ms);

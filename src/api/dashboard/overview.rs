@@ -15,6 +15,7 @@ const RANGE_DAYS: i64 = 30;
 /// One route's row.
 struct Row {
     id: String,
+    settings: crate::config::RouteSettings,
     totals: Counts,
     human: u64,
     machine: u64,
@@ -38,6 +39,7 @@ pub async fn page(api: &Api) -> Result<Markup, ApiError> {
         let (human, machine) = split(&classes);
         rows.push(Row {
             id: route.id,
+            settings: route.settings,
             totals,
             human,
             machine,
@@ -63,8 +65,8 @@ fn render(rows: &[Row], from_ms: i64, to_ms: i64) -> Markup {
         }
         table.overview data-from=(crate::time::rfc3339(from_ms)) data-to=(crate::time::rfc3339(to_ms)) {
             thead { tr {
-                th { "Route" } th { "Relayed" } th { "Unique opens" } th { "Open rate" }
-                th { "Unique clicks" } th { "Click rate" } th { "Human / machine events" }
+                th { "Route" } th { "Tracking" } th.num { "Relayed" } th.num { "Unique opens" } th.num { "Open rate" }
+                th.num { "Unique clicks" } th.num { "Click rate" } th.num { "Human / machine events" }
             } }
             tbody {
                 @for row in rows {
@@ -72,6 +74,7 @@ fn render(rows: &[Row], from_ms: i64, to_ms: i64) -> Markup {
                     @let (open_rate, click_rate) = (ratio(t.unique_opens, t.relayed), ratio(t.unique_clicks, t.relayed));
                     tr data-route=(row.id) {
                         td { a href=(layout::route_href(&row.id)) { (row.id) } }
+                        td { (layout::settings(&row.settings)) }
                         td.num data-metric="relayed" data-value=(t.relayed) { (t.relayed) }
                         td.num data-metric="unique_opens" data-value=(t.unique_opens) { (t.unique_opens) }
                         td.num data-metric="open_rate" data-value=(rate_value(open_rate)) { (percent(open_rate)) }

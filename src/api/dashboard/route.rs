@@ -25,6 +25,8 @@ const HOUR_MS: i64 = 3_600_000;
 /// What the page shows.
 struct View {
     q: StatsQuery,
+    /// The route's settings as they stand; none if it went in a reload.
+    settings: Option<crate::config::RouteSettings>,
     buckets: Vec<(i64, Counts)>,
     totals: Counts,
     classes: Vec<ClassCounts>,
@@ -57,8 +59,15 @@ pub async fn page(api: &Api, id: &str, query: Option<&str>) -> Result<Markup, Ap
         s.route_events(q.clone(), RECENT_EVENTS),
         s.messages(copies),
     )?;
+    let settings = api
+        .relay
+        .routes()
+        .into_iter()
+        .find(|r| r.id == q.route)
+        .map(|r| r.settings);
     let view = View {
         q,
+        settings,
         buckets,
         totals,
         classes,
@@ -86,6 +95,7 @@ fn render(v: &View) -> Markup {
     };
     html! {
         h1 { "Route " span data-route=(q.route) { (q.route) } }
+        @if let Some(settings) = &v.settings { p { "Tracking " (layout::settings(settings)) "." } }
         section.params data-from=(rfc3339(q.from_ms)) data-to=(rfc3339(q.to_ms))
             data-interval=(interval) data-include-machine=(q.include_machine) {
             (params_form(q, interval))
