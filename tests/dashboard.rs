@@ -111,8 +111,16 @@ async fn browse(server: &TestServer, b: &Client, base: &str, bob: Uuid, ann: Uui
     assert_eq!(format!("{:?}", cookie.same_site()), "Some(Strict)");
 
     overview(server, b).await;
+    println!(
+        "overview: {}",
+        screenshot(b, "dashboard-overview.png").await.display()
+    );
     route_page(server, b, base).await;
     timeline(server, b, base, ann, bob).await;
+    println!(
+        "timeline: {}",
+        screenshot(b, "dashboard-message.png").await.display()
+    );
 
     // Bad parameters and unknown routes: pages saying what is wrong.
     b.goto(&format!("{base}/dashboard/routes/default?interval=week"))
@@ -223,6 +231,11 @@ async fn overview(server: &TestServer, b: &Client) {
                 "{id} {setting}"
             );
         }
+        for chart in ["opens", "clicks"] {
+            let scope = format!("section[data-route-charts='{id}']");
+            let shown = bars(b, &scope, chart).await;
+            assert_eq!(shown, expected_bars(&v, chart), "{id} {chart}");
+        }
         let (human, machine) = split(server, id, &range).await;
         same(&shown, "human_events", &json!(human));
         same(&shown, "machine_events", &json!(machine));
@@ -261,36 +274,13 @@ async fn route_page(server: &TestServer, b: &Client, base: &str) {
             same(&shown, name, &stats["totals"][name]);
         }
         for chart in ["opens", "clicks"] {
-            let mut bars = BTreeMap::new();
-            for rect in b
-                .find_all(Locator::Css(&format!("svg[data-chart={chart}] rect")))
-                .await
-                .unwrap()
-            {
-                let start = rect.attr("data-bucket").await.unwrap().unwrap();
-                let value: u64 = rect
-                    .attr("data-value")
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-                bars.insert(start, value);
-            }
-            let expected: BTreeMap<String, u64> = stats["buckets"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|bucket| bucket[chart].as_u64() > Some(0))
-                .map(|bucket| {
-                    (
-                        bucket["start"].as_str().unwrap().to_owned(),
-                        bucket[chart].as_u64().unwrap(),
-                    )
-                })
-                .collect();
+            let expected = expected_bars(&stats, chart);
             assert!(!expected.is_empty(), "{chart}: {stats:#}");
-            assert_eq!(bars, expected, "{chart} bars (machine {machine})");
+            assert_eq!(
+                bars(b, "section.charts", chart).await,
+                expected,
+                "{chart} (machine {machine})"
+            );
         }
         let links_query = query.replace("&interval=hour", "");
         let links = api(server, &format!("/v1/routes/default/links?{links_query}")).await;
@@ -327,6 +317,34 @@ async fn route_page(server: &TestServer, b: &Client, base: &str) {
             println!("screenshot of the route page: {}", path.display());
         }
     }
+}
+
+/// The bars of chart `chart` under `scope`: bucket start → value.
+async fn bars(b: &Client, scope: &str, chart: &str) -> BTreeMap<String, u64> {
+    let mut bars = BTreeMap::new();
+    let css = format!("{scope} svg[data-chart={chart}] rect");
+    for rect in b.find_all(Locator::Css(&css)).await.unwrap() {
+        let start = rect.attr("data-bucket").await.unwrap().unwrap();
+        let value = rect.attr("data-value").await.unwrap().unwrap();
+        bars.insert(start, value.parse().unwrap());
+    }
+    bars
+}
+
+/// The API's buckets with anything for `chart` (`opens` or `clicks`).
+fn expected_bars(stats: &Value, chart: &str) -> BTreeMap<String, u64> {
+    stats["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|bucket| bucket[chart].as_u64() > Some(0))
+        .map(|bucket| {
+            (
+                bucket["start"].as_str().unwrap().to_owned(),
+                bucket[chart].as_u64().unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// The recent events are the route's events (all of them, here) with

@@ -4,6 +4,7 @@
 
 use maud::{Markup, html};
 
+use super::chart::{self, Series};
 use super::layout::{self, percent, rate_value, ratio};
 use super::{Api, ApiError};
 use crate::storage::{ClassCounts, Counts, StatsQuery};
@@ -15,6 +16,8 @@ const RANGE_DAYS: i64 = 30;
 /// One route's row.
 struct Row {
     id: String,
+    /// Daily buckets with anything, for the charts.
+    buckets: Vec<(i64, Counts)>,
     settings: crate::config::RouteSettings,
     totals: Counts,
     human: u64,
@@ -34,11 +37,12 @@ pub async fn page(api: &Api) -> Result<Markup, ApiError> {
             bucket_ms: DAY_MS,
             include_machine: false,
         };
-        let (_, totals) = api.storage.route_stats(q.clone()).await?;
+        let (buckets, totals) = api.storage.route_stats(q.clone()).await?;
         let classes = api.storage.route_classifications(q).await?;
         let (human, machine) = split(&classes);
         rows.push(Row {
             id: route.id,
+            buckets,
             settings: route.settings,
             totals,
             human,
@@ -88,6 +92,28 @@ fn render(rows: &[Row], from_ms: i64, to_ms: i64) -> Markup {
                         }
                     }
                 }
+            }
+        }
+        @for row in rows { (charts(row, from_ms, to_ms)) }
+    }
+}
+
+/// A route's opens and clicks per day (human events).
+fn charts(row: &Row, from_ms: i64, to_ms: i64) -> Markup {
+    let series = |name, title, pick: fn(&Counts) -> u64| Series {
+        name,
+        title,
+        from_ms,
+        to_ms,
+        bucket_ms: DAY_MS,
+        points: row.buckets.iter().map(|(s, c)| (*s, pick(c))).collect(),
+    };
+    html! {
+        section.route-charts data-route-charts=(row.id) {
+            h2 { a href=(layout::route_href(&row.id)) { (row.id) } ": opens and clicks per day" }
+            div.mini {
+                (chart::bars(&series("opens", "Opens", |c| c.opens)))
+                (chart::bars(&series("clicks", "Clicks", |c| c.clicks)))
             }
         }
     }
