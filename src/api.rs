@@ -4,6 +4,7 @@
 //! `/healthz` (no token).
 
 mod cursor;
+mod dashboard;
 mod error;
 mod messages;
 mod openapi;
@@ -152,6 +153,10 @@ impl Api {
                 return ApiError::MethodNotAllowed("GET").into_reply();
             }
             return error::json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
+        }
+        if path == "/dashboard" || path.starts_with("/dashboard/") {
+            // The dashboard does its own auth (bearer token or its cookie).
+            return dashboard::handle(&self, req).await;
         }
         if !self.authorized(req.headers()) {
             return ApiError::Unauthorized.into_reply();

@@ -11,6 +11,7 @@
 //! cache); only a power loss can take the last commits.
 
 mod checkpoint;
+mod dashboard;
 mod events;
 mod messages;
 mod observations;
@@ -31,6 +32,7 @@ use rusqlite::{Connection, OpenFlags, Row};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+pub use dashboard::{ClassCounts, RouteEvent};
 pub use events::{CopyContext, Event, HitRow};
 pub use messages::MessageFilter;
 pub use observations::Observation;
@@ -351,6 +353,26 @@ impl Storage {
     /// Every route's run-time settings.
     pub async fn route_overrides(&self) -> Result<Vec<RouteOverride>, StorageError> {
         self.read(routes::all).await
+    }
+
+    /// A route's events per classification over a range, human and
+    /// machine alike (the dashboard's human vs machine share).
+    pub async fn route_classifications(
+        &self,
+        q: StatsQuery,
+    ) -> Result<Vec<ClassCounts>, StorageError> {
+        self.read(move |c| dashboard::classifications(c, &q)).await
+    }
+
+    /// A route's newest `limit` events over a range, newest first, with
+    /// their observations' raw signals (the dashboard's recent events).
+    pub async fn route_events(
+        &self,
+        q: StatsQuery,
+        limit: u32,
+    ) -> Result<Vec<RouteEvent>, StorageError> {
+        self.read(move |c| dashboard::recent_events(c, &q, limit))
+            .await
     }
 
     /// How many observations are stored.

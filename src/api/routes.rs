@@ -177,7 +177,9 @@ fn counts(c: &Counts) -> Value {
     })
 }
 
-fn parse(
+/// The route and `from`, `to`, `interval`, `include_machine` of a query
+/// (the dashboard's route page takes the same).
+pub(super) fn parse(
     routes: &[String],
     id: &str,
     query: Option<&str>,

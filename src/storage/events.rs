@@ -211,7 +211,7 @@ pub(super) fn first_open_at(
         .optional()?)
 }
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
+pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
     let bot: String = row.get("bot")?;
     let bot = serde_json::from_str(&bot).map_err(|e| {
         let index = row.as_ref().column_index("bot").unwrap_or(0);
