@@ -162,14 +162,17 @@ const MIGRATIONS: &[&str] = &[
         WHERE tag IN (SELECT value FROM json_each(old.tags))
           AND relayed_at_ms = old.relayed_at_ms AND message_id = old.id;
     END;
-    -- `recipient=` likewise: the address's copies in time order.
+    CREATE INDEX webhook_deliveries_status
+        ON webhook_deliveries (status, created_at_ms DESC, id DESC);
+    "#,
+    // 7: `recipient=` reads the address's copies in time order too: the
+    // recipient index keeps the copy's time (filled for stored copies).
+    r#"
     ALTER TABLE message_recipients ADD COLUMN relayed_at_ms INTEGER;
     UPDATE message_recipients SET relayed_at_ms =
         (SELECT m.relayed_at_ms FROM messages m WHERE m.id = message_id);
     CREATE INDEX message_recipients_time
         ON message_recipients (address, relayed_at_ms, message_id);
-    CREATE INDEX webhook_deliveries_status
-        ON webhook_deliveries (status, created_at_ms DESC, id DESC);
     "#,
 ];
 
