@@ -1,7 +1,9 @@
 //! The admin and reporting API on its own listener (`[api]`), behind a
 //! bearer token compared in constant time: the paths of SPEC §8 (messages,
-//! routes and their settings, stats, links), webhook deliveries, and
-//! `/healthz` (no token).
+//! routes and their settings, stats, links), webhook deliveries, the
+//! OpenAPI document of them all (`/v1/openapi.json`, docs/openapi.json),
+//! and `/healthz` (no token). Listings page by signed cursors
+//! (`api/cursor.rs`); docs/api.md is the user's guide.
 
 mod cursor;
 mod dashboard;

@@ -384,6 +384,7 @@ async fn big_table_pages_stay_fast() {
         "tag=common",
         "tag=rare",
         "recipient=u4242%40example.com",
+        "recipient=busy%40example.com",
         "from=2026-01-10&to=2026-01-20",
         "route=r2&tag=common&from=2026-01-10&to=2026-01-20",
         // None: r3's copies are odd, common ones even.
@@ -441,7 +442,8 @@ async fn big_table_pages_stay_fast() {
 
 /// `n` copies straight into the database, as the writer would store them:
 /// routes r0–r9, `common` on every other copy and `rare` on one in a
-/// thousand, 100,000 recipients, four copies every ten seconds from T0
+/// thousand, 100,000 recipients and busy@example.com on one in ten,
+/// four copies every ten seconds from T0
 /// (a million copies span 29 days).
 fn fill(db: &std::path::Path, n: i64) {
     let mut conn = rusqlite::Connection::open(db).unwrap();
@@ -457,7 +459,10 @@ fn fill(db: &std::path::Path, n: i64) {
             )
             .unwrap();
         let mut recipient = tx
-            .prepare("INSERT INTO message_recipients (address, message_id) VALUES (?1, ?2)")
+            .prepare(
+                "INSERT INTO message_recipients (address, message_id, relayed_at_ms)
+                 VALUES (?1, ?2, ?3)",
+            )
             .unwrap();
         let mut tag = tx
             .prepare(
@@ -468,7 +473,11 @@ fn fill(db: &std::path::Path, n: i64) {
         for i in 0..n {
             let id = Uuid::now_v7().to_string();
             let at = T0 + (i / 4) * 10_000;
-            let address = format!("u{}@example.com", i % 100_000);
+            let address = if i % 10 == 5 {
+                "busy@example.com".to_owned()
+            } else {
+                format!("u{}@example.com", i % 100_000)
+            };
             let mut tags = vec![];
             if i % 2 == 0 {
                 tags.push("common");
@@ -485,7 +494,9 @@ fn fill(db: &std::path::Path, n: i64) {
                 at
             ])
             .unwrap();
-            recipient.execute(rusqlite::params![address, id]).unwrap();
+            recipient
+                .execute(rusqlite::params![address, id, at])
+                .unwrap();
             for t in tags {
                 tag.execute(rusqlite::params![t, at, id, route]).unwrap();
             }

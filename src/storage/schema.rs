@@ -165,6 +165,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX webhook_deliveries_status
         ON webhook_deliveries (status, created_at_ms DESC, id DESC);
     "#,
+    // 7: `recipient=` reads the address's copies in time order too: the
+    // recipient index keeps the copy's time (filled for stored copies).
+    r#"
+    ALTER TABLE message_recipients ADD COLUMN relayed_at_ms INTEGER;
+    UPDATE message_recipients SET relayed_at_ms =
+        (SELECT m.relayed_at_ms FROM messages m WHERE m.id = message_id);
+    CREATE INDEX message_recipients_time
+        ON message_recipients (address, relayed_at_ms, message_id);
+    "#,
 ];
 
 /// The schema version this program writes.
@@ -210,9 +219,10 @@ mod tests {
         ));
     }
 
-    /// The listing's tag index is filled for copies stored before it.
+    /// The listing's tag and recipient indexes are filled for copies
+    /// stored before them.
     #[test]
-    fn the_tag_index_is_filled_from_stored_copies() {
+    fn the_listing_indexes_are_filled_from_stored_copies() {
         let step = MIGRATIONS
             .iter()
             .position(|m| m.contains("CREATE TABLE message_tags"))
@@ -229,7 +239,19 @@ mod tests {
                ('m2', 'default', 's', '["b@x"]', NULL, NULL, '[]', '[]', 6, '250', 'relayed')"#,
         )
         .unwrap();
+        conn.execute_batch(
+            "INSERT INTO message_recipients (address, message_id) VALUES ('a@x', 'm1'), ('b@x', 'm2')",
+        )
+        .unwrap();
         migrate(&mut conn).unwrap();
+        let times: Vec<(String, i64)> = conn
+            .prepare("SELECT address, relayed_at_ms FROM message_recipients ORDER BY address")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(times, [("a@x".to_owned(), 5), ("b@x".to_owned(), 6)]);
         let rows: Vec<(String, i64, String, String)> = conn
             .prepare("SELECT tag, relayed_at_ms, message_id, route FROM message_tags ORDER BY tag")
             .unwrap()
