@@ -1,11 +1,13 @@
 //! The admin and reporting API on its own listener (`[api]`), behind a
-//! bearer token compared in constant time. This issue serves the message
-//! paths of SPEC §8 (`api/messages.rs`) and `/healthz`; routes, stats and
-//! the dashboard come with the reporting issue.
+//! bearer token compared in constant time: the paths of SPEC §8 (messages,
+//! routes and their settings, stats, links), webhook deliveries, and
+//! `/healthz` (no token).
 
+mod cursor;
 mod dashboard;
 mod error;
 mod messages;
+mod openapi;
 mod routes;
 
 pub use routes::stats as route_stats;
@@ -26,6 +28,32 @@ use crate::relay::Relay;
 use crate::storage::Storage;
 pub use error::ApiError;
 
+/// Largest request body read (a PATCH of a route's settings is tiny).
+const BODY_MAX: usize = 16 * 1024;
+
+/// A request's JSON body, at most [`BODY_MAX`] bytes.
+async fn json_body(req: Request<Incoming>) -> Result<bytes::Bytes, ApiError> {
+    let content_type = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "the body must be application/json, not {content_type:?}"
+        )));
+    }
+    let limited = http_body_util::Limited::new(req.into_body(), BODY_MAX);
+    match http_body_util::BodyExt::collect(limited).await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge(
+            format!("the body is over {BODY_MAX} bytes"),
+        )),
+        Err(e) => Err(ApiError::BadRequest(format!("cannot read the body: {e}"))),
+    }
+}
+
 /// The API's shared state.
 pub struct Api {
     storage: Storage,
@@ -34,6 +62,10 @@ pub struct Api {
     /// SHA-256 of the configured token: comparing digests keeps the
     /// comparison constant-time whatever the presented token's length.
     token_digest: [u8; 32],
+    /// Held while a route's settings are changed.
+    patching: tokio::sync::Mutex<()>,
+    /// Signs and checks the listings' cursors.
+    cursors: cursor::Cursors,
 }
 
 impl std::fmt::Debug for Api {
@@ -59,6 +91,48 @@ fn limit(value: &str) -> Result<u32, ApiError> {
         })
 }
 
+/// Every path the API serves, as the OpenAPI document names it (`{id}`
+/// stands for one segment), with its methods: the `Allow` header of a 405.
+/// A path missing here is a 404, so the router serves no other; a unit
+/// test checks that docs/openapi.json has exactly these.
+const PATHS: &[(&str, &str)] = &[
+    ("/healthz", "GET"),
+    ("/v1/openapi.json", "GET"),
+    ("/v1/messages", "GET"),
+    ("/v1/messages/{id}", "GET"),
+    ("/v1/messages/{id}/observations", "GET"),
+    ("/v1/webhooks/deliveries", "GET"),
+    ("/v1/routes", "GET"),
+    ("/v1/routes/{id}", "GET, PATCH"),
+    ("/v1/routes/{id}/stats", "GET"),
+    ("/v1/routes/{id}/links", "GET"),
+];
+
+/// The methods allowed on the path of `segments`, if [`PATHS`] has it.
+fn allowed(segments: &[&str]) -> Option<&'static str> {
+    PATHS.iter().find_map(|(template, methods)| {
+        let parts: Vec<&str> = template.split('/').skip(1).collect();
+        let fits = parts.len() == segments.len()
+            && parts
+                .iter()
+                .zip(segments)
+                .all(|(p, s)| p.starts_with('{') || p == s);
+        fits.then_some(*methods)
+    })
+}
+
+/// A time parameter (`key`): an RFC 3339 time or a date (midnight UTC),
+/// as ms since the epoch.
+fn time(key: &str, text: &str) -> Result<i64, ApiError> {
+    crate::time::parse(text)
+        .map(|t| t.as_millisecond())
+        .map_err(|_| {
+            ApiError::BadRequest(format!(
+                "{key} must be an RFC 3339 time or a date (2026-11-27), not {text:?}"
+            ))
+        })
+}
+
 impl Api {
     /// The API for `config`, reading from `storage`; routes are `relay`'s.
     pub fn new(config: &Config, storage: Storage, relay: Arc<Relay>) -> Self {
@@ -66,6 +140,8 @@ impl Api {
             storage,
             relay,
             token_digest: Sha256::digest(config.api.token.as_bytes()).into(),
+            patching: tokio::sync::Mutex::new(()),
+            cursors: cursor::Cursors::new(&config.api.token),
         }
     }
 
@@ -73,6 +149,9 @@ impl Api {
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, _peer: SocketAddr) -> Reply {
         let path = req.uri().path();
         if path == "/healthz" {
+            if req.method() != Method::GET {
+                return ApiError::MethodNotAllowed("GET").into_reply();
+            }
             return error::json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
         }
         if path == "/dashboard" || path.starts_with("/dashboard/") {
@@ -82,34 +161,44 @@ impl Api {
         if !self.authorized(req.headers()) {
             return ApiError::Unauthorized.into_reply();
         }
-        match self.route(req.method(), path, req.uri().query()).await {
+        match self.route(req).await {
             Ok(value) => error::json(StatusCode::OK, &value),
             Err(e) => e.into_reply(),
         }
     }
 
-    async fn route(
-        &self,
-        method: &Method,
-        path: &str,
-        query: Option<&str>,
-    ) -> Result<serde_json::Value, ApiError> {
+    async fn route(&self, req: Request<Incoming>) -> Result<serde_json::Value, ApiError> {
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().map(str::to_owned);
+        let query = query.as_deref();
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-        let known = matches!(segments.as_slice(), ["v1", "messages", ..] if segments.len() <= 4)
-            || segments == ["v1", "webhooks", "deliveries"]
-            || matches!(segments.as_slice(), ["v1", "routes", ..] if segments.len() <= 4);
-        if known && method != Method::GET {
-            return Err(ApiError::MethodNotAllowed);
+        let Some(allowed) = allowed(&segments) else {
+            return Err(ApiError::NotFound(format!("no such path {path}")));
+        };
+        let method = req.method().clone();
+        if !allowed.split(", ").any(|m| m == method.as_str()) {
+            return Err(ApiError::MethodNotAllowed(allowed));
         }
         match segments.as_slice() {
-            ["v1", "messages"] => messages::list(&self.storage, query).await,
+            ["v1", "openapi.json"] => Ok(openapi::document().clone()),
+            ["v1", "messages"] => messages::list(&self.storage, &self.cursors, query).await,
             ["v1", "messages", id] => messages::one(&self.storage, id).await,
             ["v1", "messages", id, "observations"] => {
                 messages::observations(&self.storage, id).await
             }
-            ["v1", "webhooks", "deliveries"] => webhooks::deliveries(&self.storage, query).await,
-            ["v1", "routes"] => Ok(routes::list(&self.relay.routes())),
-            ["v1", "routes", id] => routes::one(&self.relay.routes(), id),
+            ["v1", "webhooks", "deliveries"] => {
+                webhooks::deliveries(&self.storage, &self.cursors, query).await
+            }
+            ["v1", "routes"] => Ok(routes::list(&self.relay.routes_with_overrides())),
+            ["v1", "routes", id] if method == Method::PATCH => {
+                let id = (*id).to_owned();
+                let body = json_body(req).await?;
+                // One change at a time: each reads, merges and stores the
+                // route's settings as a whole.
+                let _one = self.patching.lock().await;
+                routes::patch(&self.storage, &self.relay, &id, &body).await
+            }
+            ["v1", "routes", id] => routes::one(&self.relay.routes_with_overrides(), id),
             ["v1", "routes", id, "stats"] => {
                 routes::stats(&self.storage, &self.route_ids(), id, query).await
             }

@@ -178,6 +178,8 @@ impl App {
         let relay =
             Arc::new(Relay::new(config.clone(), storage.clone()).with_webhooks(webhooks.clone()));
 
+        // Settings changed through the API (SPEC §2) before the first message.
+        relay.set_route_overrides(storage.route_overrides().await?);
         let api = Arc::new(Api::new(&config, storage.clone(), relay.clone()));
         let api_addr = tasks
             .listen("api", config.api.listen, None, move |req, peer| {

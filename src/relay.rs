@@ -10,6 +10,7 @@
 
 mod dsn;
 mod record;
+mod routes;
 
 use std::sync::{Arc, RwLock};
 
@@ -19,9 +20,10 @@ use crate::config::{Config, Envelope, Route, RouteSettings};
 use crate::maillog;
 use crate::rewrite::{self, Outcome, Report, Request};
 use crate::smtp::Reply;
-use crate::storage::{RelayedCopy, Storage};
+use crate::storage::{RelayedCopy, RouteOverride, Storage};
 use crate::upstream::{Connection, MailParams, Upstream};
 use record::Recorder;
+use routes::RouteTable;
 
 /// What the relay needs, shared by every session.
 pub struct Relay {
@@ -29,7 +31,7 @@ pub struct Relay {
     /// Where each relayed copy is recorded.
     records: Recorder,
     /// Routes with their run-time settings; replaced on reload.
-    routes: RwLock<Vec<Route>>,
+    routes: RwLock<RouteTable>,
     pub upstream: Upstream,
 }
 
@@ -70,7 +72,7 @@ impl Relay {
             config.smtp.hostname.clone(),
         );
         Self {
-            routes: RwLock::new(config.routes.clone()),
+            routes: RwLock::new(RouteTable::new(config.routes.clone())),
             config,
             records: Recorder::new(storage),
             upstream,
@@ -88,20 +90,46 @@ impl Relay {
     /// a transaction already under way).
     pub fn select_route(&self, envelope: &Envelope<'_>) -> Route {
         let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
-        crate::config::routes::select(&routes, envelope).clone()
+        crate::config::routes::select(routes.effective(), envelope).clone()
     }
 
-    /// The routes as they are now (a snapshot).
+    /// The routes in force (a snapshot), in matching order.
     pub fn routes(&self) -> Vec<Route> {
-        self.routes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.table().effective().to_vec()
     }
 
-    /// Replaces the routes (SIGHUP reload, API changes).
+    /// The routes in force, each with the settings the API set on it.
+    pub fn routes_with_overrides(&self) -> Vec<(Route, Option<RouteOverride>)> {
+        let table = self.table();
+        table
+            .effective()
+            .iter()
+            .map(|r| (r.clone(), table.override_of(&r.id).cloned()))
+            .collect()
+    }
+
+    /// Replaces the config's routes (SIGHUP reload); settings set through
+    /// the API stay over them (relay/routes.rs).
     pub fn set_routes(&self, routes: Vec<Route>) {
-        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
+        self.table_mut().set_configured(routes);
+    }
+
+    /// Applies a route's run-time settings (stored by the caller).
+    pub fn set_route_override(&self, o: RouteOverride) {
+        self.table_mut().set_override(o);
+    }
+
+    /// Replaces every route's run-time settings (read back from storage).
+    pub fn set_route_overrides(&self, all: Vec<RouteOverride>) {
+        self.table_mut().set_overrides(all);
+    }
+
+    fn table(&self) -> std::sync::RwLockReadGuard<'_, RouteTable> {
+        self.routes.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn table_mut(&self) -> std::sync::RwLockWriteGuard<'_, RouteTable> {
+        self.routes.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The buffer the client's message is read into, for [`Relay::deliver`]:

@@ -16,6 +16,7 @@ mod events;
 mod messages;
 mod observations;
 pub mod retention;
+mod routes;
 mod schema;
 mod stats;
 mod webhooks;
@@ -35,6 +36,7 @@ pub use dashboard::{ClassCounts, RouteEvent};
 pub use events::{CopyContext, Event, HitRow};
 pub use messages::MessageFilter;
 pub use observations::Observation;
+pub use routes::RouteOverride;
 pub use stats::{Counts, LinkClicks, StatsQuery};
 pub use webhooks::{Attempt, Delivery, DisabledEndpoint, NewDelivery, Next, WebhookWrite};
 use writer::{Command, Record, Writer};
@@ -358,6 +360,19 @@ impl Storage {
     ) -> Result<Vec<RouteEvent>, StorageError> {
         self.read(move |c| dashboard::recent_events(c, &q, limit))
             .await
+    }
+
+    /// Stores a route's run-time settings (removes them when `o` sets
+    /// nothing); resolves once committed.
+    pub async fn set_route_override(&self, o: RouteOverride) -> Result<(), StorageError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Record::RouteOverride(Box::new(o)), Some(tx))?;
+        rx.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Every route's run-time settings.
+    pub async fn route_overrides(&self) -> Result<Vec<RouteOverride>, StorageError> {
+        self.read(routes::all).await
     }
 
     /// How many observations are stored.

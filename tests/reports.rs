@@ -296,3 +296,203 @@ async fn routes_are_listed_live_with_their_settings() {
     assert_eq!(stats.json()["totals"]["relayed"], 0);
     server.stop().await;
 }
+
+const JSON: &str = "application/json";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patch_switches_tracking_for_the_next_message_and_survives_a_restart() {
+    let server = TestServer::start("").await;
+    let r = server
+        .api_send(
+            "PATCH",
+            "/v1/routes/news",
+            JSON,
+            r#"{"track_clicks": false}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    assert_eq!(
+        v["track_opens"], true,
+        "untouched setting keeps the config's"
+    );
+    assert_eq!(v["track_clicks"], false);
+    assert_eq!(v["overrides"]["track_opens"], serde_json::Value::Null);
+    assert_eq!(v["overrides"]["track_clicks"], false);
+    assert!(
+        v["overrides"]["updated_at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    let listed = server.api("/v1/routes", Some(API_TOKEN)).await.json();
+    assert_eq!(listed["routes"][0], v, "GET /v1/routes shows the change");
+
+    // The next message on the route: a pixel, no tracked links.
+    let outbox = server.dir.path().join("outbox");
+    let mut smtp = support::relay::Client::connect(server.app().smtp_addr()).await;
+    let (_, reply) = smtp
+        .send(
+            "letters@news.example.com",
+            &["bob@example.com"],
+            &support::relay::html_message(""),
+        )
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let copy = newest_file(&outbox);
+    assert!(copy.contains("links.news.example:8443/o/"), "pixel: {copy}");
+    assert!(
+        !copy.contains("links.news.example:8443/c/"),
+        "no click link: {copy}"
+    );
+    assert!(copy.contains("https://example.com/?a=1&amp;b=2"), "{copy}");
+
+    // Stored: a restart on the same database keeps it.
+    let server = server.restart().await;
+    let v = server.api("/v1/routes/news", Some(API_TOKEN)).await.json();
+    assert_eq!(
+        (&v["track_opens"], &v["track_clicks"]),
+        (&json!(true), &json!(false))
+    );
+    assert_eq!(v["overrides"]["track_clicks"], false);
+
+    // null hands the setting back to the config.
+    let v = server
+        .api_send(
+            "PATCH",
+            "/v1/routes/news",
+            JSON,
+            r#"{"track_clicks": null, "track_opens": false}"#,
+        )
+        .await
+        .json();
+    assert_eq!(
+        (&v["track_opens"], &v["track_clicks"]),
+        (&json!(false), &json!(true))
+    );
+    assert_eq!(v["overrides"]["track_clicks"], serde_json::Value::Null);
+    let v = server
+        .api_send("PATCH", "/v1/routes/news", JSON, r#"{"track_opens": null}"#)
+        .await
+        .json();
+    assert_eq!(
+        v["overrides"],
+        json!({ "track_opens": null, "track_clicks": null, "updated_at": null }),
+        "nothing left set: the row is gone"
+    );
+    let server = server.restart().await;
+    let v = server.api("/v1/routes/news", Some(API_TOKEN)).await.json();
+    assert_eq!(
+        (&v["track_opens"], &v["track_clicks"]),
+        (&json!(true), &json!(true))
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patch_refuses_bad_requests_and_changes_nothing() {
+    let server = TestServer::start("").await;
+    let cases: &[(&str, &str, &str, u16, &str)] = &[
+        ("/v1/routes/news", JSON, "{}", 400, "nothing to change"),
+        ("/v1/routes/news", JSON, "[]", 400, "JSON object"),
+        (
+            "/v1/routes/news",
+            JSON,
+            "track_opens=true",
+            400,
+            "JSON object",
+        ),
+        (
+            "/v1/routes/news",
+            JSON,
+            r#"{"track_opens": "yes"}"#,
+            400,
+            "track_opens must be true, false or null",
+        ),
+        (
+            "/v1/routes/news",
+            JSON,
+            r#"{"track_opens": true, "tracking_domain": "x"}"#,
+            400,
+            "\"tracking_domain\" cannot be changed",
+        ),
+        (
+            "/v1/routes/news",
+            "text/plain",
+            r#"{"track_opens": true}"#,
+            415,
+            "application/json",
+        ),
+        (
+            "/v1/routes/nope",
+            JSON,
+            r#"{"track_opens": true}"#,
+            404,
+            "no route \"nope\"",
+        ),
+    ];
+    for (path, content_type, body, status, says) in cases {
+        let r = server.api_send("PATCH", path, content_type, body).await;
+        let error = r.json()["error"].as_str().unwrap_or_default().to_owned();
+        assert_eq!(r.status, *status, "{body}: {error}");
+        assert!(error.contains(says), "{body}: {error}");
+    }
+    let big = format!(
+        r#"{{"track_opens": true, "pad": "{}"}}"#,
+        "x".repeat(20_000)
+    );
+    assert_eq!(
+        server
+            .api_send("PATCH", "/v1/routes/news", JSON, &big)
+            .await
+            .status,
+        413
+    );
+    let r = server.api_send("DELETE", "/v1/routes/news", JSON, "").await;
+    assert_eq!((r.status, r.header("allow")), (405, "GET, PATCH"));
+    assert_eq!(
+        server
+            .api_send("PATCH", "/v1/routes", JSON, "{}")
+            .await
+            .status,
+        405
+    );
+    let addr = server.app().api_addr();
+    for auth in [None, Some("Bearer wrong")] {
+        let headers: Vec<(&str, &str)> = [("content-type", JSON)]
+            .into_iter()
+            .chain(auth.map(|a| ("authorization", a)))
+            .collect();
+        let r = server
+            .http
+            .send_body(
+                "PATCH",
+                addr,
+                &addr.to_string(),
+                "/v1/routes/news",
+                &headers,
+                r#"{"track_opens": false}"#,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 401);
+    }
+    let v = server.api("/v1/routes/news", Some(API_TOKEN)).await.json();
+    assert_eq!(
+        (&v["track_opens"], &v["track_clicks"]),
+        (&json!(true), &json!(true))
+    );
+    assert_eq!(v["overrides"]["updated_at"], serde_json::Value::Null);
+    server.stop().await;
+}
+
+/// The newest message (`.eml`) in `dir`, as text.
+fn newest_file(dir: &std::path::Path) -> String {
+    let newest = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .max_by_key(|e| e.metadata().unwrap().modified().unwrap())
+        .unwrap();
+    std::fs::read_to_string(newest.path()).unwrap()
+}

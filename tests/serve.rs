@@ -1,5 +1,6 @@
 //! The `trackrelay serve` process as an operator runs it: SIGHUP reloads the
-//! routes without a restart, SIGTERM lets a message being sent finish.
+//! routes without a restart (and keeps the settings changed through the
+//! API over them), SIGTERM lets a message being sent finish.
 
 mod support;
 
@@ -12,6 +13,7 @@ use support::relay::{Client, config_text, html_message};
 struct Served {
     child: Child,
     smtp: SocketAddr,
+    api: SocketAddr,
     dir: tempfile::TempDir,
 }
 
@@ -43,17 +45,31 @@ fn serve(routes: &str) -> Served {
             let _ = tx.send(line);
         }
     });
-    let smtp = loop {
+    let (mut api, mut smtp) = (None, None);
+    while smtp.is_none() {
         let line = rx
             .recv_timeout(std::time::Duration::from_secs(30))
             .expect("serve did not start");
-        if line.contains("smtp listening")
-            && let Some(addr) = line.split("addr=").nth(1)
-        {
-            break addr.split_whitespace().next().unwrap().parse().unwrap();
+        let addr = || -> Option<SocketAddr> {
+            line.split("addr=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        };
+        if line.contains("api listener started") {
+            api = addr();
+        } else if line.contains("smtp listening") {
+            smtp = addr();
         }
-    };
-    Served { child, smtp, dir }
+    }
+    Served {
+        child,
+        smtp: smtp.unwrap(),
+        api: api.expect("the api address is logged before smtp's"),
+        dir,
+    }
 }
 
 fn signal(child: &Child, name: &str) {
@@ -118,6 +134,93 @@ async fn sighup_reloads_routes_without_a_restart() {
         .filter(|m| m.contains("https://t.example.com/c/"))
         .count();
     assert_eq!(tracked, 2, "still tracked after a refused reload");
+    served.child.kill().unwrap();
+}
+
+/// `PATCH /v1/routes/default` on the served API.
+async fn patch_default(served: &Served, body: &str) -> serde_json::Value {
+    let r = support::server::Http::default()
+        .send_body(
+            "PATCH",
+            served.api,
+            "localhost",
+            "/v1/routes/default",
+            &[
+                ("authorization", "Bearer test-token"),
+                ("content-type", "application/json"),
+            ],
+            body.to_owned(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+#[tokio::test]
+async fn api_settings_stay_over_a_reloaded_config_until_cleared() {
+    let mut served = serve(UNTRACKED);
+    let v = patch_default(&served, r#"{"track_opens": true, "track_clicks": true}"#).await;
+    assert_eq!(
+        (&v["track_opens"], &v["track_clicks"]),
+        (&true.into(), &true.into())
+    );
+
+    // The config still says untracked; a reload does not undo the API's change.
+    write_config(served.dir.path(), UNTRACKED);
+    signal(&served.child, "HUP");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut c = Client::connect(served.smtp).await;
+    let (_, reply) = c
+        .send("a@example.com", &["b@example.com"], &html_message(""))
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let tracked = |dir: &std::path::Path| {
+        outbox(dir)
+            .into_iter()
+            .filter(|m| m.contains("https://t.example.com/c/"))
+            .count()
+    };
+    assert_eq!(tracked(served.dir.path()), 1, "tracked after the reload");
+
+    // Cleared through the API: the config's "untracked" stands again.
+    let v = patch_default(&served, r#"{"track_opens": null, "track_clicks": null}"#).await;
+    assert_eq!(v["track_clicks"], false);
+    let (_, reply) = c
+        .send("a@example.com", &["b@example.com"], &html_message(""))
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    assert_eq!(outbox(served.dir.path()).len(), 2);
+    assert_eq!(
+        tracked(served.dir.path()),
+        1,
+        "the second copy is untracked"
+    );
+
+    // Another node sharing the database switches clicks on; a reload here
+    // reads it back.
+    let db = served.dir.path().join("trackrelay.db");
+    let other = trackrelay::storage::Storage::open(&db).unwrap();
+    other
+        .set_route_override(trackrelay::storage::RouteOverride {
+            route: "default".into(),
+            track_opens: None,
+            track_clicks: Some(true),
+            updated_at_ms: 1,
+        })
+        .await
+        .unwrap();
+    signal(&served.child, "HUP");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, reply) = c
+        .send("a@example.com", &["b@example.com"], &html_message(""))
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    assert_eq!(
+        tracked(served.dir.path()),
+        2,
+        "the third copy is tracked again"
+    );
     served.child.kill().unwrap();
 }
 

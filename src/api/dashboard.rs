@@ -23,6 +23,7 @@ mod session;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use hyper::header::HeaderValue;
 use hyper::header::{
     ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, REFERRER_POLICY,
     SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
@@ -150,11 +151,7 @@ fn redirect(location: &'static str) -> hyper::http::response::Builder {
 }
 
 fn not_allowed(allow: &'static str) -> Reply {
-    let mut reply = error_page(ApiError::MethodNotAllowed);
-    reply
-        .headers_mut()
-        .insert(ALLOW, allow.parse().expect("a valid header"));
-    reply
+    error_page(ApiError::MethodNotAllowed(allow))
 }
 
 /// The error as a page with its status; internal causes are logged, not
@@ -164,11 +161,21 @@ fn error_page(e: ApiError) -> Reply {
         ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "Bad request"),
         ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "Not signed in"),
         ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
-        ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
+        ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
+        ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "Too large"),
+        ApiError::UnsupportedMediaType(_) => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported media type")
+        }
         ApiError::Internal(cause) => {
             tracing::error!(error = %cause, "dashboard page failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
         }
     };
-    html(status, layout::error(heading, &e.to_string()))
+    let mut reply = html(status, layout::error(heading, &e.to_string()));
+    if let ApiError::MethodNotAllowed(allow) = e {
+        reply
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allow));
+    }
+    reply
 }

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 
 use crate::listener::Reply;
@@ -22,9 +22,15 @@ pub enum ApiError {
     /// 404: no such path or object.
     #[error("{0}")]
     NotFound(String),
-    /// 405: the path exists, the method does not.
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    /// 405: the path exists, the method does not (the allowed ones).
+    #[error("method not allowed (allowed: {0})")]
+    MethodNotAllowed(&'static str),
+    /// 413: the request body is too large.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 415: the request body is not JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 500: logged with its cause; the client sees a generic message.
     #[error("internal error")]
     Internal(#[from] StorageError),
@@ -36,7 +42,9 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -50,11 +58,18 @@ impl ApiError {
             self.status(),
             &serde_json::json!({ "error": self.to_string() }),
         );
-        if matches!(self, ApiError::Unauthorized) {
-            reply.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                hyper::header::HeaderValue::from_static("Bearer"),
-            );
+        match self {
+            ApiError::Unauthorized => {
+                reply
+                    .headers_mut()
+                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::MethodNotAllowed(allowed) => {
+                reply
+                    .headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static(allowed));
+            }
+            _ => {}
         }
         reply
     }

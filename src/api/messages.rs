@@ -6,20 +6,47 @@
 //! bot object, `first_open`/`first_click`, device and client, and the raw
 //! IP and user agent while the observation still has them. Observations
 //! still waiting for their verdict are counted in `unclassified`.
+//!
+//! The listing pages by cursor: newest first, ties by id, each page ends
+//! with `next_cursor` (the position of its last copy; null on the last
+//! page). Copies relayed after the first page do not shift later pages:
+//! a cursor names a position, not an offset.
 
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::cursor::{Cursors, Scope};
 use super::{ApiError, LIMIT_DEFAULT};
 use crate::storage::{Event, MessageFilter, Observation, RelayedCopy, Storage};
 use crate::time::rfc3339;
 use crate::token::Kind;
 
-/// `GET /v1/messages?route=&recipient=&limit=`: newest first.
-pub async fn list(storage: &Storage, query: Option<&str>) -> Result<Value, ApiError> {
-    let filter = filter(query)?;
-    let copies = storage.messages(filter).await?;
-    Ok(json!({ "messages": copies.iter().map(summary).collect::<Vec<_>>() }))
+const PARAMETERS: &str = "route, recipient, tag, from, to, limit, cursor";
+
+/// `GET /v1/messages?route=&recipient=&tag=&from=&to=&limit=&cursor=`:
+/// one page, newest first.
+pub async fn list(
+    storage: &Storage,
+    cursors: &Cursors,
+    query: Option<&str>,
+) -> Result<Value, ApiError> {
+    let (mut filter, scope) = filter(cursors, query)?;
+    let limit = filter.limit as usize;
+    // One more than the page: whether there is a next page at all.
+    filter.limit += 1;
+    let mut copies = storage.messages(filter).await?;
+    let next_cursor = if copies.len() > limit {
+        copies.truncate(limit);
+        copies
+            .last()
+            .map(|c| cursors.encode(&scope, c.relayed_at_ms, c.id))
+    } else {
+        None
+    };
+    Ok(json!({
+        "messages": copies.iter().map(summary).collect::<Vec<_>>(),
+        "next_cursor": next_cursor,
+    }))
 }
 
 /// `GET /v1/messages/{id}`: the copy with its links and events.
@@ -73,24 +100,56 @@ pub async fn observations(storage: &Storage, id: &str) -> Result<Value, ApiError
     Ok(json!({ "message_id": id.to_string(), "observations": list }))
 }
 
-fn filter(query: Option<&str>) -> Result<MessageFilter, ApiError> {
+/// The listing's filter, and the scope its cursors are bound to (every
+/// filter but `limit`, which may change from page to page).
+fn filter(cursors: &Cursors, query: Option<&str>) -> Result<(MessageFilter, Scope), ApiError> {
     let mut filter = MessageFilter {
         limit: LIMIT_DEFAULT,
         ..MessageFilter::default()
     };
+    let mut cursor = None;
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match key.as_ref() {
             "route" => filter.route = Some(value.into_owned()),
             "recipient" => filter.recipient = Some(value.into_owned()),
+            "tag" => filter.tag = Some(value.into_owned()),
+            "from" => filter.from_ms = Some(super::time("from", &value)?),
+            "to" => filter.to_ms = Some(super::time("to", &value)?),
             "limit" => filter.limit = super::limit(&value)?,
+            "cursor" => cursor = Some(value.into_owned()),
             other => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown parameter {other:?} (route, recipient, limit)"
+                    "unknown parameter {other:?} ({PARAMETERS})"
                 )));
             }
         }
     }
-    Ok(filter)
+    if let (Some(from_ms), Some(to_ms)) = (filter.from_ms, filter.to_ms)
+        && from_ms >= to_ms
+    {
+        return Err(ApiError::BadRequest("from must be before to".into()));
+    }
+    // Recipients compare without case; times as the instants they name.
+    let recipient = filter.recipient.as_ref().map(|r| r.trim().to_lowercase());
+    let (from_ms, to_ms) = (
+        filter.from_ms.map(|t| t.to_string()),
+        filter.to_ms.map(|t| t.to_string()),
+    );
+    let scope = Scope::new(
+        "messages",
+        "route, recipient, tag, from, to",
+        &[
+            filter.route.as_deref(),
+            recipient.as_deref(),
+            filter.tag.as_deref(),
+            from_ms.as_deref(),
+            to_ms.as_deref(),
+        ],
+    );
+    if let Some(text) = cursor {
+        filter.after = Some(cursors.decode(&scope, &text)?);
+    }
+    Ok((filter, scope))
 }
 
 fn parse_id(id: &str) -> Result<Uuid, ApiError> {
@@ -156,15 +215,55 @@ mod tests {
 
     #[test]
     fn listing_parameters() {
-        let f = filter(Some("route=news&recipient=Bob%40example.com&limit=5")).unwrap();
+        let c = Cursors::new("t");
+        let (f, _) = filter(
+            &c,
+            Some("route=news&recipient=Bob%40example.com&tag=a%20b&from=2026-11-01&to=2026-11-02T12:00:00%2B01:00&limit=5"),
+        )
+        .unwrap();
         assert_eq!(f.route.as_deref(), Some("news"));
         assert_eq!(f.recipient.as_deref(), Some("Bob@example.com"));
+        assert_eq!(f.tag.as_deref(), Some("a b"));
+        assert_eq!(f.from_ms, Some(1_793_491_200_000));
+        assert_eq!(f.to_ms, Some(1_793_617_200_000));
         assert_eq!(f.limit, 5);
-        assert_eq!(filter(None).unwrap().limit, LIMIT_DEFAULT);
-        for bad in ["limit=0", "limit=1001", "limit=x", "colour=red"] {
+        assert_eq!(filter(&c, None).unwrap().0.limit, LIMIT_DEFAULT);
+        for bad in [
+            "limit=0",
+            "limit=1001",
+            "limit=x",
+            "colour=red",
+            "from=yesterday",
+            "to=2026-13-01",
+            "from=2026-11-02&to=2026-11-01",
+            "from=2026-11-01&to=2026-11-01",
+            "cursor=x",
+        ] {
             assert!(
-                matches!(filter(Some(bad)), Err(ApiError::BadRequest(_))),
+                matches!(filter(&c, Some(bad)), Err(ApiError::BadRequest(_))),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cursor_holds_only_with_the_filters_it_was_made_for() {
+        let c = Cursors::new("t");
+        let (_, scope) = filter(&c, Some("route=news&recipient=BOB@x&from=2026-11-01")).unwrap();
+        let id = Uuid::now_v7();
+        let text = c.encode(&scope, 42, id);
+        // The same filters, spelt otherwise, and another limit.
+        let same =
+            format!("recipient=bob@x&from=2026-11-01T00:00:00Z&route=news&limit=3&cursor={text}");
+        assert_eq!(filter(&c, Some(&same)).unwrap().0.after, Some((42, id)));
+        for other in [
+            format!("route=news&recipient=bob@x&cursor={text}"),
+            format!("route=news&recipient=bob@x&from=2026-11-01&tag=t&cursor={text}"),
+            format!("cursor={text}"),
+        ] {
+            assert!(
+                matches!(filter(&c, Some(&other)), Err(ApiError::BadRequest(_))),
+                "{other}"
             );
         }
     }

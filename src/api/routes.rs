@@ -1,6 +1,6 @@
 //! `GET /v1/routes`, `GET /v1/routes/{id}` (the live routes and their
-//! settings), `GET /v1/routes/{id}/stats` and `GET /v1/routes/{id}/links` (SPEC §8):
-//! a route's relayed copies, opens and clicks in hourly or daily buckets
+//! settings), `PATCH /v1/routes/{id}` (tracking switched at run time),
+//! `GET /v1/routes/{id}/stats` and `GET /v1/routes/{id}/links` (SPEC §8): a route's relayed copies, opens and clicks in hourly or daily buckets
 //! with open and click rates on unique counts, and its clicks per
 //! destination. Counting (human) events only unless `include_machine=true`.
 //!
@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use super::ApiError;
 use crate::config::Route;
-use crate::storage::{Counts, StatsQuery, Storage};
+use crate::relay::Relay;
+use crate::storage::{Counts, RouteOverride, StatsQuery, Storage};
 use crate::time::rfc3339;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -20,20 +21,81 @@ const DAY_MS: i64 = 24 * HOUR_MS;
 const BUCKETS_MAX: i64 = 24 * 400;
 
 /// `GET /v1/routes`: every route with its settings, in matching order.
-pub fn list(routes: &[Route]) -> Value {
-    json!({ "routes": routes.iter().map(route).collect::<Vec<_>>() })
+pub fn list(routes: &[(Route, Option<RouteOverride>)]) -> Value {
+    json!({ "routes": routes.iter().map(|(r, o)| route(r, o.as_ref())).collect::<Vec<_>>() })
 }
 
 /// `GET /v1/routes/{id}`.
-pub fn one(routes: &[Route], id: &str) -> Result<Value, ApiError> {
+pub fn one(routes: &[(Route, Option<RouteOverride>)], id: &str) -> Result<Value, ApiError> {
     routes
         .iter()
-        .find(|r| r.id == id)
-        .map(route)
+        .find(|(r, _)| r.id == id)
+        .map(|(r, o)| route(r, o.as_ref()))
         .ok_or_else(|| ApiError::NotFound(format!("no route {id:?}")))
 }
 
-fn route(r: &Route) -> Value {
+/// `PATCH /v1/routes/{id}` (SPEC §2): `track_opens` / `track_clicks` set to
+/// true or false, or null to let the config's value stand again. Stored
+/// before it takes effect, so what the next message gets survives a
+/// restart; the answer is the route as `GET` shows it.
+pub async fn patch(
+    storage: &Storage,
+    relay: &Relay,
+    id: &str,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let current = relay
+        .routes_with_overrides()
+        .into_iter()
+        .find(|(r, _)| r.id == id)
+        .ok_or_else(|| ApiError::NotFound(format!("no route {id:?}")))?;
+    let change: serde_json::Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the body must be a JSON object like {{\"track_opens\": true}}: {e}"
+        ))
+    })?;
+    if change.is_empty() {
+        return Err(ApiError::BadRequest(
+            "nothing to change: give track_opens and/or track_clicks (true, false or null)".into(),
+        ));
+    }
+    let mut o = current.1.unwrap_or_else(|| RouteOverride {
+        route: id.to_owned(),
+        track_opens: None,
+        track_clicks: None,
+        updated_at_ms: 0,
+    });
+    for (key, value) in change {
+        let slot = match key.as_str() {
+            "track_opens" => &mut o.track_opens,
+            "track_clicks" => &mut o.track_clicks,
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "{other:?} cannot be changed at run time (track_opens, track_clicks)"
+                )));
+            }
+        };
+        *slot = match value {
+            Value::Bool(b) => Some(b),
+            Value::Null => None,
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "{key} must be true, false or null, not {other}"
+                )));
+            }
+        };
+    }
+    o.updated_at_ms = crate::time::now_ms();
+    storage.set_route_override(o.clone()).await?;
+    tracing::info!(
+        route = id, track_opens = ?o.track_opens, track_clicks = ?o.track_clicks,
+        "route settings changed through the API"
+    );
+    relay.set_route_override(o);
+    one(&relay.routes_with_overrides(), id)
+}
+
+fn route(r: &Route, o: Option<&RouteOverride>) -> Value {
     let s = &r.settings;
     json!({
         "id": r.id,
@@ -44,6 +106,11 @@ fn route(r: &Route) -> Value {
         "pixel_position": format!("{:?}", s.pixel_position).to_lowercase(),
         "rewrite_dkim_signed": s.rewrite_dkim_signed,
         "webhooks": r.webhooks.len(),
+        "overrides": {
+            "track_opens": o.and_then(|o| o.track_opens),
+            "track_clicks": o.and_then(|o| o.track_clicks),
+            "updated_at": o.map(|o| rfc3339(o.updated_at_ms)),
+        },
     })
 }
 
@@ -125,8 +192,8 @@ pub(super) fn parse(
     let (mut from, mut to, mut bucket, mut machine) = (None, None, DAY_MS, false);
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match key.as_ref() {
-            "from" => from = Some(time("from", &value)?),
-            "to" => to = Some(time("to", &value)?),
+            "from" => from = Some(super::time("from", &value)?),
+            "to" => to = Some(super::time("to", &value)?),
             "interval" if interval_allowed => {
                 bucket = match value.as_ref() {
                     "hour" => HOUR_MS,
@@ -178,15 +245,4 @@ pub(super) fn parse(
         bucket_ms: bucket,
         include_machine: machine,
     })
-}
-
-/// An RFC 3339 time or a date (midnight UTC), as ms since the epoch.
-fn time(key: &str, text: &str) -> Result<i64, ApiError> {
-    crate::time::parse(text)
-        .map(|t| t.as_millisecond())
-        .map_err(|_| {
-            ApiError::BadRequest(format!(
-                "{key} must be an RFC 3339 time or a date (2026-11-27), not {text:?}"
-            ))
-        })
 }

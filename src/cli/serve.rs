@@ -69,6 +69,16 @@ fn reload(app: &App, path: &std::path::Path) {
             app.webhooks().set_routes(&config.routes);
             app.relay().set_routes(config.routes.clone());
             tracing::info!(config = %path.display(), "routes reloaded");
+            // Settings changed through another node's API (shared database).
+            let (relay, storage) = (app.relay().clone(), app.storage().clone());
+            tokio::spawn(async move {
+                match storage.route_overrides().await {
+                    Ok(all) => relay.set_route_overrides(all),
+                    Err(e) => tracing::error!(
+                        "route settings not read back, keeping the running ones: {e}"
+                    ),
+                }
+            });
             let pipeline = app.pipeline().clone();
             tokio::task::spawn_blocking(move || match crate::app::load_lists(&config) {
                 Ok(lists) => {

@@ -130,6 +130,41 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (route, url)
     ) WITHOUT ROWID;
 "#,
+    // 5: route settings changed through the API (storage/routes.rs).
+    r#"
+    CREATE TABLE route_overrides (
+        route         TEXT PRIMARY KEY,
+        track_opens   INTEGER,            -- NULL: the config's value stands
+        track_clicks  INTEGER,
+        updated_at_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+"#,
+    // 6: the messages listing (issue 7): `tag=` walks one tag's copies
+    // newest first, `tag=` with `route=` those of one route (relayed_at_ms
+    // and route are copied here so the key gives the order, and a
+    // cursor's range, without a sort). Filled for the copies stored so
+    // far; a deleted copy (retention) takes its tag rows with it. The
+    // outbox listing by status reads its own index the same way.
+    r#"
+    CREATE TABLE message_tags (
+        tag           TEXT NOT NULL,
+        relayed_at_ms INTEGER NOT NULL,
+        message_id    TEXT NOT NULL,
+        route         TEXT NOT NULL,
+        PRIMARY KEY (tag, relayed_at_ms, message_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX message_tags_route ON message_tags (tag, route, relayed_at_ms, message_id);
+    INSERT OR IGNORE INTO message_tags (tag, relayed_at_ms, message_id, route)
+        SELECT j.value, m.relayed_at_ms, m.id, m.route FROM messages m, json_each(m.tags) j
+        WHERE j.type = 'text';
+    CREATE TRIGGER message_tags_delete AFTER DELETE ON messages BEGIN
+        DELETE FROM message_tags
+        WHERE tag IN (SELECT value FROM json_each(old.tags))
+          AND relayed_at_ms = old.relayed_at_ms AND message_id = old.id;
+    END;
+    CREATE INDEX webhook_deliveries_status
+        ON webhook_deliveries (status, created_at_ms DESC, id DESC);
+    "#,
 ];
 
 /// The schema version this program writes.
@@ -173,5 +208,36 @@ mod tests {
             migrate(&mut conn),
             Err(StorageError::SchemaTooNew { found: 99, .. })
         ));
+    }
+
+    /// The listing's tag index is filled for copies stored before it.
+    #[test]
+    fn the_tag_index_is_filled_from_stored_copies() {
+        let step = MIGRATIONS
+            .iter()
+            .position(|m| m.contains("CREATE TABLE message_tags"))
+            .unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..step] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(&format!("PRAGMA user_version = {step}"))
+            .unwrap();
+        conn.execute_batch(
+            r#"INSERT INTO messages VALUES
+               ('m1', 'news', 's', '["a@x"]', NULL, NULL, '["spring","all"]', '[]', 5, '250', 'relayed'),
+               ('m2', 'default', 's', '["b@x"]', NULL, NULL, '[]', '[]', 6, '250', 'relayed')"#,
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let rows: Vec<(String, i64, String, String)> = conn
+            .prepare("SELECT tag, relayed_at_ms, message_id, route FROM message_tags ORDER BY tag")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let row = |tag: &str| (tag.to_owned(), 5, "m1".to_owned(), "news".to_owned());
+        assert_eq!(rows, [row("all"), row("spring")]);
     }
 }

@@ -7,6 +7,7 @@
 //! with it: both are committed or neither is. The `webhooks` module
 //! decides what to send and when; this file only stores it.
 
+use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
@@ -252,18 +253,53 @@ pub(super) fn next_due(conn: &Connection) -> Result<Option<i64>, StorageError> {
         .query_row([], |r| r.get(0))?)
 }
 
-/// Deliveries, newest first, of one status or all.
+/// Deliveries of one status or all, newest first (ties by id, so the
+/// order is total), after position `(created_at_ms, id)` when given.
 pub(super) fn list(
     conn: &Connection,
     status: Option<&str>,
+    after: Option<(i64, Uuid)>,
     limit: u32,
 ) -> Result<Vec<Delivery>, StorageError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT * FROM webhook_deliveries WHERE (?1 IS NULL OR status = ?1)
-         ORDER BY created_at_ms DESC, id DESC LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![status, limit], from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let (sql, values) = list_query(status, after, limit);
+    let params: Vec<&dyn ToSql> = values.iter().map(|v| v.as_ref()).collect();
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map(params.as_slice(), from_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// The listing's SQL and its values, in order. One statement per shape
+/// (`?1 IS NULL OR …` would keep the planner from reading the status
+/// index, `webhook_deliveries_status`, from the cursor on).
+fn list_query(
+    status: Option<&str>,
+    after: Option<(i64, Uuid)>,
+    limit: u32,
+) -> (String, Vec<Box<dyn ToSql>>) {
+    let mut conditions = Vec::new();
+    let mut values: Vec<Box<dyn ToSql>> = Vec::new();
+    if let Some(status) = status {
+        conditions.push("status = ?");
+        values.push(Box::new(status.to_owned()));
+    }
+    if let Some((at_ms, id)) = after {
+        conditions.push("(created_at_ms, id) < (?, ?)");
+        values.push(Box::new(at_ms));
+        values.push(Box::new(id.to_string()));
+    }
+    values.push(Box::new(limit));
+    let condition = if conditions.is_empty() {
+        "1".to_owned()
+    } else {
+        conditions.join(" AND ")
+    };
+    let sql = format!(
+        "SELECT * FROM webhook_deliveries WHERE {condition}
+         ORDER BY created_at_ms DESC, id DESC LIMIT ?"
+    );
+    (sql, values)
 }
 
 /// One delivery.
@@ -398,7 +434,19 @@ impl Storage {
         status: Option<String>,
         limit: u32,
     ) -> Result<Vec<Delivery>, StorageError> {
-        self.read(move |c| list(c, status.as_deref(), limit)).await
+        self.deliveries_after(status, None, limit).await
+    }
+
+    /// [`Storage::deliveries`] after position `(created_at_ms, id)` of
+    /// the order (a page's last delivery), if given.
+    pub async fn deliveries_after(
+        &self,
+        status: Option<String>,
+        after: Option<(i64, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StorageError> {
+        self.read(move |c| list(c, status.as_deref(), after, limit))
+            .await
     }
 
     /// One delivery.
@@ -414,5 +462,41 @@ impl Storage {
     /// Endpoints disabled by a 410.
     pub async fn disabled_endpoints(&self) -> Result<Vec<DisabledEndpoint>, StorageError> {
         self.read(disabled).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The listing reads an index in its order from the cursor on, with or
+    /// without a status: a page costs about `limit` rows.
+    #[test]
+    fn the_listing_walks_an_index_without_sorting() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        let after = Some((5, Uuid::now_v7()));
+        for (status, after, index) in [
+            (None, None, "webhook_deliveries_created"),
+            (None, after, "webhook_deliveries_created"),
+            (Some("failed"), None, "webhook_deliveries_status"),
+            (Some("failed"), after, "webhook_deliveries_status"),
+        ] {
+            let (sql, values) = list_query(status, after, 10);
+            let params: Vec<&dyn ToSql> = values.iter().map(|v| v.as_ref()).collect();
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(params.as_slice(), |r| r.get::<_, String>("detail"))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let plan = plan.join("\n");
+            assert!(plan.contains(index), "{status:?} {after:?}: {plan}");
+            assert!(
+                !plan.contains("TEMP B-TREE"),
+                "{status:?} {after:?}: {plan}"
+            );
+        }
     }
 }

@@ -36,6 +36,8 @@ pub enum Record {
     Event(Box<Event>),
     /// The webhook outbox (storage/webhooks.rs).
     Webhook(Box<super::WebhookWrite>),
+    /// A route's run-time settings (storage/routes.rs).
+    RouteOverride(Box<super::RouteOverride>),
 }
 
 /// Told when a row is committed (`Ok`) or refused for good (`Err`).
@@ -239,6 +241,7 @@ fn write_batch<'a>(
             Record::Relayed(c) => messages::insert(&tx, c),
             Record::Event(e) => events::insert(&tx, e),
             Record::Webhook(w) => super::webhooks::write(&tx, w),
+            Record::RouteOverride(o) => super::routes::write(&tx, o),
         };
         match result {
             Ok(()) => {}

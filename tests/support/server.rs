@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::HeaderMap;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -137,7 +137,7 @@ impl Resp {
 /// A plain HTTP/1.1 client (keep-alive, no redirects followed).
 #[derive(Clone)]
 pub struct Http {
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl Default for Http {
@@ -158,6 +158,20 @@ impl Http {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<Resp, String> {
+        self.send_body(method, addr, host, path, headers, Vec::new())
+            .await
+    }
+
+    /// [`Http::send`] with a request body.
+    pub async fn send_body(
+        &self,
+        method: &str,
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Resp, String> {
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(format!("http://{addr}{path}"))
@@ -165,7 +179,9 @@ impl Http {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req.body(Empty::new()).map_err(|e| e.to_string())?;
+        let req = req
+            .body(Full::new(body.into()))
+            .map_err(|e| e.to_string())?;
         let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
@@ -244,6 +260,41 @@ impl TestServer {
             .send("GET", addr, &addr.to_string(), path, &headers)
             .await
             .unwrap()
+    }
+
+    /// `method path` on the API with the test token and a body of
+    /// `content_type`.
+    pub async fn api_send(&self, method: &str, path: &str, content_type: &str, body: &str) -> Resp {
+        let addr = self.app().api_addr();
+        let auth = format!("Bearer {API_TOKEN}");
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("content-type", content_type),
+        ];
+        self.http
+            .send_body(
+                method,
+                addr,
+                &addr.to_string(),
+                path,
+                &headers,
+                body.to_owned(),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Stops the server and starts it again on the same config and
+    /// database (new ports).
+    pub async fn restart(mut self) -> Self {
+        assert!(self.app.take().unwrap().stop().await, "flushed on stop");
+        let text = config_text(self.dir.path(), "127.0.0.1:0", "127.0.0.1:0", "");
+        let config = Config::parse(&text).unwrap();
+        let app = App::start(config, tokio_util::sync::CancellationToken::new())
+            .await
+            .unwrap();
+        self.app = Some(app);
+        self
     }
 
     /// Every stored observation of one message.
