@@ -34,7 +34,8 @@
 //!   data deleted, a recipient forgotten (SPEC §9).
 //! - [`webhooks`]: per-route endpoints, signed deliveries from a durable
 //!   outbox (written with each event), retries, 410 disables.
-//! - [`api`]: the admin API (bearer token): relayed copies, observations.
+//! - [`api`]: the admin API (bearer token): relayed copies, observations;
+//!   the dashboard at `/dashboard` (`api/dashboard`, HTML and SVG, no script).
 //! - [`metrics`]: the Prometheus registry, one function per thing counted.
 //! - [`listener`]: HTTP accept loop with graceful shutdown, for both servers.
 //! - [`app`]: wires storage and listeners; shutdown flushes every write.

@@ -111,6 +111,30 @@ async fn browse(server: &TestServer, b: &Client, base: &str, bob: Uuid, ann: Uui
     assert_eq!(format!("{:?}", cookie.same_site()), "Some(Strict)");
 
     overview(server, b).await;
+    // A run-time change through the API shows on the next page view.
+    let patched = server
+        .api_send(
+            "PATCH",
+            "/v1/routes/news",
+            "application/json",
+            r#"{"track_clicks": false}"#,
+        )
+        .await;
+    assert_eq!(
+        patched.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&patched.body)
+    );
+    b.refresh().await.unwrap();
+    let css = "tr[data-route='news'] [data-setting=track_clicks]";
+    let shown = b.find(Locator::Css(css)).await.unwrap();
+    assert_eq!(
+        shown.attr("data-value").await.unwrap().as_deref(),
+        Some("false")
+    );
+    assert_eq!(shown.text().await.unwrap(), "off");
+    overview(server, b).await;
     println!(
         "overview: {}",
         screenshot(b, "dashboard-overview.png").await.display()

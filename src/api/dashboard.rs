@@ -23,6 +23,7 @@ mod session;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use hyper::header::HeaderValue;
 use hyper::header::{
     ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, REFERRER_POLICY,
     SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
@@ -150,11 +151,7 @@ fn redirect(location: &'static str) -> hyper::http::response::Builder {
 }
 
 fn not_allowed(allow: &'static str) -> Reply {
-    let mut reply = error_page(ApiError::MethodNotAllowed(allow));
-    reply
-        .headers_mut()
-        .insert(ALLOW, allow.parse().expect("a valid header"));
-    reply
+    error_page(ApiError::MethodNotAllowed(allow))
 }
 
 /// The error as a page with its status; internal causes are logged, not
@@ -169,5 +166,11 @@ fn error_page(e: ApiError) -> Reply {
         }
         _ => status.canonical_reason().unwrap_or("Error"),
     };
-    html(status, layout::error(heading, &e.to_string()))
+    let mut reply = html(status, layout::error(heading, &e.to_string()));
+    if let ApiError::MethodNotAllowed(allow) = e {
+        reply
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allow));
+    }
+    reply
 }

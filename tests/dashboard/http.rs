@@ -1,10 +1,6 @@
 //! The dashboard without a browser: redirects, security headers, error
 //! statuses and the session cookie, over plain HTTP.
 
-use std::net::SocketAddr;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use crate::support::server::{API_TOKEN, Resp, TestServer};
 
 /// The same pages without a browser: headers, redirects and statuses.
@@ -71,10 +67,10 @@ async fn pages_need_a_session_and_forbid_scripts() {
 
     // The login form over plain HTTP: a wrong token is 401 with the form,
     // the right one a 303 with the session cookie, which opens the pages.
-    let wrong = post(addr, "/dashboard/login", "token=nope").await;
+    let wrong = post(&server, "/dashboard/login", "token=nope").await;
     assert_eq!(wrong.status, 401);
     assert!(String::from_utf8_lossy(&wrong.body).contains("Wrong token"));
-    let right = post(addr, "/dashboard/login", &format!("token={API_TOKEN}")).await;
+    let right = post(&server, "/dashboard/login", &format!("token={API_TOKEN}")).await;
     assert_eq!(right.status, 303);
     assert_eq!(right.header("location"), "/dashboard");
     let cookie = right.header("set-cookie").to_owned();
@@ -113,13 +109,13 @@ async fn pages_need_a_session_and_forbid_scripts() {
         .unwrap();
     assert_eq!(r.status, 303, "a forged cookie is no session");
     let big = format!("token={}", "x".repeat(10_000));
-    assert_eq!(post(addr, "/dashboard/login", &big).await.status, 400);
+    assert_eq!(post(&server, "/dashboard/login", &big).await.status, 400);
     assert_eq!(
-        post(addr, "/dashboard", "").await.status,
+        post(&server, "/dashboard", "").await.status,
         303,
         "not signed in"
     );
-    assert_eq!(post(addr, "/dashboard/style.css", "").await.status, 405);
+    assert_eq!(post(&server, "/dashboard/style.css", "").await.status, 405);
     // The API itself still wants its token.
     assert_eq!(server.api("/v1/routes", None).await.status, 401);
     server.stop().await;
@@ -137,40 +133,14 @@ fn headers_are_strict(r: &Resp) {
     assert_eq!(r.header("content-type"), "text/html; charset=utf-8");
 }
 
-/// A form POST over a plain socket (the test client sends no bodies).
-async fn post(addr: SocketAddr, path: &str, body: &str) -> Resp {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw).await;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
+/// A form POST to the API listener.
+async fn post(server: &TestServer, path: &str, body: &str) -> Resp {
+    let addr = server.app().api_addr();
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let body = body.to_owned();
+    server
+        .http
+        .send_body("POST", addr, &addr.to_string(), path, &form, body)
+        .await
         .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let mut headers = hyper::HeaderMap::new();
-    for line in lines {
-        if let Some((k, v)) = line.split_once(':') {
-            headers.append(
-                hyper::header::HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
-                v.trim().parse().unwrap(),
-            );
-        }
-    }
-    Resp {
-        status,
-        headers,
-        body: body.as_bytes().to_vec(),
-    }
 }

@@ -48,6 +48,8 @@ pub async fn page(api: &Api, id: &str, query: Option<&str>) -> Result<Markup, Ap
     let s = &api.storage;
     let copies = MessageFilter {
         route: Some(q.route.clone()),
+        from_ms: Some(q.from_ms),
+        to_ms: Some(q.to_ms),
         limit: RECENT_COPIES,
         ..MessageFilter::default()
     };
@@ -287,7 +289,7 @@ pub fn client(e: &crate::storage::Event) -> String {
 fn copies(copies: &[RelayedCopy]) -> Markup {
     html! {
         section {
-            h2 { "Recent copies" }
+            h2 { "Recent copies in the range" }
             table.copies {
                 thead { tr { th { "Relayed" } th { "Recipients" } th { "Status" } th { "Tags" } } }
                 tbody {
