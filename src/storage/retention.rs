@@ -367,7 +367,26 @@ impl Maintenance {
 fn delete_copy(conn: &Connection, id: &str) -> Result<Removed, StorageError> {
     let observations = conn.execute("DELETE FROM observations WHERE message_id = ?1", [id])?;
     let events = conn.execute("DELETE FROM events WHERE message_id = ?1", [id])?;
-    conn.execute("DELETE FROM message_recipients WHERE message_id = ?1", [id])?;
+    // By the table's key (address, message_id): the addresses are the
+    // copy's, normalised as they were stored; a lookup by message_id alone
+    // would walk the whole table once per copy.
+    let recipients: Option<String> = conn
+        .query_row("SELECT recipients FROM messages WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let list: Vec<String> = recipients
+        .and_then(|r| serde_json::from_str(&r).ok())
+        .unwrap_or_default();
+    let mut stmt = conn
+        .prepare_cached("DELETE FROM message_recipients WHERE address = ?1 AND message_id = ?2")?;
+    for address in &list {
+        stmt.execute(params![address.trim().to_lowercase(), id])?;
+    }
+    if list.is_empty() {
+        // Unreadable recipients (never written so): the slow way.
+        conn.execute("DELETE FROM message_recipients WHERE message_id = ?1", [id])?;
+    }
     let copies = conn.execute("DELETE FROM messages WHERE id = ?1", [id])?;
     Ok(Removed {
         copies: copies as u64,
@@ -402,6 +421,41 @@ fn forget_webhook_deliveries(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deleted_copy_takes_its_recipient_rows_by_key() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        for (id, recipients) in [
+            ("m1", r#"[" Bob@Example.com", "ÉVA@example.org"]"#),
+            ("m2", r#"["bob@example.com"]"#),
+        ] {
+            conn.execute(
+                "INSERT INTO messages (id, route, sender, recipients, tags, links, relayed_at_ms,
+                     upstream_reply, status) VALUES (?1, 'r', 's@x', ?2, '[]', '[]', 1, '250', 'relayed')",
+                params![id, recipients],
+            )
+            .unwrap();
+            let list: Vec<String> = serde_json::from_str(recipients).unwrap();
+            for a in list {
+                conn.execute(
+                    "INSERT INTO message_recipients (address, message_id, relayed_at_ms) VALUES (?1, ?2, 1)",
+                    params![a.trim().to_lowercase(), id],
+                )
+                .unwrap();
+            }
+        }
+        let removed = delete_copy(&conn, "m1").unwrap();
+        assert_eq!(removed.copies, 1);
+        let left: Vec<(String, String)> = conn
+            .prepare("SELECT address, message_id FROM message_recipients ORDER BY message_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(left, [("bob@example.com".to_owned(), "m2".to_owned())]);
+    }
 
     #[test]
     fn forget_deletes_only_the_recipients_pending_deliveries() {
