@@ -344,6 +344,11 @@ pub const VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Brings the database to [`VERSION`], each step in its own transaction.
 pub fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
+    migrate_to(conn, VERSION)
+}
+
+/// Brings the database to version `target` (tests build old schemas).
+pub(super) fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StorageError> {
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > VERSION {
         return Err(StorageError::SchemaTooNew {
@@ -351,7 +356,13 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
             supported: VERSION,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    let steps = usize::try_from(target - found).unwrap_or(0);
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(found as usize)
+        .take(steps)
+    {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         // PRAGMA takes no parameters; the value is our own integer.
@@ -360,6 +371,16 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
         tracing::info!(version = i + 1, "database schema migrated");
     }
     Ok(())
+}
+
+/// The version just before the migration whose SQL contains `marker`
+/// (tests of a migration's backfill; robust to renumbering).
+#[cfg(test)]
+pub(super) fn version_before(marker: &str) -> i64 {
+    MIGRATIONS
+        .iter()
+        .position(|sql| sql.contains(marker))
+        .expect("a migration with the marker") as i64
 }
 
 #[cfg(test)]

@@ -239,3 +239,130 @@ pub(super) fn route_links(
     out.sort_by(|a, b| b.clicks.cmp(&a.clicks).then_with(|| a.url.cmp(&b.url)));
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::schema;
+
+    /// 2026-01-01T00:00:00Z.
+    const T0: i64 = 1_767_225_600_000;
+    const DAY: i64 = 24 * HOUR;
+
+    /// A database of the schema before the rollups, with copies and
+    /// events, migrated: routes and firsts backfilled, rollups built.
+    #[test]
+    fn the_migration_backfills_routes_firsts_and_rollups() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let before = schema::version_before("CREATE TABLE stats_hourly");
+        schema::migrate_to(&mut conn, before).unwrap();
+        let copy = |id: &str, route: &str, status: &str| {
+            conn.execute(
+                "INSERT INTO messages (id, route, sender, recipients, recipient_id, tags, links,
+                     relayed_at_ms, upstream_reply, status)
+                 VALUES (?1, ?2, 's@example.com', '[]', 'rid-' || ?1, '[]', '[]', ?3, '250', ?4)",
+                params![id, route, T0 + 10 * HOUR, status],
+            )
+            .unwrap();
+        };
+        copy("a", "news", "relayed");
+        copy("b", "news", "relayed");
+        copy("f", "news", "failed");
+        copy("c", "other", "relayed");
+        let mut n = 0;
+        let mut event = |copy: &str, url: Option<&str>, at_ms: i64, human: bool| {
+            n += 1;
+            conn.execute(
+                "INSERT INTO events (id, message_id, recipient_id, kind, url, at_ms,
+                     classification, counts, machine, first, bot)
+                 VALUES (?1, ?2, 'rid-' || ?2, ?3, ?4, ?5, '', ?6, ?7, 0, '{}')",
+                params![
+                    format!("e{n:02}"),
+                    copy,
+                    if url.is_some() { "click" } else { "open" },
+                    url,
+                    at_ms,
+                    human,
+                    !human
+                ],
+            )
+            .unwrap();
+        };
+        let h = |hours: i64, minutes: i64| T0 + hours * HOUR + minutes * 60_000;
+        // Stored out of time order: the backfill goes by time.
+        event("a", None, h(12, 0), true);
+        event("a", None, h(11, 0), true);
+        event("a", Some("u1"), h(12, 0), true);
+        event("a", Some("u1"), h(13, 0), true);
+        event("a", None, h(10, 1), false);
+        event("b", None, h(10, 1), false);
+        event("b", Some("u2"), h(10, 1), false);
+        event("c", None, h(11, 0), true);
+        event("x", None, h(11, 0), true);
+        schema::migrate(&mut conn).unwrap();
+
+        let routes: Vec<(String, Option<String>, i64)> = conn
+            .prepare("SELECT message_id, route, firsts FROM events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let firsts: Vec<i64> = routes.iter().map(|r| r.2).collect();
+        assert_eq!(firsts, [0, 1, 1 | 2 | 4 | 8, 0, 2, 2, 2 | 8, 1 | 2, 1 | 2]);
+        assert_eq!(routes[7].1.as_deref(), Some("other"));
+        assert_eq!(routes[8].1, None, "copy not stored here: no route");
+
+        let q = |bucket_ms, include_machine| StatsQuery {
+            route: "news".into(),
+            from_ms: T0,
+            to_ms: T0 + DAY,
+            bucket_ms,
+            include_machine,
+        };
+        let c = |relayed, opens, unique_opens, clicks, unique_clicks| Counts {
+            relayed,
+            opens,
+            unique_opens,
+            clicks,
+            unique_clicks,
+        };
+        let (buckets, totals) = route_stats(&conn, &q(DAY, false)).unwrap();
+        assert_eq!(totals, c(2, 2, 1, 2, 1));
+        assert_eq!(buckets, [(T0, c(2, 2, 1, 2, 1))]);
+        let (_, totals) = route_stats(&conn, &q(DAY, true)).unwrap();
+        assert_eq!(totals, c(2, 4, 2, 3, 2));
+        let (buckets, _) = route_stats(&conn, &q(HOUR, false)).unwrap();
+        assert_eq!(
+            buckets,
+            [
+                (h(10, 0), c(2, 0, 0, 0, 0)),
+                (h(11, 0), c(0, 1, 1, 0, 0)),
+                (h(12, 0), c(0, 1, 0, 1, 1)),
+                (h(13, 0), c(0, 0, 0, 1, 0)),
+            ]
+        );
+        let (buckets, _) = route_stats(&conn, &q(HOUR, true)).unwrap();
+        assert_eq!(buckets[0], (h(10, 0), c(2, 2, 2, 1, 1)));
+        // Not on whole hours: the ends are counted from the events.
+        let odd = StatsQuery {
+            from_ms: h(10, 1),
+            to_ms: h(12, 30),
+            ..q(DAY, true)
+        };
+        assert_eq!(route_stats(&conn, &odd).unwrap().1, c(0, 4, 2, 2, 2));
+        let link = |url: &str, clicks, unique_clicks| LinkClicks {
+            url: url.into(),
+            clicks,
+            unique_clicks,
+        };
+        assert_eq!(
+            route_links(&conn, &q(DAY, false)).unwrap(),
+            [link("u1", 2, 1)]
+        );
+        assert_eq!(
+            route_links(&conn, &q(DAY, true)).unwrap(),
+            [link("u1", 2, 1), link("u2", 1, 1)]
+        );
+    }
+}
