@@ -169,7 +169,7 @@ fn generate(path: &Path, target: u64) {
                 if failed {
                     continue;
                 }
-                // 0 to 7 events, 2.5 on average: a scanner or proxy fetch
+                // 0 to 10 events, 2.3 on average: a scanner or proxy fetch
                 // soon after delivery on some, human opens and clicks
                 // over the following days on others.
                 let mut hits: Vec<(i64, bool, Option<usize>, u8)> = Vec::new();
@@ -474,7 +474,7 @@ async fn main() {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let mut table = format!(
         "{events} events, {copies} copies, {:.1} GB database; the big route has {big} events in the 30 days. Load average at the start: {}.\n\n\
-         | query | baseline warm median / max | warm median | warm p95 | warm max | cold median | cold max |\n\
+         | query | baseline (former SQL) median / max | warm median | warm p95 | warm max | cold median | cold max |\n\
          | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
         size as f64 / 1e9,
         load.split_whitespace()
@@ -482,8 +482,10 @@ async fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     );
+    // Baselines first, all of them, while the file is in the OS cache
+    // (the cold runs below drop it), on their own connection.
+    let mut baselines = Vec::new();
     for c in cases() {
-        // Baseline first, on its own connection.
         let mut base = Vec::new();
         for _ in 0..baseline_runs {
             let t = Instant::now();
@@ -494,7 +496,15 @@ async fn main() {
             };
             assert!(n > 0);
             base.push(t.elapsed());
+            eprintln!(
+                "baseline, {}: {:.0} ms",
+                c.name,
+                base.last().unwrap().as_secs_f64() * 1e3
+            );
         }
+        baselines.push(base);
+    }
+    for (c, base) in cases().into_iter().zip(baselines) {
         let mut cold = Vec::new();
         for _ in 0..3 {
             drop_cache(&path);
