@@ -48,11 +48,29 @@ pub struct Event {
 /// Inserts one event (inside the writer's transaction). An observation
 /// classified twice (a restart between the verdict and its commit) keeps
 /// its first event.
+///
+/// The row also gets its copy's route and `firsts`, the unique counts it
+/// is the first of for its copy and recipient (bits: 1 first counting
+/// event of its kind, 2 first of its kind, 4 and 8 the same for a click's
+/// URL; see the migration in schema.rs): the route statistics' rollups
+/// are kept from them by triggers (storage/stats.rs).
 pub(super) fn insert(conn: &Connection, e: &Event) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT OR IGNORE INTO events (id, message_id, recipient_id, kind, link, url, at_ms,
-             classification, counts, machine, first, bot, device_type, client_type, client_name)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+             classification, counts, machine, first, bot, device_type, client_type, client_name,
+             route, firsts)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+             (SELECT route FROM messages WHERE id = ?2),
+             (CASE WHEN ?9 AND NOT EXISTS (SELECT 1 FROM events WHERE message_id = ?2
+                  AND kind = ?4 AND recipient_id IS ?3 AND counts = 1) THEN 1 ELSE 0 END)
+             | (CASE WHEN NOT EXISTS (SELECT 1 FROM events WHERE message_id = ?2
+                  AND kind = ?4 AND recipient_id IS ?3) THEN 2 ELSE 0 END)
+             | (CASE WHEN ?4 = 'click' AND ?6 IS NOT NULL AND ?9 AND NOT EXISTS (
+                  SELECT 1 FROM events WHERE message_id = ?2 AND kind = ?4
+                  AND recipient_id IS ?3 AND url = ?6 AND counts = 1) THEN 4 ELSE 0 END)
+             | (CASE WHEN ?4 = 'click' AND ?6 IS NOT NULL AND NOT EXISTS (
+                  SELECT 1 FROM events WHERE message_id = ?2 AND kind = ?4
+                  AND recipient_id IS ?3 AND url = ?6) THEN 8 ELSE 0 END)",
     )?;
     stmt.execute(params![
         e.id.to_string(),

@@ -174,6 +174,216 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX message_recipients_time
         ON message_recipients (address, relayed_at_ms, message_id);
     "#,
+    // 8: route statistics that stay fast as data grows (issue 7; see
+    // storage/stats.rs and docs/benchmarks.md "Route statistics").
+    // Events carry their copy's route (denormalised at insert) and
+    // `firsts`, a bit set saying which unique counts the event is the
+    // first of: 1 the first counting event of its kind for its copy and
+    // recipient, 2 the first of its kind at all (machine included), 4 and
+    // 8 the same for a click on its URL. Hourly rollups per route (and
+    // per route and URL for clicks) are kept by triggers, so every
+    // writer (the storage writer, retention, forget) keeps them right.
+    // Existing rows are backfilled (firsts by time). Self-contained.
+    r#"
+    ALTER TABLE events ADD COLUMN route TEXT;
+    ALTER TABLE events ADD COLUMN firsts INTEGER NOT NULL DEFAULT 0;
+    UPDATE events SET route = m.route FROM messages m WHERE m.id = events.message_id;
+    UPDATE events SET firsts = f.bits FROM (
+        SELECT rowid AS rid,
+            (CASE WHEN counts = 1 AND row_number() OVER
+                (PARTITION BY message_id, recipient_id, kind, counts ORDER BY at_ms, rowid) = 1
+             THEN 1 ELSE 0 END)
+          | (CASE WHEN row_number() OVER
+                (PARTITION BY message_id, recipient_id, kind ORDER BY at_ms, rowid) = 1
+             THEN 2 ELSE 0 END)
+          | (CASE WHEN kind = 'click' AND url IS NOT NULL AND counts = 1 AND row_number() OVER
+                (PARTITION BY message_id, recipient_id, kind, url, counts ORDER BY at_ms, rowid) = 1
+             THEN 4 ELSE 0 END)
+          | (CASE WHEN kind = 'click' AND url IS NOT NULL AND row_number() OVER
+                (PARTITION BY message_id, recipient_id, kind, url ORDER BY at_ms, rowid) = 1
+             THEN 8 ELSE 0 END) AS bits
+        FROM events) f
+    WHERE events.rowid = f.rid;
+    -- What insert asks: has this copy and recipient an event of this kind
+    -- (on this URL) already?
+    CREATE INDEX events_firsts ON events (message_id, kind, recipient_id, url, counts);
+    -- The ends of a range not on whole hours are counted from the events:
+    -- covering, so a cold cache reads a few index pages, not a row each.
+    CREATE INDEX events_route_at ON events (route, at_ms, kind, counts, firsts, url);
+
+    -- `relayed` counts copies not failed; `opens` … `unique_clicks` count
+    -- counting (human) events, the `all_` columns every event.
+    CREATE TABLE stats_hourly (
+        route             TEXT NOT NULL,
+        hour_ms           INTEGER NOT NULL,
+        relayed           INTEGER NOT NULL DEFAULT 0,
+        opens             INTEGER NOT NULL DEFAULT 0,
+        unique_opens      INTEGER NOT NULL DEFAULT 0,
+        clicks            INTEGER NOT NULL DEFAULT 0,
+        unique_clicks     INTEGER NOT NULL DEFAULT 0,
+        all_opens         INTEGER NOT NULL DEFAULT 0,
+        all_unique_opens  INTEGER NOT NULL DEFAULT 0,
+        all_clicks        INTEGER NOT NULL DEFAULT 0,
+        all_unique_clicks INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (route, hour_ms)
+    ) WITHOUT ROWID;
+    CREATE TABLE stats_links_hourly (
+        route             TEXT NOT NULL,
+        hour_ms           INTEGER NOT NULL,
+        url               TEXT NOT NULL,
+        clicks            INTEGER NOT NULL DEFAULT 0,
+        unique_clicks     INTEGER NOT NULL DEFAULT 0,
+        all_clicks        INTEGER NOT NULL DEFAULT 0,
+        all_unique_clicks INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (route, hour_ms, url)
+    ) WITHOUT ROWID;
+    INSERT INTO stats_hourly (route, hour_ms, relayed)
+        SELECT route, relayed_at_ms / 3600000 * 3600000 AS h, count(*) FROM messages
+        WHERE status != 'failed' GROUP BY route, h;
+    INSERT INTO stats_hourly (route, hour_ms, opens, unique_opens, clicks, unique_clicks,
+                              all_opens, all_unique_opens, all_clicks, all_unique_clicks)
+        SELECT route, at_ms / 3600000 * 3600000 AS h,
+            sum(kind = 'open' AND counts = 1), sum(kind = 'open' AND firsts & 1 != 0),
+            sum(kind = 'click' AND counts = 1), sum(kind = 'click' AND firsts & 1 != 0),
+            sum(kind = 'open'), sum(kind = 'open' AND firsts & 2 != 0),
+            sum(kind = 'click'), sum(kind = 'click' AND firsts & 2 != 0)
+        FROM events WHERE route IS NOT NULL GROUP BY route, h
+        ON CONFLICT (route, hour_ms) DO UPDATE SET
+            opens = excluded.opens, unique_opens = excluded.unique_opens,
+            clicks = excluded.clicks, unique_clicks = excluded.unique_clicks,
+            all_opens = excluded.all_opens, all_unique_opens = excluded.all_unique_opens,
+            all_clicks = excluded.all_clicks, all_unique_clicks = excluded.all_unique_clicks;
+    INSERT INTO stats_links_hourly (route, hour_ms, url, clicks, unique_clicks,
+                                    all_clicks, all_unique_clicks)
+        SELECT route, at_ms / 3600000 * 3600000 AS h, url,
+            sum(counts = 1), sum(firsts & 4 != 0), count(*), sum(firsts & 8 != 0)
+        FROM events WHERE route IS NOT NULL AND kind = 'click' AND url IS NOT NULL
+        GROUP BY route, h, url;
+
+    CREATE TRIGGER messages_stats_insert AFTER INSERT ON messages
+    WHEN NEW.status != 'failed' BEGIN
+        INSERT INTO stats_hourly (route, hour_ms, relayed)
+        VALUES (NEW.route, NEW.relayed_at_ms / 3600000 * 3600000, 1)
+        ON CONFLICT (route, hour_ms) DO UPDATE SET relayed = relayed + 1;
+    END;
+    CREATE TRIGGER messages_stats_delete AFTER DELETE ON messages
+    WHEN OLD.status != 'failed' BEGIN
+        UPDATE stats_hourly SET relayed = relayed - 1
+        WHERE route = OLD.route AND hour_ms = OLD.relayed_at_ms / 3600000 * 3600000;
+    END;
+    CREATE TRIGGER messages_stats_update AFTER UPDATE OF route, relayed_at_ms, status ON messages
+    BEGIN
+        UPDATE stats_hourly SET relayed = relayed - 1
+        WHERE OLD.status != 'failed'
+          AND route = OLD.route AND hour_ms = OLD.relayed_at_ms / 3600000 * 3600000;
+        INSERT INTO stats_hourly (route, hour_ms, relayed)
+        SELECT NEW.route, NEW.relayed_at_ms / 3600000 * 3600000, 1 WHERE NEW.status != 'failed'
+        ON CONFLICT (route, hour_ms) DO UPDATE SET relayed = relayed + 1;
+    END;
+    -- An event stored before its copy gets the route when the copy comes.
+    CREATE TRIGGER messages_route_to_events AFTER INSERT ON messages BEGIN
+        UPDATE events SET route = NEW.route WHERE message_id = NEW.id AND route IS NULL;
+    END;
+
+    CREATE TRIGGER events_stats_insert AFTER INSERT ON events
+    WHEN NEW.route IS NOT NULL BEGIN
+        INSERT INTO stats_hourly (route, hour_ms, opens, unique_opens, clicks, unique_clicks,
+                                  all_opens, all_unique_opens, all_clicks, all_unique_clicks)
+        VALUES (NEW.route, NEW.at_ms / 3600000 * 3600000,
+            NEW.kind = 'open' AND NEW.counts = 1, NEW.kind = 'open' AND NEW.firsts & 1 != 0,
+            NEW.kind = 'click' AND NEW.counts = 1, NEW.kind = 'click' AND NEW.firsts & 1 != 0,
+            NEW.kind = 'open', NEW.kind = 'open' AND NEW.firsts & 2 != 0,
+            NEW.kind = 'click', NEW.kind = 'click' AND NEW.firsts & 2 != 0)
+        ON CONFLICT (route, hour_ms) DO UPDATE SET
+            opens = opens + excluded.opens,
+            unique_opens = unique_opens + excluded.unique_opens,
+            clicks = clicks + excluded.clicks,
+            unique_clicks = unique_clicks + excluded.unique_clicks,
+            all_opens = all_opens + excluded.all_opens,
+            all_unique_opens = all_unique_opens + excluded.all_unique_opens,
+            all_clicks = all_clicks + excluded.all_clicks,
+            all_unique_clicks = all_unique_clicks + excluded.all_unique_clicks;
+        INSERT INTO stats_links_hourly (route, hour_ms, url, clicks, unique_clicks,
+                                        all_clicks, all_unique_clicks)
+        SELECT NEW.route, NEW.at_ms / 3600000 * 3600000, NEW.url, NEW.counts = 1,
+            NEW.firsts & 4 != 0, 1, NEW.firsts & 8 != 0
+        WHERE NEW.kind = 'click' AND NEW.url IS NOT NULL
+        ON CONFLICT (route, hour_ms, url) DO UPDATE SET
+            clicks = clicks + excluded.clicks,
+            unique_clicks = unique_clicks + excluded.unique_clicks,
+            all_clicks = all_clicks + 1,
+            all_unique_clicks = all_unique_clicks + excluded.all_unique_clicks;
+    END;
+    CREATE TRIGGER events_stats_delete AFTER DELETE ON events
+    WHEN OLD.route IS NOT NULL BEGIN
+        UPDATE stats_hourly SET
+            opens = opens - (OLD.kind = 'open' AND OLD.counts = 1),
+            unique_opens = unique_opens - (OLD.kind = 'open' AND OLD.firsts & 1 != 0),
+            clicks = clicks - (OLD.kind = 'click' AND OLD.counts = 1),
+            unique_clicks = unique_clicks - (OLD.kind = 'click' AND OLD.firsts & 1 != 0),
+            all_opens = all_opens - (OLD.kind = 'open'),
+            all_unique_opens = all_unique_opens - (OLD.kind = 'open' AND OLD.firsts & 2 != 0),
+            all_clicks = all_clicks - (OLD.kind = 'click'),
+            all_unique_clicks = all_unique_clicks - (OLD.kind = 'click' AND OLD.firsts & 2 != 0)
+        WHERE route = OLD.route AND hour_ms = OLD.at_ms / 3600000 * 3600000;
+        UPDATE stats_links_hourly SET
+            clicks = clicks - (OLD.counts = 1),
+            unique_clicks = unique_clicks - (OLD.firsts & 4 != 0),
+            all_clicks = all_clicks - 1,
+            all_unique_clicks = all_unique_clicks - (OLD.firsts & 8 != 0)
+        WHERE OLD.kind = 'click' AND route = OLD.route
+          AND hour_ms = OLD.at_ms / 3600000 * 3600000 AND url = OLD.url;
+    END;
+    -- Any change to a counted column: the old row out, the new one in.
+    CREATE TRIGGER events_stats_update
+    AFTER UPDATE OF route, kind, url, at_ms, counts, firsts ON events BEGIN
+        UPDATE stats_hourly SET
+            opens = opens - (OLD.kind = 'open' AND OLD.counts = 1),
+            unique_opens = unique_opens - (OLD.kind = 'open' AND OLD.firsts & 1 != 0),
+            clicks = clicks - (OLD.kind = 'click' AND OLD.counts = 1),
+            unique_clicks = unique_clicks - (OLD.kind = 'click' AND OLD.firsts & 1 != 0),
+            all_opens = all_opens - (OLD.kind = 'open'),
+            all_unique_opens = all_unique_opens - (OLD.kind = 'open' AND OLD.firsts & 2 != 0),
+            all_clicks = all_clicks - (OLD.kind = 'click'),
+            all_unique_clicks = all_unique_clicks - (OLD.kind = 'click' AND OLD.firsts & 2 != 0)
+        WHERE OLD.route IS NOT NULL
+          AND route = OLD.route AND hour_ms = OLD.at_ms / 3600000 * 3600000;
+        UPDATE stats_links_hourly SET
+            clicks = clicks - (OLD.counts = 1),
+            unique_clicks = unique_clicks - (OLD.firsts & 4 != 0),
+            all_clicks = all_clicks - 1,
+            all_unique_clicks = all_unique_clicks - (OLD.firsts & 8 != 0)
+        WHERE OLD.route IS NOT NULL AND OLD.kind = 'click' AND route = OLD.route
+          AND hour_ms = OLD.at_ms / 3600000 * 3600000 AND url = OLD.url;
+        INSERT INTO stats_hourly (route, hour_ms, opens, unique_opens, clicks, unique_clicks,
+                                  all_opens, all_unique_opens, all_clicks, all_unique_clicks)
+        SELECT NEW.route, NEW.at_ms / 3600000 * 3600000,
+            NEW.kind = 'open' AND NEW.counts = 1, NEW.kind = 'open' AND NEW.firsts & 1 != 0,
+            NEW.kind = 'click' AND NEW.counts = 1, NEW.kind = 'click' AND NEW.firsts & 1 != 0,
+            NEW.kind = 'open', NEW.kind = 'open' AND NEW.firsts & 2 != 0,
+            NEW.kind = 'click', NEW.kind = 'click' AND NEW.firsts & 2 != 0
+        WHERE NEW.route IS NOT NULL
+        ON CONFLICT (route, hour_ms) DO UPDATE SET
+            opens = opens + excluded.opens,
+            unique_opens = unique_opens + excluded.unique_opens,
+            clicks = clicks + excluded.clicks,
+            unique_clicks = unique_clicks + excluded.unique_clicks,
+            all_opens = all_opens + excluded.all_opens,
+            all_unique_opens = all_unique_opens + excluded.all_unique_opens,
+            all_clicks = all_clicks + excluded.all_clicks,
+            all_unique_clicks = all_unique_clicks + excluded.all_unique_clicks;
+        INSERT INTO stats_links_hourly (route, hour_ms, url, clicks, unique_clicks,
+                                        all_clicks, all_unique_clicks)
+        SELECT NEW.route, NEW.at_ms / 3600000 * 3600000, NEW.url, NEW.counts = 1,
+            NEW.firsts & 4 != 0, 1, NEW.firsts & 8 != 0
+        WHERE NEW.route IS NOT NULL AND NEW.kind = 'click' AND NEW.url IS NOT NULL
+        ON CONFLICT (route, hour_ms, url) DO UPDATE SET
+            clicks = clicks + excluded.clicks,
+            unique_clicks = unique_clicks + excluded.unique_clicks,
+            all_clicks = all_clicks + 1,
+            all_unique_clicks = all_unique_clicks + excluded.all_unique_clicks;
+    END;
+    "#,
 ];
 
 /// The schema version this program writes.
@@ -181,6 +391,11 @@ pub const VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Brings the database to [`VERSION`], each step in its own transaction.
 pub fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
+    migrate_to(conn, VERSION)
+}
+
+/// Brings the database to version `target` (tests build old schemas).
+pub(super) fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StorageError> {
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > VERSION {
         return Err(StorageError::SchemaTooNew {
@@ -188,7 +403,13 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
             supported: VERSION,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    let steps = usize::try_from(target - found).unwrap_or(0);
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(found as usize)
+        .take(steps)
+    {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         // PRAGMA takes no parameters; the value is our own integer.
@@ -197,6 +418,16 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
         tracing::info!(version = i + 1, "database schema migrated");
     }
     Ok(())
+}
+
+/// The version just before the migration whose SQL contains `marker`
+/// (tests of a migration's backfill; robust to renumbering).
+#[cfg(test)]
+pub(super) fn version_before(marker: &str) -> i64 {
+    MIGRATIONS
+        .iter()
+        .position(|sql| sql.contains(marker))
+        .expect("a migration with the marker") as i64
 }
 
 #[cfg(test)]
