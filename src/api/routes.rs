@@ -5,7 +5,8 @@
 //! destination. Counting (human) events only unless `include_machine=true`.
 //!
 //! Parameters: `from`, `to` (RFC 3339 time or a date, UTC; default the 30
-//! days before now), `interval=hour|day` (default day), `include_machine`.
+//! days up to the end of the current hour), `interval=hour|day` (default
+//! day), `include_machine`.
 
 use serde_json::{Value, json};
 
@@ -112,6 +113,13 @@ fn route(r: &Route, o: Option<&RouteOverride>) -> Value {
             "updated_at": o.map(|o| rfc3339(o.updated_at_ms)),
         },
     })
+}
+
+/// The end of a range given without `to`: the end of the current hour, so
+/// that the default range (30 days up to it) is made of whole hours, which
+/// the hourly rollups answer without reading events (storage/stats.rs).
+pub(super) fn default_to(now_ms: i64) -> i64 {
+    (now_ms.div_euclid(HOUR_MS) + 1) * HOUR_MS
 }
 
 /// `GET /v1/routes/{id}/stats`.
@@ -228,7 +236,7 @@ pub(super) fn parse(
             }
         }
     }
-    let to_ms = to.unwrap_or(now);
+    let to_ms = to.unwrap_or_else(|| default_to(now));
     let from_ms = from.unwrap_or(to_ms - 30 * DAY_MS);
     if from_ms >= to_ms {
         return Err(ApiError::BadRequest("from must be before to".into()));
@@ -245,4 +253,22 @@ pub(super) fn parse(
         bucket_ms: bucket,
         include_machine: machine,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_range_is_whole_hours_up_to_the_end_of_this_one() {
+        // 2026-11-27T08:37:06.5Z → 09:00:00Z; on the hour → the next hour.
+        let now = 1_795_768_626_500;
+        let to = default_to(now);
+        assert_eq!(rfc3339(to), "2026-11-27T09:00:00Z");
+        assert_eq!(default_to(to), to + HOUR_MS);
+        let q = parse(&["r".into()], "r", None, true).unwrap();
+        assert_eq!(q.to_ms % HOUR_MS, 0);
+        assert_eq!(q.to_ms - q.from_ms, 30 * DAY_MS);
+        assert!(q.to_ms > crate::time::now_ms());
+    }
 }
