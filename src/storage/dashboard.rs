@@ -41,8 +41,8 @@ pub(super) fn classifications(
     let mut stmt = conn.prepare_cached(
         "SELECT e.classification, max(e.machine),
                 sum(e.kind = 'open'), sum(e.kind = 'click')
-         FROM events e JOIN messages m ON m.id = e.message_id
-         WHERE m.route = ?1 AND e.at_ms >= ?2 AND e.at_ms < ?3
+         FROM events e
+         WHERE e.route = ?1 AND e.at_ms >= ?2 AND e.at_ms < ?3
          GROUP BY e.classification
          ORDER BY max(e.machine), count(*) DESC, e.classification",
     )?;
@@ -66,9 +66,9 @@ pub(super) fn recent_events(
 ) -> Result<Vec<RouteEvent>, StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT e.*, o.method AS o_method, o.ip AS o_ip, o.user_agent AS o_user_agent
-         FROM events e JOIN messages m ON m.id = e.message_id
+         FROM events e
          LEFT JOIN observations o ON o.id = e.id
-         WHERE m.route = ?1 AND e.at_ms >= ?2 AND e.at_ms < ?3 AND (?4 OR e.counts = 1)
+         WHERE e.route = ?1 AND e.at_ms >= ?2 AND e.at_ms < ?3 AND (?4 OR e.counts = 1)
          ORDER BY e.at_ms DESC, e.id DESC
          LIMIT ?5",
     )?;
