@@ -32,7 +32,7 @@ use rusqlite::{Connection, OpenFlags, Row};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-pub use dashboard::{ClassCounts, RouteEvent};
+pub use dashboard::{CLASSIFIED_MAX, ClassCounts, RouteEvent};
 pub use events::{CopyContext, Event, HitRow};
 pub use messages::MessageFilter;
 pub use observations::Observation;

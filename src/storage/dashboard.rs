@@ -31,22 +31,29 @@ pub struct RouteEvent {
     pub user_agent: Option<String>,
 }
 
-/// Events of `q.route` in `[q.from_ms, q.to_ms)` per classification,
-/// human and machine alike (`q.include_machine` is not used: the share
-/// needs both), the human ones first, then by number of events.
+/// How many of a range's newest events the split by classification reads:
+/// it has no rollup, so it is a sample, bounded, that stays fast at any
+/// size (all of them on 10 million events took 4.7 s warm for a route with
+/// 1.3 million in its 30 days; the newest 10,000 take milliseconds).
+pub const CLASSIFIED_MAX: u32 = 10_000;
+
+/// The newest [`CLASSIFIED_MAX`] events of `q.route` in
+/// `[q.from_ms, q.to_ms)` per classification, human and machine alike
+/// (`q.include_machine` is not used: the share needs both), the human ones
+/// first, then by number of events.
 pub(super) fn classifications(
     conn: &Connection,
     q: &StatsQuery,
 ) -> Result<Vec<ClassCounts>, StorageError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT e.classification, max(e.machine),
-                sum(e.kind = 'open'), sum(e.kind = 'click')
-         FROM events e
-         WHERE e.route = ?1 AND e.at_ms >= ?2 AND e.at_ms < ?3
-         GROUP BY e.classification
-         ORDER BY max(e.machine), count(*) DESC, e.classification",
+        "SELECT classification, max(machine), sum(kind = 'open'), sum(kind = 'click')
+         FROM (SELECT e.classification, e.machine, e.kind FROM events e
+               WHERE e.route = ?1 AND e.at_ms >= ?2 AND e.at_ms < ?3
+               ORDER BY e.at_ms DESC LIMIT ?4)
+         GROUP BY classification
+         ORDER BY max(machine), count(*) DESC, classification",
     )?;
-    let rows = stmt.query_map(params![q.route, q.from_ms, q.to_ms], |r| {
+    let rows = stmt.query_map(params![q.route, q.from_ms, q.to_ms, CLASSIFIED_MAX], |r| {
         Ok(ClassCounts {
             classification: r.get(0)?,
             machine: r.get(1)?,

@@ -173,7 +173,11 @@ fn share(classes: &[ClassCounts]) -> Markup {
                 span data-metric="human_events" data-value=(human) { (human) } " human events ("
                 (percent(ratio(human, human + machine))) "), "
                 span data-metric="machine_events" data-value=(machine) { (machine) } " machine events ("
-                (percent(ratio(machine, human + machine))) "), whatever the machine setting."
+                (percent(ratio(machine, human + machine))) "), whatever the machine setting"
+                @if human + machine >= u64::from(crate::storage::CLASSIFIED_MAX) {
+                    " (the range's newest " (crate::storage::CLASSIFIED_MAX) " events)"
+                }
+                "."
             }
             (chart::share(human, machine))
             table.classes {
