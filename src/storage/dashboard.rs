@@ -197,6 +197,27 @@ mod tests {
     }
 
     #[test]
+    fn the_split_reads_only_the_newest_events_of_the_range() {
+        let (conn, _) = seeded();
+        let news = copy("news");
+        messages::insert(&conn, &news).unwrap();
+        // CLASSIFIED_MAX machine opens, all newer than the seeded events.
+        for i in 0..i64::from(CLASSIFIED_MAX) {
+            let e = event(&news, Kind::Open, T0 + 100 + i % 9_000, "image_proxy", true);
+            events::insert(&conn, &e).unwrap();
+        }
+        let counts: Vec<(String, u64, u64)> = classifications(&conn, &query(false))
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.classification, c.opens, c.clicks))
+            .collect();
+        assert_eq!(
+            counts,
+            [("image_proxy".into(), u64::from(CLASSIFIED_MAX), 0)]
+        );
+    }
+
+    #[test]
     fn recent_events_are_newest_first_and_human_unless_asked() {
         let (conn, list) = seeded();
         let ids = |include_machine, limit| -> Vec<Uuid> {
