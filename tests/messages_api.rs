@@ -17,17 +17,10 @@ const MINUTE: i64 = 60_000;
 
 fn copy(route: &str, recipient: &str, tags: &[&str], at_ms: i64) -> RelayedCopy {
     RelayedCopy {
-        id: Uuid::now_v7(),
-        route: route.into(),
-        sender: "news@example.com".into(),
-        recipients: vec![recipient.into()],
         recipient_id: None,
-        message_id_header: None,
         tags: tags.iter().map(|t| t.to_string()).collect(),
         links: Vec::new(),
-        relayed_at_ms: at_ms,
-        upstream_reply: "250 ok".into(),
-        status: "relayed".into(),
+        ..support::rows::copy(route, recipient, at_ms)
     }
 }
 

@@ -40,20 +40,11 @@ fn now_ms() -> i64 {
 
 fn copy(route: &str, recipient: &str, tags: &[&str], at_ms: i64) -> RelayedCopy {
     RelayedCopy {
-        id: Uuid::now_v7(),
-        route: route.into(),
-        sender: "news@example.com".into(),
-        recipients: vec![recipient.into()],
         recipient_id: claims(Uuid::nil(), recipient, None).recipient_id_text(),
         message_id_header: Some("<a@example.com>".into()),
         tags: tags.iter().map(|t| t.to_string()).collect(),
-        links: vec![
-            "https://example.com/a".into(),
-            "https://example.com/b".into(),
-        ],
-        relayed_at_ms: at_ms,
         upstream_reply: "250 2.0.0 queued".into(),
-        status: "relayed".into(),
+        ..support::rows::copy(route, recipient, at_ms)
     }
 }
 

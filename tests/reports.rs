@@ -8,49 +8,15 @@ use serde_json::json;
 use support::server::{API_TOKEN, TestServer};
 use trackrelay::storage::{Event, RelayedCopy};
 use trackrelay::token::Kind;
-use uuid::Uuid;
 
 /// 2026-01-01T10:00:00Z.
 const T0: i64 = 1_767_261_600_000;
 const HOUR: i64 = 3_600_000;
 
-fn copy(route: &str, recipient: &str, at_ms: i64) -> RelayedCopy {
-    RelayedCopy {
-        id: Uuid::now_v7(),
-        route: route.into(),
-        sender: "news@example.com".into(),
-        recipients: vec![recipient.into()],
-        recipient_id: Some(format!("rid-{recipient}")),
-        message_id_header: None,
-        tags: Vec::new(),
-        links: vec![
-            "https://example.com/a".into(),
-            "https://example.com/b".into(),
-        ],
-        relayed_at_ms: at_ms,
-        upstream_reply: "250 ok".into(),
-        status: "relayed".into(),
-    }
-}
+use support::rows::copy;
 
 fn event(c: &RelayedCopy, kind: Kind, link: Option<u16>, at_ms: i64, human: bool) -> Event {
-    Event {
-        id: Uuid::now_v7(),
-        message_id: c.id,
-        recipient_id: c.recipient_id.clone(),
-        kind,
-        link,
-        url: link.map(|i| c.links[usize::from(i)].clone()),
-        at_ms,
-        classification: if human { "genuine" } else { "security_scanner" }.into(),
-        counts_for_metrics: human,
-        machine: !human,
-        first: false,
-        bot: json!({}),
-        device_type: None,
-        client_type: None,
-        client_name: None,
-    }
+    support::rows::event(c, kind, link, at_ms, human, "security_scanner")
 }
 
 async fn seeded() -> TestServer {

@@ -4,15 +4,15 @@
 //! `route_links` answer compared with a straightforward recount of the
 //! rows (events joined to their copies, uniques by order of storing).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use rusqlite::{Connection, params};
-use serde_json::json;
 use trackrelay::storage::retention::Maintenance;
 use trackrelay::storage::{Counts, Event, LinkClicks, RelayedCopy, StatsQuery, Storage};
 use trackrelay::token::Kind;
-use uuid::Uuid;
 
 /// 2026-01-01T00:00:00Z.
 const T0: i64 = 1_767_225_600_000;
@@ -33,42 +33,20 @@ impl Rng {
 
 fn copy(route: &str, user: u64, at_ms: i64, failed: bool) -> RelayedCopy {
     RelayedCopy {
-        id: Uuid::now_v7(),
-        route: route.into(),
-        sender: "news@example.com".into(),
-        recipients: vec![format!("user{user}@example.org")],
         recipient_id: Some(format!("rid-{user}")),
-        message_id_header: None,
-        tags: Vec::new(),
         links: (0..3).map(|i| format!("https://example.com/{i}")).collect(),
-        relayed_at_ms: at_ms,
-        upstream_reply: "250 ok".into(),
         status: if failed { "failed" } else { "relayed" }.into(),
+        ..support::rows::copy(route, &format!("user{user}@example.org"), at_ms)
     }
 }
 
 fn event(c: &RelayedCopy, link: Option<u16>, at_ms: i64, human: bool) -> Event {
-    Event {
-        id: Uuid::now_v7(),
-        message_id: c.id,
-        recipient_id: c.recipient_id.clone(),
-        kind: if link.is_some() {
-            Kind::Click
-        } else {
-            Kind::Open
-        },
-        link,
-        url: link.map(|i| c.links[usize::from(i)].clone()),
-        at_ms,
-        classification: if human { "genuine" } else { "image_proxy" }.into(),
-        counts_for_metrics: human,
-        machine: !human,
-        first: false,
-        bot: json!({}),
-        device_type: None,
-        client_type: None,
-        client_name: None,
-    }
+    let kind = if link.is_some() {
+        Kind::Click
+    } else {
+        Kind::Open
+    };
+    support::rows::event(c, kind, link, at_ms, human, "image_proxy")
 }
 
 /// Two routes over three days; a few users get several copies; one copy's

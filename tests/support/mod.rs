@@ -5,6 +5,7 @@ pub mod corpus;
 pub mod fake_upstream;
 pub mod postfix;
 pub mod relay;
+pub mod rows;
 pub mod server;
 
 use trackrelay::config::RouteSettings;
