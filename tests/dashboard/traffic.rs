@@ -41,15 +41,9 @@ pub fn message(from: &str, to: &str) -> Vec<u8> {
 
 /// Tokens after `base/kind/` in `text`, in order.
 pub fn tokens(text: &str, base: &str, kind: &str) -> Vec<String> {
-    let prefix = format!("{base}/{kind}/");
-    text.match_indices(&prefix)
-        .map(|(i, _)| {
-            let rest = &text[i + prefix.len()..];
-            let end = rest
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-                .unwrap_or(rest.len());
-            rest[..end].to_owned()
-        })
+    crate::support::tokens_after(text, base, kind)
+        .into_iter()
+        .map(str::to_owned)
         .collect()
 }
 

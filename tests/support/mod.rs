@@ -54,7 +54,12 @@ pub fn rewrite(raw: &[u8], opens: bool, clicks: bool) -> Outcome {
 
 /// Tokens of the tracking URLs of one kind (`"o"` or `"c"`) in `text`, in order.
 pub fn tracking_tokens<'a>(text: &'a str, kind: &str) -> Vec<&'a str> {
-    let prefix = format!("{BASE}/{kind}/");
+    tokens_after(text, BASE, kind)
+}
+
+/// Tokens after `base/kind/` in `text`, in order.
+pub fn tokens_after<'a>(text: &'a str, base: &str, kind: &str) -> Vec<&'a str> {
+    let prefix = format!("{base}/{kind}/");
     text.match_indices(&prefix)
         .map(|(i, _)| {
             let rest = &text[i + prefix.len()..];
