@@ -235,7 +235,8 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
                 Step::Close => {
-                    let _ = tokio::time::timeout(limits.packet_timeout, stream.write_all(&out)).await;
+                    let _ =
+                        tokio::time::timeout(limits.packet_timeout, stream.write_all(&out)).await;
                     return;
                 }
             }
@@ -251,7 +252,12 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             match tokio::time::timeout(limits.packet_timeout, stream.write_all(&out)).await {
                 Ok(Ok(())) => out.clear(),
                 Ok(Err(_)) => return,
-                Err(_) => return give_up(session, "replies not read in time (milter.packet_timeout_seconds)"),
+                Err(_) => {
+                    return give_up(
+                        session,
+                        "replies not read in time (milter.packet_timeout_seconds)",
+                    );
+                }
             }
         }
         let until = match packet_began {
@@ -266,7 +272,10 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(Ok(0) | Err(_)) => return give_up(session, "connection closed mid-message"),
             Ok(Ok(_)) => {}
             Err(_) if packet_began.is_some() => {
-                return give_up(session, "packet not whole in time (milter.packet_timeout_seconds)");
+                return give_up(
+                    session,
+                    "packet not whole in time (milter.packet_timeout_seconds)",
+                );
             }
             Err(_) => return give_up(session, "idle too long (milter.idle_timeout_seconds)"),
         }

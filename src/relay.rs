@@ -201,7 +201,8 @@ impl Relay {
         recipient: Option<String>,
     ) -> Outcome {
         let (config, message, settings) = (self.config.clone(), message.clone(), settings.clone());
-        pool::run(move || rewrite_copy(&config, &message, &settings, id, recipient.as_deref())).await
+        pool::run(move || rewrite_copy(&config, &message, &settings, id, recipient.as_deref()))
+            .await
     }
 
     /// One upstream transaction (the mirrored one) for all recipients.
@@ -245,8 +246,7 @@ impl Relay {
                     let to = Some(recipient.clone());
                     (
                         id,
-                        self.rewrite_off(message, &txn.route.settings, id, to)
-                            .await,
+                        self.rewrite_off(message, &txn.route.settings, id, to).await,
                     )
                 }
             };

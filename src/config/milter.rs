@@ -132,10 +132,7 @@ mod tests {
                 listen: MilterListen::Tcp("127.0.0.1:8891".parse().unwrap()),
                 on_error: OnError::Accept,
                 max_message_bytes: 50 * 1024 * 1024,
-                allowed_networks: vec![
-                    "127.0.0.0/8".parse().unwrap(),
-                    "::1/128".parse().unwrap()
-                ],
+                allowed_networks: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
                 max_connections: 256,
                 packet_timeout: Duration::from_secs(30),
                 idle_timeout: Duration::from_secs(900),

@@ -109,7 +109,11 @@ pub async fn run(
             deadline.count_cut();
             tracing::info!(%peer, "session cut at the shutdown deadline");
             session.out.clear();
-            session.reply(Reply::new(421, (4, 3, 2), "Shutdown deadline reached, closing connection"));
+            session.reply(Reply::new(
+                421,
+                (4, 3, 2),
+                "Shutdown deadline reached, closing connection",
+            ));
             let _ = tokio::time::timeout(CUT_WRITE_LIMIT, session.flush()).await;
             let _ = tokio::time::timeout(CUT_WRITE_LIMIT, session.io.shutdown()).await;
         }

@@ -280,7 +280,10 @@ struct Peer {
 impl Peer {
     /// Runs one read or write (or a command and its reply) within the
     /// timeout; a failure names the upstream.
-    async fn step<T>(&self, io: impl Future<Output = mail_send::Result<T>>) -> Result<T, UpstreamError> {
+    async fn step<T>(
+        &self,
+        io: impl Future<Output = mail_send::Result<T>>,
+    ) -> Result<T, UpstreamError> {
         match tokio::time::timeout(self.timeout, io).await {
             Ok(result) => result.map_err(|e| self.error(e)),
             Err(_) => Err(self.timed_out()),
