@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::fake_upstream::{FakeUpstream, Script};
-use support::relay::{Client, config_text, html_message};
+use support::relay::{Client, config_text, html_message, logged_addr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -72,9 +72,9 @@ impl Served {
         while smtp.is_none() {
             let line = rx.recv_timeout(HANG).expect("serve did not start");
             if line.contains("tracking listener started") {
-                tracking = addr_in(&line);
+                tracking = logged_addr(&line);
             } else if line.contains("smtp listening") {
-                smtp = addr_in(&line);
+                smtp = logged_addr(&line);
             }
         }
         Served {
@@ -129,15 +129,6 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn addr_in(line: &str) -> Option<SocketAddr> {
-    line.split("addr=")
-        .nth(1)?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 fn smtp_upstream(addr: SocketAddr) -> String {
@@ -235,30 +226,32 @@ async fn send_reply(served: &Served) -> String {
     reply
 }
 
-#[tokio::test]
-async fn an_upstream_that_never_answers_the_message_gets_a_451() {
-    let fake = FakeUpstream::start(Script {
-        stall_on_data: Some(0),
-        ..Script::default()
-    })
-    .await;
+/// A message sent through a relay whose upstream fails as `script` says:
+/// the client hears 451 naming the upstream, and nothing was delivered.
+async fn message_fault(script: Script, what: &str) {
+    let fake = FakeUpstream::start(script).await;
     let served = Served::start(&smtp_upstream(fake.addr), "");
     let reply = send_reply(&served).await;
-    assert_names_upstream(&reply, fake.addr, "no reply to the message");
+    assert_names_upstream(&reply, fake.addr, what);
     assert!(fake.accepted().is_empty());
 }
 
 #[tokio::test]
+async fn an_upstream_that_never_answers_the_message_gets_a_451() {
+    let script = Script {
+        stall_on_data: Some(0),
+        ..Script::default()
+    };
+    message_fault(script, "no reply to the message").await;
+}
+
+#[tokio::test]
 async fn an_upstream_that_drops_the_connection_mid_data_gets_a_451() {
-    let fake = FakeUpstream::start(Script {
+    let script = Script {
         drop_mid_data: Some(10),
         ..Script::default()
-    })
-    .await;
-    let served = Served::start(&smtp_upstream(fake.addr), "");
-    let reply = send_reply(&served).await;
-    assert_names_upstream(&reply, fake.addr, "dropped mid-DATA");
-    assert!(fake.accepted().is_empty());
+    };
+    message_fault(script, "dropped mid-DATA").await;
 }
 
 /// Reads from `s` until `needle` shows up (or the peer closes); all read.
