@@ -208,39 +208,14 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     let mut packet_began: Option<Instant> = None;
     loop {
         // Every whole packet in the buffer, then one write of the replies.
-        let mut used = 0;
-        loop {
-            let step = match Command::decode(&buf[used..]) {
-                Ok(None) => break,
-                Ok(Some((command, n))) => {
-                    used += n;
-                    session.handle(command)
-                }
-                Err(e) if e.recoverable() => {
-                    // Whole packet present (decode parses only then): skip it.
-                    let p = &buf[used..];
-                    used += 4 + u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
-                    session.malformed(e.to_string())
-                }
-                Err(e) => {
-                    maillog::milter_failed(session.queue_id(), &e.to_string(), "connection closed");
-                    return;
-                }
-            };
-            match step {
-                Step::Reply(replies) => replies.iter().for_each(|r| r.encode(&mut out)),
-                Step::EndOfMessage(finished) => {
-                    for r in milter.clone().finish(*finished).await {
-                        r.encode(&mut out);
-                    }
-                }
-                Step::Close => {
-                    let _ =
-                        tokio::time::timeout(limits.packet_timeout, stream.write_all(&out)).await;
-                    return;
-                }
+        let used = match answer(milter, session, &buf, &mut out).await {
+            Answered::Used(n) => n,
+            Answered::Quit => {
+                let _ = tokio::time::timeout(limits.packet_timeout, stream.write_all(&out)).await;
+                return;
             }
-        }
+            Answered::Broken => return,
+        };
         buf.drain(..used);
         packet_began = match (buf.is_empty(), used > 0) {
             (true, _) => None,
@@ -278,6 +253,55 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                 );
             }
             Err(_) => return give_up(session, "idle too long (milter.idle_timeout_seconds)"),
+        }
+    }
+}
+
+/// What became of the packets in the buffer.
+enum Answered {
+    /// This many bytes were whole packets, answered; wait for more.
+    Used(usize),
+    /// The MTA quit: write the replies and close.
+    Quit,
+    /// The stream is out of step (a bad length): close at once.
+    Broken,
+}
+
+/// Answers every whole packet at the front of `buf`, the replies into
+/// `out` (the end of a message is rewritten on the rewrite pool).
+async fn answer(
+    milter: &Arc<Milter>,
+    session: &mut Session,
+    buf: &[u8],
+    out: &mut Vec<u8>,
+) -> Answered {
+    let mut used = 0;
+    loop {
+        let step = match Command::decode(&buf[used..]) {
+            Ok(None) => return Answered::Used(used),
+            Ok(Some((command, n))) => {
+                used += n;
+                session.handle(command)
+            }
+            Err(e) if e.recoverable() => {
+                // Whole packet present (decode parses only then): skip it.
+                let p = &buf[used..];
+                used += 4 + u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
+                session.malformed(e.to_string())
+            }
+            Err(e) => {
+                maillog::milter_failed(session.queue_id(), &e.to_string(), "connection closed");
+                return Answered::Broken;
+            }
+        };
+        match step {
+            Step::Reply(replies) => replies.iter().for_each(|r| r.encode(out)),
+            Step::EndOfMessage(finished) => {
+                for r in milter.clone().finish(*finished).await {
+                    r.encode(out);
+                }
+            }
+            Step::Close => return Answered::Quit,
         }
     }
 }
