@@ -5,7 +5,9 @@
 //! Every long-running part (SMTP, tracking and API listeners) is a task in
 //! one `JoinSet` that ends when the one [`CancellationToken`] is cancelled;
 //! [`App::stop`] waits for all of them, SMTP sessions included, then
-//! flushes the write queue.
+//! flushes the write queue. Sessions get `shutdown.deadline_seconds` to
+//! finish; then the [`Deadline`] cuts them (a silent peer cannot keep the
+//! process alive), and the queue is flushed all the same.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,6 +28,7 @@ use crate::events::Pipeline;
 use crate::inbound::{self, Inbound, StartError};
 use crate::listener;
 use crate::relay::Relay;
+use crate::shutdown::Deadline;
 use crate::storage::{Storage, StorageError};
 use crate::tracking::Tracking;
 use crate::tracking::tls::{self, TlsError};
@@ -77,6 +80,8 @@ pub struct App {
 struct Tasks {
     set: JoinSet<()>,
     shutdown: CancellationToken,
+    /// Cuts the sessions still open `shutdown.deadline_seconds` after it.
+    deadline: Deadline,
 }
 
 impl Tasks {
@@ -97,9 +102,10 @@ impl Tasks {
             .await
             .map_err(|source| AppError::Bind { name, addr, source })?;
         let bound = socket.local_addr().unwrap_or(addr);
-        let shutdown = self.shutdown.clone();
-        self.set
-            .spawn(listener::serve(name, socket, tls, shutdown, handler));
+        let (shutdown, deadline) = (self.shutdown.clone(), self.deadline.clone());
+        self.set.spawn(listener::serve(
+            name, socket, tls, shutdown, deadline, handler,
+        ));
         Ok(bound)
     }
 
@@ -115,8 +121,12 @@ impl Tasks {
                 source,
             })?;
         let bound = socket.local_addr().unwrap_or(addr);
-        self.set
-            .spawn(inbound::serve(socket, inbound, self.shutdown.clone()));
+        self.set.spawn(inbound::serve(
+            socket,
+            inbound,
+            self.shutdown.clone(),
+            self.deadline.clone(),
+        ));
         Ok(bound)
     }
 }
@@ -132,6 +142,7 @@ impl App {
         let mut tasks = Tasks {
             set: JoinSet::new(),
             shutdown,
+            deadline: Deadline::default(),
         };
 
         let webhooks = Arc::new(Webhooks::new(
@@ -192,8 +203,8 @@ impl App {
         tracing::info!(addr = %smtp_addr, upstream = %relay.upstream.describe(), "smtp listening");
         let milter_addr = match &config.milter {
             Some(m) => {
-                let shutdown = tasks.shutdown.clone();
-                crate::milter::start(m, relay.clone(), &mut tasks.set, shutdown).await?
+                let stop = (tasks.shutdown.clone(), tasks.deadline.clone());
+                crate::milter::start(m, relay.clone(), &mut tasks.set, stop).await?
             }
             None => None,
         };
@@ -246,6 +257,11 @@ impl App {
         &self.webhooks
     }
 
+    /// The shutdown deadline (how many sessions it cut, after [`App::wait`]).
+    pub fn deadline(&self) -> &Deadline {
+        &self.tasks.deadline
+    }
+
     /// The process's storage handle.
     pub fn storage(&self) -> &Storage {
         &self.storage
@@ -258,11 +274,19 @@ impl App {
     }
 
     /// After the shutdown token fired: waits for the listeners to stop
-    /// (in-flight requests finish), then flushes the write queue (at most
+    /// (in-flight requests and sessions finish, until the shutdown
+    /// deadline cuts them), then flushes the write queue (at most
     /// `FLUSH_LIMIT`). True when every queued write was stored.
     pub async fn wait(mut self) -> bool {
         tracing::info!("shutting down");
-        while self.tasks.set.join_next().await.is_some() {}
+        let limit = self.relay.config.limits.shutdown_deadline;
+        let tasks = &mut self.tasks.set;
+        let all_ended = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(limit, all_ended).await.is_err() {
+            tracing::warn!(deadline = ?limit, "shutdown deadline reached; cutting open sessions");
+            self.tasks.deadline.expire();
+            while self.tasks.set.join_next().await.is_some() {}
+        }
         let flushed = self.storage.flush(FLUSH_LIMIT).await;
         if flushed {
             tracing::info!("every queued write stored");

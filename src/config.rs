@@ -483,6 +483,7 @@ impl Collector {
                 raw.smtp.command_timeout_seconds,
             ),
             ("smtp.data_timeout_seconds", raw.smtp.data_timeout_seconds),
+            ("shutdown.deadline_seconds", raw.shutdown.deadline_seconds),
         ] {
             if value == 0 {
                 self.push(key, "must be at least 1");
@@ -495,6 +496,7 @@ impl Collector {
             command_timeout: Duration::from_secs(raw.smtp.command_timeout_seconds.into()),
             data_timeout: Duration::from_secs(raw.smtp.data_timeout_seconds.into()),
             upstream_timeout: Duration::from_secs(raw.upstream.timeout_seconds.into()),
+            shutdown_deadline: Duration::from_secs(raw.shutdown.deadline_seconds.into()),
         }
     }
 

@@ -66,8 +66,14 @@ impl Inbound {
 }
 
 /// Accepts clients until `shutdown`, then waits for open sessions to end
-/// (each finishes its current transaction and says 421).
-pub async fn serve(listener: TcpListener, inbound: Arc<Inbound>, shutdown: CancellationToken) {
+/// (each finishes its current transaction and says 421), or for the
+/// `deadline`, which cuts the ones still open.
+pub async fn serve(
+    listener: TcpListener,
+    inbound: Arc<Inbound>,
+    shutdown: CancellationToken,
+    deadline: crate::shutdown::Deadline,
+) {
     let limit = Arc::new(Semaphore::new(inbound.config.limits.max_connections));
     let sessions = TaskTracker::new();
     loop {
@@ -90,9 +96,9 @@ pub async fn serve(listener: TcpListener, inbound: Arc<Inbound>, shutdown: Cance
             continue;
         };
         let inbound = inbound.clone();
-        let shutdown = shutdown.clone();
+        let (shutdown, deadline) = (shutdown.clone(), deadline.clone());
         sessions.spawn(async move {
-            session::run(Box::new(stream), peer, inbound, shutdown).await;
+            session::run(Box::new(stream), peer, inbound, shutdown, deadline).await;
             drop(permit);
         });
     }

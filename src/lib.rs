@@ -39,6 +39,7 @@
 //! - [`metrics`]: the Prometheus registry, one function per thing counted.
 //! - [`listener`]: HTTP accept loop with graceful shutdown, for both servers.
 //! - [`app`]: wires storage and listeners; shutdown flushes every write.
+//! - [`shutdown`]: the deadline after which open sessions are cut.
 //! - [`cli`]: one file per subcommand; `main.rs` only dispatches.
 //!
 //! # One message's path
@@ -88,6 +89,7 @@ pub mod mime;
 pub mod relay;
 pub mod retention;
 pub mod rewrite;
+pub mod shutdown;
 pub mod smtp;
 pub mod storage;
 pub mod time;

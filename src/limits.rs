@@ -15,6 +15,10 @@ pub struct Limits {
     pub command_timeout: Duration,
     /// How long a client may take to send the message after DATA.
     pub data_timeout: Duration,
-    /// How long the upstream may take to answer any step.
+    /// How long the upstream may take to answer any step (each read, each
+    /// write, the message and its reply).
     pub upstream_timeout: Duration,
+    /// After SIGTERM, how long open sessions may take to finish before they
+    /// are cut (`shutdown`).
+    pub shutdown_deadline: Duration,
 }

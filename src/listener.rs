@@ -36,12 +36,14 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `listener` (over TLS when `tls` is given) until `shutdown` is
-/// cancelled, then drains.
+/// cancelled, then drains (until `DRAIN_LIMIT` or the shutdown deadline,
+/// whichever comes first).
 pub async fn serve<H, F>(
     name: &'static str,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
+    deadline: crate::shutdown::Deadline,
     handler: H,
 ) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
@@ -82,10 +84,11 @@ pub async fn serve<H, F>(
         tokio::spawn(conn.run(stream, tls.clone(), service));
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let drained = tokio::select! {
+        r = tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown()) => r.is_ok(),
+        () = deadline.passed() => false,
+    };
+    if !drained {
         tracing::warn!(
             listener = name,
             "connections still open after the drain limit; closing them"

@@ -9,6 +9,7 @@
 //! happens to the message.
 
 mod dsn;
+pub(crate) mod pool;
 mod record;
 mod routes;
 
@@ -147,13 +148,17 @@ impl Relay {
     /// returns the reply for the client and gives the upstream connection
     /// back to the pool when it is healthy.
     pub async fn deliver(&self, mut txn: Transaction, message: Vec<u8>) -> Reply {
+        // Shared with the rewrite pool's threads (moved, not copied).
+        let message = Arc::new(message);
         let settings = &txn.route.settings;
         let split = settings.per_recipient && txn.recipients.len() > 1;
         // The first copy tells whether anything is tracked at all.
         let first_recipient = (settings.per_recipient || txn.recipients.len() == 1)
             .then(|| txn.recipients[0].clone());
         let first_id = Uuid::now_v7();
-        let first = self.rewrite(&message, settings, first_id, first_recipient.as_deref());
+        let first = self
+            .rewrite_off(&message, settings, first_id, first_recipient)
+            .await;
         let tracked = first.report.pixels > 0 || !first.report.links.is_empty();
         let reply = if split && tracked {
             self.deliver_copies(&mut txn, &message, (first_id, first))
@@ -183,17 +188,21 @@ impl Relay {
         id: Uuid,
         recipient: Option<&str>,
     ) -> Outcome {
-        let sent_at = jiff::Timestamp::now().as_second().max(0) as u64;
-        let expires_at = sent_at.saturating_add(self.config.tracking.token_ttl.as_secs());
-        let request = Request {
-            settings,
-            base_url: self.config.tracking_base(settings),
-            keys: &self.config.tracking.keys,
-            message_id: id,
-            recipient,
-            expires_at: u32::try_from(expires_at).unwrap_or(u32::MAX),
-        };
-        rewrite::rewrite(message, &request)
+        rewrite_copy(&self.config, message, settings, id, recipient)
+    }
+
+    /// [`Relay::rewrite`] on the rewrite pool (`pool`), off the async
+    /// workers: a big message takes seconds of CPU.
+    async fn rewrite_off(
+        &self,
+        message: &Arc<Vec<u8>>,
+        settings: &RouteSettings,
+        id: Uuid,
+        recipient: Option<String>,
+    ) -> Outcome {
+        let (config, message, settings) = (self.config.clone(), message.clone(), settings.clone());
+        pool::run(move || rewrite_copy(&config, &message, &settings, id, recipient.as_deref()))
+            .await
     }
 
     /// One upstream transaction (the mirrored one) for all recipients.
@@ -219,7 +228,7 @@ impl Relay {
     async fn deliver_copies(
         &self,
         txn: &mut Transaction,
-        message: &[u8],
+        message: &Arc<Vec<u8>>,
         first: (Uuid, Outcome),
     ) -> Delivery {
         if let Err(e) = txn.upstream.rset().await {
@@ -234,9 +243,10 @@ impl Relay {
                 Some(f) => f,
                 None => {
                     let id = Uuid::now_v7();
+                    let to = Some(recipient.clone());
                     (
                         id,
-                        self.rewrite(message, &txn.route.settings, id, Some(recipient)),
+                        self.rewrite_off(message, &txn.route.settings, id, to).await,
                     )
                 }
             };
@@ -441,6 +451,32 @@ impl Delivery {
             upstream_ok: false,
         }
     }
+}
+
+/// Rewrites one copy of `message` for `config`'s tracking settings (the
+/// tokens carry `id` and `recipient`). The debug line says which thread
+/// did it: the rewrite pool's, not an async worker.
+fn rewrite_copy(
+    config: &Config,
+    message: &[u8],
+    settings: &RouteSettings,
+    id: Uuid,
+    recipient: Option<&str>,
+) -> Outcome {
+    let sent_at = jiff::Timestamp::now().as_second().max(0) as u64;
+    let expires_at = sent_at.saturating_add(config.tracking.token_ttl.as_secs());
+    let request = Request {
+        settings,
+        base_url: config.tracking_base(settings),
+        keys: &config.tracking.keys,
+        message_id: id,
+        recipient,
+        expires_at: u32::try_from(expires_at).unwrap_or(u32::MAX),
+    };
+    let outcome = rewrite::rewrite(message, &request);
+    tracing::debug!(%id, bytes = message.len(), links = outcome.report.links.len(),
+        thread = %pool::thread_name(), "copy rewritten");
+    outcome
 }
 
 /// After a broken connection, the remaining recipients were not sent either.

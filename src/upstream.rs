@@ -28,10 +28,14 @@ use crate::smtp::Reply;
 pub enum UpstreamError {
     #[error("cannot connect to {target}: {why}")]
     Connect { target: String, why: String },
-    #[error("timed out after {0:?}")]
-    Timeout(std::time::Duration),
-    #[error("connection lost: {0}")]
-    Io(String),
+    /// No answer (or no room to write) within `upstream.timeout_seconds`.
+    #[error("upstream {target} did not answer within {after:?}")]
+    Timeout {
+        target: String,
+        after: std::time::Duration,
+    },
+    #[error("connection to upstream {target} lost: {why}")]
+    Io { target: String, why: String },
     #[error("STARTTLS required but {0}")]
     Tls(String),
     #[error("protocol error: {0}")]
@@ -138,7 +142,7 @@ impl Upstream {
             match conn.mail_from(sender, params).await {
                 Ok(reply) if reply.code != 421 => return Ok((conn, reply)),
                 Ok(reply) => tracing::debug!(%reply, "pooled upstream connection closing"),
-                Err(e @ UpstreamError::Timeout(_)) => return Err(e),
+                Err(e @ UpstreamError::Timeout { .. }) => return Err(e),
                 Err(e) => tracing::debug!(error = %e, "pooled upstream connection lost"),
             }
         }

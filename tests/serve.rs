@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
-use support::relay::{Client, config_text, html_message};
+use support::relay::{Client, config_text, html_message, logged_addr};
 
 struct Served {
     child: Child,
@@ -50,14 +50,7 @@ fn serve(routes: &str) -> Served {
         let line = rx
             .recv_timeout(std::time::Duration::from_secs(30))
             .expect("serve did not start");
-        let addr = || -> Option<SocketAddr> {
-            line.split("addr=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        };
+        let addr = || logged_addr(&line);
         if line.contains("api listener started") {
             api = addr();
         } else if line.contains("smtp listening") {

@@ -1,6 +1,7 @@
 //! `trackrelay serve`: run everything (SMTP relay, tracking server, API)
 //! until SIGTERM or SIGINT, then shut down gracefully: stop accepting,
-//! finish open sessions and in-flight requests, store every queued write.
+//! finish open sessions and in-flight requests (until
+//! `shutdown.deadline_seconds`, then cut them), store every queued write.
 //! SIGHUP re-reads the routes; systemd hears READY and STOPPING.
 
 use std::process::ExitCode;
@@ -48,8 +49,10 @@ async fn serve(config: Config, path: std::path::PathBuf) -> anyhow::Result<ExitC
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     shutdown.cancel();
     let queued = app.storage().clone();
+    let deadline = app.deadline().clone();
     if app.wait().await {
-        tracing::info!("stopped");
+        // The last line: a cut session's client retries its message.
+        tracing::info!(sessions_cut = deadline.sessions_cut(), "stopped");
         Ok(ExitCode::SUCCESS)
     } else {
         anyhow::bail!(

@@ -1,8 +1,12 @@
-//! The `[milter]` section: where the milter listens and what it answers
-//! when it cannot rewrite a message. No section: no milter listener.
+//! The `[milter]` section: where the milter listens, who may connect and
+//! for how long, and what it answers when it cannot rewrite a message. No
+//! section: no milter listener.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
 
 use super::Collector;
 use super::raw::RawMilter;
@@ -14,6 +18,16 @@ pub struct MilterConfig {
     pub on_error: OnError,
     /// Larger messages are answered per `on_error`, unread.
     pub max_message_bytes: u64,
+    /// TCP peers that may connect (a unix socket is guarded by its file
+    /// permissions instead).
+    pub allowed_networks: Vec<IpNet>,
+    /// Most MTA connections at once; more are closed on arrival.
+    pub max_connections: usize,
+    /// A packet, once begun, must arrive whole within this; each write of
+    /// replies must finish within it too.
+    pub packet_timeout: Duration,
+    /// How long the MTA may stay silent between packets.
+    pub idle_timeout: Duration,
 }
 
 /// A TCP address or a unix socket path (`unix:/run/trackrelay/milter.sock`).
@@ -79,10 +93,23 @@ impl Collector {
         if raw.max_message_bytes == 0 {
             self.push("milter.max_message_bytes", "must be at least 1");
         }
+        for (key, value) in [
+            ("milter.max_connections", raw.max_connections),
+            ("milter.packet_timeout_seconds", raw.packet_timeout_seconds),
+            ("milter.idle_timeout_seconds", raw.idle_timeout_seconds),
+        ] {
+            if value == 0 {
+                self.push(key, "must be at least 1");
+            }
+        }
         Some(MilterConfig {
             listen,
             on_error,
             max_message_bytes: raw.max_message_bytes,
+            allowed_networks: self.nets("milter.allowed_networks", &raw.allowed_networks),
+            max_connections: raw.max_connections as usize,
+            packet_timeout: Duration::from_secs(raw.packet_timeout_seconds.into()),
+            idle_timeout: Duration::from_secs(raw.idle_timeout_seconds.into()),
         })
     }
 }
@@ -105,6 +132,10 @@ mod tests {
                 listen: MilterListen::Tcp("127.0.0.1:8891".parse().unwrap()),
                 on_error: OnError::Accept,
                 max_message_bytes: 50 * 1024 * 1024,
+                allowed_networks: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+                max_connections: 256,
+                packet_timeout: Duration::from_secs(30),
+                idle_timeout: Duration::from_secs(900),
             })
         );
         let c = Config::parse(&format!(
@@ -131,6 +162,18 @@ mod tests {
                 "milter.listen",
                 "milter.on_error",
                 "milter.max_message_bytes"
+            ]
+        );
+        assert_eq!(
+            keys(
+                "max_connections = 0\npacket_timeout_seconds = 0\nidle_timeout_seconds = 0\n\
+                 allowed_networks = [\"10.0.0.0/8\", \"everyone\"]\n"
+            ),
+            [
+                "milter.max_connections",
+                "milter.packet_timeout_seconds",
+                "milter.idle_timeout_seconds",
+                "milter.allowed_networks[1]"
             ]
         );
         assert_eq!(keys("listn = \"x\"\n"), ["milter.listn"]);

@@ -20,6 +20,21 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     /// Absent: no milter listener.
     pub milter: Option<RawMilter>,
+    pub shutdown: RawShutdown,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawShutdown {
+    pub deadline_seconds: u32,
+}
+
+impl Default for RawShutdown {
+    fn default() -> Self {
+        Self {
+            deadline_seconds: 30,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -319,6 +334,10 @@ pub struct RawMilter {
     pub listen: String,
     pub on_error: String,
     pub max_message_bytes: u64,
+    pub allowed_networks: Vec<String>,
+    pub max_connections: u32,
+    pub packet_timeout_seconds: u32,
+    pub idle_timeout_seconds: u32,
 }
 
 impl Default for RawMilter {
@@ -327,6 +346,10 @@ impl Default for RawMilter {
             listen: "127.0.0.1:8891".into(),
             on_error: "accept".into(),
             max_message_bytes: 50 * 1024 * 1024,
+            allowed_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            max_connections: 256,
+            packet_timeout_seconds: 30,
+            idle_timeout_seconds: 900,
         }
     }
 }

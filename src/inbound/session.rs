@@ -63,11 +63,16 @@ pub enum ReadEnd {
     Shutdown,
 }
 
+/// How long a session cut at the shutdown deadline may take to write its
+/// 421 and close.
+const CUT_WRITE_LIMIT: Duration = Duration::from_secs(1);
+
 pub async fn run(
     io: Box<dyn Io>,
     peer: SocketAddr,
     inbound: Arc<Inbound>,
     shutdown: CancellationToken,
+    deadline: crate::shutdown::Deadline,
 ) {
     let mut session = Session {
         inbound,
@@ -87,10 +92,31 @@ pub async fn run(
     async move {
         let greeting = format!("{} ESMTP trackrelay", session.inbound.config.smtp.hostname);
         session.reply(Reply::new(220, (2, 0, 0), greeting));
-        session.serve().await;
-        session.abort_transaction().await;
-        let _ = session.flush().await;
-        let _ = session.io.shutdown().await;
+        let finished = tokio::select! {
+            () = async {
+                session.serve().await;
+                session.abort_transaction().await;
+            } => true,
+            () = deadline.passed() => false,
+        };
+        if finished {
+            let _ = session.flush().await;
+            let _ = session.io.shutdown().await;
+        } else {
+            // Past the shutdown deadline: the transaction (and its upstream
+            // connection, maybe the peer that does not answer) is dropped
+            // unanswered; the client keeps the message and retries.
+            deadline.count_cut();
+            tracing::info!(%peer, "session cut at the shutdown deadline");
+            session.out.clear();
+            session.reply(Reply::new(
+                421,
+                (4, 3, 2),
+                "Shutdown deadline reached, closing connection",
+            ));
+            let _ = tokio::time::timeout(CUT_WRITE_LIMIT, session.flush()).await;
+            let _ = tokio::time::timeout(CUT_WRITE_LIMIT, session.io.shutdown()).await;
+        }
     }
     .instrument(span)
     .await;

@@ -2,12 +2,20 @@
 //! upstream's exact replies): connect, EHLO, STARTTLS as configured, AUTH,
 //! then one command at a time with a timeout on every step.
 //!
+//! Every read and write, from the greeting to the reply after the message,
+//! goes through [`Peer::step`]: `upstream.timeout_seconds` bounds it (an
+//! upstream that accepts TCP and never writes, or stalls half-way through
+//! a reply line, costs the client that long, then a 451), and its error
+//! names the upstream. mail-send times most of its calls itself, but not
+//! the greeting or a bare `read`, so the bound is kept here, once.
+//!
 //! The message itself is written here, not by mail-send: dot-stuffed
 //! (`smtp::data::stuff`, in the copy's own buffer unless a line starts
 //! with a dot) with its end mark and sent in one write, or as one
 //! `BDAT n LAST` when the upstream offers CHUNKING (RFC 3030), which also
 //! saves the round trip for DATA's 354.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use mail_send::{Credentials, Error as SendError, SmtpClient};
@@ -47,7 +55,7 @@ pub struct SmtpConnection {
     client: Client,
     capabilities: u32,
     last_used: Instant,
-    timeout: Duration,
+    peer: Peer,
     /// MAIL was accepted and the transaction has not ended (by the reply
     /// after the message, or RSET): the connection needs RSET before reuse.
     in_transaction: bool,
@@ -66,8 +74,11 @@ impl SmtpConnection {
             .trim_matches(['[', ']'])
             .to_owned();
         let port = url.port().unwrap_or(25);
-        let timeout = limits.upstream_timeout;
         let target = format!("{host}:{port}");
+        let peer = Peer {
+            target: target.clone(),
+            timeout: limits.upstream_timeout,
+        };
         let connect_err = |why: String| UpstreamError::Connect {
             target: target.clone(),
             why,
@@ -77,32 +88,35 @@ impl SmtpConnection {
             .map_err(|e| connect_err(e.to_string()))?
             .next()
             .ok_or_else(|| connect_err("no address".into()))?;
-        let mut plain = SmtpClient::connect(addr, timeout)
+        let mut plain = SmtpClient::connect(addr, peer.timeout)
             .await
             .map_err(|e| connect_err(e.to_string()))?;
         // Commands are small writes answered one by one: without this,
         // Nagle's algorithm and delayed ACKs stall each one by ~40 ms.
         let _ = plain.stream.set_nodelay(true);
-        let greeting = plain.read().await.map_err(|e| map_err(e, timeout))?;
+        // mail-send reads the greeting without a timeout of its own.
+        let greeting = peer.step(plain.read()).await?;
         if greeting.code != 220 {
             return Err(connect_err(format!(
                 "greeting {}",
                 Reply::from_upstream(&greeting)
             )));
         }
-        let ehlo = plain.ehlo(helo).await.map_err(|e| map_err(e, timeout))?;
-        let (client, ehlo) = start_tls(plain, ehlo, &host, helo, config, timeout).await?;
+        let ehlo = peer.step(plain.ehlo(helo)).await?;
+        let (client, ehlo) = start_tls(plain, ehlo, &host, helo, config, &peer).await?;
         let mut conn = Self {
             client,
             capabilities: ehlo.capabilities,
             last_used: Instant::now(),
-            timeout,
+            peer,
             in_transaction: false,
         };
         if let Some((user, password)) = &config.credentials {
             let credentials = Credentials::new(user.as_str(), password.as_str());
-            on_client!(&mut conn.client, c => c.authenticate(&credentials, &ehlo).await.map(|_| ()))
-                .map_err(|e| map_err(e, timeout))?;
+            let peer = &conn.peer;
+            on_client!(&mut conn.client, c => peer.step(async {
+                c.authenticate(&credentials, &ehlo).await.map(|_| ())
+            }).await)?;
         }
         Ok(conn)
     }
@@ -161,7 +175,9 @@ impl SmtpConnection {
     pub async fn data(&mut self, message: Vec<u8>) -> Result<Reply, UpstreamError> {
         self.last_used = Instant::now();
         let chunking = self.capabilities & EXT_CHUNKING != 0;
-        let result = on_client!(&mut self.client, c => send_message(c, message, chunking).await);
+        let peer = &self.peer;
+        let result =
+            on_client!(&mut self.client, c => send_message(c, message, chunking, peer).await);
         match result {
             Ok(Sent::Refused(response)) => Ok(Reply::from_upstream(&response)),
             Ok(Sent::Answered(response)) => {
@@ -172,17 +188,17 @@ impl SmtpConnection {
                 self.in_transaction = chunking && !reply.is_positive();
                 Ok(reply)
             }
-            Err(e) => Err(map_err(e, self.timeout)),
+            Err(e) => Err(e),
         }
     }
 
+    /// One command line and its reply (the write and the read together
+    /// within the timeout).
     async fn cmd(&mut self, cmd: String) -> Result<Reply, UpstreamError> {
         self.last_used = Instant::now();
-        let timeout = self.timeout;
-        let result = on_client!(&mut self.client, c => c.cmd(cmd.as_bytes()).await);
-        result
-            .map(|r| Reply::from_upstream(&r))
-            .map_err(|e| map_err(e, timeout))
+        let peer = &self.peer;
+        let reply = on_client!(&mut self.client, c => peer.step(c.cmd(cmd.as_bytes())).await)?;
+        Ok(Reply::from_upstream(&reply))
     }
 }
 
@@ -197,27 +213,31 @@ enum Sent {
 /// Sends `message` in one write: `BDAT n LAST` and the bytes when the
 /// upstream offers CHUNKING, else DATA, its 354, and the stuffed bytes
 /// with the end mark.
+///
+/// The message's write and the final reply share one timeout, as
+/// `upstream.timeout_seconds` documents; an upstream that stops reading
+/// mid-message or drops the connection is an [`UpstreamError`].
 async fn send_message<T: AsyncRead + AsyncWrite + Unpin>(
     client: &mut SmtpClient<T>,
     message: Vec<u8>,
     chunking: bool,
-) -> mail_send::Result<Sent> {
+    peer: &Peer,
+) -> Result<Sent, UpstreamError> {
     let wire = if chunking {
         data::bdat_last(message)
     } else {
-        let reply = client.cmd(b"DATA\r\n").await?;
+        let reply = peer.step(client.cmd(b"DATA\r\n")).await?;
         if reply.code != 354 {
             return Ok(Sent::Refused(reply));
         }
         data::stuff(message)
     };
-    tokio::time::timeout(client.timeout, async {
+    peer.step(async {
         client.stream.write_all(&wire).await?;
         client.stream.flush().await?;
         client.read().await.map(Sent::Answered)
     })
     .await
-    .map_err(|_| SendError::Timeout)?
 }
 
 /// STARTTLS as configured; a new EHLO after it (RFC 3207 §4.2).
@@ -227,7 +247,7 @@ async fn start_tls(
     host: &str,
     helo: &str,
     config: &UpstreamConfig,
-    timeout: Duration,
+    peer: &Peer,
 ) -> Result<(Client, EhloResponse<String>), UpstreamError> {
     let offered = ehlo.has_capability(EXT_START_TLS);
     match config.starttls {
@@ -240,21 +260,61 @@ async fn start_tls(
     }
     let connector = mail_send::smtp::tls::build_tls_connector(!config.tls_verify)
         .map_err(UpstreamError::Tls)?;
-    let mut tls = plain
-        .start_tls(&connector, host)
-        .await
-        .map_err(|e| UpstreamError::Tls(e.to_string()))?;
-    let ehlo = tls.ehlo(helo).await.map_err(|e| map_err(e, timeout))?;
+    let mut tls = match tokio::time::timeout(peer.timeout, plain.start_tls(&connector, host)).await
+    {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return Err(UpstreamError::Tls(format!("{}: {e}", peer.target))),
+        Err(_) => return Err(peer.timed_out()),
+    };
+    let ehlo = peer.step(tls.ehlo(helo)).await?;
     Ok((Client::Tls(Box::new(tls)), ehlo))
 }
 
-fn map_err(e: SendError, timeout: Duration) -> UpstreamError {
-    match e {
-        SendError::Timeout => UpstreamError::Timeout(timeout),
-        SendError::Io(e) => UpstreamError::Io(e.to_string()),
-        SendError::UnexpectedReply(r) | SendError::AuthenticationFailed(r) => {
-            UpstreamError::Protocol(Reply::from_upstream(&r).to_string())
+/// The upstream as the errors name it, and the bound on each step.
+struct Peer {
+    /// `host:port`.
+    target: String,
+    timeout: Duration,
+}
+
+impl Peer {
+    /// Runs one read or write (or a command and its reply) within the
+    /// timeout; a failure names the upstream.
+    async fn step<T>(
+        &self,
+        io: impl Future<Output = mail_send::Result<T>>,
+    ) -> Result<T, UpstreamError> {
+        match tokio::time::timeout(self.timeout, io).await {
+            Ok(result) => result.map_err(|e| self.error(e)),
+            Err(_) => Err(self.timed_out()),
         }
-        other => UpstreamError::Protocol(other.to_string()),
+    }
+
+    fn timed_out(&self) -> UpstreamError {
+        UpstreamError::Timeout {
+            target: self.target.clone(),
+            after: self.timeout,
+        }
+    }
+
+    fn error(&self, e: SendError) -> UpstreamError {
+        let target = self.target.clone();
+        match e {
+            SendError::Timeout => self.timed_out(),
+            SendError::Io(e) => UpstreamError::Io {
+                target,
+                why: e.to_string(),
+            },
+            // mail-send's reader says this for a connection closed
+            // before the reply was whole, too.
+            SendError::UnparseableReply => UpstreamError::Io {
+                target,
+                why: "closed or unreadable reply".into(),
+            },
+            SendError::UnexpectedReply(r) | SendError::AuthenticationFailed(r) => {
+                UpstreamError::Protocol(format!("{target}: {}", Reply::from_upstream(&r)))
+            }
+            other => UpstreamError::Protocol(format!("{target}: {other}")),
+        }
     }
 }

@@ -165,3 +165,14 @@ pub fn html_message(extra_headers: &str) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// The address after `addr=` in a log line of `trackrelay serve`
+/// (`smtp listening addr=127.0.0.1:41234 …`).
+pub fn logged_addr(line: &str) -> Option<SocketAddr> {
+    line.split("addr=")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
