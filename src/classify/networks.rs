@@ -7,9 +7,10 @@
 //! overlap: a Google proxy address is in "google" and in a cloud list).
 //!
 //! Range files are read in the formats their publishers use: one CIDR a
-//! line or CSV with the CIDR first (Apple's egress-ip-ranges.csv, a header
-//! line allowed), or JSON with `ipv4Prefix`/`ipv6Prefix` (Google) or
-//! `ip_prefix`/`ipv6_prefix` (AWS) anywhere inside.
+//! line or CSV with the CIDR first (Apple's egress-ip-ranges.csv, the
+//! geofeeds of DigitalOcean, Linode and Vultr; a header line allowed), or
+//! JSON with `ipv4Prefix`/`ipv6Prefix` (Google, Bing), `ip_prefix`/
+//! `ipv6_prefix` (AWS) or `cidr` (Oracle) anywhere inside.
 
 use std::net::IpAddr;
 
@@ -32,13 +33,18 @@ pub enum NetworkClass {
     Hosting,
     /// Chat and social networks' preview fetchers.
     LinkPreview,
-    /// VPN exits: people, noted only.
+    /// VPN exits and privacy gateways: people whose clicks need more
+    /// context (`unverified_click`).
     Vpn,
+    /// A mailbox provider's cloud (Microsoft: Outlook.com, Safe Links): an
+    /// open from there is its image fetch for a reader (counts), a click
+    /// is its link scanning (PITFALLS P25).
+    MailProvider,
 }
 
 impl NetworkClass {
     /// The names the config and networks.csv use.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "security_scanner",
         "image_proxy",
         "apple_relay",
@@ -46,6 +52,7 @@ impl NetworkClass {
         "hosting",
         "link_preview",
         "vpn",
+        "mail_provider",
     ];
 
     pub fn parse(s: &str) -> Option<NetworkClass> {
@@ -57,6 +64,7 @@ impl NetworkClass {
             "hosting" => Self::Hosting,
             "link_preview" => Self::LinkPreview,
             "vpn" => Self::Vpn,
+            "mail_provider" => Self::MailProvider,
             _ => return None,
         })
     }
@@ -234,8 +242,44 @@ fn parse_net(s: &str) -> Option<IpNet> {
         .map(|n| n.trunc())
 }
 
-/// Reads a range file (see the module header for the formats).
+/// Private, documentation and other special-purpose space (RFC 6890): no
+/// client comes from there, and geofeeds carry placeholder rows of it
+/// (Vultr's lists the documentation ranges).
+const SPECIAL: [&str; 17] = [
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.2.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/3",
+    "::/8",
+    "fc00::/7",
+    "fe80::/10",
+    "2001:db8::/32",
+    "ff00::/8",
+    "100.64.0.0/10",
+];
+
+fn is_special(net: &IpNet) -> bool {
+    static NETS: std::sync::LazyLock<Vec<IpNet>> =
+        std::sync::LazyLock::new(|| SPECIAL.iter().filter_map(|s| s.parse().ok()).collect());
+    NETS.iter().any(|special| special.contains(net))
+}
+
+/// Reads a range file (see the module header for the formats); ranges in
+/// special-purpose space are dropped.
 pub fn parse_ranges(source: &str, text: &str) -> Result<Vec<IpNet>, ListError> {
+    let mut nets = parse_all_ranges(source, text)?;
+    nets.retain(|n| !is_special(n));
+    Ok(nets)
+}
+
+fn parse_all_ranges(source: &str, text: &str) -> Result<Vec<IpNet>, ListError> {
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         let value: serde_json::Value = serde_json::from_str(trimmed)
@@ -246,7 +290,7 @@ pub fn parse_ranges(source: &str, text: &str) -> Result<Vec<IpNet>, ListError> {
             return Err(ListError::new(
                 source,
                 0,
-                "no ipv4Prefix, ipv6Prefix, ip_prefix or ipv6_prefix in the JSON",
+                "no ipv4Prefix, ipv6Prefix, ip_prefix, ipv6_prefix or cidr in the JSON",
             ));
         }
         return Ok(nets);
@@ -281,7 +325,10 @@ fn collect_json(v: &serde_json::Value, out: &mut Vec<IpNet>) {
         serde_json::Value::Object(map) => {
             for (k, v) in map {
                 match (k.as_str(), v.as_str()) {
-                    ("ipv4Prefix" | "ipv6Prefix" | "ip_prefix" | "ipv6_prefix", Some(s)) => {
+                    (
+                        "ipv4Prefix" | "ipv6Prefix" | "ip_prefix" | "ipv6_prefix" | "cidr",
+                        Some(s),
+                    ) => {
                         out.extend(parse_net(s));
                     }
                     _ => collect_json(v, out),
