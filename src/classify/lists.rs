@@ -150,6 +150,8 @@ impl Lists {
             .iter()
             .map(|f| f.network.as_deref().and_then(|n| networks.index_of(n)))
             .collect();
+        // Built here, not on the first hit's lookup.
+        networks.seal();
         let mut class_masks = [0u64; NetworkClass::NAMES.len()];
         for (i, class) in networks.classes() {
             class_masks[class_index(class)] |= 1 << i;

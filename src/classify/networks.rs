@@ -2,9 +2,12 @@
 //!
 //! Each network (Apple's relay egress, Google, Proofpoint, a cloud, …) keeps
 //! its ranges as sorted, merged, non-overlapping intervals, one vector for
-//! IPv4 (`u32`) and one for IPv6 (`u128`); a lookup is one binary search per
-//! network and gives the set of networks the address is in (networks may
-//! overlap: a Google proxy address is in "google" and in a cloud list).
+//! IPv4 (`u32`) and one for IPv6 (`u128`). Networks may overlap (Apple's
+//! relay runs partly in Cloudflare's space), so for lookups all of them are
+//! folded, once, into one step function per family: sorted boundaries, each
+//! with the set of networks (bits of a `u64`) holding the addresses from it
+//! to the next. A lookup is one binary search, however many lists are
+//! loaded.
 //!
 //! Range files are read in the formats their publishers use: one CIDR a
 //! line or CSV with the CIDR first (Apple's egress-ip-ranges.csv, the
@@ -103,6 +106,62 @@ impl Hits {
 #[derive(Debug, Default)]
 pub struct Networks {
     list: Vec<Network>,
+    /// Built on the first lookup after the last `add`.
+    index: std::sync::OnceLock<Index>,
+}
+
+/// The networks folded into step functions: (first address, networks
+/// holding it and every address up to the next entry).
+#[derive(Debug, Default)]
+struct Index {
+    v4: Vec<(u32, u64)>,
+    v6: Vec<(u128, u64)>,
+}
+
+impl Index {
+    fn new(list: &[Network]) -> Index {
+        Index {
+            v4: steps(list.iter().map(|n| n.v4.as_slice())),
+            v6: steps(list.iter().map(|n| n.v6.as_slice())),
+        }
+    }
+}
+
+/// Folds each network's merged intervals (the `i`th network is bit `i`)
+/// into one step function.
+fn steps<'a, T: Copy + Ord + num::One + 'a>(
+    nets: impl Iterator<Item = &'a [(T, T)]>,
+) -> Vec<(T, u64)> {
+    // (position, bits entering, bits leaving)
+    let mut events: Vec<(T, u64, u64)> = Vec::new();
+    for (i, ranges) in nets.enumerate() {
+        let bit = 1u64 << i;
+        for &(start, end) in ranges {
+            events.push((start, bit, 0));
+            let next = end.saturating_next();
+            // The last address of the space leaves nothing after it.
+            if next != end {
+                events.push((next, 0, bit));
+            }
+        }
+    }
+    events.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut out: Vec<(T, u64)> = Vec::with_capacity(events.len());
+    let mut mask = 0u64;
+    for (at, enter, leave) in events {
+        mask = (mask & !leave) | enter;
+        match out.last_mut() {
+            Some(last) if last.0 == at => last.1 = mask,
+            _ => out.push((at, mask)),
+        }
+    }
+    out
+}
+
+/// The networks holding `a`, from a step function.
+fn step_at<T: Copy + Ord>(steps: &[(T, u64)], a: T) -> u64 {
+    let i = steps.partition_point(|s| s.0 <= a);
+    if i == 0 { 0 } else { steps[i - 1].1 }
 }
 
 /// At most this many networks (a lookup answers with a `u64` of bits).
@@ -141,31 +200,22 @@ impl Networks {
         }
         merge(&mut n.v4);
         merge(&mut n.v6);
+        self.index = std::sync::OnceLock::new();
         Ok(())
     }
 
     /// The networks the address is in.
     pub fn lookup(&self, ip: IpAddr) -> Hits {
-        let mut hits = 0u64;
-        match ip.to_canonical() {
-            IpAddr::V4(a) => {
-                let a = u32::from(a);
-                for (i, n) in self.list.iter().enumerate() {
-                    if within(&n.v4, a) {
-                        hits |= 1 << i;
-                    }
-                }
-            }
-            IpAddr::V6(a) => {
-                let a = u128::from(a);
-                for (i, n) in self.list.iter().enumerate() {
-                    if within(&n.v6, a) {
-                        hits |= 1 << i;
-                    }
-                }
-            }
-        }
-        Hits(hits)
+        let index = self.index.get_or_init(|| Index::new(&self.list));
+        Hits(match ip.to_canonical() {
+            IpAddr::V4(a) => step_at(&index.v4, u32::from(a)),
+            IpAddr::V6(a) => step_at(&index.v6, u128::from(a)),
+        })
+    }
+
+    /// Builds the lookup index now (else the first lookup does).
+    pub fn seal(&self) {
+        self.index.get_or_init(|| Index::new(&self.list));
     }
 
     /// Index of the network of this (case-insensitive) name.
@@ -208,12 +258,6 @@ fn merge<T: Copy + Ord + num::One>(v: &mut Vec<(T, T)>) {
         }
     }
     *v = out;
-}
-
-/// Binary search in sorted, non-overlapping intervals.
-fn within<T: Copy + Ord>(v: &[(T, T)], a: T) -> bool {
-    let i = v.partition_point(|r| r.0 <= a);
-    i > 0 && v[i - 1].1 >= a
 }
 
 /// The `x + 1` (saturating) of the two address integer types.
@@ -426,6 +470,14 @@ mod tests {
         );
         assert!(n.lookup(ip("10.0.2.0")).is_empty());
         assert!(n.lookup(ip("65.255.255.255")).is_empty());
+        assert!(n.lookup(ip("67.0.0.0")).is_empty(), "just past the cloud");
+        assert!(n.lookup(ip("66.255.255.255")).contains(c));
+        n.add("top", NetworkClass::Vpn, nets(&["255.255.255.0/24", "::/0"]))
+            .unwrap();
+        let t = n.index_of("top").unwrap();
+        assert!(n.lookup(ip("255.255.255.255")).contains(t), "the last address");
+        assert!(n.lookup(ip("2001:4860:4860::8888")).contains(g), "index rebuilt after add");
+        assert!(n.lookup(ip("::1")).contains(t));
     }
 
     #[test]
