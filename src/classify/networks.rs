@@ -490,6 +490,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(json.len(), 2);
+        let oracle = r#"{"regions":[{"region":"x","cidrs":[{"cidr":"40.233.0.0/19","tags":["OCI"]}]}]}"#;
+        assert_eq!(parse_ranges("o", oracle).unwrap().len(), 1);
+        let geofeed = "# comment\n45.32.0.0/16,US,US-NJ,Piscataway,\n192.0.2.0/24,US,,,\n";
+        assert_eq!(parse_ranges("v", geofeed).unwrap().len(), 1, "documentation space dropped");
         let e = parse_ranges("x", "cidr\n1.2.3.0/24\n<html>\n").unwrap_err();
         assert_eq!(e.line, 3);
         assert!(parse_ranges("x", "{}").is_err());
