@@ -21,6 +21,8 @@ use ipnet::IpNet;
 
 use super::ListError;
 
+mod index;
+
 /// What a hit from a network says about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetworkClass {
@@ -107,61 +109,7 @@ impl Hits {
 pub struct Networks {
     list: Vec<Network>,
     /// Built on the first lookup after the last `add`.
-    index: std::sync::OnceLock<Index>,
-}
-
-/// The networks folded into step functions: (first address, networks
-/// holding it and every address up to the next entry).
-#[derive(Debug, Default)]
-struct Index {
-    v4: Vec<(u32, u64)>,
-    v6: Vec<(u128, u64)>,
-}
-
-impl Index {
-    fn new(list: &[Network]) -> Index {
-        Index {
-            v4: steps(list.iter().map(|n| n.v4.as_slice())),
-            v6: steps(list.iter().map(|n| n.v6.as_slice())),
-        }
-    }
-}
-
-/// Folds each network's merged intervals (the `i`th network is bit `i`)
-/// into one step function.
-fn steps<'a, T: Copy + Ord + num::One + 'a>(
-    nets: impl Iterator<Item = &'a [(T, T)]>,
-) -> Vec<(T, u64)> {
-    // (position, bits entering, bits leaving)
-    let mut events: Vec<(T, u64, u64)> = Vec::new();
-    for (i, ranges) in nets.enumerate() {
-        let bit = 1u64 << i;
-        for &(start, end) in ranges {
-            events.push((start, bit, 0));
-            let next = end.saturating_next();
-            // The last address of the space leaves nothing after it.
-            if next != end {
-                events.push((next, 0, bit));
-            }
-        }
-    }
-    events.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut out: Vec<(T, u64)> = Vec::with_capacity(events.len());
-    let mut mask = 0u64;
-    for (at, enter, leave) in events {
-        mask = (mask & !leave) | enter;
-        match out.last_mut() {
-            Some(last) if last.0 == at => last.1 = mask,
-            _ => out.push((at, mask)),
-        }
-    }
-    out
-}
-
-/// The networks holding `a`, from a step function.
-fn step_at<T: Copy + Ord>(steps: &[(T, u64)], a: T) -> u64 {
-    let i = steps.partition_point(|s| s.0 <= a);
-    if i == 0 { 0 } else { steps[i - 1].1 }
+    index: std::sync::OnceLock<index::Index>,
 }
 
 /// At most this many networks (a lookup answers with a `u64` of bits).
@@ -206,16 +154,20 @@ impl Networks {
 
     /// The networks the address is in.
     pub fn lookup(&self, ip: IpAddr) -> Hits {
-        let index = self.index.get_or_init(|| Index::new(&self.list));
+        let index = self.index.get_or_init(|| {
+            index::Index::new(self.list.iter().map(|n| (n.v4.as_slice(), n.v6.as_slice())))
+        });
         Hits(match ip.to_canonical() {
-            IpAddr::V4(a) => step_at(&index.v4, u32::from(a)),
-            IpAddr::V6(a) => step_at(&index.v6, u128::from(a)),
+            IpAddr::V4(a) => index.v4(u32::from(a)),
+            IpAddr::V6(a) => index.v6(u128::from(a)),
         })
     }
 
     /// Builds the lookup index now (else the first lookup does).
     pub fn seal(&self) {
-        self.index.get_or_init(|| Index::new(&self.list));
+        self.index.get_or_init(|| {
+            index::Index::new(self.list.iter().map(|n| (n.v4.as_slice(), n.v6.as_slice())))
+        });
     }
 
     /// Index of the network of this (case-insensitive) name.
@@ -261,7 +213,7 @@ fn merge<T: Copy + Ord + num::One>(v: &mut Vec<(T, T)>) {
 }
 
 /// The `x + 1` (saturating) of the two address integer types.
-mod num {
+pub(super) mod num {
     pub trait One {
         fn saturating_next(self) -> Self;
     }
@@ -472,11 +424,21 @@ mod tests {
         assert!(n.lookup(ip("65.255.255.255")).is_empty());
         assert!(n.lookup(ip("67.0.0.0")).is_empty(), "just past the cloud");
         assert!(n.lookup(ip("66.255.255.255")).contains(c));
-        n.add("top", NetworkClass::Vpn, nets(&["255.255.255.0/24", "::/0"]))
-            .unwrap();
+        n.add(
+            "top",
+            NetworkClass::Vpn,
+            nets(&["255.255.255.0/24", "::/0"]),
+        )
+        .unwrap();
         let t = n.index_of("top").unwrap();
-        assert!(n.lookup(ip("255.255.255.255")).contains(t), "the last address");
-        assert!(n.lookup(ip("2001:4860:4860::8888")).contains(g), "index rebuilt after add");
+        assert!(
+            n.lookup(ip("255.255.255.255")).contains(t),
+            "the last address"
+        );
+        assert!(
+            n.lookup(ip("2001:4860:4860::8888")).contains(g),
+            "index rebuilt after add"
+        );
         assert!(n.lookup(ip("::1")).contains(t));
     }
 
@@ -490,10 +452,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(json.len(), 2);
-        let oracle = r#"{"regions":[{"region":"x","cidrs":[{"cidr":"40.233.0.0/19","tags":["OCI"]}]}]}"#;
+        let oracle =
+            r#"{"regions":[{"region":"x","cidrs":[{"cidr":"40.233.0.0/19","tags":["OCI"]}]}]}"#;
         assert_eq!(parse_ranges("o", oracle).unwrap().len(), 1);
         let geofeed = "# comment\n45.32.0.0/16,US,US-NJ,Piscataway,\n192.0.2.0/24,US,,,\n";
-        assert_eq!(parse_ranges("v", geofeed).unwrap().len(), 1, "documentation space dropped");
+        assert_eq!(
+            parse_ranges("v", geofeed).unwrap().len(),
+            1,
+            "documentation space dropped"
+        );
         let e = parse_ranges("x", "cidr\n1.2.3.0/24\n<html>\n").unwrap_err();
         assert_eq!(e.line, 3);
         assert!(parse_ranges("x", "{}").is_err());

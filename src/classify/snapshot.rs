@@ -98,8 +98,11 @@ mod tests {
 
     #[test]
     fn a_bad_header_names_its_line() {
-        let e = parse("s", "# c\n@ a vpn 2026-01-01 -\n1.0.0.0/8\n@ b nope 2026-01-01 -\n")
-            .unwrap_err();
+        let e = parse(
+            "s",
+            "# c\n@ a vpn 2026-01-01 -\n1.0.0.0/8\n@ b nope 2026-01-01 -\n",
+        )
+        .unwrap_err();
         assert_eq!(e.line, 4);
         let l = parse("s", "@ a vpn 2026-01-01 -\n1.0.0.0/8\n2.0.0.0/8\n").unwrap();
         assert_eq!(l[0].ranges, "1.0.0.0/8\n2.0.0.0/8\n");

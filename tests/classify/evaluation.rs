@@ -33,11 +33,16 @@ fn example_lists(files: Option<&Path>) -> Lists {
 /// publishers serve them).
 fn write_range_files(dir: &Path) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let config = Config::load(&root.join("conf/trackrelay.toml")).unwrap().classifier;
+    let config = Config::load(&root.join("conf/trackrelay.toml"))
+        .unwrap()
+        .classifier;
     let corpus = super::corpus::root().join("ua/ip-ranges");
     for range in &config.ranges {
         let sources: &[&str] = match range.name.as_str() {
-            "apple" => &["apple-private-relay-egress-ipv4.csv", "apple-private-relay-egress-ipv6.csv"],
+            "apple" => &[
+                "apple-private-relay-egress-ipv4.csv",
+                "apple-private-relay-egress-ipv6.csv",
+            ],
             "google" => &["google-goog.json"],
             "googlebot" => &["google-googlebot.json"],
             "google-cloud" => &["google-cloud.json"],
@@ -80,7 +85,13 @@ pub struct Score {
 }
 
 fn score(rows: &[Row], lists: &Lists) -> Score {
-    let pct = |n: usize, d: usize| if d == 0 { 100.0 } else { 100.0 * n as f64 / d as f64 };
+    let pct = |n: usize, d: usize| {
+        if d == 0 {
+            100.0
+        } else {
+            100.0 * n as f64 / d as f64
+        }
+    };
     let (mut hm, mut exact, mut proxy) = (0, 0, 0);
     let mut humans_judged_machine = Vec::new();
     let mut misses = Vec::new();
@@ -108,7 +119,13 @@ fn score(rows: &[Row], lists: &Lists) -> Score {
         exact += usize::from(got == row.class);
         proxy += usize::from(v.bot.proxy_type == row.proxy);
         if !expect_machine && v.bot.machine {
-            humans_judged_machine.push(format!("[{}] {} {} -> {}", row.group, row.ip, row.ua, got.as_str()));
+            humans_judged_machine.push(format!(
+                "[{}] {} {} -> {}",
+                row.group,
+                row.ip,
+                row.ua,
+                got.as_str()
+            ));
         }
         if got != row.class || v.bot.proxy_type != row.proxy {
             misses.push(format!(
@@ -179,13 +196,26 @@ fn labelled_set_out_of_the_box_and_after_update_ranges() {
         assert!(classes.contains(c.as_str()), "no {} row", c.as_str());
     }
     let out_of_the_box = score(&rows, &example_lists(None));
-    print("out of the box (example config, built-in lists)", &out_of_the_box);
+    print(
+        "out of the box (example config, built-in lists)",
+        &out_of_the_box,
+    );
     let dir = tempfile::tempdir().unwrap();
     write_range_files(dir.path());
     let updated = score(&rows, &example_lists(Some(dir.path())));
-    print("after update-ranges (range files of the example config)", &updated);
-    for (label, s) in [("out of the box", &out_of_the_box), ("after update-ranges", &updated)] {
-        assert!(s.human_machine >= 97.0, "{label}: human/machine {:.1}%", s.human_machine);
+    print(
+        "after update-ranges (range files of the example config)",
+        &updated,
+    );
+    for (label, s) in [
+        ("out of the box", &out_of_the_box),
+        ("after update-ranges", &updated),
+    ] {
+        assert!(
+            s.human_machine >= 97.0,
+            "{label}: human/machine {:.1}%",
+            s.human_machine
+        );
         assert!(s.exact >= 90.0, "{label}: exact class {:.1}%", s.exact);
         assert!(s.proxy >= 98.0, "{label}: proxy type {:.1}%", s.proxy);
         assert!(
@@ -210,7 +240,8 @@ fn judge(lists: &Lists, kind: trackrelay::token::Kind, ip: &str, ua: &str) -> cl
 }
 
 const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
-const APPLE_MAIL: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_14_5) AppleWebKit/605.1.15 (KHTML, like Gecko)";
+const APPLE_MAIL: &str =
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_14_5) AppleWebKit/605.1.15 (KHTML, like Gecko)";
 
 /// Issue 22's acceptance: a fresh install with no network recognises an
 /// Apple MPP open and does not count a Chrome click from a VPS.
@@ -229,7 +260,10 @@ fn fresh_install_knows_apple_mpp_and_vps_clicks() {
         let v = judge(&lists, Kind::Click, ip, CHROME);
         assert_eq!(v.bot.classification, C::Suspicious, "{ip}");
         assert!(!v.bot.counts_for_metrics, "{ip}");
-        assert!(v.bot.reason_codes.iter().any(|r| r == "hosting_network"), "{ip}");
+        assert!(
+            v.bot.reason_codes.iter().any(|r| r == "hosting_network"),
+            "{ip}"
+        );
     }
 }
 
@@ -241,7 +275,8 @@ fn fresh_install_knows_apple_mpp_and_vps_clicks() {
 fn per_kind_and_network() {
     use trackrelay::token::Kind::{Click, Open};
     let lists = example_lists(None);
-    let gmail = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)";
+    let gmail =
+        "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)";
     let yahoo = "YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html";
     let cases = [
         // Microsoft space (microsoft-ipv4.csv 4.128.0.0/9): Outlook.com / Safe Links.
@@ -261,25 +296,59 @@ fn per_kind_and_network() {
         (Open, "3.0.0.10", CHROME, C::Suspicious),
         (Click, "3.0.0.10", CHROME, C::Suspicious),
         // An email client's open from Microsoft space is a person.
-        (Open, "4.128.0.10", "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.6326; Pro)", C::Genuine),
+        (
+            Open,
+            "4.128.0.10",
+            "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.6326; Pro)",
+            C::Genuine,
+        ),
         // ProtonVPN exits (protonvpn-ipv4.csv 5.157.13.2/32).
         (Click, "5.157.13.2", CHROME, C::UnverifiedClick),
         (Open, "5.157.13.2", APPLE_MAIL, C::Genuine),
         // Google's special crawlers (Google-Safety).
         (Click, "198.51.100.20", "Google-Safety", C::SecurityScanner),
         // HEY's image proxy prefetches.
-        (Open, "198.51.100.20", "hey.com/imageproxy Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/134.0.0.0 Safari/537.36", C::PrivacyProxy),
+        (
+            Open,
+            "198.51.100.20",
+            "hey.com/imageproxy Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/134.0.0.0 Safari/537.36",
+            C::PrivacyProxy,
+        ),
         // Opera Mini fetches through Opera's servers.
-        (Click, "198.51.100.20", "Opera/9.80 (Android; Opera Mini/12.0.1987/37.7327; U; pl) Presto/2.12.423 Version/12.16", C::UnverifiedClick),
-        (Click, "198.51.100.20", "Snap URL Preview Service; bot; snapchat; https://developers.snap.com/robots", C::LinkPreviewBot),
-        (Click, "198.51.100.20", "mozilla/5.0 applewebkit/537.36 (khtml, like gecko; compatible; bluesky cardyb/1.1; +mailto:support@bsky.app) chrome/w.x.y.z safari/537.36", C::LinkPreviewBot),
-        (Click, "198.51.100.20", "Zoom Marketplace/1.0a", C::LinkPreviewBot),
+        (
+            Click,
+            "198.51.100.20",
+            "Opera/9.80 (Android; Opera Mini/12.0.1987/37.7327; U; pl) Presto/2.12.423 Version/12.16",
+            C::UnverifiedClick,
+        ),
+        (
+            Click,
+            "198.51.100.20",
+            "Snap URL Preview Service; bot; snapchat; https://developers.snap.com/robots",
+            C::LinkPreviewBot,
+        ),
+        (
+            Click,
+            "198.51.100.20",
+            "mozilla/5.0 applewebkit/537.36 (khtml, like gecko; compatible; bluesky cardyb/1.1; +mailto:support@bsky.app) chrome/w.x.y.z safari/537.36",
+            C::LinkPreviewBot,
+        ),
+        (
+            Click,
+            "198.51.100.20",
+            "Zoom Marketplace/1.0a",
+            C::LinkPreviewBot,
+        ),
     ];
     let mut wrong = Vec::new();
     for (kind, ip, ua, want) in cases {
         let v = judge(&lists, kind, ip, ua);
         if v.bot.classification != want {
-            wrong.push(format!("{kind:?} {ip} {ua}: {} not {}", v.bot.classification.as_str(), want.as_str()));
+            wrong.push(format!(
+                "{kind:?} {ip} {ua}: {} not {}",
+                v.bot.classification.as_str(),
+                want.as_str()
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
@@ -304,7 +373,11 @@ fn samsung_email_and_every_published_email_client_is_human() {
     for ua in &agents {
         for kind in [Open, Click] {
             let v = judge(&lists, kind, "198.51.100.20", ua);
-            assert!(!v.bot.machine, "{ua} ({kind:?}) -> {}", v.bot.classification.as_str());
+            assert!(
+                !v.bot.machine,
+                "{ua} ({kind:?}) -> {}",
+                v.bot.classification.as_str()
+            );
         }
     }
     let v = judge(&lists, Open, "198.51.100.20", samsung[1]);

@@ -81,9 +81,11 @@ fn crawlers() -> (Vec<String>, Vec<String>) {
         let desc = e["description"].as_str().unwrap_or("").to_ascii_lowercase();
         let target = if desc.contains("link preview") || desc.contains("url preview") {
             &mut preview
-        } else if ["preview", "proxy", "scan", "secur", "image", "mail", "browser"]
-            .iter()
-            .any(|w| desc.contains(w))
+        } else if [
+            "preview", "proxy", "scan", "secur", "image", "mail", "browser",
+        ]
+        .iter()
+        .any(|w| desc.contains(w))
         {
             continue;
         } else {
@@ -175,38 +177,214 @@ pub fn rows() -> Vec<Row> {
     };
     let open = Kind::Open;
     let click = Kind::Click;
-    let apple_opens: Vec<String> = (0..60).map(|i| apple_mail[i % apple_mail.len()].clone()).collect();
-    add("apple mpp opens", open, &apple, &apple_opens, C::PrivacyProxy, Some(ProxyType::AppleMpp));
-    add("private relay safari clicks", click, &apple, &every(&safari, 1), C::Genuine, Some(ProxyType::ApplePrivateRelay));
-    add("email client opens at home", open, &home, &email_clients, C::Genuine, None);
-    add("browser clicks at home", click, &home, &every(&desktop, 2), C::Genuine, None);
-    let gmail: Vec<String> = tsv("proxy", "GoogleImageProxy").into_iter().chain([OLD_GMAIL.to_owned()]).collect();
-    add("gmail proxy opens", open, &ips(&["google-goog.json"], 10), &gmail, C::ImageProxy, Some(ProxyType::Gmail));
-    add("yahoo proxy opens", open, &yahoo, &tsv("proxy", "YahooMailProxy"), C::ImageProxy, Some(ProxyType::Yahoo));
-    add("outlook.com opens (microsoft space)", open, &microsoft, &every(&desktop, 6), C::ImageProxy, None);
-    add("safe links clicks (microsoft space)", click, &microsoft, &every(&desktop, 6), C::SecurityScanner, None);
-    add("scanner network clicks", click, &scanners, &every(&desktop, 4), C::SecurityScanner, None);
-    add("google-safety", click, &ips(&["google-special-crawlers.json"], 10), &vec!["Google-Safety".to_owned(); 5], C::SecurityScanner, None);
-    add("browser clicks from special crawlers", click, &ips(&["google-special-crawlers.json"], 10), &every(&desktop, 10), C::SecurityScanner, None);
-    add("datacenter clicks", click, &datacenter, &every(&desktop, 2), C::Suspicious, None);
-    add("google cloud clicks", click, &google_cloud, &every(&desktop, 8), C::Suspicious, None);
-    add("vpn clicks", click, &vpn, &every(&desktop, 3), C::UnverifiedClick, None);
-    add("vpn opens", open, &vpn, &every(&email_clients, 3), C::Genuine, None);
-    add("proxy browser clicks", click, &home, &browsers(&["Opera Mini", "Puffin", "Silk"]), C::UnverifiedClick, None);
-    add("link preview bots", click, &home, &previews, C::LinkPreviewBot, None);
-    add("generic bots", open, &home, &every(&bots, 8), C::GenericBot, None);
-    add("googlebot from googlebot space", click, &ips(&["google-googlebot.json"], 10), &every(&bots, 40), C::GenericBot, None);
+    let apple_opens: Vec<String> = (0..60)
+        .map(|i| apple_mail[i % apple_mail.len()].clone())
+        .collect();
+    add(
+        "apple mpp opens",
+        open,
+        &apple,
+        &apple_opens,
+        C::PrivacyProxy,
+        Some(ProxyType::AppleMpp),
+    );
+    add(
+        "private relay safari clicks",
+        click,
+        &apple,
+        &every(&safari, 1),
+        C::Genuine,
+        Some(ProxyType::ApplePrivateRelay),
+    );
+    add(
+        "email client opens at home",
+        open,
+        &home,
+        &email_clients,
+        C::Genuine,
+        None,
+    );
+    add(
+        "browser clicks at home",
+        click,
+        &home,
+        &every(&desktop, 2),
+        C::Genuine,
+        None,
+    );
+    let gmail: Vec<String> = tsv("proxy", "GoogleImageProxy")
+        .into_iter()
+        .chain([OLD_GMAIL.to_owned()])
+        .collect();
+    add(
+        "gmail proxy opens",
+        open,
+        &ips(&["google-goog.json"], 10),
+        &gmail,
+        C::ImageProxy,
+        Some(ProxyType::Gmail),
+    );
+    add(
+        "yahoo proxy opens",
+        open,
+        &yahoo,
+        &tsv("proxy", "YahooMailProxy"),
+        C::ImageProxy,
+        Some(ProxyType::Yahoo),
+    );
+    add(
+        "outlook.com opens (microsoft space)",
+        open,
+        &microsoft,
+        &every(&desktop, 6),
+        C::ImageProxy,
+        None,
+    );
+    add(
+        "safe links clicks (microsoft space)",
+        click,
+        &microsoft,
+        &every(&desktop, 6),
+        C::SecurityScanner,
+        None,
+    );
+    add(
+        "scanner network clicks",
+        click,
+        &scanners,
+        &every(&desktop, 4),
+        C::SecurityScanner,
+        None,
+    );
+    add(
+        "google-safety",
+        click,
+        &ips(&["google-special-crawlers.json"], 10),
+        &vec!["Google-Safety".to_owned(); 5],
+        C::SecurityScanner,
+        None,
+    );
+    add(
+        "browser clicks from special crawlers",
+        click,
+        &ips(&["google-special-crawlers.json"], 10),
+        &every(&desktop, 10),
+        C::SecurityScanner,
+        None,
+    );
+    add(
+        "datacenter clicks",
+        click,
+        &datacenter,
+        &every(&desktop, 2),
+        C::Suspicious,
+        None,
+    );
+    add(
+        "google cloud clicks",
+        click,
+        &google_cloud,
+        &every(&desktop, 8),
+        C::Suspicious,
+        None,
+    );
+    add(
+        "vpn clicks",
+        click,
+        &vpn,
+        &every(&desktop, 3),
+        C::UnverifiedClick,
+        None,
+    );
+    add(
+        "vpn opens",
+        open,
+        &vpn,
+        &every(&email_clients, 3),
+        C::Genuine,
+        None,
+    );
+    add(
+        "proxy browser clicks",
+        click,
+        &home,
+        &browsers(&["Opera Mini", "Puffin", "Silk"]),
+        C::UnverifiedClick,
+        None,
+    );
+    add(
+        "link preview bots",
+        click,
+        &home,
+        &previews,
+        C::LinkPreviewBot,
+        None,
+    );
+    add(
+        "generic bots",
+        open,
+        &home,
+        &every(&bots, 8),
+        C::GenericBot,
+        None,
+    );
+    add(
+        "googlebot from googlebot space",
+        click,
+        &ips(&["google-googlebot.json"], 10),
+        &every(&bots, 40),
+        C::GenericBot,
+        None,
+    );
     let privacy: Vec<String> = [HEY.to_owned()]
         .into_iter()
         .chain(tsv("proxy", "Startpage"))
         .chain(tsv("proxy", "Prefetch Proxy"))
         .collect();
-    add("privacy proxies", open, &home, &privacy, C::PrivacyProxy, None);
+    add(
+        "privacy proxies",
+        open,
+        &home,
+        &privacy,
+        C::PrivacyProxy,
+        None,
+    );
     let bare = ["".to_owned(), "Mozilla/5.0".to_owned()];
-    add("empty and bare agents opens", open, &home, &bare, C::Suspicious, None);
-    add("empty and bare agents clicks", click, &home, &bare, C::Suspicious, None);
-    let spoofed: Vec<String> = tsv("proxy", "GoogleImageProxy").into_iter().chain(tsv("proxy", "YahooMailProxy")).collect();
-    add("spoofed proxy agents", open, &home, &spoofed, C::Suspicious, None);
-    add("spoofed proxy agents from clouds", open, &datacenter, &spoofed, C::Suspicious, None);
+    add(
+        "empty and bare agents opens",
+        open,
+        &home,
+        &bare,
+        C::Suspicious,
+        None,
+    );
+    add(
+        "empty and bare agents clicks",
+        click,
+        &home,
+        &bare,
+        C::Suspicious,
+        None,
+    );
+    let spoofed: Vec<String> = tsv("proxy", "GoogleImageProxy")
+        .into_iter()
+        .chain(tsv("proxy", "YahooMailProxy"))
+        .collect();
+    add(
+        "spoofed proxy agents",
+        open,
+        &home,
+        &spoofed,
+        C::Suspicious,
+        None,
+    );
+    add(
+        "spoofed proxy agents from clouds",
+        open,
+        &datacenter,
+        &spoofed,
+        C::Suspicious,
+        None,
+    );
     out
 }
