@@ -304,9 +304,20 @@ impl App {
 /// not fetched yet is left out with a warning.
 pub fn load_lists(config: &Config) -> Result<Lists, ListError> {
     let loaded = Lists::load(&config.classifier)?;
+    let now_ms = crate::time::now_ms();
+    for age in &loaded.ages {
+        tracing::info!(list = %age.name, source = %age.source, age_days = age.age_seconds(now_ms) / 86_400, "classifier range list");
+    }
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
+    crate::metrics::classifier_lists(
+        loaded
+            .ages
+            .iter()
+            .map(|a| (a.name.clone(), a.updated_ms))
+            .collect(),
+    );
     Ok(loaded.lists)
 }
 

@@ -27,12 +27,13 @@ pub mod behaviour;
 pub mod input;
 pub mod lists;
 pub mod networks;
+pub mod snapshot;
 pub mod ua;
 pub mod verdict;
 
 use std::net::IpAddr;
 
-pub use lists::{ListError, Lists, Loaded, Rules};
+pub use lists::{ListAge, ListError, Lists, Loaded, Rules};
 pub use verdict::{
     Bot, Classification, ClientType, DeviceType, ProxyType, Reason, Reasons, Verdict,
 };
@@ -228,8 +229,13 @@ impl Signals<'_> {
                 ));
             }
         }
+        let click = self.obs.kind == Kind::Click;
         let (class, reason, probability) = if self.in_class(NetworkClass::SecurityScanner) {
             (C::SecurityScanner, Reason::SecurityNetwork, 90)
+        } else if click && self.in_class(NetworkClass::MailProvider) {
+            // Safe Links and the like follow links from the provider's
+            // cloud; its opens are image fetches for a reader (human()).
+            (C::SecurityScanner, Reason::MailProviderNetwork, 85)
         } else if self.in_class(NetworkClass::Crawler) {
             (C::GenericBot, Reason::CrawlerNetwork, 90)
         } else if self.in_class(NetworkClass::LinkPreview) {
@@ -241,12 +247,18 @@ impl Signals<'_> {
         Some(Verdict::new(class, probability, None, *r))
     }
 
-    /// Empty agents and the generic bot patterns (a known email client's
-    /// agent is never taken for a bot: isbot lists some of them).
+    /// Empty and bare agents (suspicious: a real client names itself, and
+    /// a bare `Mozilla/5.0` is Apple's relay only from Apple's network,
+    /// which by_network has seen), then the generic bot patterns (a known
+    /// email client's agent is never taken for a bot: isbot lists some).
     fn by_agent(&self, r: &mut Reasons) -> Option<Verdict> {
         if self.ua.is_empty() {
             r.add(Reason::EmptyUserAgent);
-            return Some(Verdict::new(C::GenericBot, 95, None, *r));
+            return Some(Verdict::new(C::Suspicious, 85, None, *r));
+        }
+        if ua::is_bare(self.ua) {
+            r.add(Reason::BareUserAgent);
+            return Some(Verdict::new(C::Suspicious, 85, None, *r));
         }
         if !self.is_client(FamilyKind::EmailClient) && self.lists.bots.is_match(self.ua) {
             r.add(Reason::BotUserAgent);
@@ -279,7 +291,9 @@ impl Signals<'_> {
             return Some(Verdict::new(C::Suspicious, 75, None, *r));
         }
         let mut weak = false;
-        if self.in_class(NetworkClass::Hosting) {
+        // An open from a mailbox provider's cloud is its image fetch.
+        let provider_open = !click && self.in_class(NetworkClass::MailProvider);
+        if !provider_open && self.in_class(NetworkClass::Hosting) {
             r.add(Reason::HostingNetwork);
             weak = true;
         }
@@ -294,32 +308,43 @@ impl Signals<'_> {
         weak.then(|| Verdict::new(C::Suspicious, 70, None, *r))
     }
 
-    /// Nothing speaks against a person.
+    /// Nothing speaks against a person. A click through a VPN, a privacy
+    /// gateway or a proxy browser counts but is unverified: the address
+    /// says nothing about who clicked.
     fn human(&self, r: &mut Reasons) -> Verdict {
-        if self.in_class(NetworkClass::Vpn) {
+        let apple = self.in_class(NetworkClass::AppleRelay);
+        // Apple's relay runs partly in Cloudflare's space: Apple wins.
+        let vpn = !apple && self.in_class(NetworkClass::Vpn);
+        if vpn {
             r.add(Reason::VpnNetwork);
         }
-        let known = match self.family.map(|f| f.kind) {
+        let kind = self.family.map(|f| f.kind);
+        let known = match kind {
             Some(FamilyKind::EmailClient) => Some(Reason::EmailClient),
             Some(FamilyKind::Browser) => Some(Reason::Browser),
+            Some(FamilyKind::ProxyBrowser) => Some(Reason::ProxyBrowser),
             _ => None,
         };
         r.add(known.unwrap_or(Reason::UnknownClient));
         if self.obs.kind == Kind::Open {
+            if kind != Some(FamilyKind::EmailClient) && self.in_class(NetworkClass::MailProvider) {
+                r.add(Reason::MailProviderNetwork);
+                return Verdict::new(C::ImageProxy, 20, None, *r);
+            }
             let p = if known.is_some() { 5 } else { 30 };
             return Verdict::new(C::Genuine, p, None, *r);
         }
-        let relay = self
-            .in_class(NetworkClass::AppleRelay)
-            .then_some(ProxyType::ApplePrivateRelay);
+        let relay = apple.then_some(ProxyType::ApplePrivateRelay);
         r.add(if behaviour::earlier_open(self.obs, self.ctx) {
             Reason::EarlierOpen
         } else {
             Reason::NoEarlierOpen
         });
         match known {
-            Some(_) => Verdict::new(C::Genuine, 10, relay, *r),
-            None => Verdict::new(C::UnverifiedClick, 40, relay, *r),
+            Some(Reason::EmailClient | Reason::Browser) if !vpn => {
+                Verdict::new(C::Genuine, 10, relay, *r)
+            }
+            _ => Verdict::new(C::UnverifiedClick, 40, relay, *r),
         }
     }
 
@@ -330,7 +355,9 @@ impl Signals<'_> {
             v.client_name = f.client_name.clone();
             v.client_type = Some(match f.kind {
                 FamilyKind::EmailClient => ClientType::EmailClient,
-                FamilyKind::Browser => ClientType::Browser,
+                // A mailbox provider's image fetch with a browser's agent.
+                _ if c == C::ImageProxy && v.bot.proxy_type.is_none() => ClientType::Proxy,
+                FamilyKind::Browser | FamilyKind::ProxyBrowser => ClientType::Browser,
                 FamilyKind::Class(C::ImageProxy | C::PrivacyProxy) => ClientType::Proxy,
                 FamilyKind::Class(_) => ClientType::Bot,
             });

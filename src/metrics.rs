@@ -27,6 +27,11 @@ struct EventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListLabels {
+    list: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RelayedLabels {
     route: String,
     reply_class: String,
@@ -43,6 +48,10 @@ struct Metrics {
     wal_catch_up_seconds: Histogram,
     relayed: Family<RelayedLabels, Counter>,
     events: Family<EventLabels, Counter>,
+    list_ages: Family<ListLabels, Gauge>,
+    /// Each classifier range list and when it was published or fetched
+    /// (ms since the epoch): its age is computed when rendering.
+    list_dates: std::sync::Mutex<Vec<(String, i64)>>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -59,6 +68,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let wal_catch_up_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
     let relayed = Family::<RelayedLabels, Counter>::default();
     let events = Family::<EventLabels, Counter>::default();
+    let list_ages = Family::<ListLabels, Gauge>::default();
     registry.register(
         "tracking_hits",
         "Hits on tracking URLs by kind (open, click) and outcome",
@@ -104,6 +114,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Classified observations by classification (genuine, privacy_proxy, …)",
         events.clone(),
     );
+    registry.register(
+        "classifier_list_age_seconds",
+        "Age of each classifier address range list (built in: since published; a file: since update-ranges wrote it)",
+        list_ages.clone(),
+    );
     Metrics {
         registry,
         hits,
@@ -115,6 +130,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         wal_catch_up_seconds,
         relayed,
         events,
+        list_ages,
+        list_dates: std::sync::Mutex::new(Vec::new()),
     }
 });
 
@@ -222,8 +239,30 @@ pub fn wal_caught_up(took: Duration) {
     METRICS.wal_catch_up_seconds.observe(took.as_secs_f64());
 }
 
+/// The classifier's range lists as loaded: (name, when published or
+/// fetched, ms since the epoch); replaces the previous set.
+pub fn classifier_lists(dates: Vec<(String, i64)>) {
+    METRICS.list_ages.clear();
+    *METRICS
+        .list_dates
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = dates;
+}
+
 /// Every metric in the Prometheus text format.
 pub fn render() -> String {
+    let now_ms = crate::time::now_ms();
+    for (list, updated_ms) in METRICS
+        .list_dates
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+    {
+        METRICS
+            .list_ages
+            .get_or_create(&ListLabels { list: list.clone() })
+            .set((now_ms - updated_ms).max(0) / 1000);
+    }
     let mut out = String::new();
     // Writing into a String cannot fail.
     prometheus_client::encoding::text::encode(&mut out, &METRICS.registry)
@@ -249,5 +288,13 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("trackrelay_storage_commit_seconds_bucket"));
+        classifier_lists(vec![("apple".into(), crate::time::now_ms() - 86_400_000)]);
+        let text = render();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(r#"trackrelay_classifier_list_age_seconds{list="apple"}"#))
+            .unwrap_or_else(|| panic!("{text}"));
+        let age: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((86_400..86_500).contains(&age), "{line}");
     }
 }

@@ -9,6 +9,10 @@
 
 #[path = "support/corpus.rs"]
 mod corpus;
+#[path = "classify/evaluation.rs"]
+mod evaluation;
+#[path = "classify/labelled.rs"]
+mod labelled;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -399,10 +403,17 @@ fn scanner_networks_and_hosting() {
 }
 
 #[test]
-fn empty_agent_and_tools_are_generic_bots() {
-    for ua in ["", "curl/8.4.0", "python-requests/2.31.0"] {
+fn tools_are_generic_bots_and_empty_or_bare_agents_suspicious() {
+    for ua in ["curl/8.4.0", "python-requests/2.31.0"] {
         let v = judge(&obs(Kind::Open, PLAIN_IP, ua));
         assert_eq!(v.bot.classification, Classification::GenericBot, "{ua:?}");
+    }
+    for ua in ["", "Mozilla/5.0"] {
+        for kind in [Kind::Open, Kind::Click] {
+            let v = judge(&obs(kind, PLAIN_IP, ua));
+            assert_eq!(v.bot.classification, Classification::Suspicious, "{ua:?}");
+            assert!(v.bot.machine);
+        }
     }
 }
 

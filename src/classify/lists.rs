@@ -2,15 +2,19 @@
 //! from the data files the config names (and loaded again, whole, on
 //! reload). Parsing is pure; [`Lists::load`] only adds reading the files.
 //!
-//! The three committed files (`conf/classify/`) are required; a range file
-//! named in `[[classifier.ranges]]` that is missing is a warning (the range
-//! is left out until `trackrelay update-ranges` fetches it), so the example
-//! config runs on a fresh machine.
+//! The committed files (`conf/classify/`) are built in; a config may name
+//! its own copies. The published address ranges come from the built-in
+//! snapshot ([`snapshot`]) unless a `[[classifier.ranges]]` file of the
+//! same name exists (`trackrelay update-ranges` writes it): then that file
+//! replaces the list. A range file that is missing is a warning only when
+//! the snapshot has no list of its name. Every list's age is reported, with
+//! a warning past `classifier.max_list_age_days`.
 
 use std::path::Path;
 use std::time::Duration;
 
 use super::networks::{self, Hits, NetworkClass, Networks};
+use super::snapshot;
 use super::ua::{BotPatterns, Families};
 use crate::config::Classifier;
 
@@ -78,8 +82,64 @@ pub struct Lists {
 #[derive(Debug)]
 pub struct Loaded {
     pub lists: Lists,
-    /// One line per range file that could not be read, with its key path.
+    /// One line per range file that could not be read (with its key
+    /// path) and per list older than `classifier.max_list_age_days`.
     pub warnings: Vec<String>,
+    /// Every address range list and when it was published or fetched.
+    pub ages: Vec<ListAge>,
+}
+
+/// How old one range list is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListAge {
+    /// The network's name (lower case).
+    pub name: String,
+    /// The file it was read from, or "built in, URL".
+    pub source: String,
+    /// When it was published (built in) or written by update-ranges (the
+    /// file's modification time), ms since the Unix epoch.
+    pub updated_ms: i64,
+}
+
+impl ListAge {
+    /// Whole seconds from `updated_ms` to `now_ms` (never negative).
+    pub fn age_seconds(&self, now_ms: i64) -> i64 {
+        (now_ms - self.updated_ms).max(0) / 1000
+    }
+}
+
+/// A warning per list older than `max_age` (none when it is zero).
+fn stale(ages: &[ListAge], max_age: Duration, now_ms: i64) -> Vec<String> {
+    let max_s = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+    if max_s == 0 {
+        return Vec::new();
+    }
+    ages.iter()
+        .filter(|a| a.age_seconds(now_ms) > max_s)
+        .map(|a| {
+            format!(
+                "classifier list {:?} ({}) is {} days old, more than classifier.max_list_age_days = {}; run `trackrelay update-ranges`",
+                a.name,
+                a.source,
+                a.age_seconds(now_ms) / 86_400,
+                max_s / 86_400
+            )
+        })
+        .collect()
+}
+
+/// A range file's text and modification time (ms since the epoch).
+fn read_range_file(range: &crate::config::RangeSource) -> Result<(String, i64), String> {
+    let file = show(&range.file);
+    let text = std::fs::read_to_string(&range.file).map_err(|e| format!("{file}: {e}"))?;
+    let modified_ms = std::fs::metadata(&range.file)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or_else(crate::time::now_ms, |d| {
+            i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+        });
+    Ok((text, modified_ms))
 }
 
 impl Lists {
@@ -90,6 +150,8 @@ impl Lists {
             .iter()
             .map(|f| f.network.as_deref().and_then(|n| networks.index_of(n)))
             .collect();
+        // Built here, not on the first hit's lookup.
+        networks.seal();
         let mut class_masks = [0u64; NetworkClass::NAMES.len()];
         for (i, class) in networks.classes() {
             class_masks[class_index(class)] |= 1 << i;
@@ -125,7 +187,8 @@ impl Lists {
         Ok(Lists::new(bots, families, nets, rules))
     }
 
-    /// Reads every file the config names.
+    /// Reads every file the config names, and the built-in snapshot for
+    /// the range lists no file replaces.
     pub fn load(config: &Classifier) -> Result<Loaded, ListError> {
         let (name, text) = data_file(config.bot_patterns.as_deref(), BUILT_IN_BOTS)?;
         let bots = BotPatterns::parse(&name, &text)?;
@@ -134,25 +197,55 @@ impl Lists {
         let mut nets = Networks::default();
         let (name, text) = data_file(config.networks.as_deref(), BUILT_IN_NETWORKS)?;
         add_networks_csv(&mut nets, &name, &text)?;
+        let snapshot = snapshot::built_in()?;
+        let mut ages = Vec::new();
         let mut warnings = Vec::new();
         for (i, range) in config.ranges.iter().enumerate() {
-            let file = show(&range.file);
-            let text = match std::fs::read_to_string(&range.file) {
-                Ok(t) => t,
-                Err(e) => {
-                    warnings.push(format!(
-                        "classifier.ranges[{i}].file: {file}: {e}; range {:?} left out until `trackrelay update-ranges` fetches it",
-                        range.name
-                    ));
-                    continue;
+            let built_in = snapshot
+                .iter()
+                .find(|s| s.name.eq_ignore_ascii_case(&range.name));
+            match read_range_file(range) {
+                Ok((text, modified_ms)) => {
+                    let file = show(&range.file);
+                    let list = networks::parse_ranges(&file, &text)?;
+                    nets.add(&range.name, range.class, list)
+                        .map_err(|e| ListError::new(&file, 0, e))?;
+                    ages.push(ListAge {
+                        name: range.name.to_ascii_lowercase(),
+                        source: file,
+                        updated_ms: modified_ms,
+                    });
                 }
-            };
-            let list = networks::parse_ranges(&file, &text)?;
-            nets.add(&range.name, range.class, list)
-                .map_err(|e| ListError::new(&file, 0, e))?;
+                // Not fetched yet: the built-in copy serves.
+                Err(_) if built_in.is_some() => {}
+                Err(e) => warnings.push(format!(
+                    "classifier.ranges[{i}].file: {e}; range {:?} left out until `trackrelay update-ranges` fetches it",
+                    range.name
+                )),
+            }
         }
+        for list in &snapshot {
+            if nets.index_of(list.name).is_some() {
+                continue;
+            }
+            let ranges = networks::parse_ranges(snapshot::SOURCE, list.ranges)?;
+            nets.add(list.name, list.class, ranges)
+                .map_err(|e| ListError::new(snapshot::SOURCE, 0, e))?;
+            ages.push(ListAge {
+                name: list.name.to_owned(),
+                source: format!("built in, {}", list.url),
+                updated_ms: crate::time::parse(list.date)
+                    .map(|t| t.as_millisecond())
+                    .map_err(|e| ListError::new(snapshot::SOURCE, 0, e))?,
+            });
+        }
+        warnings.extend(stale(&ages, config.max_list_age, crate::time::now_ms()));
         let lists = Lists::new(bots, families, nets, config.rules.clone());
-        Ok(Loaded { lists, warnings })
+        Ok(Loaded {
+            lists,
+            warnings,
+            ages,
+        })
     }
 
     /// Whether the hits include a network of this class.

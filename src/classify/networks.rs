@@ -2,20 +2,26 @@
 //!
 //! Each network (Apple's relay egress, Google, Proofpoint, a cloud, …) keeps
 //! its ranges as sorted, merged, non-overlapping intervals, one vector for
-//! IPv4 (`u32`) and one for IPv6 (`u128`); a lookup is one binary search per
-//! network and gives the set of networks the address is in (networks may
-//! overlap: a Google proxy address is in "google" and in a cloud list).
+//! IPv4 (`u32`) and one for IPv6 (`u128`). Networks may overlap (Apple's
+//! relay runs partly in Cloudflare's space), so for lookups all of them are
+//! folded, once, into one step function per family: sorted boundaries, each
+//! with the set of networks (bits of a `u64`) holding the addresses from it
+//! to the next. A lookup is one binary search, however many lists are
+//! loaded.
 //!
 //! Range files are read in the formats their publishers use: one CIDR a
-//! line or CSV with the CIDR first (Apple's egress-ip-ranges.csv, a header
-//! line allowed), or JSON with `ipv4Prefix`/`ipv6Prefix` (Google) or
-//! `ip_prefix`/`ipv6_prefix` (AWS) anywhere inside.
+//! line or CSV with the CIDR first (Apple's egress-ip-ranges.csv, the
+//! geofeeds of DigitalOcean, Linode and Vultr; a header line allowed), or
+//! JSON with `ipv4Prefix`/`ipv6Prefix` (Google, Bing), `ip_prefix`/
+//! `ipv6_prefix` (AWS) or `cidr` (Oracle) anywhere inside.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
 use super::ListError;
+
+mod index;
 
 /// What a hit from a network says about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,13 +38,18 @@ pub enum NetworkClass {
     Hosting,
     /// Chat and social networks' preview fetchers.
     LinkPreview,
-    /// VPN exits: people, noted only.
+    /// VPN exits and privacy gateways: people whose clicks need more
+    /// context (`unverified_click`).
     Vpn,
+    /// A mailbox provider's cloud (Microsoft: Outlook.com, Safe Links): an
+    /// open from there is its image fetch for a reader (counts), a click
+    /// is its link scanning (PITFALLS P25).
+    MailProvider,
 }
 
 impl NetworkClass {
     /// The names the config and networks.csv use.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "security_scanner",
         "image_proxy",
         "apple_relay",
@@ -46,6 +57,7 @@ impl NetworkClass {
         "hosting",
         "link_preview",
         "vpn",
+        "mail_provider",
     ];
 
     pub fn parse(s: &str) -> Option<NetworkClass> {
@@ -57,6 +69,7 @@ impl NetworkClass {
             "hosting" => Self::Hosting,
             "link_preview" => Self::LinkPreview,
             "vpn" => Self::Vpn,
+            "mail_provider" => Self::MailProvider,
             _ => return None,
         })
     }
@@ -95,6 +108,8 @@ impl Hits {
 #[derive(Debug, Default)]
 pub struct Networks {
     list: Vec<Network>,
+    /// Built on the first lookup after the last `add`.
+    index: std::sync::OnceLock<index::Index>,
 }
 
 /// At most this many networks (a lookup answers with a `u64` of bits).
@@ -133,31 +148,26 @@ impl Networks {
         }
         merge(&mut n.v4);
         merge(&mut n.v6);
+        self.index = std::sync::OnceLock::new();
         Ok(())
     }
 
     /// The networks the address is in.
     pub fn lookup(&self, ip: IpAddr) -> Hits {
-        let mut hits = 0u64;
-        match ip.to_canonical() {
-            IpAddr::V4(a) => {
-                let a = u32::from(a);
-                for (i, n) in self.list.iter().enumerate() {
-                    if within(&n.v4, a) {
-                        hits |= 1 << i;
-                    }
-                }
-            }
-            IpAddr::V6(a) => {
-                let a = u128::from(a);
-                for (i, n) in self.list.iter().enumerate() {
-                    if within(&n.v6, a) {
-                        hits |= 1 << i;
-                    }
-                }
-            }
-        }
-        Hits(hits)
+        let index = self.index.get_or_init(|| {
+            index::Index::new(self.list.iter().map(|n| (n.v4.as_slice(), n.v6.as_slice())))
+        });
+        Hits(match ip.to_canonical() {
+            IpAddr::V4(a) => index.v4(u32::from(a)),
+            IpAddr::V6(a) => index.v6(u128::from(a)),
+        })
+    }
+
+    /// Builds the lookup index now (else the first lookup does).
+    pub fn seal(&self) {
+        self.index.get_or_init(|| {
+            index::Index::new(self.list.iter().map(|n| (n.v4.as_slice(), n.v6.as_slice())))
+        });
     }
 
     /// Index of the network of this (case-insensitive) name.
@@ -202,14 +212,8 @@ fn merge<T: Copy + Ord + num::One>(v: &mut Vec<(T, T)>) {
     *v = out;
 }
 
-/// Binary search in sorted, non-overlapping intervals.
-fn within<T: Copy + Ord>(v: &[(T, T)], a: T) -> bool {
-    let i = v.partition_point(|r| r.0 <= a);
-    i > 0 && v[i - 1].1 >= a
-}
-
 /// The `x + 1` (saturating) of the two address integer types.
-mod num {
+pub(super) mod num {
     pub trait One {
         fn saturating_next(self) -> Self;
     }
@@ -234,8 +238,44 @@ fn parse_net(s: &str) -> Option<IpNet> {
         .map(|n| n.trunc())
 }
 
-/// Reads a range file (see the module header for the formats).
+/// Private, documentation and other special-purpose space (RFC 6890): no
+/// client comes from there, and geofeeds carry placeholder rows of it
+/// (Vultr's lists the documentation ranges).
+const SPECIAL: [&str; 17] = [
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.2.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/3",
+    "::/8",
+    "fc00::/7",
+    "fe80::/10",
+    "2001:db8::/32",
+    "ff00::/8",
+    "100.64.0.0/10",
+];
+
+fn is_special(net: &IpNet) -> bool {
+    static NETS: std::sync::LazyLock<Vec<IpNet>> =
+        std::sync::LazyLock::new(|| SPECIAL.iter().filter_map(|s| s.parse().ok()).collect());
+    NETS.iter().any(|special| special.contains(net))
+}
+
+/// Reads a range file (see the module header for the formats); ranges in
+/// special-purpose space are dropped.
 pub fn parse_ranges(source: &str, text: &str) -> Result<Vec<IpNet>, ListError> {
+    let mut nets = parse_all_ranges(source, text)?;
+    nets.retain(|n| !is_special(n));
+    Ok(nets)
+}
+
+fn parse_all_ranges(source: &str, text: &str) -> Result<Vec<IpNet>, ListError> {
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         let value: serde_json::Value = serde_json::from_str(trimmed)
@@ -246,7 +286,7 @@ pub fn parse_ranges(source: &str, text: &str) -> Result<Vec<IpNet>, ListError> {
             return Err(ListError::new(
                 source,
                 0,
-                "no ipv4Prefix, ipv6Prefix, ip_prefix or ipv6_prefix in the JSON",
+                "no ipv4Prefix, ipv6Prefix, ip_prefix, ipv6_prefix or cidr in the JSON",
             ));
         }
         return Ok(nets);
@@ -281,7 +321,10 @@ fn collect_json(v: &serde_json::Value, out: &mut Vec<IpNet>) {
         serde_json::Value::Object(map) => {
             for (k, v) in map {
                 match (k.as_str(), v.as_str()) {
-                    ("ipv4Prefix" | "ipv6Prefix" | "ip_prefix" | "ipv6_prefix", Some(s)) => {
+                    (
+                        "ipv4Prefix" | "ipv6Prefix" | "ip_prefix" | "ipv6_prefix" | "cidr",
+                        Some(s),
+                    ) => {
                         out.extend(parse_net(s));
                     }
                     _ => collect_json(v, out),
@@ -379,6 +422,24 @@ mod tests {
         );
         assert!(n.lookup(ip("10.0.2.0")).is_empty());
         assert!(n.lookup(ip("65.255.255.255")).is_empty());
+        assert!(n.lookup(ip("67.0.0.0")).is_empty(), "just past the cloud");
+        assert!(n.lookup(ip("66.255.255.255")).contains(c));
+        n.add(
+            "top",
+            NetworkClass::Vpn,
+            nets(&["255.255.255.0/24", "::/0"]),
+        )
+        .unwrap();
+        let t = n.index_of("top").unwrap();
+        assert!(
+            n.lookup(ip("255.255.255.255")).contains(t),
+            "the last address"
+        );
+        assert!(
+            n.lookup(ip("2001:4860:4860::8888")).contains(g),
+            "index rebuilt after add"
+        );
+        assert!(n.lookup(ip("::1")).contains(t));
     }
 
     #[test]
@@ -391,6 +452,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(json.len(), 2);
+        let oracle =
+            r#"{"regions":[{"region":"x","cidrs":[{"cidr":"40.233.0.0/19","tags":["OCI"]}]}]}"#;
+        assert_eq!(parse_ranges("o", oracle).unwrap().len(), 1);
+        let geofeed = "# comment\n45.32.0.0/16,US,US-NJ,Piscataway,\n192.0.2.0/24,US,,,\n";
+        assert_eq!(
+            parse_ranges("v", geofeed).unwrap().len(),
+            1,
+            "documentation space dropped"
+        );
         let e = parse_ranges("x", "cidr\n1.2.3.0/24\n<html>\n").unwrap_err();
         assert_eq!(e.line, 3);
         assert!(parse_ranges("x", "{}").is_err());

@@ -218,6 +218,9 @@ impl BotPatterns {
 pub enum FamilyKind {
     EmailClient,
     Browser,
+    /// A browser that fetches pages through its maker's servers (Opera
+    /// Mini, Puffin, Silk): a person, but the address is not theirs.
+    ProxyBrowser,
     /// A proxy, preview bot, scanner or tool: the hit's class.
     Class(Classification),
 }
@@ -259,6 +262,7 @@ impl Families {
                 match kind {
                     "email_client" => FamilyKind::EmailClient,
                     "browser" => FamilyKind::Browser,
+                    "proxy_browser" => FamilyKind::ProxyBrowser,
                     other => FamilyKind::Class(Classification::parse(other).ok_or_else(|| {
                         ListError::new(source, n, format!("unknown kind {other:?}"))
                     })?),
@@ -290,6 +294,15 @@ impl Families {
     pub fn rows(&self) -> &[Family] {
         &self.rows
     }
+}
+
+/// A bare `Mozilla/N.N` with nothing after it: what Apple's Mail Privacy
+/// Protection sends, and nothing else that names itself.
+pub fn is_bare(ua: &str) -> bool {
+    let b = ua.as_bytes();
+    b.len() >= 11
+        && b[..8].eq_ignore_ascii_case(b"mozilla/")
+        && b[8..].iter().all(|c| c.is_ascii_digit() || *c == b'.')
 }
 
 /// The device an agent runs on, from its platform tokens.

@@ -174,10 +174,13 @@ pub enum Reason {
     NoEarlierOpen,
     EarlierOpen,
     NoAddress,
+    BareUserAgent,
+    MailProviderNetwork,
+    ProxyBrowser,
 }
 
 impl Reason {
-    const ALL: [Reason; 29] = [
+    const ALL: [Reason; 32] = [
         Self::HeadRequest,
         Self::PrefetchHeader,
         Self::EmptyUserAgent,
@@ -207,6 +210,9 @@ impl Reason {
         Self::NoEarlierOpen,
         Self::EarlierOpen,
         Self::NoAddress,
+        Self::BareUserAgent,
+        Self::MailProviderNetwork,
+        Self::ProxyBrowser,
     ];
 
     /// The string written in `bot.reason_codes`.
@@ -241,6 +247,9 @@ impl Reason {
             Self::NoEarlierOpen => "no_earlier_open",
             Self::EarlierOpen => "earlier_open",
             Self::NoAddress => "no_address",
+            Self::BareUserAgent => "bare_user_agent",
+            Self::MailProviderNetwork => "mail_provider_network",
+            Self::ProxyBrowser => "proxy_browser",
         }
     }
 }

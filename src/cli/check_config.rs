@@ -1,7 +1,8 @@
 //! `trackrelay check-config`: validate a config file, list every problem;
 //! then load the classifier's lists the config names, so a bad data file
 //! is found before the server starts (a missing downloaded range list is a
-//! warning: `trackrelay update-ranges` fetches it).
+//! warning: `trackrelay update-ranges` fetches it), and say how old each
+//! address range list is (a warning past `classifier.max_list_age_days`).
 
 use std::process::ExitCode;
 
@@ -46,8 +47,16 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         "  classifier: {patterns} bot patterns, {families} user-agent families, {} networks",
         networks.len()
     );
+    let now_ms = crate::time::now_ms();
     for (name, ranges) in networks {
-        println!("  classifier network {name}: {ranges} ranges");
+        match loaded.ages.iter().find(|a| a.name == name) {
+            Some(age) => println!(
+                "  classifier network {name}: {ranges} ranges, {} days old ({})",
+                age.age_seconds(now_ms) / 86_400,
+                age.source
+            ),
+            None => println!("  classifier network {name}: {ranges} ranges"),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

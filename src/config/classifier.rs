@@ -22,6 +22,8 @@ pub struct Classifier {
     pub bot_patterns: Option<PathBuf>,
     pub user_agents: Option<PathBuf>,
     pub networks: Option<PathBuf>,
+    /// A range list older than this is a warning (zero: never).
+    pub max_list_age: Duration,
     pub ranges: Vec<RangeSource>,
 }
 
@@ -80,6 +82,7 @@ impl Collector {
             bot_patterns: raw.bot_patterns.as_ref().map(PathBuf::from),
             user_agents: raw.user_agents.as_ref().map(PathBuf::from),
             networks: raw.networks.as_ref().map(PathBuf::from),
+            max_list_age: Duration::from_secs(u64::from(raw.max_list_age_days) * 86_400),
             ranges: self.ranges(&raw.ranges),
         }
     }
@@ -149,6 +152,7 @@ mod tests {
         assert_eq!(c.wait.as_secs(), 10);
         assert_eq!(c.rules.burst_links, 2);
         assert_eq!(c.bot_patterns, None, "the built-in copy");
+        assert_eq!(c.max_list_age.as_secs(), 90 * 86_400);
         assert!(c.ranges.is_empty());
     }
 

@@ -194,6 +194,7 @@ pub struct RawClassifier {
     pub bot_patterns: Option<String>,
     pub user_agents: Option<String>,
     pub networks: Option<String>,
+    pub max_list_age_days: u32,
     pub ranges: Vec<RawRange>,
 }
 
@@ -209,6 +210,7 @@ impl Default for RawClassifier {
             bot_patterns: None,
             user_agents: None,
             networks: None,
+            max_list_age_days: 90,
             ranges: Vec::new(),
         }
     }
