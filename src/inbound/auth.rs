@@ -139,6 +139,9 @@ impl Session {
                 return (line != "*").then_some(line);
             }
             if unread.len() > 12 * 1024 {
+                // No line end in sight: the rest of the line must not be
+                // read as commands, so the connection ends here.
+                self.quit = true;
                 return None;
             }
             self.read_more(deadline).await.ok()?;

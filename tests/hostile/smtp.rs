@@ -325,3 +325,17 @@ async fn control_characters_in_ehlo_never_reach_the_received_field() {
     );
     assert!(!copies[0].contains("ev\0il") && !copies[0].contains('\x1b'));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_auth_line_ends_the_connection_without_running_its_tail() {
+    let relay = Relay::start(&auth_config(""), "").await;
+    let (mut c, _) = Raw::connect(relay.smtp).await;
+    c.cmd("EHLO long.test").await;
+    assert_eq!(c.cmd("AUTH PLAIN").await, "334");
+    let mut line = vec![b'A'; 13 * 1024];
+    line.extend_from_slice(b"RSET\r\nNOOP\r\n");
+    c.send(&line).await;
+    let said = c.rest().await;
+    assert!(said.starts_with("501 5.5.2"), "{said}");
+    assert!(!said.contains("250"), "nothing after it ran: {said}");
+}

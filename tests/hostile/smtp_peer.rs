@@ -3,13 +3,13 @@
 //! line by line (no client library would send what these tests send).
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::support::server::free_port;
+use crate::support::server::{free_port, spawn_serve};
 
 /// How long a test waits for anything before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -61,14 +61,7 @@ track_clicks = true
         );
         let config = dir.path().join("trackrelay.toml");
         std::fs::write(&config, text).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_trackrelay"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
-            .spawn()
-            .unwrap();
+        let child = spawn_serve(dir.path(), &config);
         let relay = Relay {
             child,
             dir,
