@@ -508,9 +508,10 @@ impl Collector {
             upstream_timeout: seconds(raw.upstream.timeout_seconds),
             auth: AuthLimits {
                 failures_per_connection: smtp.auth_failures_per_connection,
-                // 0: one verification per CPU core.
+                // 0: half the CPU cores (at least one), so that a flood of
+                // AUTH leaves the other half to the tracking server.
                 concurrency: match smtp.auth_concurrency {
-                    0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
                     n => n as usize,
                 },
                 wait: seconds(smtp.auth_wait_seconds),

@@ -42,7 +42,7 @@ pub struct AuthLimits {
     /// Failed AUTH tries on one connection before it is told 421 and closed.
     pub failures_per_connection: u32,
     /// Password verifications running at once (each holds one Argon2
-    /// memory block, allocated once and reused).
+    /// memory block, allocated once and reused); by default half the cores.
     pub concurrency: usize,
     /// How long a try waits for a verification slot before 454 4.7.0.
     pub wait: Duration,
