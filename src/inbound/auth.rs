@@ -18,6 +18,10 @@ use super::password::Verdict;
 use super::session::{Session, State};
 use crate::smtp::Reply;
 
+/// The longest AUTH response line: far above any PLAIN or LOGIN response
+/// of sane credentials.
+const MAX_AUTH_LINE_BYTES: usize = 12 * 1024;
+
 impl Session {
     /// Whether AUTH may be offered and used on this connection now.
     pub fn auth_allowed(&self) -> bool {
@@ -132,17 +136,20 @@ impl Session {
         let deadline = self.command_deadline();
         loop {
             let unread = self.input.unread();
-            if let Some(end) = memchr::memchr(b'\n', unread) {
-                let line = std::str::from_utf8(&unread[..=end]).ok()?;
-                let line = line.trim_end().to_owned();
-                self.input.consume(end + 1);
-                return (line != "*").then_some(line);
-            }
-            if unread.len() > 12 * 1024 {
-                // No line end in sight: the rest of the line must not be
-                // read as commands, so the connection ends here.
+            let end = memchr::memchr(b'\n', unread);
+            if end.unwrap_or(unread.len()) > MAX_AUTH_LINE_BYTES {
+                // The rest of the line must not be read as commands, and
+                // its end may never come: the connection ends here.
                 self.quit = true;
                 return None;
+            }
+            if let Some(end) = end {
+                // Consumed before it is looked at: whatever it holds, it
+                // is not a command.
+                let line = String::from_utf8(unread[..=end].to_vec());
+                self.input.consume(end + 1);
+                let line = line.ok()?.trim_end().to_owned();
+                return (line != "*").then_some(line);
             }
             self.read_more(deadline).await.ok()?;
         }
