@@ -5,9 +5,11 @@
 //! Sessions are generic over the byte stream (a boxed [`Io`]), so tests can
 //! drive one in memory and STARTTLS can swap the stream under it.
 
+mod anvil;
 mod auth;
 mod data;
 mod input;
+mod password;
 mod session;
 mod verbs;
 
@@ -35,6 +37,10 @@ pub struct Inbound {
     pub relay: Arc<Relay>,
     pub config: Arc<Config>,
     pub tls: Option<TlsAcceptor>,
+    /// AUTH's password checks, bounded in cost.
+    pub passwords: Arc<password::Passwords>,
+    /// AUTH failures per client address.
+    pub anvil: anvil::Anvil,
 }
 
 /// Why the server could not start.
@@ -42,6 +48,8 @@ pub struct Inbound {
 pub enum StartError {
     #[error("smtp.tls_cert/tls_key: {0}")]
     Tls(String),
+    #[error("smtp.users: {0}")]
+    Users(String),
 }
 
 impl Inbound {
@@ -51,7 +59,17 @@ impl Inbound {
             Some(files) => Some(load_tls(&files.cert, &files.key)?),
             None => None,
         };
-        Ok(Self { relay, config, tls })
+        let auth = &config.limits.auth;
+        let passwords =
+            password::Passwords::new(&config.smtp.users, auth).map_err(StartError::Users)?;
+        let anvil = anvil::Anvil::new(auth);
+        Ok(Self {
+            relay,
+            tls,
+            passwords: Arc::new(passwords),
+            anvil,
+            config,
+        })
     }
 
     /// Whether this client may relay without AUTH.
@@ -92,7 +110,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            sessions.spawn(refuse_busy(stream));
+            sessions.spawn(refuse_busy(stream, inbound.config.limits.write_timeout));
             continue;
         };
         let inbound = inbound.clone();
@@ -108,9 +126,9 @@ pub async fn serve(
     inbound.relay.flush_records().await;
 }
 
-async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+async fn refuse_busy(mut stream: tokio::net::TcpStream, timeout: std::time::Duration) {
     let reply = Reply::new(421, (4, 3, 2), "Too many connections, try again later");
-    let _ = stream.write_all(&reply.to_wire()).await;
+    let _ = tokio::time::timeout(timeout, stream.write_all(&reply.to_wire())).await;
 }
 
 fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, StartError> {

@@ -5,10 +5,12 @@
 //!
 //! - [`config`]: the TOML file, parsed once into typed values; routes.
 //! - [`limits`]: every size, count and timeout of the SMTP side.
-//! - [`smtp`]: the SMTP vocabulary (typed replies) and DATA transparency
-//!   both ways (`smtp::data`); command parsing is smtp-proto's.
+//! - [`smtp`]: the SMTP vocabulary (typed replies), DATA transparency
+//!   both ways (`smtp::data`), command lines (`smtp::line`) and the wire
+//!   form of addresses (`smtp::address`); command parsing is smtp-proto's.
 //! - [`inbound`]: the SMTP server: sessions (one file per verb), STARTTLS,
-//!   AUTH, relay access, connection limit.
+//!   AUTH and its bounds (`password`, `anvil`), relay access, connection
+//!   limit and deadlines.
 //! - [`relay`]: one message end to end: route, rewriting, one copy per
 //!   recipient, the upstream's reply, DSNs.
 //! - [`upstream`]: `smtp://` (mail-send) and `dir:` upstreams, pooled.

@@ -1,10 +1,13 @@
 //! The SMTP vocabulary shared by the server and the client side: replies
 //! and the DATA transparency procedure. No I/O. Command parsing comes from
 //! smtp-proto (Stalwart's parser); this module adds the typed [`Reply`]
-//! every handler returns, and `data`: reading a message after DATA and
-//! stuffing one for an upstream.
+//! every handler returns, `data`: reading a message after DATA and
+//! stuffing one for an upstream, `line`: cutting the input into command
+//! lines, and `address`: the wire form of a parsed address.
 
+pub mod address;
 pub mod data;
+pub mod line;
 
 use std::fmt;
 

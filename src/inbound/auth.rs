@@ -1,14 +1,26 @@
 //! AUTH PLAIN and LOGIN (RFC 4954, 4616), checked against the Argon2
 //! hashes in the config. Only over TLS, or in clear text from a loopback
 //! client when the config allows it. Secrets are never logged.
+//!
+//! Guessing is bounded three ways: a try from an address with recent
+//! failures waits first (`anvil`), verifications run a few at a time
+//! (`password`), and a connection is closed after
+//! `auth_failures_per_connection` failures. Each failure is logged in one
+//! line an operator's fail2ban can match (docs/security.md).
 
-use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use std::net::IpAddr;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN};
 
+use super::password::Verdict;
 use super::session::{Session, State};
 use crate::smtp::Reply;
+
+/// The longest AUTH response line: far above any PLAIN or LOGIN response
+/// of sane credentials.
+const MAX_AUTH_LINE_BYTES: usize = 12 * 1024;
 
 impl Session {
     /// Whether AUTH may be offered and used on this connection now.
@@ -42,14 +54,52 @@ impl Session {
         let Some((user, password)) = credentials else {
             return Reply::new(501, (5, 5, 2), "Malformed authentication data");
         };
-        if self.verify(&user, &password).await {
-            tracing::info!(user = %user, "authenticated");
-            self.auth_user = Some(user);
-            Reply::new(235, (2, 7, 0), "Authentication successful")
-        } else {
-            tracing::warn!(user = %user, peer = %self.peer, "authentication failed");
-            Reply::new(535, (5, 7, 8), "Authentication credentials invalid")
+        let ip = self.peer.ip().to_canonical();
+        if !self.anvil_wait(ip).await {
+            self.quit = true;
+            return Reply::new(421, (4, 3, 0), "Shutting down, try again later");
         }
+        match self.inbound.passwords.verify(&user, &password).await {
+            Verdict::Valid => {
+                tracing::info!(user = %user, "authenticated");
+                self.auth_user = Some(user);
+                Reply::new(235, (2, 7, 0), "Authentication successful")
+            }
+            Verdict::Busy => Reply::new(
+                454,
+                (4, 7, 0),
+                "Too many authentications in progress, try again later",
+            ),
+            Verdict::Invalid => self.auth_failed(ip, &user),
+        }
+    }
+
+    /// Waits the delay `ip`'s recent failures earned; false on shutdown.
+    async fn anvil_wait(&self, ip: IpAddr) -> bool {
+        let delay = self.inbound.anvil.delay(ip);
+        if delay.is_zero() {
+            return true;
+        }
+        tokio::select! {
+            _ = self.shutdown.cancelled() => false,
+            _ = tokio::time::sleep(delay) => true,
+        }
+    }
+
+    /// Counts and logs a failure; 535, or 421 and close at the limit.
+    fn auth_failed(&mut self, ip: IpAddr, user: &str) -> Reply {
+        self.auth_failures += 1;
+        let address_failures = self.inbound.anvil.failed(ip);
+        log_failure(ip, user, self.auth_failures, address_failures);
+        if self.auth_failures >= self.inbound.config.limits.auth.failures_per_connection {
+            self.quit = true;
+            return Reply::new(
+                421,
+                (4, 7, 0),
+                "Too many failed authentications, closing connection",
+            );
+        }
+        Reply::new(535, (5, 7, 8), "Authentication credentials invalid")
     }
 
     async fn read_plain(&mut self, initial: String) -> Option<(String, String)> {
@@ -83,47 +133,40 @@ impl Session {
     async fn challenge(&mut self, prompt: &str) -> Option<String> {
         self.out
             .extend_from_slice(format!("334 {prompt}\r\n").as_bytes());
+        let deadline = self.command_deadline();
         loop {
             let unread = self.input.unread();
-            if let Some(end) = memchr::memchr(b'\n', unread) {
-                let line = std::str::from_utf8(&unread[..=end]).ok()?;
-                let line = line.trim_end().to_owned();
-                self.input.consume(end + 1);
-                return (line != "*").then_some(line);
-            }
-            if unread.len() > 12 * 1024 {
+            let end = memchr::memchr(b'\n', unread);
+            if end.unwrap_or(unread.len()) > MAX_AUTH_LINE_BYTES {
+                // The rest of the line must not be read as commands, and
+                // its end may never come: the connection ends here.
+                self.quit = true;
                 return None;
             }
-            self.read_more(self.inbound.config.limits.command_timeout)
-                .await
-                .ok()?;
+            if let Some(end) = end {
+                // Consumed before it is looked at: whatever it holds, it
+                // is not a command.
+                let line = String::from_utf8(unread[..=end].to_vec());
+                self.input.consume(end + 1);
+                let line = line.ok()?.trim_end().to_owned();
+                return (line != "*").then_some(line);
+            }
+            self.read_more(deadline).await.ok()?;
         }
     }
+}
 
-    /// Argon2 is slow on purpose: verify off the async threads.
-    async fn verify(&self, user: &str, password: &str) -> bool {
-        let Some(hash) = self
-            .inbound
-            .config
-            .smtp
-            .users
-            .iter()
-            .find(|u| u.name == user)
-            .map(|u| u.password_hash.clone())
-        else {
-            return false;
-        };
-        let password = password.to_owned();
-        tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
-                .map(|h| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &h)
-                        .is_ok()
-                })
-                .unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false)
-    }
+/// The operator's line for one failed AUTH, for fail2ban and the like:
+/// `WARN smtp auth failed client=203.0.113.5 user="app" ...`. The client
+/// address comes first and the user name is quoted (its `Debug` form), so
+/// no name can shape what a filter matches. The password is never logged.
+fn log_failure(ip: IpAddr, user: &str, connection_failures: u32, address_failures: u32) {
+    tracing::warn!(
+        target: "maillog",
+        client = %ip,
+        user = ?user,
+        connection_failures,
+        address_failures,
+        "smtp auth failed"
+    );
 }

@@ -67,7 +67,11 @@ impl Session {
     async fn read_message(&mut self, buffer: Vec<u8>) -> Result<Option<Vec<u8>>, ReadEnd> {
         let max =
             usize::try_from(self.inbound.config.limits.max_message_bytes).unwrap_or(usize::MAX);
-        let timeout = self.inbound.config.limits.data_timeout;
+        // Deadlines, not idle timeouts: the first bytes by
+        // `data_start_timeout`, the whole message by `data_timeout`.
+        let limits = &self.inbound.config.limits;
+        let whole = tokio::time::Instant::now() + limits.data_timeout;
+        let first = (tokio::time::Instant::now() + limits.data_start_timeout).min(whole);
         let mut reader = DataReader::new();
         let trace_len = buffer.len();
         let mut message = buffer;
@@ -77,6 +81,7 @@ impl Session {
         // and unstuffed where it lies.
         let consumed = reader.ingest(self.input.unread(), &mut message);
         self.input.consume(consumed);
+        let mut deadline = if consumed > 0 { whole } else { first };
         loop {
             if message.len() - trace_len > max {
                 too_big = true;
@@ -89,7 +94,8 @@ impl Session {
                 message.reserve(READ_ROOM);
             }
             let from = message.len();
-            self.read_message_bytes(&mut message, timeout).await?;
+            self.read_message_bytes(&mut message, deadline).await?;
+            deadline = whole;
             // What follows the end mark (pipelined commands) is input.
             let rest = reader.ingest_in_place(&mut message, from);
             self.input.extend(&rest);

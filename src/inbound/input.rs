@@ -20,10 +20,6 @@ impl Input {
         &self.buf[self.start..]
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.start == self.buf.len()
-    }
-
     /// Marks the first `n` unread bytes consumed.
     pub fn consume(&mut self, n: usize) {
         self.start = (self.start + n).min(self.buf.len());
@@ -72,7 +68,7 @@ mod tests {
         input.extend(b"\r\n");
         assert_eq!(input.unread(), b"MAIL FROM:<>\r\n");
         input.consume(14);
-        assert!(input.is_empty());
+        assert!(input.unread().is_empty());
         assert!(input.for_read().capacity() >= READ_ROOM);
     }
 }

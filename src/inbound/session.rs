@@ -1,12 +1,16 @@
-//! One client connection: the read loop, pipelining, timeouts, shutdown,
+//! One client connection: the read loop, pipelining, deadlines, shutdown,
 //! and dispatch of each command to its handler (`verbs`, `data`, `auth`).
 //!
 //! Replies are buffered and written when the session is about to wait for
-//! input, which is what PIPELINING (RFC 2920) asks of a server.
+//! input, which is what PIPELINING (RFC 2920) asks of a server. Each
+//! write has `write_timeout`, and each command line a deadline from when
+//! the server starts waiting for it: a client that trickles bytes or never
+//! reads its replies is dropped, and its connection slot comes back.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+
+use tokio::time::Instant;
 
 use smtp_proto::request::receiver::RequestReceiver;
 use smtp_proto::{Error as ParseError, Request};
@@ -18,6 +22,7 @@ use super::input::Input;
 use super::{Inbound, Io};
 use crate::relay::Transaction;
 use crate::smtp::Reply;
+use crate::smtp::line::{self, Framed, Framer};
 use crate::upstream::MailParams;
 
 /// Where the dialogue is.
@@ -48,6 +53,8 @@ pub struct Session {
     pub esmtp: bool,
     pub tls: bool,
     pub auth_user: Option<String>,
+    /// Failed AUTH tries on this connection.
+    pub auth_failures: u32,
     /// Bytes read but not consumed yet.
     pub input: Input,
     /// Replies not written yet.
@@ -83,6 +90,7 @@ pub async fn run(
         esmtp: false,
         tls: false,
         auth_user: None,
+        auth_failures: 0,
         input: Input::default(),
         out: Vec::with_capacity(1024),
         shutdown,
@@ -101,7 +109,8 @@ pub async fn run(
         };
         if finished {
             let _ = session.flush().await;
-            let _ = session.io.shutdown().await;
+            let limit = session.inbound.config.limits.write_timeout;
+            let _ = tokio::time::timeout(limit, session.io.shutdown()).await;
         } else {
             // Past the shutdown deadline: the transaction (and its upstream
             // connection, maybe the peer that does not answer) is dropped
@@ -124,39 +133,74 @@ pub async fn run(
 
 impl Session {
     async fn serve(&mut self) {
-        let mut receiver = RequestReceiver::default();
+        let mut framer = Framer::default();
+        let mut deadline = self.command_deadline();
         while !self.quit {
-            if self.input.is_empty() {
-                let timeout = self.inbound.config.limits.command_timeout;
-                match self.read_more(timeout).await {
-                    Ok(()) => {}
-                    Err(end) => {
+            let framed = framer.next(self.input.unread());
+            match framed {
+                Framed::NeedMore => {
+                    if let Err(end) = self.read_more(deadline).await {
                         self.end(end);
                         return;
                     }
+                    continue;
+                }
+                // The rest of a refused line: the deadline runs on.
+                Framed::Skipped(n) => {
+                    self.input.consume(n);
+                    continue;
+                }
+                Framed::TooLong(n) => {
+                    self.input.consume(n);
+                    self.reply(Reply::new(500, (5, 5, 2), "Line too long"));
+                }
+                Framed::Line(n) => {
+                    let line = self.input.unread()[..n].to_vec();
+                    self.input.consume(n);
+                    self.command(&line).await;
                 }
             }
-            let unread = self.input.unread();
-            let mut iter = unread.iter();
-            let parsed = receiver.ingest(&mut iter).map(Request::into_owned);
-            let consumed = unread.len() - iter.as_slice().len();
-            self.input.consume(consumed);
-            match parsed {
-                Ok(request) => self.dispatch(request).await,
-                Err(ParseError::NeedsMoreData { .. }) => {}
-                Err(e) => {
-                    let reply = parse_error_reply(&e);
-                    self.reply(reply);
-                }
-            }
+            deadline = self.command_deadline();
         }
     }
 
-    async fn dispatch(&mut self, request: Request<String>) {
+    /// When the next command line must be complete.
+    pub fn command_deadline(&self) -> Instant {
+        Instant::now() + self.inbound.config.limits.command_timeout
+    }
+
+    /// One whole command line: checked, parsed, dispatched.
+    async fn command(&mut self, line: &[u8]) {
+        if line::has_control(line) {
+            let enhanced = match line.get(..4).map(|v| v.to_ascii_uppercase()).as_deref() {
+                Some(b"MAIL") => (5, 1, 7),
+                Some(b"RCPT") => (5, 1, 3),
+                _ => (5, 5, 2),
+            };
+            self.reply(Reply::new(
+                501,
+                enhanced,
+                "Control characters are not allowed",
+            ));
+            return;
+        }
+        let mut receiver = RequestReceiver::default();
+        let mut iter = line.iter();
+        match receiver.ingest(&mut iter).map(Request::into_owned) {
+            Ok(request) => self.dispatch(request, line).await,
+            // A whole line the parser still wants more of: not a command.
+            Err(ParseError::NeedsMoreData { .. }) => {
+                self.reply(Reply::syntax("Syntax error"));
+            }
+            Err(e) => self.reply(parse_error_reply(&e)),
+        }
+    }
+
+    async fn dispatch(&mut self, request: Request<String>, line: &[u8]) {
         let reply = match request {
             Request::Ehlo { host } => self.ehlo(host, true),
             Request::Helo { host } => self.ehlo(host, false),
-            Request::Mail { from } => self.mail(from).await,
+            Request::Mail { from } => self.mail(from, line::size_param(line)).await,
             Request::Rcpt { to } => self.rcpt(to).await,
             Request::Data => self.data().await,
             Request::Rset => {
@@ -188,42 +232,55 @@ impl Session {
         reply.write_to(&mut self.out);
     }
 
+    /// Writes the pending replies, within `write_timeout`: a client that
+    /// does not read them is dropped.
     pub async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.out.is_empty() {
-            self.io.write_all(&self.out).await?;
-            self.io.flush().await?;
-            self.out.clear();
+        if self.out.is_empty() {
+            return Ok(());
         }
+        let limit = self.inbound.config.limits.write_timeout;
+        let write = async {
+            self.io.write_all(&self.out).await?;
+            self.io.flush().await
+        };
+        match tokio::time::timeout(limit, write).await {
+            Ok(result) => result?,
+            Err(_) => {
+                tracing::info!(peer = %self.peer, "client does not read its replies; dropped");
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+        }
+        self.out.clear();
         Ok(())
     }
 
-    /// Writes pending replies, then waits for more input: a command (or a
-    /// line of AUTH). Shutdown interrupts the wait (the client hears 421
-    /// and retries).
-    pub async fn read_more(&mut self, timeout: Duration) -> Result<(), ReadEnd> {
+    /// Writes pending replies, then waits for more input until `deadline`:
+    /// a command (or a line of AUTH). Shutdown interrupts the wait (the
+    /// client hears 421 and retries).
+    pub async fn read_more(&mut self, deadline: Instant) -> Result<(), ReadEnd> {
         if self.flush().await.is_err() {
             return Err(ReadEnd::Closed);
         }
         let buf = self.input.for_read();
         let read = tokio::select! {
             _ = self.shutdown.cancelled() => return Err(ReadEnd::Shutdown),
-            r = tokio::time::timeout(timeout, self.io.read_buf(buf)) => r,
+            r = tokio::time::timeout_at(deadline, self.io.read_buf(buf)) => r,
         };
         read_result(read)
     }
 
     /// Writes pending replies, then reads message bytes straight into the
-    /// spare room of `message`. Shutdown does not interrupt it: a message
-    /// being read is finished first.
+    /// spare room of `message`, until `deadline`. Shutdown does not
+    /// interrupt it: a message being read is finished first.
     pub async fn read_message_bytes(
         &mut self,
         message: &mut Vec<u8>,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<(), ReadEnd> {
         if self.flush().await.is_err() {
             return Err(ReadEnd::Closed);
         }
-        read_result(tokio::time::timeout(timeout, self.io.read_buf(message)).await)
+        read_result(tokio::time::timeout_at(deadline, self.io.read_buf(message)).await)
     }
 
     fn end(&mut self, end: ReadEnd) {
@@ -261,12 +318,13 @@ impl Session {
         self.auth_user.is_some() || self.inbound.allowed_network(&self.peer)
     }
 
-    /// Parameters to mirror upstream from the client's MAIL FROM.
-    pub fn mail_params(from: &smtp_proto::MailFrom<String>) -> MailParams {
+    /// Parameters to mirror upstream from the client's MAIL FROM; `size`
+    /// as read from the line (`line::size_param`), not smtp-proto's.
+    pub fn mail_params(from: &smtp_proto::MailFrom<String>, size: Option<u64>) -> MailParams {
         MailParams {
             body_8bitmime: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
             smtputf8: from.flags & smtp_proto::MAIL_SMTPUTF8 != 0,
-            size: (from.size > 0).then_some(from.size as u64),
+            size: size.filter(|&s| s > 0),
         }
     }
 }

@@ -7,6 +7,7 @@ use super::session::{Pending, Session, State};
 use crate::config::Envelope;
 use crate::relay::{Trace, Transaction};
 use crate::smtp::Reply;
+use crate::smtp::address::{BadAddress, wire_form};
 
 impl Session {
     pub fn ehlo(&mut self, host: String, esmtp: bool) -> Reply {
@@ -43,21 +44,25 @@ impl Session {
         }
     }
 
-    pub async fn mail(&mut self, from: MailFrom<String>) -> Reply {
+    /// MAIL; `size` is the SIZE parameter as the line gave it
+    /// (`Some(None)`: a number too large for 64 bits).
+    pub async fn mail(&mut self, from: MailFrom<String>, size: Option<Option<u64>>) -> Reply {
         match self.state {
             State::Connected => return Reply::bad_sequence("Say EHLO first"),
             State::Mail(_) => return Reply::bad_sequence("Nested MAIL command"),
             State::Ready => {}
         }
         let max = self.inbound.config.limits.max_message_bytes;
-        if from.size as u64 > max {
-            return Reply::new(
-                552,
-                (5, 3, 4),
-                format!("Message size exceeds the limit of {max} bytes"),
-            );
+        let Some(size) = size.map_or(Some(None), |s| s.map(Some)) else {
+            return too_big(max);
+        };
+        if size.is_some_and(|s| s > max) {
+            return too_big(max);
         }
-        let sender = from.address.clone();
+        let sender = match wire_form(&from.address) {
+            Ok(sender) => sender,
+            Err(e) => return bad_address(e, (5, 1, 7), "sender"),
+        };
         if !self.may_relay() {
             self.state = State::Mail(Box::new(Pending::Denied { sender }));
             return Reply::ok("Ok");
@@ -68,7 +73,7 @@ impl Session {
             client_ip: self.peer.ip().to_canonical(),
         };
         let route = self.inbound.relay.select_route(&envelope);
-        let params = Self::mail_params(&from);
+        let params = Self::mail_params(&from, size);
         let (upstream, reply) = match self.inbound.relay.upstream.begin(&sender, params).await {
             Ok(started) => started,
             Err(e) => {
@@ -81,7 +86,7 @@ impl Session {
             return reply;
         }
         let trace = Trace {
-            helo: self.helo.clone(),
+            helo: trace_helo(&self.helo),
             peer: self.peer.ip().to_canonical().to_string(),
             protocol: self.protocol(),
         };
@@ -102,9 +107,14 @@ impl Session {
         let State::Mail(pending) = &mut self.state else {
             return Reply::bad_sequence("Need MAIL before RCPT");
         };
+        // Mirrored and recorded in the one form the upstream gets.
+        let recipient = match wire_form(&to.address) {
+            Ok(r) => r,
+            Err(e) => return bad_address(e, (5, 1, 3), "recipient"),
+        };
         let txn = match pending.as_mut() {
             Pending::Denied { sender } => {
-                crate::maillog::relay_denied(&self.peer.to_string(), sender, &to.address);
+                crate::maillog::relay_denied(&self.peer.to_string(), sender, &recipient);
                 return Reply::relay_denied();
             }
             Pending::Relayed(txn) => txn,
@@ -117,10 +127,10 @@ impl Session {
             );
         }
         // Mirrored as it arrives: the client hears the upstream's answer.
-        match txn.upstream.rcpt_to(&to.address).await {
+        match txn.upstream.rcpt_to(&recipient).await {
             Ok(reply) => {
                 if reply.is_positive() {
-                    txn.recipients.push(to.address);
+                    txn.recipients.push(recipient);
                 }
                 reply
             }
@@ -151,7 +161,18 @@ impl Session {
         }
         let placeholder = Box::new(tokio::io::duplex(1).0);
         let io = std::mem::replace(&mut self.io, placeholder);
-        match acceptor.accept(io).await {
+        // The handshake gets the command deadline: a client that stalls
+        // in it holds a connection slot like any other.
+        let limit = self.inbound.config.limits.command_timeout;
+        let handshake = match tokio::time::timeout(limit, acceptor.accept(io)).await {
+            Ok(handshake) => handshake,
+            Err(_) => {
+                tracing::info!(peer = %self.peer, "TLS handshake timed out");
+                self.quit = true;
+                return None;
+            }
+        };
+        match handshake {
             Ok(tls) => {
                 self.io = Box::new(tls);
                 self.tls = true;
@@ -178,5 +199,51 @@ impl Session {
             (false, false, true) => "ESMTP",
             (false, false, false) => "SMTP",
         }
+    }
+}
+
+fn too_big(max: u64) -> Reply {
+    Reply::new(
+        552,
+        (5, 3, 4),
+        format!("Message size exceeds the limit of {max} bytes"),
+    )
+}
+
+fn bad_address(e: BadAddress, enhanced: (u8, u16, u16), what: &str) -> Reply {
+    let why = match e {
+        BadAddress::Control => "control characters",
+        BadAddress::Domain => "the domain is not a host name",
+    };
+    Reply::new(501, enhanced, format!("Bad {what} address syntax: {why}"))
+}
+
+/// The HELO name as the Received field shows it: control characters are
+/// refused before this, and anything but what host names and address
+/// literals are made of becomes '?', so a client cannot shape the field
+/// (RFC 5321 §4.4 `Extended-Domain`).
+fn trace_helo(helo: &str) -> String {
+    helo.chars()
+        .take(255)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-.:[]_".contains(c) {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trace_helo;
+
+    #[test]
+    fn helo_names_are_tamed_for_the_received_field() {
+        assert_eq!(trace_helo("mail.example.com"), "mail.example.com");
+        assert_eq!(trace_helo("[IPv6:2001:db8::1]"), "[IPv6:2001:db8::1]");
+        assert_eq!(trace_helo("ev\0il (by x); y"), "ev?il??by?x???y");
+        assert_eq!(trace_helo(&"a".repeat(300)).len(), 255);
     }
 }

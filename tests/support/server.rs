@@ -332,14 +332,7 @@ impl Binary {
         let text = config_text(dir.path(), &tracking.to_string(), &api, tracking_extra);
         let config = dir.path().join("trackrelay.toml");
         std::fs::write(&config, text).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_trackrelay"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
-            .spawn()
-            .unwrap();
+        let child = spawn_serve(dir.path(), &config);
         let bin = Self {
             child,
             dir,
@@ -379,6 +372,18 @@ impl Binary {
             .unwrap();
         assert!(status.success());
     }
+}
+
+/// Starts `trackrelay serve --config CONFIG`, its stderr in `dir/stderr.log`.
+pub fn spawn_serve(dir: &Path, config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_trackrelay"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+        .spawn()
+        .unwrap()
 }
 
 impl Drop for Binary {
