@@ -20,6 +20,22 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     /// Absent: no milter listener.
     pub milter: Option<RawMilter>,
+    pub log: RawLog,
+}
+
+/// `[log]`.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLog {
+    pub format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
