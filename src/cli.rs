@@ -146,8 +146,10 @@ pub fn init_logging(format: LogFormat) {
             .init(),
         // The event's fields under "fields" (message included), the
         // current span's under "span": the same data as the text line.
+        // The target is kept ("maillog" marks the operator's lines).
         LogFormat::Json => builder
             .with_ansi(false)
+            .with_target(true)
             .json()
             .with_current_span(true)
             .with_span_list(false)
