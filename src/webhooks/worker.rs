@@ -137,7 +137,7 @@ impl Webhooks {
         let result = match url::Url::parse(&d.url) {
             Ok(url) => tokio::time::timeout(
                 self.settings.timeout,
-                client::post(&url, headers, body, self.settings.allow_private_networks),
+                self.client.post(&url, headers, body),
             )
             .await
             .unwrap_or_else(|_| {
