@@ -518,15 +518,25 @@ fn the_man_page_and_bash_completion_name_every_command_and_flag() {
     while let Some(path) = queue.pop() {
         let args: Vec<&str> = path.iter().map(String::as_str).collect();
         let (subs, flags) = names_and_flags(&args);
-        let title = ["trackrelay"].into_iter().chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
+        let title = ["trackrelay"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect::<Vec<_>>()
+            .join(" ");
         if !path.is_empty() {
             assert!(roff_text.contains(&title), "man page lacks {title:?}");
             let last = path.last().unwrap();
             assert!(bash.contains(last.as_str()), "bash completion lacks {last}");
         }
         for flag in flags {
-            assert!(roff_text.contains(&flag), "man page lacks {flag} of {title}");
-            assert!(bash.contains(&flag), "bash completion lacks {flag} of {title}");
+            assert!(
+                roff_text.contains(&flag),
+                "man page lacks {flag} of {title}"
+            );
+            assert!(
+                bash.contains(&flag),
+                "bash completion lacks {flag} of {title}"
+            );
             seen += 1;
         }
         for sub in subs {
@@ -536,7 +546,14 @@ fn the_man_page_and_bash_completion_name_every_command_and_flag() {
         }
     }
     assert!(seen > 20, "only {seen} flags found");
-    for word in ["serve", "update-ranges", "--log-format", "--config", "inspect", "retry"] {
+    for word in [
+        "serve",
+        "update-ranges",
+        "--log-format",
+        "--config",
+        "inspect",
+        "retry",
+    ] {
         assert!(roff_text.contains(word), "{word}");
     }
 }
@@ -566,7 +583,10 @@ fn man_renders_the_page_without_warnings() {
     }
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.trim().is_empty(), "man warned: {stderr}");
-    assert!(stdout.contains("COMMANDS") && stdout.contains("update-ranges"), "{stdout}");
+    assert!(
+        stdout.contains("COMMANDS") && stdout.contains("update-ranges"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -574,7 +594,10 @@ fn bash_sources_the_completion_and_completes_subcommands() {
     for shell in ["bash", "zsh", "fish"] {
         let out = trackrelay(&["completions", shell], b"");
         assert!(out.status.success(), "{shell}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("check-config"), "{shell}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("check-config"),
+            "{shell}"
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("trackrelay.bash");
@@ -587,11 +610,23 @@ fn bash_sources_the_completion_and_completes_subcommands() {
          COMP_WORDS=(trackrelay serve --); COMP_CWORD=2; _trackrelay trackrelay -- serve; echo \"2:${{COMPREPLY[*]}}\"",
         script.display()
     );
-    let out = Command::new("bash").args(["--norc", "-c", &probe]).output().unwrap();
+    let out = Command::new("bash")
+        .args(["--norc", "-c", &probe])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("1:update-ranges"), "{stdout}");
-    assert!(stdout.lines().any(|l| l.starts_with("2:") && l.contains("--config")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("2:") && l.contains("--config")),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -600,9 +635,11 @@ fn json_logs_are_one_object_a_line_with_the_maillog_fields() {
     let smtp = support::server::free_port();
     let tracking = format!("127.0.0.1:{}", support::server::free_port());
     let api = format!("127.0.0.1:{}", support::server::free_port());
-    let text = support::server::config_text(dir.path(), &tracking, &api, "")
-        .replacen("127.0.0.1:0", &format!("127.0.0.1:{smtp}"), 1)
-        + "\n[log]\nformat = \"json\"\n";
+    let text = support::server::config_text(dir.path(), &tracking, &api, "").replacen(
+        "127.0.0.1:0",
+        &format!("127.0.0.1:{smtp}"),
+        1,
+    ) + "\n[log]\nformat = \"json\"\n";
     let cfg = write_config(dir.path(), &text);
     let stderr_path = dir.path().join("stderr.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_trackrelay"))
@@ -622,7 +659,10 @@ fn json_logs_are_one_object_a_line_with_the_maillog_fields() {
          s.sendmail('a@example.org', ['b@example.net'], 'Subject: hi\\r\\nContent-Type: text/html\\r\\n\\r\\n<p><a href=\"https://example.com/x\">x</a></p>\\r\\n')\n\
          s.quit()\n"
     );
-    let out = Command::new("python3").args(["-c", &send]).output().unwrap();
+    let out = Command::new("python3")
+        .args(["-c", &send])
+        .output()
+        .unwrap();
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -630,7 +670,11 @@ fn json_logs_are_one_object_a_line_with_the_maillog_fields() {
     assert!(status.success());
     let exit = child.wait().unwrap();
     let log = std::fs::read_to_string(&stderr_path).unwrap();
-    assert!(out.status.success(), "{}\n{log}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}\n{log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(exit.success(), "{log}");
 
     let lines: Vec<serde_json::Value> = log
@@ -639,7 +683,10 @@ fn json_logs_are_one_object_a_line_with_the_maillog_fields() {
         .collect();
     assert!(lines.len() >= 3, "{log}");
     for line in &lines {
-        assert!(line["timestamp"].is_string() && line["level"].is_string(), "{line}");
+        assert!(
+            line["timestamp"].is_string() && line["level"].is_string(),
+            "{line}"
+        );
         assert!(line["fields"]["message"].is_string(), "{line}");
     }
     let relayed = lines
@@ -651,6 +698,9 @@ fn json_logs_are_one_object_a_line_with_the_maillog_fields() {
     assert_eq!(f["from"], "a@example.org");
     assert_eq!(f["to"], "b@example.net");
     assert!(f["reply"].as_str().unwrap().starts_with("250"), "{relayed}");
-    assert!(uuid::Uuid::parse_str(f["id"].as_str().unwrap()).is_ok(), "{relayed}");
+    assert!(
+        uuid::Uuid::parse_str(f["id"].as_str().unwrap()).is_ok(),
+        "{relayed}"
+    );
     assert_eq!(f["links"], 1, "{relayed}");
 }

@@ -31,8 +31,7 @@ fn locked_crates() -> Vec<(String, String)> {
 
 #[test]
 fn the_notices_name_every_crate_of_the_lock_file() {
-    let notices =
-        std::fs::read_to_string(Path::new(ROOT).join("THIRD-PARTY-NOTICES.md")).unwrap();
+    let notices = std::fs::read_to_string(Path::new(ROOT).join("THIRD-PARTY-NOTICES.md")).unwrap();
     let crates = locked_crates();
     assert!(crates.len() > 100, "{}", crates.len());
     let missing: Vec<String> = crates
@@ -47,7 +46,9 @@ fn the_notices_name_every_crate_of_the_lock_file() {
     // MPL-2.0 crates (file-level copyleft) say where their source is.
     for name in ["cssparser", "selectors", "dtoa-short"] {
         let (_, version) = crates.iter().find(|(n, _)| n == name).unwrap();
-        let line = format!("- `{name}` {version} (MPL-2.0): https://crates.io/api/v1/crates/{name}/{version}/download");
+        let line = format!(
+            "- `{name}` {version} (MPL-2.0): https://crates.io/api/v1/crates/{name}/{version}/download"
+        );
         assert!(notices.contains(&line), "{line}");
     }
 }
@@ -78,7 +79,8 @@ fn the_debian_package_installs_runs_and_purges() {
     let built = run(&format!("{ROOT}/packaging/build-deb.sh"), &[]);
     let stdout = String::from_utf8(built.stdout).unwrap();
     let deb = Path::new(ROOT).join(stdout.lines().last().unwrap());
-    let contents = String::from_utf8(run("dpkg-deb", &["--contents", deb.to_str().unwrap()]).stdout).unwrap();
+    let contents =
+        String::from_utf8(run("dpkg-deb", &["--contents", deb.to_str().unwrap()]).stdout).unwrap();
     for path in [
         "./usr/bin/trackrelay",
         "./usr/lib/systemd/system/trackrelay.service",
@@ -92,26 +94,56 @@ fn the_debian_package_installs_runs_and_purges() {
         "./usr/share/doc/trackrelay/THIRD-PARTY-NOTICES.md",
         "./usr/share/doc/trackrelay/copyright",
     ] {
-        assert!(contents.contains(path), "{path} not in the package:\n{contents}");
+        assert!(
+            contents.contains(path),
+            "{path} not in the package:\n{contents}"
+        );
     }
 
     let _ = Command::new("dpkg").args(["-P", "trackrelay"]).output();
     run("dpkg", &["-i", deb.to_str().unwrap()]);
     installed_state();
-    run("systemd-analyze", &["verify", "/usr/lib/systemd/system/trackrelay.service"]);
+    run(
+        "systemd-analyze",
+        &["verify", "/usr/lib/systemd/system/trackrelay.service"],
+    );
     relay_and_pixel_as_the_user();
 
     run("dpkg", &["-r", "trackrelay"]);
     assert!(!Path::new("/usr/bin/trackrelay").exists());
     assert!(!Path::new("/usr/lib/systemd/system/trackrelay.service").exists());
-    assert!(Path::new("/etc/trackrelay/trackrelay.toml").exists(), "remove took the config");
-    assert!(Path::new("/var/lib/trackrelay/trackrelay.db").exists(), "remove took the data");
-    assert!(Command::new("getent").args(["passwd", "trackrelay"]).status().unwrap().success());
+    assert!(
+        Path::new("/etc/trackrelay/trackrelay.toml").exists(),
+        "remove took the config"
+    );
+    assert!(
+        Path::new("/var/lib/trackrelay/trackrelay.db").exists(),
+        "remove took the data"
+    );
+    assert!(
+        Command::new("getent")
+            .args(["passwd", "trackrelay"])
+            .status()
+            .unwrap()
+            .success()
+    );
 
     run("dpkg", &["-P", "trackrelay"]);
-    assert!(!Path::new("/etc/trackrelay").exists(), "purge left /etc/trackrelay");
-    assert!(!Path::new("/var/lib/trackrelay").exists(), "purge left the data");
-    assert!(!Command::new("getent").args(["passwd", "trackrelay"]).status().unwrap().success());
+    assert!(
+        !Path::new("/etc/trackrelay").exists(),
+        "purge left /etc/trackrelay"
+    );
+    assert!(
+        !Path::new("/var/lib/trackrelay").exists(),
+        "purge left the data"
+    );
+    assert!(
+        !Command::new("getent")
+            .args(["passwd", "trackrelay"])
+            .status()
+            .unwrap()
+            .success()
+    );
 }
 
 /// The user, the directories and the conffile after `dpkg -i`.
@@ -121,7 +153,11 @@ fn installed_state() {
     let uid: u32 = passwd.split(':').nth(2).unwrap().parse().unwrap();
     assert!(uid < 1000, "not a system user: {passwd}");
     let data = std::fs::metadata("/var/lib/trackrelay").unwrap();
-    assert_eq!(data.uid(), uid, "/var/lib/trackrelay not owned by trackrelay");
+    assert_eq!(
+        data.uid(),
+        uid,
+        "/var/lib/trackrelay not owned by trackrelay"
+    );
     let config = std::fs::read_to_string("/etc/trackrelay/trackrelay.toml").unwrap();
     for line in config.lines() {
         let line = line.trim();
@@ -130,13 +166,26 @@ fn installed_state() {
             "a secret in the packaged config: {line}"
         );
     }
-    assert!(config.contains("\"/var/lib/trackrelay/trackrelay.db\""), "{config}");
+    assert!(
+        config.contains("\"/var/lib/trackrelay/trackrelay.db\""),
+        "{config}"
+    );
     let file = run("file", &["-L", "/usr/bin/trackrelay"]);
     let file = String::from_utf8_lossy(&file.stdout);
-    assert!(file.contains("stripped") && !file.contains("not stripped"), "{file}");
+    assert!(
+        file.contains("stripped") && !file.contains("not stripped"),
+        "{file}"
+    );
     let unit = std::fs::read_to_string("/usr/lib/systemd/system/trackrelay.service").unwrap();
-    assert!(unit.contains("ExecStart=/usr/bin/trackrelay serve --config /etc/trackrelay/trackrelay.toml"));
-    assert!(unit.contains("User=trackrelay") && !unit.contains("DynamicUser"), "{unit}");
+    assert!(
+        unit.contains(
+            "ExecStart=/usr/bin/trackrelay serve --config /etc/trackrelay/trackrelay.toml"
+        )
+    );
+    assert!(
+        unit.contains("User=trackrelay") && !unit.contains("DynamicUser"),
+        "{unit}"
+    );
     let man = run("man", &["--warnings=w", "trackrelay"]);
     assert!(String::from_utf8_lossy(&man.stdout).contains("update"));
 }
@@ -160,7 +209,15 @@ fn relay_and_pixel_as_the_user() {
     run("chgrp", &["trackrelay", config]);
     run("chmod", &["0640", config]);
     let mut child = Command::new("runuser")
-        .args(["-u", "trackrelay", "--", "/usr/bin/trackrelay", "serve", "--config", config])
+        .args([
+            "-u",
+            "trackrelay",
+            "--",
+            "/usr/bin/trackrelay",
+            "serve",
+            "--config",
+            config,
+        ])
         .current_dir(data)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -176,7 +233,10 @@ fn relay_and_pixel_as_the_user() {
          s.sendmail('a@example.org', ['bob@example.net'], 'Subject: hi\\r\\nContent-Type: text/html\\r\\n\\r\\n<html><body><p>Hello</p></body></html>\\r\\n')\n\
          s.quit()\n"
     );
-    let sent = Command::new("python3").args(["-c", &send]).output().unwrap();
+    let sent = Command::new("python3")
+        .args(["-c", &send])
+        .output()
+        .unwrap();
     let outbox = data.join("outbox");
     let deadline = Instant::now() + Duration::from_secs(10);
     let eml = loop {
@@ -215,11 +275,17 @@ fn relay_and_pixel_as_the_user() {
     let mut answer = Vec::new();
     http.read_to_end(&mut answer).unwrap();
     let head = String::from_utf8_lossy(&answer);
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let out = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{log}");
-    assert!(head.to_ascii_lowercase().contains("content-type: image/gif"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: image/gif"),
+        "{head}"
+    );
     assert!(log.contains("relayed"), "{log}");
     std::fs::remove_file(config).unwrap();
 }

@@ -54,7 +54,10 @@ fn commands(roff: &mut Roff, cmd: &clap::Command, parent: &str) {
     roff.control("SS", [path.as_str()]);
     let mut usage = vec![bold(path.clone())];
     for arg in cmd.get_positionals() {
-        usage.push(roman(format!(" <{}>", arg.get_id().as_str().to_uppercase())));
+        usage.push(roman(format!(
+            " <{}>",
+            arg.get_id().as_str().to_uppercase()
+        )));
     }
     if cmd.get_opts().next().is_some() || cmd.get_arguments().any(|a| !a.is_positional()) {
         usage.push(roman(" [OPTIONS]"));
@@ -67,7 +70,10 @@ fn commands(roff: &mut Roff, cmd: &clap::Command, parent: &str) {
         roff.control("PP", []);
         roff.text([roman(about.to_string())]);
     }
-    for arg in cmd.get_arguments().filter(|a| !a.is_hide_set() && !a.is_global_set()) {
+    for arg in cmd
+        .get_arguments()
+        .filter(|a| !a.is_hide_set() && !a.is_global_set())
+    {
         option(roff, arg);
     }
     for sub in cmd.get_subcommands() {

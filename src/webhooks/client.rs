@@ -182,13 +182,19 @@ mod tests {
             format!("https://127.0.0.1:{port}/hook"),
         ] {
             let url = Url::parse(&url).unwrap();
-            let err = client(false).post(&url, Vec::new(), Bytes::new()).await.unwrap_err();
+            let err = client(false)
+                .post(&url, Vec::new(), Bytes::new())
+                .await
+                .unwrap_err();
             assert!(matches!(err, SendError::Private(..)), "{url}: {err}");
             assert!(err.to_string().contains("loopback"), "{err}");
         }
         drop(listener);
         let url = Url::parse(&format!("http://127.0.0.1:{port}/hook")).unwrap();
-        let err = client(true).post(&url, Vec::new(), Bytes::new()).await.unwrap_err();
+        let err = client(true)
+            .post(&url, Vec::new(), Bytes::new())
+            .await
+            .unwrap_err();
         assert!(matches!(err, SendError::Connect(..)), "{err}");
     }
 
@@ -211,16 +217,18 @@ mod tests {
             "2130706433",
         ] {
             let url = Url::parse(&format!("http://{host}:{port}/hook")).unwrap();
-            let err = client(false).post(&url, Vec::new(), Bytes::new()).await.unwrap_err();
+            let err = client(false)
+                .post(&url, Vec::new(), Bytes::new())
+                .await
+                .unwrap_err();
             assert!(matches!(err, SendError::Private(..)), "{url}: {err}");
         }
         let nothing = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
         assert!(nothing.is_err(), "a refused URL connected");
 
         let url = Url::parse(&format!("http://127.0.0.1:{port}/hook")).unwrap();
-        let sent = tokio::spawn(async move {
-            client(true).post(&url, Vec::new(), Bytes::new()).await
-        });
+        let sent =
+            tokio::spawn(async move { client(true).post(&url, Vec::new(), Bytes::new()).await });
         let accepted = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
         assert!(matches!(accepted, Ok(Ok(_))), "allowed URL did not connect");
         sent.abort();

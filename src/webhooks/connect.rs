@@ -54,9 +54,8 @@ impl Service<Name> for CheckedResolver {
         let allow_private = self.allow_private;
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if !allow_private {
                 check(&host, &addrs)?;
             }
@@ -113,7 +112,10 @@ impl Service<Uri> for CheckedConnector {
         let host = uri.host().unwrap_or_default().to_owned();
         let allow_private = self.allow_private;
         // An IP literal is refused before a packet is sent to it.
-        let literal = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>();
+        let literal = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>();
         if let (false, Ok(ip)) = (allow_private, literal) {
             if let Err(refused) = check(&host, &[SocketAddr::new(ip, 0)]) {
                 return Box::pin(async move { Err(refused.into()) });
