@@ -116,10 +116,10 @@ impl Service<Uri> for CheckedConnector {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .parse::<IpAddr>();
-        if let (false, Ok(ip)) = (allow_private, literal) {
-            if let Err(refused) = check(&host, &[SocketAddr::new(ip, 0)]) {
-                return Box::pin(async move { Err(refused.into()) });
-            }
+        if let (false, Ok(ip)) = (allow_private, literal)
+            && let Err(refused) = check(&host, &[SocketAddr::new(ip, 0)])
+        {
+            return Box::pin(async move { Err(refused.into()) });
         }
         let connecting = self.inner.call(uri);
         Box::pin(async move {
