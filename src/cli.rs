@@ -4,8 +4,10 @@
 
 mod check_config;
 mod classify;
+mod completions;
 mod forget;
 mod hash_password;
+mod man;
 mod prune;
 mod rewrite;
 mod serve;
@@ -19,12 +21,31 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::config::LogFormat;
+
 /// SMTP relay with open and click tracking, and its tracking server.
 #[derive(Debug, Parser)]
 #[command(name = "trackrelay", version, about)]
 pub struct Cli {
+    /// Log lines on stderr as text or JSON (default: [log] format of the
+    /// config, else text).
+    #[arg(long, global = true, value_enum, env = "TRACKRELAY_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The log format: the flag, else the config's `[log] format`.
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format
+            .or_else(|| {
+                self.command
+                    .config()
+                    .and_then(|c| crate::config::log::peek_format(&c.config))
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// The config file option every command shares.
@@ -65,6 +86,29 @@ pub enum Command {
     /// Work with tracking tokens.
     #[command(subcommand)]
     Token(token::Command),
+    /// Print the man page (roff) on stdout: `trackrelay man | man -l -`.
+    Man(man::Args),
+    /// Print the completion script for a shell on stdout.
+    Completions(completions::Args),
+}
+
+impl Command {
+    /// The config option of the commands that read a config.
+    fn config(&self) -> Option<&ConfigArg> {
+        match self {
+            Command::CheckConfig(a) => Some(&a.config),
+            Command::Classify(a) => Some(&a.config),
+            Command::UpdateRanges(a) => Some(&a.config),
+            Command::Rewrite(a) => Some(&a.config),
+            Command::Serve(a) => Some(&a.config),
+            Command::Prune(a) => Some(&a.config),
+            Command::Forget(a) => Some(&a.config),
+            Command::Stats(a) => Some(&a.config),
+            Command::Webhooks(a) => Some(&a.config),
+            Command::Token(token::Command::Inspect { config, .. }) => Some(config),
+            Command::HashPassword(_) | Command::Man(_) | Command::Completions(_) => None,
+        }
+    }
 }
 
 /// Runs a parsed command line.
@@ -81,21 +125,36 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Forget(args) => forget::run(&args),
         Command::Stats(args) => stats::run(&args),
         Command::Webhooks(args) => webhooks::run(&args),
+        Command::Man(args) => man::run(&args),
+        Command::Completions(args) => completions::run(&args),
     }
 }
 
 /// Logs go to stderr (stdout carries command output); `RUST_LOG` filters.
-pub fn init_logging() {
+pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        // Colours only on a terminal, not in journald or log files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .compact()
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder
+            // Colours only on a terminal, not in journald or log files.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .compact()
+            .init(),
+        // The event's fields under "fields" (message included), the
+        // current span's under "span": the same data as the text line.
+        // The target is kept ("maillog" marks the operator's lines).
+        LogFormat::Json => builder
+            .with_ansi(false)
+            .with_target(true)
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 /// Loads the config or fails with every problem listed.

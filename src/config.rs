@@ -6,6 +6,7 @@
 //! all at once. The rest of the program only ever sees [`Config`].
 
 mod classifier;
+pub mod log;
 mod milter;
 pub mod raw;
 mod retention;
@@ -25,6 +26,7 @@ use crate::html::PixelPosition;
 use crate::limits::{AuthLimits, Limits};
 use crate::token::{self, Key, KeyRing};
 pub use classifier::{Classifier, RangeSource};
+pub use log::LogFormat;
 pub use milter::{MilterConfig, MilterListen, OnError};
 use raw::{RawConfig, RawRoute};
 pub use retention::Retention;
@@ -49,6 +51,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// The milter listener; `None` without a `[milter]` section.
     pub milter: Option<MilterConfig>,
+    /// `[log] format`.
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Clone)]
@@ -283,6 +287,7 @@ impl Config {
             webhooks: p.webhook_settings(&raw.webhooks),
             routes,
             milter,
+            log_format: p.log_format(&raw.log),
         };
         if p.list.is_empty() {
             Ok(config)

@@ -10,7 +10,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = trackrelay::cli::Cli::parse();
-    trackrelay::cli::init_logging();
+    trackrelay::cli::init_logging(cli.log_format());
     match trackrelay::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -12,7 +12,9 @@
 //!   `retry_for` has passed. Everything is in the database, so a restart
 //!   resumes where it stopped: at least once, never zero.
 
+pub mod address;
 pub mod client;
+mod connect;
 pub mod payload;
 pub mod retry;
 pub mod sign;
@@ -38,6 +40,8 @@ pub struct Webhooks {
     disabled: RwLock<HashSet<(String, String)>>,
     /// Woken when new deliveries are committed.
     wake: Notify,
+    /// One pooled client for every endpoint (keep-alive between tries).
+    client: client::HttpClient,
 }
 
 impl std::fmt::Debug for Webhooks {
@@ -50,8 +54,14 @@ impl std::fmt::Debug for Webhooks {
 
 impl Webhooks {
     pub fn new(settings: WebhookSettings, routes: &[Route], storage: Storage) -> Self {
+        let client = client::HttpClient::new(
+            settings.allow_private_networks,
+            settings.timeout,
+            concat!("trackrelay/", env!("CARGO_PKG_VERSION"), " webhooks"),
+        );
         let hooks = Self {
             storage,
+            client,
             settings,
             routes: RwLock::default(),
             disabled: RwLock::default(),

@@ -467,3 +467,242 @@ fn update_ranges_downloads_the_lists_and_classify_uses_them() {
     assert_eq!(lines[1]["bot"]["proxy_type"], "gmail");
     assert_eq!(lines[2]["bot"]["classification"], "suspicious");
 }
+
+/// Every subcommand (nested ones too) and every long flag of `cmd`.
+fn names_and_flags(help_of: &[&str]) -> (Vec<String>, Vec<String>) {
+    // Walk `--help` of each command: the same clap definitions the man page
+    // and completions are generated from, read the way a user reads them.
+    let out = trackrelay(&[help_of, &["--help"]].concat(), b"");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut subs = Vec::new();
+    let mut flags = Vec::new();
+    let mut in_commands = false;
+    for line in text.lines() {
+        if line.starts_with("Commands:") {
+            in_commands = true;
+            continue;
+        }
+        if !line.starts_with(' ') {
+            in_commands = false;
+        }
+        // A command's name is indented by two; its wrapped help by more.
+        let word = line.split_whitespace().next().unwrap_or("");
+        let entry = line.starts_with("  ") && !line.starts_with("   ");
+        if in_commands && entry && word != "help" {
+            subs.push(word.to_owned());
+        }
+        for w in line.split_whitespace() {
+            let w = w.trim_end_matches(',');
+            if w.starts_with("--") && w.len() > 2 && !w.contains('[') {
+                let flag = w.split(['=', '<']).next().unwrap().to_owned();
+                if !flags.contains(&flag) {
+                    flags.push(flag);
+                }
+            }
+        }
+    }
+    (subs, flags)
+}
+
+#[test]
+fn the_man_page_and_bash_completion_name_every_command_and_flag() {
+    let man = trackrelay(&["man"], b"");
+    assert!(man.status.success());
+    let page = String::from_utf8(man.stdout).unwrap();
+    let bash = trackrelay(&["completions", "bash"], b"");
+    assert!(bash.status.success());
+    let bash = String::from_utf8(bash.stdout).unwrap();
+    // roff escapes '-' as '\-'.
+    let roff_text = page.replace("\\-", "-");
+
+    let mut queue = vec![Vec::<String>::new()];
+    let mut seen = 0;
+    while let Some(path) = queue.pop() {
+        let args: Vec<&str> = path.iter().map(String::as_str).collect();
+        let (subs, flags) = names_and_flags(&args);
+        let title = ["trackrelay"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !path.is_empty() {
+            assert!(roff_text.contains(&title), "man page lacks {title:?}");
+            let last = path.last().unwrap();
+            assert!(bash.contains(last.as_str()), "bash completion lacks {last}");
+        }
+        for flag in flags {
+            assert!(
+                roff_text.contains(&flag),
+                "man page lacks {flag} of {title}"
+            );
+            assert!(
+                bash.contains(&flag),
+                "bash completion lacks {flag} of {title}"
+            );
+            seen += 1;
+        }
+        for sub in subs {
+            let mut next = path.clone();
+            next.push(sub);
+            queue.push(next);
+        }
+    }
+    assert!(seen > 20, "only {seen} flags found");
+    for word in [
+        "serve",
+        "update-ranges",
+        "--log-format",
+        "--config",
+        "inspect",
+        "retry",
+    ] {
+        assert!(roff_text.contains(word), "{word}");
+    }
+}
+
+#[test]
+fn man_renders_the_page_without_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("trackrelay.1");
+    std::fs::write(&page, trackrelay(&["man"], b"").stdout).unwrap();
+    // man-db's man (Debian), with all of groff's warnings on (-ww).
+    let out = Command::new("man")
+        .args(["--warnings=w", "-l"])
+        .arg(&page)
+        .env("MANWIDTH", "80")
+        .env("MAN_KEEP_FORMATTING", "0")
+        .output()
+        .expect("man-db's man is installed (.ci/packages)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Bold and underline come as overstrikes (c BS c): keep the last char.
+    let mut stdout = String::new();
+    for c in String::from_utf8_lossy(&out.stdout).chars() {
+        if c == '\u{8}' {
+            stdout.pop();
+        } else {
+            stdout.push(c);
+        }
+    }
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.trim().is_empty(), "man warned: {stderr}");
+    assert!(
+        stdout.contains("COMMANDS") && stdout.contains("update-ranges"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bash_sources_the_completion_and_completes_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = trackrelay(&["completions", shell], b"");
+        assert!(out.status.success(), "{shell}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("check-config"),
+            "{shell}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("trackrelay.bash");
+    std::fs::write(&script, trackrelay(&["completions", "bash"], b"").stdout).unwrap();
+    // Source it and ask it what follows (bash calls the function with the
+    // command, the word being completed and the one before it) "trackrelay upd" and "trackrelay serve --".
+    let probe = format!(
+        "set -e; source {}; \
+         COMP_WORDS=(trackrelay upd); COMP_CWORD=1; _trackrelay trackrelay upd trackrelay; echo \"1:${{COMPREPLY[*]}}\"; \
+         COMP_WORDS=(trackrelay serve --); COMP_CWORD=2; _trackrelay trackrelay -- serve; echo \"2:${{COMPREPLY[*]}}\"",
+        script.display()
+    );
+    let out = Command::new("bash")
+        .args(["--norc", "-c", &probe])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1:update-ranges"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("2:") && l.contains("--config")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_a_line_with_the_maillog_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = support::server::free_port();
+    let tracking = format!("127.0.0.1:{}", support::server::free_port());
+    let api = format!("127.0.0.1:{}", support::server::free_port());
+    let text = support::server::config_text(dir.path(), &tracking, &api, "").replacen(
+        "127.0.0.1:0",
+        &format!("127.0.0.1:{smtp}"),
+        1,
+    ) + "\n[log]\nformat = \"json\"\n";
+    let cfg = write_config(dir.path(), &text);
+    let stderr_path = dir.path().join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trackrelay"))
+        .args(["serve", "--config", &cfg])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    // Python's smtplib relays one message (retrying while the server starts).
+    let send = format!(
+        "import smtplib, time\n\
+         for i in range(200):\n\
+         \x20   try:\n\
+         \x20       s = smtplib.SMTP('127.0.0.1', {smtp}, timeout=10); break\n\
+         \x20   except OSError: time.sleep(0.05)\n\
+         s.sendmail('a@example.org', ['b@example.net'], 'Subject: hi\\r\\nContent-Type: text/html\\r\\n\\r\\n<p><a href=\"https://example.com/x\">x</a></p>\\r\\n')\n\
+         s.quit()\n"
+    );
+    let out = Command::new("python3")
+        .args(["-c", &send])
+        .output()
+        .unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    let log = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(exit.success(), "{log}");
+
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() >= 3, "{log}");
+    for line in &lines {
+        assert!(
+            line["timestamp"].is_string() && line["level"].is_string(),
+            "{line}"
+        );
+        assert!(line["fields"]["message"].is_string(), "{line}");
+    }
+    let relayed = lines
+        .iter()
+        .find(|l| l["target"] == "maillog" && l["fields"]["message"] == "relayed")
+        .unwrap_or_else(|| panic!("no relayed line: {log}"));
+    let f = &relayed["fields"];
+    assert_eq!(f["route"], "default", "{relayed}");
+    assert_eq!(f["from"], "a@example.org");
+    assert_eq!(f["to"], "b@example.net");
+    assert!(f["reply"].as_str().unwrap().starts_with("250"), "{relayed}");
+    assert!(
+        uuid::Uuid::parse_str(f["id"].as_str().unwrap()).is_ok(),
+        "{relayed}"
+    );
+    assert_eq!(f["links"], 1, "{relayed}");
+}

@@ -610,3 +610,43 @@ async fn the_cli_lists_deliveries_and_retries_one() {
     }
     panic!("the retried delivery was not marked delivered");
 }
+
+/// Deliveries to one endpoint share keep-alive connections: 24 of them
+/// arrive over at most `concurrency_per_endpoint` (2) TCP connections,
+/// counted by the receiver (one connection per delivery before the pooled
+/// client).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_gets_its_deliveries_over_few_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let receiver = Receiver::start(dir.path(), "pooled", port, &[]);
+    let hooks = hook(port, "events = [\"message.relayed\"]");
+    let app = start(&config(dir.path(), &hooks, "concurrency_per_endpoint = 2")).await;
+    const N: usize = 24;
+    for i in 0..N {
+        let mut copy = relayed(&app).await;
+        copy.id = Uuid::now_v7();
+        copy.recipients = vec![format!("user{i}@example.com")];
+        let deliveries = app.webhooks().for_relayed(&copy);
+        assert_eq!(deliveries.len(), 1);
+        app.storage()
+            .record_relayed_with_webhooks(copy, deliveries)
+            .await
+            .unwrap();
+        app.webhooks().wake();
+    }
+    let got = receiver.wait_for(N, Duration::from_secs(30)).await;
+    let connections: std::collections::HashSet<u64> = got
+        .iter()
+        .map(|r| r["connection"].as_u64().unwrap())
+        .collect();
+    assert!(
+        connections.len() <= 2,
+        "{N} deliveries over {} connections",
+        connections.len()
+    );
+    for r in &got {
+        assert_verified(r);
+    }
+    assert!(app.stop().await);
+}

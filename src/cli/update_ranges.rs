@@ -5,40 +5,43 @@
 //! never half of one. A list that fails keeps its old file; the others are
 //! still updated and the exit status is 1.
 //!
-//! HTTP/1.1 with hyper; https with rustls and the system's root
-//! certificates. Redirects are followed (at most 5); a body is limited to
-//! 256 MiB and a download to two minutes.
+//! HTTP through the webhooks' pooled client ([`HttpClient`]): HTTP/1.1,
+//! https with rustls and the system's root certificates. Redirects are
+//! followed (at most 5, never from https to http). The configured URL is
+//! the operator's choice and may be on a private network; a redirect to
+//! another host goes through the special-purpose address check
+//! (docs/security.md) unless `[webhooks] allow_private_networks`. A body
+//! is limited to 256 MiB and a download to two minutes.
 
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::crypto::ring;
-use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use http_body_util::{BodyExt, Limited};
 use url::Url;
 
 use crate::classify::networks;
 use crate::config::RangeSource;
-use crate::webhooks::client::Target;
+use crate::webhooks::client::HttpClient;
 
 const MAX_BODY_BYTES: usize = 256 << 20;
 const MAX_REDIRECTS: usize = 5;
 const TIMEOUT: Duration = Duration::from_secs(120);
+const USER_AGENT: &str = concat!("trackrelay/", env!("CARGO_PKG_VERSION"), " update-ranges");
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub config: super::ConfigArg,
+}
+
+/// The two pooled clients: one for the configured hosts, one with the
+/// address check for hosts a redirect leads to.
+struct Clients {
+    configured: HttpClient,
+    redirected: HttpClient,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -47,14 +50,24 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let tls = TlsConnector::from(Arc::new(client_config()?));
+    // Built inside the runtime: the pool's tasks run on it.
+    let clients = runtime.block_on(async {
+        Clients {
+            configured: HttpClient::new(true, TIMEOUT, USER_AGENT),
+            redirected: HttpClient::new(
+                config.webhooks.allow_private_networks,
+                TIMEOUT,
+                USER_AGENT,
+            ),
+        }
+    });
     let mut failed = 0;
     for (i, range) in config.classifier.ranges.iter().enumerate() {
         let Some(url) = &range.url else {
             println!("{}: no url, kept as it is", range.name);
             continue;
         };
-        match runtime.block_on(update(range, url, &tls)) {
+        match runtime.block_on(update(range, url, &clients)) {
             Ok(count) => println!(
                 "{}: {count} ranges from {url} written to {}",
                 range.name,
@@ -74,8 +87,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Downloads, checks and writes one list; returns how many ranges it has.
-async fn update(range: &RangeSource, url: &Url, tls: &TlsConnector) -> anyhow::Result<usize> {
-    let body = tokio::time::timeout(TIMEOUT, fetch(url, tls))
+async fn update(range: &RangeSource, url: &Url, clients: &Clients) -> anyhow::Result<usize> {
+    let body = tokio::time::timeout(TIMEOUT, fetch(url, clients))
         .await
         .with_context(|| format!("{url}: no answer within {} s", TIMEOUT.as_secs()))??;
     let text = String::from_utf8(body).with_context(|| format!("{url}: not UTF-8 text"))?;
@@ -88,10 +101,15 @@ async fn update(range: &RangeSource, url: &Url, tls: &TlsConnector) -> anyhow::R
 }
 
 /// GET with redirects followed.
-async fn fetch(url: &Url, tls: &TlsConnector) -> anyhow::Result<Vec<u8>> {
-    let mut url = url.clone();
+async fn fetch(configured: &Url, clients: &Clients) -> anyhow::Result<Vec<u8>> {
+    let mut url = configured.clone();
     for _ in 0..=MAX_REDIRECTS {
-        let response = get(&url, tls).await?;
+        let client = if same_origin(&url, configured) {
+            &clients.configured
+        } else {
+            &clients.redirected
+        };
+        let response = client.get(&url).await.with_context(|| url.to_string())?;
         let status = response.status();
         if status.is_redirection() {
             let location = response
@@ -99,9 +117,13 @@ async fn fetch(url: &Url, tls: &TlsConnector) -> anyhow::Result<Vec<u8>> {
                 .get(hyper::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .with_context(|| format!("{url}: {status} without a Location"))?;
-            url = url
+            let next = url
                 .join(location)
                 .with_context(|| format!("{url}: bad Location {location:?}"))?;
+            if url.scheme() == "https" && next.scheme() != "https" {
+                bail!("{url}: redirect from https to {next} refused");
+            }
+            url = next;
             continue;
         }
         if !status.is_success() {
@@ -116,79 +138,11 @@ async fn fetch(url: &Url, tls: &TlsConnector) -> anyhow::Result<Vec<u8>> {
     bail!("{url}: more than {MAX_REDIRECTS} redirects")
 }
 
-async fn get(
-    url: &Url,
-    tls: &TlsConnector,
-) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
-    let Target {
-        host,
-        authority,
-        path,
-    } = Target::of(url);
-    if host.is_empty() {
-        bail!("{url}: no host");
-    }
-    let port = url
-        .port_or_known_default()
-        .with_context(|| format!("{url}: no port"))?;
-    let tcp = TcpStream::connect((host.as_str(), port))
-        .await
-        .with_context(|| format!("{url}: connecting to {host}:{port}"))?;
-    let request = Request::get(path)
-        .header(hyper::header::HOST, authority)
-        .header(
-            hyper::header::USER_AGENT,
-            concat!("trackrelay/", env!("CARGO_PKG_VERSION"), " update-ranges"),
-        )
-        .body(Empty::<Bytes>::new())?;
-    if url.scheme() == "https" {
-        let name = ServerName::try_from(host.clone())
-            .with_context(|| format!("{url}: {host:?} is not a TLS server name"))?;
-        let stream = tls
-            .connect(name, tcp)
-            .await
-            .with_context(|| format!("{url}: TLS handshake"))?;
-        send(TokioIo::new(stream), request, url).await
-    } else {
-        send(TokioIo::new(tcp), request, url).await
-    }
-}
-
-async fn send<I>(
-    io: I,
-    request: Request<Empty<Bytes>>,
-    url: &Url,
-) -> anyhow::Result<hyper::Response<hyper::body::Incoming>>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-        .await
-        .with_context(|| format!("{url}: HTTP handshake"))?;
-    // The connection task ends with the response body (or an error, which
-    // the body read reports).
-    tokio::spawn(connection);
-    sender
-        .send_request(request)
-        .await
-        .with_context(|| format!("{url}: request"))
-}
-
-/// rustls (ring) with the system's root certificates.
-fn client_config() -> anyhow::Result<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    for cert in found.certs {
-        // A certificate the store refuses is skipped, as browsers do.
-        let _ = roots.add(cert);
-    }
-    Ok(
-        ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .context("TLS protocol versions")?
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
+/// Same scheme, host and port.
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it and renames

@@ -21,6 +21,7 @@ pub struct RawConfig {
     /// Absent: no milter listener.
     pub milter: Option<RawMilter>,
     pub shutdown: RawShutdown,
+    pub log: RawLog,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +34,21 @@ impl Default for RawShutdown {
     fn default() -> Self {
         Self {
             deadline_seconds: 30,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLog {
+    pub format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
         }
     }
 }

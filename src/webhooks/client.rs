@@ -1,40 +1,46 @@
-//! One POST to an endpoint, safely: the host is resolved first and every
-//! address it resolves to must be public unless
-//! `[webhooks] allow_private_networks` (else a webhook is a way into the
-//! private network); the connection goes to an address that was checked
-//! (no second lookup to rebind). Redirects are not followed (a 3xx is a
-//! failure), at most [`BODY_MAX`] bytes of the answer are read, and the
-//! caller bounds the whole try with its timeout. HTTP/1.1 with hyper;
-//! https with rustls and the system's roots.
+//! The outbound HTTP client of webhooks and `update-ranges`: one pooled
+//! hyper-util client per user, keeping connections alive between requests
+//! to the same endpoint. https through rustls (ring) with the system's
+//! roots, HTTP/1.1.
+//!
+//! Every connection goes through [`connect::CheckedConnector`]: unless
+//! `[webhooks] allow_private_networks`, a host that resolves to a
+//! special-purpose address ([`super::address`]) is refused, and so is a
+//! socket whose peer turns out to be one (IP literals are not resolved).
+//! The client never follows redirects: a webhook's 3xx is a failed try,
+//! and `update-ranges` follows them itself, each hop through the same
+//! checks. At most [`BODY_MAX`] bytes of a webhook answer are read; the
+//! caller bounds each try with its timeout.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::Request;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use tokio_rustls::rustls::crypto::ring;
-use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use url::Url;
+
+use super::connect::{CheckedConnector, Refused};
 
 /// Most bytes of an answer's body read.
 pub const BODY_MAX: usize = 4096;
 
+/// How long an unused connection stays in the pool.
+const IDLE: Duration = Duration::from_secs(60);
+
 /// Why a try got no HTTP status.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    #[error("{0} resolves to {1}, a private address (webhooks.allow_private_networks is false)")]
-    Private(String, IpAddr),
-    #[error("cannot resolve {0}: {1}")]
-    Resolve(String, std::io::Error),
+    #[error("{0}")]
+    Private(Refused),
     #[error("connecting to {0}: {1}")]
-    Connect(SocketAddr, std::io::Error),
-    #[error("TLS: {0}")]
-    Tls(String),
+    Connect(String, String),
     #[error("HTTP: {0}")]
     Http(String),
 }
@@ -42,140 +48,103 @@ pub enum SendError {
 /// The request's headers besides Host and Content-Type.
 pub type Headers = Vec<(&'static str, String)>;
 
-/// Where an HTTP request for a URL goes: the host to connect to (IPv6
-/// without brackets, empty when the URL has none), the Host header and
-/// the request target (path and query).
-pub(crate) struct Target {
-    pub host: String,
-    pub authority: String,
-    pub path: String,
+/// A pooled client; cheap to clone (clones share the pool).
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    inner: Client<HttpsConnector<CheckedConnector>, Full<Bytes>>,
+    user_agent: &'static str,
 }
 
-impl Target {
-    pub(crate) fn of(url: &Url) -> Target {
-        let name = url.host_str().unwrap_or_default();
-        let authority = match url.port() {
-            Some(p) => format!("{name}:{p}"),
-            None => name.to_owned(),
-        };
-        let path = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_owned(),
-        };
-        Target {
-            host: name
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-            authority,
-            path,
+impl HttpClient {
+    /// A client for `user_agent`; `connect_timeout` bounds each TCP connect.
+    pub fn new(allow_private: bool, connect_timeout: Duration, user_agent: &'static str) -> Self {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(TLS.as_ref().clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(CheckedConnector::new(allow_private, connect_timeout));
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(IDLE)
+            .build(https);
+        Self { inner, user_agent }
+    }
+
+    /// POSTs `body` (JSON) to `url`; returns the status (the body read up
+    /// to [`BODY_MAX`] and dropped, so the connection can be reused).
+    pub async fn post(&self, url: &Url, headers: Headers, body: Bytes) -> Result<u16, SendError> {
+        let mut request = Request::post(uri(url)?)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::USER_AGENT, self.user_agent);
+        for (name, value) in headers {
+            request = request.header(name, value);
         }
+        let request = request
+            .body(Full::new(body))
+            .map_err(|e| SendError::Http(e.to_string()))?;
+        let response = self.send(url, request).await?;
+        let status = response.status().as_u16();
+        // Read a little of the body so a well-behaved receiver is not cut
+        // off mid-answer; a longer one is dropped with its connection.
+        let _ = Limited::new(response.into_body(), BODY_MAX).collect().await;
+        Ok(status)
     }
-}
 
-/// POSTs `body` to `url`; returns the status (the body read up to
-/// [`BODY_MAX`] and dropped).
-pub async fn post(
-    url: &Url,
-    headers: Headers,
-    body: Bytes,
-    allow_private: bool,
-) -> Result<u16, SendError> {
-    let Target {
-        host,
-        authority,
-        path,
-    } = Target::of(url);
-    let port = url.port_or_known_default().unwrap_or(443);
-    let addr = resolve(&host, port, allow_private).await?;
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|e| SendError::Connect(addr, e))?;
-    let _ = tcp.set_nodelay(true);
-    let mut request = Request::post(path)
-        .header(hyper::header::HOST, authority)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(
-            hyper::header::USER_AGENT,
-            concat!("trackrelay/", env!("CARGO_PKG_VERSION"), " webhooks"),
-        );
-    for (name, value) in headers {
-        request = request.header(name, value);
+    /// GETs `url` (no redirect followed); the caller reads the body.
+    pub async fn get(&self, url: &Url) -> Result<hyper::Response<Incoming>, SendError> {
+        let request = Request::get(uri(url)?)
+            .header(hyper::header::USER_AGENT, self.user_agent)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| SendError::Http(e.to_string()))?;
+        self.send(url, request).await
     }
-    let request = request
-        .body(Full::new(body))
-        .map_err(|e| SendError::Http(e.to_string()))?;
-    if url.scheme() == "https" {
-        let name = ServerName::try_from(host.clone()).map_err(|e| SendError::Tls(e.to_string()))?;
-        let stream = TlsConnector::from(TLS.clone())
-            .connect(name, tcp)
+
+    async fn send(
+        &self,
+        url: &Url,
+        request: Request<Full<Bytes>>,
+    ) -> Result<hyper::Response<Incoming>, SendError> {
+        self.inner
+            .request(request)
             .await
-            .map_err(|e| SendError::Tls(e.to_string()))?;
-        send(TokioIo::new(stream), request).await
+            .map_err(|e| send_error(url, &e))
+    }
+}
+
+fn uri(url: &Url) -> Result<hyper::Uri, SendError> {
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(SendError::Http(format!("{url}: no host")));
+    }
+    url.as_str()
+        .parse()
+        .map_err(|e| SendError::Http(format!("{url}: {e}")))
+}
+
+/// The client's error with its causes, our refusal picked out.
+fn send_error(url: &Url, e: &hyper_util::client::legacy::Error) -> SendError {
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<Refused>() {
+            return SendError::Private(Refused {
+                host: refused.host.clone(),
+                ip: refused.ip,
+                block: refused.block,
+            });
+        }
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    let text = if causes.is_empty() {
+        e.to_string()
     } else {
-        send(TokioIo::new(tcp), request).await
-    }
-}
-
-async fn send<I>(io: I, request: Request<Full<Bytes>>) -> Result<u16, SendError>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let http = |e: hyper::Error| SendError::Http(e.to_string());
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(http)?;
-    // Ends with the response (or its error), or when the try is dropped.
-    tokio::spawn(connection);
-    let response = sender.send_request(request).await.map_err(http)?;
-    let status = response.status().as_u16();
-    // Read a little of the body so a well-behaved receiver is not cut off
-    // mid-answer; a longer one is dropped unread.
-    let _ = Limited::new(response.into_body(), BODY_MAX).collect().await;
-    Ok(status)
-}
-
-/// The first address of `host` when every one is allowed.
-async fn resolve(host: &str, port: u16, allow_private: bool) -> Result<SocketAddr, SendError> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| SendError::Resolve(host.to_owned(), e))?
-        .collect();
-    if let Some(bad) = addrs.iter().find(|a| !allow_private && !is_public(a.ip())) {
-        return Err(SendError::Private(host.to_owned(), bad.ip()));
-    }
-    addrs
-        .first()
-        .copied()
-        .ok_or_else(|| SendError::Resolve(host.to_owned(), std::io::ErrorKind::NotFound.into()))
-}
-
-/// False for loopback, private, link-local, shared (CGNAT), unspecified,
-/// broadcast and multicast addresses, IPv4 and IPv6.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || o[0] == 0
-                || (o[0] == 100 && (o[1] & 0xc0) == 64))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
-        }
+        causes.join(": ")
+    };
+    if e.is_connect() {
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default().unwrap_or_default();
+        SendError::Connect(format!("{host}:{port}"), text)
+    } else {
+        SendError::Http(text)
     }
 }
 
@@ -199,38 +168,69 @@ static TLS: LazyLock<Arc<ClientConfig>> = LazyLock::new(|| {
 mod tests {
     use super::*;
 
-    #[test]
-    fn private_addresses_are_not_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fe80::1",
-            "fd00::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["93.184.216.34", "2606:2800:220:1::1", "8.8.8.8"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip}");
-        }
+    fn client(allow_private: bool) -> HttpClient {
+        HttpClient::new(allow_private, Duration::from_secs(2), "test")
     }
 
     #[tokio::test]
-    async fn loopback_is_refused_unless_allowed() {
-        let url = Url::parse("http://localhost:9/hook").unwrap();
-        let err = post(&url, Vec::new(), Bytes::new(), false)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, SendError::Private(..)), "{err}");
-        let err = post(&url, Vec::new(), Bytes::new(), true)
+    async fn loopback_names_and_literals_are_refused_unless_allowed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        for url in [
+            format!("http://localhost:{port}/hook"),
+            format!("http://127.0.0.1:{port}/hook"),
+            format!("https://127.0.0.1:{port}/hook"),
+        ] {
+            let url = Url::parse(&url).unwrap();
+            let err = client(false)
+                .post(&url, Vec::new(), Bytes::new())
+                .await
+                .unwrap_err();
+            assert!(matches!(err, SendError::Private(..)), "{url}: {err}");
+            assert!(err.to_string().contains("loopback"), "{err}");
+        }
+        drop(listener);
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/hook")).unwrap();
+        let err = client(true)
+            .post(&url, Vec::new(), Bytes::new())
             .await
             .unwrap_err();
         assert!(matches!(err, SendError::Connect(..)), "{err}");
+    }
+
+    /// `http://[::7f00:1]/` was connected to before the IANA table. A real
+    /// listener on 127.0.0.1 sees no connection for any spelling of a
+    /// special-purpose address, and one once private networks are allowed.
+    #[tokio::test]
+    async fn no_spelling_of_a_special_address_reaches_a_real_socket() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        for host in [
+            "localhost",
+            "127.0.0.1",
+            "[::7f00:1]",
+            "[::ffff:127.0.0.1]",
+            "[::ffff:7f00:1]",
+            "[64:ff9b::7f00:1]",
+            "[2002:7f00:1::1]",
+            "0.0.0.0",
+            "2130706433",
+        ] {
+            let url = Url::parse(&format!("http://{host}:{port}/hook")).unwrap();
+            let err = client(false)
+                .post(&url, Vec::new(), Bytes::new())
+                .await
+                .unwrap_err();
+            assert!(matches!(err, SendError::Private(..)), "{url}: {err}");
+        }
+        let nothing = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+        assert!(nothing.is_err(), "a refused URL connected");
+
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/hook")).unwrap();
+        let sent =
+            tokio::spawn(async move { client(true).post(&url, Vec::new(), Bytes::new()).await });
+        let accepted = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
+        assert!(matches!(accepted, Ok(Ok(_))), "allowed URL did not connect");
+        sent.abort();
     }
 }

@@ -135,17 +135,16 @@ impl Webhooks {
             ),
         ];
         let result = match url::Url::parse(&d.url) {
-            Ok(url) => tokio::time::timeout(
-                self.settings.timeout,
-                client::post(&url, headers, body, self.settings.allow_private_networks),
-            )
-            .await
-            .unwrap_or_else(|_| {
-                Err(client::SendError::Http(format!(
-                    "no answer within {} s",
-                    self.settings.timeout.as_secs()
-                )))
-            }),
+            Ok(url) => {
+                tokio::time::timeout(self.settings.timeout, self.client.post(&url, headers, body))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(client::SendError::Http(format!(
+                            "no answer within {} s",
+                            self.settings.timeout.as_secs()
+                        )))
+                    })
+            }
             Err(e) => Err(client::SendError::Http(format!("bad URL: {e}"))),
         };
         let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);

@@ -7,6 +7,8 @@ logs one JSON line per request.
 
 Each secret is checked on its own (so every signature of a rotation must
 verify). The first N requests get --fail-status, the rest 204.
+HTTP/1.1 with keep-alive; each line says which TCP connection (numbered
+from 1 in accept order) carried the request.
 """
 
 import argparse
@@ -21,9 +23,20 @@ from standardwebhooks.webhooks import Webhook
 args = None
 lock = threading.Lock()
 seen = 0
+connections = 0
 
 
 class Handler(BaseHTTPRequestHandler):
+    # One handler per TCP connection; HTTP/1.1 keeps it open between requests.
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        global connections
+        super().setup()
+        with lock:
+            connections += 1
+            self.connection_number = connections
+
     def do_POST(self):
         global seen
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
@@ -42,6 +55,7 @@ class Handler(BaseHTTPRequestHandler):
             line = {
                 "at": time.time(),
                 "n": n,
+                "connection": self.connection_number,
                 "status": status,
                 "id": headers.get("webhook-id"),
                 "timestamp": headers.get("webhook-timestamp"),
