@@ -95,3 +95,181 @@ fn html_regressions_keep_every_element_and_opted_out_href() {
     }
     assert!(seen >= 3);
 }
+
+/// Splicing cases real mail and the hunt around issue 15 found: each is
+/// rewritten (opens and clicks) and must keep its MIME tree for Python's
+/// `email`, keep every boundary delimiter at the start of a line, and keep
+/// the input's line endings.
+fn splice_cases() -> Vec<(String, Vec<u8>, trackrelay::config::RouteSettings)> {
+    use trackrelay::config::RouteSettings;
+    use trackrelay::html::PixelPosition;
+    let both = support::settings(true, true);
+    let start = RouteSettings {
+        pixel_position: PixelPosition::Start,
+        ..both.clone()
+    };
+    let head = "From: a@example.com\nTo: bob@example.com\nSubject: s\nMIME-Version: 1.0\n";
+    let mixed = |html_part: &str| {
+        format!(
+            "{head}Content-Type: multipart/mixed; boundary=b\n\n--b\n{html_part}\n--b\n\
+             Content-Type: application/octet-stream\nContent-Disposition: attachment; filename=a.bin\n\
+             Content-Transfer-Encoding: base64\n\nAAECAw==\n--b--\n"
+        )
+    };
+    let mut cases: Vec<(&str, String, &RouteSettings)> = vec![
+        // The empty HTML part: its pixel was glued to the next delimiter.
+        ("empty html part", mixed("Content-Type: text/html\n"), &both),
+        (
+            "empty html part, pixel at start",
+            mixed("Content-Type: text/html\n"),
+            &start,
+        ),
+        (
+            "empty base64 html part",
+            mixed("Content-Type: text/html\nContent-Transfer-Encoding: base64\n"),
+            &both,
+        ),
+        (
+            "empty quoted-printable html part",
+            mixed("Content-Type: text/html\nContent-Transfer-Encoding: quoted-printable\n"),
+            &both,
+        ),
+        (
+            "whitespace-only html part",
+            mixed("Content-Type: text/html\n\n \t \n"),
+            &both,
+        ),
+        (
+            "html part without a final line break before the delimiter",
+            mixed("Content-Type: text/html\n\n<p><a href=\"https://x.test/\">x</a></p>"),
+            &both,
+        ),
+        (
+            "fragment, pixel at start",
+            mixed("Content-Type: text/html\n\n<p><a href=\"https://x.test/\">x</a></p>\n"),
+            &start,
+        ),
+        (
+            "last part without a closing delimiter",
+            format!(
+                "{head}Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nhi\n\
+                 --b\nContent-Type: text/html\n\n<p><a href=\"https://x.test/\">x</a></p>\n"
+            ),
+            &both,
+        ),
+        // Quoted-printable HTML encoding its line breaks as `=0D=0A` in an
+        // LF message: lines encoded again got CRLF, the rest kept LF.
+        (
+            "lf message, qp html with =0D=0A",
+            mixed(
+                "Content-Type: text/html\nContent-Transfer-Encoding: quoted-printable\n\n\
+                 <p><a href=3D\"https://x.test/a\">a</a></p>=0D=0A<p>b</p>=0D=0A",
+            ),
+            &both,
+        ),
+        (
+            "lf message, long html line re-encoded",
+            mixed(&format!(
+                "Content-Type: text/html\n\n<p>{}</p>\r\n<a href=\"https://x.test/\">x</a>\n",
+                "y".repeat(1200)
+            )),
+            &both,
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, text, settings) in cases.drain(..) {
+        out.push((
+            format!("{name} (LF)"),
+            text.clone().into_bytes(),
+            settings.clone(),
+        ));
+        let crlf = text.replace("\r\n", "\n").replace('\n', "\r\n");
+        out.push((
+            format!("{name} (CRLF)"),
+            crlf.into_bytes(),
+            settings.clone(),
+        ));
+    }
+    // Lone LF (`=0A`) in a CRLF message.
+    out.push((
+        "crlf message, qp html with =0A".into(),
+        mixed(
+            "Content-Type: text/html\nContent-Transfer-Encoding: quoted-printable\n\n\
+             <p><a href=3D\"https://x.test/a\">a</a></p>=0A<p>b</p>=0A",
+        )
+        .replace('\n', "\r\n")
+        .into_bytes(),
+        both.clone(),
+    ));
+    out
+}
+
+/// Whether every `--b` delimiter starts a line.
+fn delimiters_start_lines(message: &[u8]) -> bool {
+    memchr::memmem::find_iter(message, b"--b").all(|i| i == 0 || message[i - 1] == b'\n')
+}
+
+/// The line endings in use: (CRLF, bare LF, bare CR) present.
+fn endings(message: &[u8]) -> (bool, bool, bool) {
+    let mut seen = (false, false, false);
+    for (i, &c) in message.iter().enumerate() {
+        let prev = i.checked_sub(1).map(|p| message[p]);
+        let next = message.get(i + 1);
+        match c {
+            b'\n' if prev == Some(b'\r') => seen.0 = true,
+            b'\n' => seen.1 = true,
+            b'\r' if next != Some(&b'\n') => seen.2 = true,
+            _ => {}
+        }
+    }
+    seen
+}
+
+#[test]
+fn splicing_keeps_the_mime_tree_delimiters_and_line_endings() {
+    let mut pairs = Vec::new();
+    let mut problems = Vec::new();
+    for (name, raw, settings) in splice_cases() {
+        let out = support::rewrite_with(&raw, &settings);
+        if out.report.parts_rewritten == 0 {
+            problems.push(format!("{name}: nothing rewritten {:?}", out.report));
+        }
+        if !delimiters_start_lines(&out.message) {
+            problems.push(format!(
+                "{name}: a delimiter no longer starts a line:\n{}",
+                String::from_utf8_lossy(&out.message)
+            ));
+        }
+        if endings(&raw) != endings(&out.message) {
+            problems.push(format!(
+                "{name}: line endings {:?} became {:?}",
+                endings(&raw),
+                endings(&out.message)
+            ));
+        }
+        pairs.push(support::mime_equiv::Pair {
+            name,
+            before: raw,
+            after: out.message,
+        });
+    }
+    if let Err(found) = support::mime_equiv::check(&pairs) {
+        problems.push(found);
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn a_byte_order_mark_before_the_header_is_relayed_untouched() {
+    // Python's `email` (like other standard parsers) sees no header field
+    // after a BOM: an edit would land in what they read as plain text.
+    let body = "From: a@example.com\r\nX-LM-Tag: t\r\nContent-Type: text/html\r\n\r\n\
+                <p><a href=\"https://x.test/\">x</a></p>\r\n";
+    for bom in [&b"\xEF\xBB\xBF"[..], b"\xFF\xFE", b"\xFE\xFF"] {
+        let raw = [bom, body.as_bytes()].concat();
+        let out = support::rewrite(&raw, true, true);
+        assert!(out.message == raw, "{bom:?}: the message was changed");
+        assert_eq!(out.report.untracked_reason, Some("byte_order_mark"));
+        assert_eq!(out.report.parts_rewritten, 0);
+    }
+}

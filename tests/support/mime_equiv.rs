@@ -1,0 +1,56 @@
+//! Runs `mime_equiv.py` (Python's `email`, a parser independent of the
+//! rewrite's) over pairs of input and rewritten message, all in one run.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// One message before and after the rewrite, named for the error message.
+pub struct Pair {
+    pub name: String,
+    pub before: Vec<u8>,
+    pub after: Vec<u8>,
+}
+
+/// Checks every pair; `Err` lists each problem found (one per line).
+/// Returns how many pairs were checked.
+pub fn check(pairs: &[Pair]) -> Result<usize, String> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut list = String::new();
+    for (i, pair) in pairs.iter().enumerate() {
+        let before = dir.path().join(format!("{i}.in.eml"));
+        let after = dir.path().join(format!("{i}.out.eml"));
+        std::fs::write(&before, &pair.before).expect("write input");
+        std::fs::write(&after, &pair.after).expect("write output");
+        let name = pair.name.replace(['\t', '\n'], " ");
+        list.push_str(&format!(
+            "{name}\t{}\t{}\n",
+            before.display(),
+            after.display()
+        ));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/mime_equiv.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed for the MIME equivalence check");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(list.as_bytes()).expect("feed the checker");
+    drop(stdin);
+    let out = child.wait_with_output().expect("checker output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("{stdout}{stderr}"));
+    }
+    let checked = stdout
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("checked "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    Ok(checked)
+}
