@@ -109,6 +109,38 @@ pub fn collides(body: &[u8], delimiters: &[Vec<u8>]) -> bool {
         .any(|d| memchr::memmem::find(body, d).is_some())
 }
 
+/// Whether the message starts with a byte-order mark (UTF-8 or UTF-16):
+/// then standard parsers see no header field at all.
+pub fn starts_with_byte_order_mark(raw: &[u8]) -> bool {
+    raw.starts_with(b"\xEF\xBB\xBF") || raw.starts_with(b"\xFF\xFE") || raw.starts_with(b"\xFE\xFF")
+}
+
+/// `body`, the new bytes for `range` of `raw`, with a line break added
+/// when the text after the range (a delimiter) started a line and would
+/// no longer: an empty part has no line break of its own before the next
+/// delimiter, and a pixel put there would glue the two (`<img … />--b`),
+/// hiding the boundary from every parser that wants it at a line start.
+pub fn delimiter_kept_on_its_line(
+    raw: &[u8],
+    range: &Range<usize>,
+    mut body: Vec<u8>,
+    newline: &[u8],
+) -> Vec<u8> {
+    let original = &raw[range.clone()];
+    let text_follows = raw
+        .get(range.end)
+        .is_some_and(|c| !matches!(c, b'\r' | b'\n'));
+    let started_a_line = match original {
+        [] => range.start == 0 || raw[range.start - 1] == b'\n',
+        _ => original.ends_with(b"\n"),
+    };
+    let starts_one = body.is_empty() || body.ends_with(b"\n");
+    if text_follows && started_a_line && !starts_one {
+        body.extend_from_slice(newline);
+    }
+    body
+}
+
 /// Deeper than this is not a real message (mail-parser has its own limit).
 const MAX_DEPTH: usize = 64;
 

@@ -93,6 +93,15 @@ pub fn rewrite(raw: &[u8], req: &Request<'_>) -> Outcome {
 
 fn rewrite_inner(raw: &[u8], req: &Request<'_>) -> Outcome {
     let mut report = Report::default();
+    if mime::starts_with_byte_order_mark(raw) {
+        // Standard parsers (Python's `email`, …) see no header field after
+        // a BOM: an edit would land in what they read as text. As it came.
+        report.untracked_reason = Some("byte_order_mark");
+        return Outcome {
+            message: raw.to_vec(),
+            report,
+        };
+    }
     // The tree without decoding bodies; the full parse where that cannot say.
     let Some(message) = mime::structure(raw).or_else(|| parser().parse(raw)) else {
         report.untracked_reason = Some("unparsable_message");
@@ -343,6 +352,7 @@ fn encode_part(
         }
         _ => transfer.encode(&html, newline, final_newline),
     };
+    let body = mime::delimiter_kept_on_its_line(raw, &part.body, body, newline);
     edits.push((part.body.clone(), body));
     (edits, transfer != part.transfer)
 }
