@@ -1,20 +1,27 @@
-//! MIME structure: which parts to rewrite, and splicing bytes back.
+//! MIME: parsing a message, which parts to rewrite, editing them, and
+//! splicing bytes back.
 //!
-//! Owns the walk over the MIME tree (mail-parser gives each part's byte
-//! offsets) and the byte-range edits that put a rewritten part back. Only
-//! the ranges named in a [`Splice`] change; every other byte of the message
-//! (headers, other parts, boundaries, preamble, epilogue) is copied as is.
-//! What to put in a part is `rewrite`'s business.
+//! Owns the parse ([`parse`]: the tree with byte offsets, mail-parser's
+//! header parser), the walk over the MIME tree ([`html_parts`]), the
+//! decoding and re-encoding of one HTML part around the caller's edit
+//! ([`edit_html_part`]: transfer encodings, charsets, line endings) and the
+//! byte-range edits that put it back. Only the ranges named in a [`Splice`]
+//! change; every other byte of the message (headers, other parts,
+//! boundaries, preamble, epilogue) is copied as is. What to put in a part
+//! is `rewrite`'s business (with `html`); this module knows nothing of
+//! tracking.
 
 pub mod charset;
+mod edit;
 mod structure;
 pub mod transfer;
 
+pub use edit::{Edited, PartEdit, edit_html_part};
 pub use structure::structure;
 
 use std::ops::Range;
 
-use mail_parser::{HeaderName, Message, MessagePart, MimeHeaders, PartType};
+use mail_parser::{HeaderName, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
 use charset::Charset;
 use transfer::TransferEncoding;
@@ -109,36 +116,53 @@ pub fn collides(body: &[u8], delimiters: &[Vec<u8>]) -> bool {
         .any(|d| memchr::memmem::find(body, d).is_some())
 }
 
-/// Whether the message starts with a byte-order mark (UTF-8 or UTF-16):
-/// then standard parsers see no header field at all.
-pub fn starts_with_byte_order_mark(raw: &[u8]) -> bool {
-    raw.starts_with(b"\xEF\xBB\xBF") || raw.starts_with(b"\xFF\xFE") || raw.starts_with(b"\xFE\xFF")
+/// Why a message is relayed without looking inside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unparsed {
+    /// A byte-order mark before the header: standard parsers (Python's
+    /// `email`, …) see no header field at all, so an edit would land in
+    /// what they read as text (issue 15).
+    ByteOrderMark,
+    /// Not a message mail-parser can read.
+    Unparsable,
 }
 
-/// `body`, the new bytes for `range` of `raw`, with a line break added
-/// when the text after the range (a delimiter) started a line and would
-/// no longer: an empty part has no line break of its own before the next
-/// delimiter, and a pixel put there would glue the two (`<img … />--b`),
-/// hiding the boundary from every parser that wants it at a line start.
-pub fn delimiter_kept_on_its_line(
-    raw: &[u8],
-    range: &Range<usize>,
-    mut body: Vec<u8>,
-    newline: &[u8],
-) -> Vec<u8> {
-    let original = &raw[range.clone()];
-    let text_follows = raw
-        .get(range.end)
-        .is_some_and(|c| !matches!(c, b'\r' | b'\n'));
-    let started_a_line = match original {
-        [] => range.start == 0 || raw[range.start - 1] == b'\n',
-        _ => original.ends_with(b"\n"),
-    };
-    let starts_one = body.is_empty() || body.ends_with(b"\n");
-    if text_follows && started_a_line && !starts_one {
-        body.extend_from_slice(newline);
+impl Unparsed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ByteOrderMark => "byte_order_mark",
+            Self::Unparsable => "unparsable_message",
+        }
     }
-    body
+}
+
+/// The MIME tree of `raw` with byte offsets: the walk without decoding
+/// bodies ([`structure`]), the full parse where that cannot say.
+pub fn parse(raw: &[u8]) -> Result<Message<'_>, Unparsed> {
+    if starts_with_byte_order_mark(raw) {
+        return Err(Unparsed::ByteOrderMark);
+    }
+    structure(raw)
+        .or_else(|| parser().parse(raw))
+        .ok_or(Unparsed::Unparsable)
+}
+
+/// The parser: MIME headers for the structure, every other field as
+/// unstructured text (RFC 2047 decoded, for `X-LM-Tag`). Addresses, dates
+/// and Received fields are not needed and not parsed.
+pub fn parser() -> &'static MessageParser {
+    static PARSER: std::sync::LazyLock<MessageParser> = std::sync::LazyLock::new(|| {
+        MessageParser::new()
+            .with_mime_headers()
+            .default_header_text()
+    });
+    &PARSER
+}
+
+/// Whether the message starts with a byte-order mark (UTF-8 or UTF-16):
+/// then standard parsers see no header field at all.
+fn starts_with_byte_order_mark(raw: &[u8]) -> bool {
+    raw.starts_with(b"\xEF\xBB\xBF") || raw.starts_with(b"\xFF\xFE") || raw.starts_with(b"\xFE\xFF")
 }
 
 /// Deeper than this is not a real message (mail-parser has its own limit).

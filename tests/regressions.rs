@@ -19,7 +19,7 @@ fn fuzz_regressions_stay_fixed() {
             Some("internal_error"),
             "{name}: panicked inside"
         );
-        if let Some(parsed) = trackrelay::rewrite::parser().parse(&raw[..]) {
+        if let Some(parsed) = trackrelay::mime::parser().parse(&raw[..]) {
             // Nothing in these inputs is ours to remove from the header.
             let header_end = parsed.parts[0].offset_body as usize;
             assert!(
@@ -31,7 +31,7 @@ fn fuzz_regressions_stay_fixed() {
                 &raw[..header_end],
                 "{name}: the header block changed"
             );
-            let after = trackrelay::rewrite::parser().parse(&out.message[..]);
+            let after = trackrelay::mime::parser().parse(&out.message[..]);
             let after = after.unwrap_or_else(|| panic!("{name}: output does not parse"));
             // Re-encoding must never create a line that reads as a boundary.
             assert_eq!(
@@ -253,8 +253,10 @@ fn splicing_keeps_the_mime_tree_delimiters_and_line_endings() {
             after: out.message,
         });
     }
-    if let Err(found) = support::mime_equiv::check(&pairs) {
-        problems.push(found);
+    match support::mime_equiv::check(&pairs) {
+        Ok(c) if c.checked == pairs.len() => {}
+        Ok(c) => problems.push(format!("Python checked {} of {}", c.checked, pairs.len())),
+        Err(found) => problems.push(found),
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

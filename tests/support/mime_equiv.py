@@ -13,8 +13,10 @@ that the rewrite changed nothing but HTML bodies:
 - the same header fields in every part, apart from X-LM-* (removed by the
   rewrite) and Content-Transfer-Encoding of a re-encoded HTML part.
 
-Prints one line per problem (`NAME: what`) and a final `checked N` line;
-exits 1 when there was a problem. One run for all pairs keeps it fast.
+Prints one line per problem (`NAME: what`), one `uncheckable<TAB>NAME<TAB>why`
+line per input Python itself cannot read through (then nothing is said of
+its output), and a final `checked N` line; exits 1 when there was a
+problem. One run for all pairs keeps it fast.
 """
 
 import binascii
@@ -84,11 +86,32 @@ def charset_decodes(part):
         return False
 
 
+class Uncheckable(Exception):
+    pass
+
+
+def read_through(raw):
+    """The parts of a message and what is compared of them, or an error."""
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    a = parts(msg)
+    for p in a:
+        shape(p)
+        headers(p)
+        if not p.is_multipart():
+            p.get_payload(decode=True)
+    return a
+
+
 def check(name, before_bytes, after_bytes):
     problems = []
-    before = email.message_from_bytes(before_bytes, policy=email.policy.compat32)
-    after = email.message_from_bytes(after_bytes, policy=email.policy.compat32)
-    a, b = parts(before), parts(after)
+    try:
+        a = read_through(before_bytes)
+    except Exception as e:  # Python's own parser gives up on the input
+        raise Uncheckable(f"{type(e).__name__}: {e}")
+    try:
+        b = read_through(after_bytes)
+    except Exception as e:
+        return [f"{name}: output unreadable: {type(e).__name__}: {e}"]
     if len(a) != len(b):
         return [f"{name}: {len(a)} parts became {len(b)}"]
     for i, (p, q) in enumerate(zip(a, b)):
@@ -125,7 +148,11 @@ def main():
             before_bytes = f.read()
         with open(after, "rb") as f:
             after_bytes = f.read()
-        problems.extend(check(name, before_bytes, after_bytes))
+        try:
+            problems.extend(check(name, before_bytes, after_bytes))
+        except Uncheckable as e:
+            print(f"uncheckable\t{name}\t{e}".replace("\n", " "))
+            continue
         checked += 1
     for p in problems:
         print(p)

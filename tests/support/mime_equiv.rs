@@ -12,9 +12,16 @@ pub struct Pair {
     pub after: Vec<u8>,
 }
 
+/// What the checker said of a run that found no problem.
+pub struct Checked {
+    /// Pairs checked.
+    pub checked: usize,
+    /// Inputs Python itself cannot read through: (name, why).
+    pub uncheckable: Vec<(String, String)>,
+}
+
 /// Checks every pair; `Err` lists each problem found (one per line).
-/// Returns how many pairs were checked.
-pub fn check(pairs: &[Pair]) -> Result<usize, String> {
+pub fn check(pairs: &[Pair]) -> Result<Checked, String> {
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut list = String::new();
     for (i, pair) in pairs.iter().enumerate() {
@@ -46,11 +53,17 @@ pub fn check(pairs: &[Pair]) -> Result<usize, String> {
         let stderr = String::from_utf8_lossy(&out.stderr);
         return Err(format!("{stdout}{stderr}"));
     }
-    let checked = stdout
-        .lines()
-        .last()
-        .and_then(|l| l.strip_prefix("checked "))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    Ok(checked)
+    let mut result = Checked {
+        checked: 0,
+        uncheckable: Vec::new(),
+    };
+    for line in stdout.lines() {
+        if let Some(n) = line.strip_prefix("checked ") {
+            result.checked = n.parse().unwrap_or(0);
+        } else if let Some(rest) = line.strip_prefix("uncheckable\t") {
+            let (name, why) = rest.split_once('\t').unwrap_or((rest, ""));
+            result.uncheckable.push((name.to_owned(), why.to_owned()));
+        }
+    }
+    Ok(result)
 }
