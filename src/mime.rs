@@ -123,6 +123,10 @@ pub enum Unparsed {
     /// `email`, …) see no header field at all, so an edit would land in
     /// what they read as text (issue 15).
     ByteOrderMark,
+    /// A line in the header block that is neither a field (`name:`) nor a
+    /// continuation: standard parsers end the header there and read the
+    /// rest as a plain-text body (an SMTP transcript, a mangled `From`).
+    MalformedHeader,
     /// Not a message mail-parser can read.
     Unparsable,
 }
@@ -131,6 +135,7 @@ impl Unparsed {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ByteOrderMark => "byte_order_mark",
+            Self::MalformedHeader => "malformed_header",
             Self::Unparsable => "unparsable_message",
         }
     }
@@ -142,9 +147,31 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, Unparsed> {
     if starts_with_byte_order_mark(raw) {
         return Err(Unparsed::ByteOrderMark);
     }
-    structure(raw)
+    let message = structure(raw)
         .or_else(|| parser().parse(raw))
-        .ok_or(Unparsed::Unparsable)
+        .ok_or(Unparsed::Unparsable)?;
+    let head = &raw[..(message.parts[0].offset_body as usize).min(raw.len())];
+    if !header_block_is_standard(head) {
+        return Err(Unparsed::MalformedHeader);
+    }
+    Ok(message)
+}
+
+/// Whether every line of the header block is one standard parsers read as
+/// header (Python's `email`: a field `name:` with a name of printable
+/// ASCII, a continuation, the `From ` envelope line, the final empty
+/// line). mail-parser reads on past other lines; they end the header, and
+/// an edit would land in what they read as the body (issue 15).
+fn header_block_is_standard(head: &[u8]) -> bool {
+    head.split(|&b| b == b'\n').all(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match line {
+            [] | [b' ' | b'\t', ..] => true,
+            _ if line.starts_with(b"From ") => true,
+            _ => memchr::memchr(b':', line)
+                .is_some_and(|colon| line[..colon].iter().all(|b| (33..=126).contains(b))),
+        }
+    })
 }
 
 /// The parser: MIME headers for the structure, every other field as

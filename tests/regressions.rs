@@ -286,3 +286,27 @@ fn a_cr_only_message_is_relayed_as_it_came() {
     assert!(out.message == raw.as_bytes());
     assert_eq!(out.report.parts_rewritten, 0);
 }
+
+#[test]
+fn a_header_block_standard_parsers_end_early_is_relayed_untouched() {
+    // From the corpus (spamassassin `spam__bsmtp.eml`, a malformed Dovecot
+    // fixture): mail-parser reads on past a line that is no header field;
+    // Python's `email` ends the header there and sees a text/plain body,
+    // so the pixel and links landed in what it reads as plain text.
+    let html = "Content-Type: text/html\r\n\r\n<p><a href=\"https://x.test/\">x</a></p>\r\n";
+    for head in [
+        "HELO example.com\r\nMAIL FROM:<a@example.com>\r\nDATA\r\nFrom: a@example.com\r\n",
+        "Fro :m Sender <a@example.com>\r\nSubject: s\r\n",
+        "From: a@example.com\r\nnot a field\r\nSubject: s\r\n",
+    ] {
+        let raw = format!("{head}{html}");
+        let out = support::rewrite(raw.as_bytes(), true, true);
+        assert!(out.message == raw.as_bytes(), "{head:?}: changed");
+        assert_eq!(out.report.untracked_reason, Some("malformed_header"));
+    }
+    // Continuations, an envelope `From ` line and odd but valid names are fine.
+    let head =
+        "From a@example.com Sat Jan  1 00:00:00 2000\r\nSubject: a\r\n\tb\r\nX-{odd}_!: v\r\n";
+    let out = support::rewrite(format!("{head}{html}").as_bytes(), true, true);
+    assert_eq!(out.report.parts_rewritten, 1, "{:?}", out.report);
+}

@@ -1,9 +1,9 @@
 //! Runs `mime_equiv.py` (Python's `email`, a parser independent of the
 //! rewrite's) over pairs of input and rewritten message, all in one run.
 
-use std::io::Write;
+use std::fs::File;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// One message before and after the rewrite, named for the error message.
 pub struct Pair {
@@ -37,19 +37,18 @@ pub fn check(pairs: &[Pair]) -> Result<Checked, String> {
         ));
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/mime_equiv.py");
-    let mut child = Command::new("python3")
+    let list_path = dir.path().join("pairs.tsv");
+    std::fs::write(&list_path, list).expect("write the list of pairs");
+    let out = Command::new("python3")
         .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .stdin(File::open(&list_path).expect("the list of pairs"))
+        .output()
         .expect("python3 is needed for the MIME equivalence check");
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    stdin.write_all(list.as_bytes()).expect("feed the checker");
-    drop(stdin);
-    let out = child.wait_with_output().expect("checker output");
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
+        if std::env::var_os("MIME_EQUIV_KEEP").is_some() {
+            eprintln!("pairs kept in {}", dir.keep().display());
+        }
         let stderr = String::from_utf8_lossy(&out.stderr);
         return Err(format!("{stdout}{stderr}"));
     }
