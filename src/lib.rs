@@ -18,9 +18,10 @@
 //!   protocol (codec and session without I/O, edits back to the MTA).
 //! - [`maillog`]: the operator's log, one line per relayed copy.
 //! - [`rewrite`]: the policy for one message (route, `X-LM-*` overrides,
-//!   DKIM rule) and the driver of the two content modules below.
-//! - [`mime`]: which parts are HTML and may change; transfer encodings,
-//!   charsets; splicing bytes back so every other byte is kept.
+//!   DKIM rule, what to track) over the content modules below and `token`.
+//! - [`mime`]: parsing the message; which parts are HTML and may change;
+//!   editing one part (transfer encodings, charsets, line endings); splicing
+//!   bytes back so every other byte is kept. Knows nothing of tracking.
 //! - [`html`]: the open pixel and click-tracked links inside one document.
 //! - [`token`]: signed, self-contained tracking tokens and the key ring.
 //! - [`tracking`]: the HTTP server for hits: pixel, click redirect, Host
@@ -51,11 +52,12 @@
 //!      ─▶ relay::Relay::deliver ─▶ rewrite (per copy) ─▶ upstream ─▶ reply
 //!      ─▶ storage (the relayed copy, its links) ; maillog line
 //!
-//! bytes ─▶ rewrite::rewrite ─▶ overrides::read (X-LM-* headers)
+//! bytes ─▶ rewrite::rewrite ─▶ mime::parse (tree with byte offsets)
+//!                           ─▶ overrides::read (X-LM-* headers)
 //!                           ─▶ mime::html_parts (byte ranges of text/html)
-//!                           ─▶ per part: transfer decode ─▶ html::rewrite
-//!                                        (lol_html locates; token signs)
-//!                                      ─▶ transfer encode (≤ 998 octets)
+//!                           ─▶ per part: mime::edit_html_part: decode
+//!                                ─▶ html::rewrite (token signs)
+//!                                ─▶ encode (≤ 998 octets, same newline)
 //!                           ─▶ mime::Splice::apply ─▶ bytes to relay
 //! ```
 //!

@@ -1,20 +1,27 @@
-//! MIME structure: which parts to rewrite, and splicing bytes back.
+//! MIME: parsing a message, which parts to rewrite, editing them, and
+//! splicing bytes back.
 //!
-//! Owns the walk over the MIME tree (mail-parser gives each part's byte
-//! offsets) and the byte-range edits that put a rewritten part back. Only
-//! the ranges named in a [`Splice`] change; every other byte of the message
-//! (headers, other parts, boundaries, preamble, epilogue) is copied as is.
-//! What to put in a part is `rewrite`'s business.
+//! Owns the parse ([`parse`]: the tree with byte offsets, mail-parser's
+//! header parser), the walk over the MIME tree ([`html_parts`]), the
+//! decoding and re-encoding of one HTML part around the caller's edit
+//! ([`edit_html_part`]: transfer encodings, charsets, line endings) and the
+//! byte-range edits that put it back. Only the ranges named in a [`Splice`]
+//! change; every other byte of the message (headers, other parts,
+//! boundaries, preamble, epilogue) is copied as is. What to put in a part
+//! is `rewrite`'s business (with `html`); this module knows nothing of
+//! tracking.
 
 pub mod charset;
+mod edit;
 mod structure;
 pub mod transfer;
 
+pub use edit::{Edited, PartEdit, edit_html_part};
 pub use structure::structure;
 
 use std::ops::Range;
 
-use mail_parser::{HeaderName, Message, MessagePart, MimeHeaders, PartType};
+use mail_parser::{HeaderName, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
 use charset::Charset;
 use transfer::TransferEncoding;
@@ -107,6 +114,82 @@ pub fn collides(body: &[u8], delimiters: &[Vec<u8>]) -> bool {
     delimiters
         .iter()
         .any(|d| memchr::memmem::find(body, d).is_some())
+}
+
+/// Why a message is relayed without looking inside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unparsed {
+    /// A byte-order mark before the header: standard parsers (Python's
+    /// `email`, …) see no header field at all, so an edit would land in
+    /// what they read as text (issue 15).
+    ByteOrderMark,
+    /// A line in the header block that is neither a field (`name:`) nor a
+    /// continuation: standard parsers end the header there and read the
+    /// rest as a plain-text body (an SMTP transcript, a mangled `From`).
+    MalformedHeader,
+    /// Not a message mail-parser can read.
+    Unparsable,
+}
+
+impl Unparsed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ByteOrderMark => "byte_order_mark",
+            Self::MalformedHeader => "malformed_header",
+            Self::Unparsable => "unparsable_message",
+        }
+    }
+}
+
+/// The MIME tree of `raw` with byte offsets: the walk without decoding
+/// bodies ([`structure`]), the full parse where that cannot say.
+pub fn parse(raw: &[u8]) -> Result<Message<'_>, Unparsed> {
+    if starts_with_byte_order_mark(raw) {
+        return Err(Unparsed::ByteOrderMark);
+    }
+    let message = structure(raw)
+        .or_else(|| parser().parse(raw))
+        .ok_or(Unparsed::Unparsable)?;
+    let head = &raw[..(message.parts[0].offset_body as usize).min(raw.len())];
+    if !header_block_is_standard(head) {
+        return Err(Unparsed::MalformedHeader);
+    }
+    Ok(message)
+}
+
+/// Whether every line of the header block is one standard parsers read as
+/// header (Python's `email`: a field `name:` with a name of printable
+/// ASCII, a continuation, the `From ` envelope line, the final empty
+/// line). mail-parser reads on past other lines; they end the header, and
+/// an edit would land in what they read as the body (issue 15).
+fn header_block_is_standard(head: &[u8]) -> bool {
+    head.split(|&b| b == b'\n').all(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match line {
+            [] | [b' ' | b'\t', ..] => true,
+            _ if line.starts_with(b"From ") => true,
+            _ => memchr::memchr(b':', line)
+                .is_some_and(|colon| line[..colon].iter().all(|b| (33..=126).contains(b))),
+        }
+    })
+}
+
+/// The parser: MIME headers for the structure, every other field as
+/// unstructured text (RFC 2047 decoded, for `X-LM-Tag`). Addresses, dates
+/// and Received fields are not needed and not parsed.
+pub fn parser() -> &'static MessageParser {
+    static PARSER: std::sync::LazyLock<MessageParser> = std::sync::LazyLock::new(|| {
+        MessageParser::new()
+            .with_mime_headers()
+            .default_header_text()
+    });
+    &PARSER
+}
+
+/// Whether the message starts with a byte-order mark (UTF-8 or UTF-16):
+/// then standard parsers see no header field at all.
+fn starts_with_byte_order_mark(raw: &[u8]) -> bool {
+    raw.starts_with(b"\xEF\xBB\xBF") || raw.starts_with(b"\xFF\xFE") || raw.starts_with(b"\xFE\xFF")
 }
 
 /// Deeper than this is not a real message (mail-parser has its own limit).

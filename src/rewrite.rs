@@ -1,9 +1,10 @@
 //! One message in, the message to relay out: the rewriting policy.
 //!
 //! Decides what to track (route settings, `X-LM-*` overrides, the DKIM
-//! rule), signs the tokens, and drives `mime` (which parts, splicing) and
-//! `html` (pixel and links) over each HTML part. The relay, the milter and
-//! `trackrelay rewrite` all call [`rewrite`], so they do the same thing.
+//! rule), signs the tokens, and drives `mime` (parsing, which parts,
+//! decoding and encoding them, splicing) and `html` (pixel and links) over
+//! each HTML part. The relay, the milter and `trackrelay rewrite` all call
+//! [`rewrite`], so they do the same thing. No MIME or encoding code here.
 //!
 //! Never fails: a message or part that cannot be handled safely is relayed
 //! as it came (minus our `X-LM-*` headers), and the [`Report`] says why.
@@ -14,15 +15,13 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use mail_parser::{HeaderName, MessageParser};
+use mail_parser::HeaderName;
 use url::Url;
 use uuid::Uuid;
 
 use crate::config::RouteSettings;
 use crate::html::{self, Plan};
-use crate::mime::charset::{self, Charset};
-use crate::mime::transfer::{self, TransferEncoding};
-use crate::mime::{self, HtmlPart, PartSkip, Splice};
+use crate::mime::{self, Edited, HtmlPart, PartSkip, Splice};
 use crate::token::{Claims, KeyRing, Kind};
 
 /// Everything one rewrite needs besides the message.
@@ -93,13 +92,15 @@ pub fn rewrite(raw: &[u8], req: &Request<'_>) -> Outcome {
 
 fn rewrite_inner(raw: &[u8], req: &Request<'_>) -> Outcome {
     let mut report = Report::default();
-    // The tree without decoding bodies; the full parse where that cannot say.
-    let Some(message) = mime::structure(raw).or_else(|| parser().parse(raw)) else {
-        report.untracked_reason = Some("unparsable_message");
-        return Outcome {
-            message: raw.to_vec(),
-            report,
-        };
+    let message = match mime::parse(raw) {
+        Ok(message) => message,
+        Err(why) => {
+            report.untracked_reason = Some(why.as_str());
+            return Outcome {
+                message: raw.to_vec(),
+                report,
+            };
+        }
     };
     let o = overrides::read(&message);
     let mut splice = Splice::default();
@@ -160,18 +161,6 @@ fn rewrite_inner(raw: &[u8], req: &Request<'_>) -> Outcome {
     Outcome { message, report }
 }
 
-/// The parser: MIME headers for the structure, every other field as
-/// unstructured text (RFC 2047 decoded, for `X-LM-Tag`). Addresses, dates
-/// and Received fields are not needed and not parsed.
-pub fn parser() -> &'static MessageParser {
-    static PARSER: std::sync::LazyLock<MessageParser> = std::sync::LazyLock::new(|| {
-        MessageParser::new()
-            .with_mime_headers()
-            .default_header_text()
-    });
-    &PARSER
-}
-
 /// Makes tracking URLs for one copy and remembers the tracked links.
 struct Signer<'a> {
     req: &'a Request<'a>,
@@ -224,8 +213,6 @@ impl<'a> Signer<'a> {
     }
 }
 
-type Edits = Vec<mime::Edit>;
-
 /// Rewrites one HTML part; returns the splices that put it back.
 fn rewrite_part(
     raw: &[u8],
@@ -234,18 +221,7 @@ fn rewrite_part(
     signer: &mut Signer<'_>,
     facts: &MessageFacts,
     report: &mut Report,
-) -> Result<Edits, PartSkip> {
-    let encoded = &raw[part.body.clone()];
-    // Quoted-printable lines that no edit touches go out as they came.
-    let mut qp_lines = None;
-    let content = match part.transfer {
-        TransferEncoding::QuotedPrintable => {
-            let (decoded, lines) = transfer::decode_qp_lines(encoded);
-            qp_lines = Some(lines);
-            std::borrow::Cow::Owned(decoded)
-        }
-        _ => part.transfer.decode(encoded).ok_or(PartSkip::Undecodable)?,
-    };
+) -> Result<Vec<mime::Edit>, PartSkip> {
     let pixel = report
         .track_opens
         .then(|| (signer.pixel().to_owned(), req.settings.pixel_position));
@@ -255,46 +231,29 @@ fn rewrite_part(
         unsubscribe: &facts.unsubscribe,
     };
     let links_before = signer.links.len();
-    let mut sign = |url: &str| signer.click_url(url);
-    let mut rewritten = match part.charset {
-        Charset::AsciiCompatible(enc) => {
-            html::rewrite(&content, enc, &plan, &mut sign).map_err(|_| PartSkip::Unparsable)?
-        }
-        Charset::Transcode(enc) => {
-            // Edits are in UTF-8 offsets: every line is encoded again.
-            qp_lines = None;
-            let enc = charset::utf16_by_bom(enc, &content);
-            let text = charset::to_utf8(enc, &content).ok_or(PartSkip::Undecodable)?;
-            let mut r = html::rewrite(text.as_bytes(), encoding_rs::UTF_8, &plan, &mut sign)
-                .map_err(|_| PartSkip::Unparsable)?;
-            let utf8 = String::from_utf8(std::mem::take(&mut r.html))
-                .map_err(|_| PartSkip::Undecodable)?;
-            r.html = charset::from_utf8(enc, &utf8).ok_or(PartSkip::Undecodable)?;
-            r
-        }
-    };
-    let pixel = rewritten.pixel;
-    let skipped = std::mem::take(&mut rewritten.skipped);
-    let kept = qp_lines
-        .as_deref()
-        .map(|lines| (lines, &*content, &*rewritten.changes));
-    let (edits, reencoded) = encode_part(raw, part, rewritten.html, kept);
-    if edits
-        .iter()
-        .any(|(_, body)| mime::collides(body, &facts.delimiters))
-    {
+    let (mut placed, mut skipped) = (false, Vec::new());
+    let edited = mime::edit_html_part(raw, part, &facts.delimiters, |content, encoding| {
+        let mut sign = |url: &str| signer.click_url(url);
+        let r =
+            html::rewrite(content, encoding, &plan, &mut sign).map_err(|_| PartSkip::Unparsable)?;
+        (placed, skipped) = (r.pixel, r.skipped);
+        Ok(Edited {
+            html: r.html,
+            changes: r.changes,
+        })
+    });
+    let edited = edited.inspect_err(|_| {
         // This part's links are not in the message after all.
         signer.links.truncate(links_before);
-        return Err(PartSkip::BoundaryCollision);
-    }
+    })?;
     report.parts_rewritten += 1;
-    report.reencoded_parts += usize::from(reencoded);
-    report.pixels += usize::from(pixel);
-    report.parts_without_pixel += usize::from(report.track_opens && !pixel);
+    report.reencoded_parts += usize::from(edited.reencoded);
+    report.pixels += usize::from(placed);
+    report.parts_without_pixel += usize::from(report.track_opens && !placed);
     for skip in &skipped {
         *report.links_skipped.entry(skip.as_str()).or_default() += 1;
     }
-    Ok(edits)
+    Ok(edited.edits)
 }
 
 /// What every part of one message is checked against.
@@ -303,48 +262,6 @@ struct MessageFacts {
     unsubscribe: Vec<String>,
     /// `--boundary` of every multipart: a rewritten body must not hold one.
     delimiters: Vec<Vec<u8>>,
-}
-
-/// Re-applies the part's transfer encoding; an identity part whose lines
-/// would pass 998 octets becomes quoted-printable (the second value says
-/// so) and its header is updated.
-/// `kept`: for a quoted-printable part, its lines, decoded content and the
-/// changes made to that content, so that untouched lines are kept.
-fn encode_part(
-    raw: &[u8],
-    part: &HtmlPart,
-    html: Vec<u8>,
-    kept: Option<(&[transfer::QpLine], &[u8], &[mime::Edit])>,
-) -> (Edits, bool) {
-    let newline = transfer::newline_of(raw);
-    let encoded = &raw[part.body.clone()];
-    let final_newline = encoded.ends_with(b"\n");
-    let mut transfer = part.transfer;
-    if transfer == TransferEncoding::Identity
-        && transfer::has_line_longer_than(&html, transfer::MAX_LINE_LEN)
-    {
-        transfer = TransferEncoding::QuotedPrintable;
-    }
-    let mut edits = Vec::new();
-    let header_outdated = transfer != part.transfer || !part.transfer_header_canonical;
-    if transfer != TransferEncoding::Identity && header_outdated {
-        let mut field = format!("Content-Transfer-Encoding: {}", transfer.name()).into_bytes();
-        field.extend_from_slice(newline);
-        match &part.transfer_header {
-            Some(range) => edits.push((range.clone(), field)),
-            None => edits.push((part.header_insert_at..part.header_insert_at, field)),
-        }
-    }
-    let body = match (transfer, kept) {
-        // The rewritten bytes are the body: no copy.
-        (TransferEncoding::Identity, _) => html,
-        (TransferEncoding::QuotedPrintable, Some((lines, decoded, changes))) => {
-            transfer::encode_qp_edited(encoded, lines, decoded, changes, newline)
-        }
-        _ => transfer.encode(&html, newline, final_newline),
-    };
-    edits.push((part.body.clone(), body));
-    (edits, transfer != part.transfer)
 }
 
 /// URLs named in List-Unsubscribe (RFC 2369: `<url>, <url>`), which must

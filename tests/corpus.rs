@@ -6,6 +6,11 @@
 //! to a URL of the original; at most one pixel per rewritten part, always
 //! as an element (none where the document has no place for one); no new line over
 //! 998 octets; with tracking off the output is the input.
+//!
+//! Besides, an independent check (issue 15): every message rewritten, and
+//! Python's `email` (not the parser the rewrite uses) compares input and
+//! output: MIME tree, non-HTML parts' decoded bytes, header fields, HTML
+//! decoding in its transfer encoding and charset (`tests/support/mime_equiv.py`).
 
 mod support;
 
@@ -15,9 +20,11 @@ use lol_html::{HtmlRewriter, Settings, doc_text, element};
 use mail_parser::{Message, MimeHeaders, PartType};
 use trackrelay::config::RouteSettings;
 use trackrelay::html::links;
+use trackrelay::mime::parser;
 use trackrelay::mime::transfer::{MAX_LINE_LEN, TransferEncoding, max_line_len};
-use trackrelay::rewrite::{Report, parser};
+use trackrelay::rewrite::Report;
 
+use support::mime_equiv::{self, Pair};
 use support::{BASE, corpus, keys, rewrite, tracking_tokens};
 
 #[derive(Default)]
@@ -101,6 +108,70 @@ fn every_corpus_html_body_survives_rewriting_lf_and_crlf() {
     );
 }
 
+/// Inputs Python's `email` cannot read through itself (so nothing can be
+/// said of their output), with the reason: (file name, what Python says).
+const UNCHECKABLE: &[(&str, &str)] = &[];
+
+/// The settings of the property checks: opens and clicks, DKIM-signed
+/// messages rewritten too (to cover their HTML).
+fn tracking_everything() -> RouteSettings {
+    RouteSettings {
+        rewrite_dkim_signed: true,
+        ..support::settings(true, true)
+    }
+}
+
+#[test]
+fn python_email_sees_the_same_mime_tree_in_every_rewritten_corpus_message() {
+    let settings = tracking_everything();
+    let mut pairs = Vec::new();
+    for path in corpus::mime_files() {
+        let before = std::fs::read(&path).unwrap();
+        let after = support::rewrite_with(&before, &settings).message;
+        let name = path.display().to_string();
+        pairs.push(Pair {
+            name,
+            before,
+            after,
+        });
+    }
+    for (path, charset) in corpus::html_files() {
+        let html = std::fs::read(&path).unwrap();
+        for newline in ["\r\n", "\n"] {
+            let before = corpus::wrap_html(&html, charset.as_deref(), newline);
+            let after = support::rewrite_with(&before, &settings).message;
+            let name = format!("{} ({})", path.display(), newline.escape_debug());
+            pairs.push(Pair {
+                name,
+                before,
+                after,
+            });
+        }
+    }
+    let result = mime_equiv::check(&pairs).unwrap_or_else(|problems| panic!("{problems}"));
+    let mut uncheckable: Vec<String> = result
+        .uncheckable
+        .iter()
+        .map(|(name, why)| {
+            let file = name.rsplit('/').next().unwrap_or(name);
+            format!("{file}: {why}")
+        })
+        .collect();
+    uncheckable.sort();
+    let mut expected: Vec<String> = UNCHECKABLE
+        .iter()
+        .map(|(file, why)| format!("{file}: {why}"))
+        .collect();
+    expected.sort();
+    assert_eq!(uncheckable, expected, "inputs Python cannot read");
+    eprintln!(
+        "Python's email: {} pairs checked, {} uncheckable",
+        result.checked,
+        uncheckable.len()
+    );
+    assert_eq!(result.checked + uncheckable.len(), pairs.len());
+}
+
 fn summary(c: &Counts) -> String {
     format!(
         "messages {}, parts rewritten {}, pixels {}, links rewritten {}, links skipped {:?}, \
@@ -126,13 +197,7 @@ fn check_message(name: &str, raw: &[u8], counts: &mut Counts) {
 
     // DKIM-signed messages are rewritten too here, to cover their HTML; the
     // rule that leaves them alone has its own tests.
-    let on = support::rewrite_with(
-        raw,
-        &RouteSettings {
-            rewrite_dkim_signed: true,
-            ..support::settings(true, true)
-        },
-    );
+    let on = support::rewrite_with(raw, &tracking_everything());
     counts.add(&on.report);
     let skipped: usize = on.report.parts_skipped.values().sum();
     assert_eq!(

@@ -9,7 +9,7 @@ mod support;
 use mail_parser::{MimeHeaders, PartType};
 use proptest::prelude::*;
 use trackrelay::html::lexer_disagrees;
-use trackrelay::rewrite::parser;
+use trackrelay::mime::parser;
 
 use support::corpus;
 

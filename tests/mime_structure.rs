@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mail_parser::{Message, PartType};
 use proptest::prelude::*;
+use trackrelay::mime::parser;
 use trackrelay::mime::structure;
-use trackrelay::rewrite::parser;
 
 use support::corpus;
 

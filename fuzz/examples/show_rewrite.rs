@@ -19,7 +19,7 @@ fn escaped(bytes: &[u8]) -> String {
 }
 
 fn show_parts(label: &str, raw: &[u8]) {
-    let Some(message) = rewrite::parser().parse(raw) else {
+    let Some(message) = mime::parser().parse(raw) else {
         println!("{label}: does not parse");
         return;
     };

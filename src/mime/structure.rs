@@ -20,7 +20,7 @@ use memchr::memmem;
 const MAX_DEPTH: usize = 60;
 
 /// The parts of `raw` (offsets, headers, multipart children) as
-/// `rewrite::parser().parse(raw)` gives them, leaf bodies empty; `None`
+/// [`super::parser`]`().parse(raw)` gives them, leaf bodies empty; `None`
 /// where only the full parse can say.
 pub fn structure(raw: &[u8]) -> Option<Message<'_>> {
     if raw.len() >= u32::MAX as usize {
@@ -132,7 +132,7 @@ fn headers_at(raw: &[u8], pos: usize) -> Option<(Vec<Header<'_>>, usize)> {
         [b'\r', b'\n', ..] => return Some((Vec::new(), pos + 2)),
         _ => {}
     }
-    let mut message = crate::rewrite::parser().parse_headers(slice)?;
+    let mut message = super::parser().parse_headers(slice)?;
     if message.parts.len() != 1 {
         return None;
     }

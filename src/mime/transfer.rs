@@ -325,13 +325,33 @@ fn encode_qp_ending(content: &[u8], newline: &[u8], soft_end: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() + content.len() / 8);
     for line in content.split_inclusive(|&b| b == b'\n') {
         let (text, ending) = split_ending(line);
-        encode_qp_line(text, newline, soft_end && ending.is_empty(), &mut out);
-        out.extend_from_slice(ending);
+        if ending.is_empty() || ending == newline {
+            encode_qp_line(text, newline, soft_end && ending.is_empty(), &mut out);
+            out.extend_from_slice(ending);
+        } else {
+            encode_qp_foreign_ending(line, newline, &mut out);
+        }
     }
     if soft_end {
         soft_break(&mut out, newline);
     }
     out
+}
+
+/// A line whose break is not the message's (CRLF decoded from `=0D=0A` in
+/// an LF message, a lone LF in a CRLF one): the bytes that differ are
+/// escaped, so the content decodes to the same bytes and every line of the
+/// message keeps the message's own ending.
+fn encode_qp_foreign_ending(line: &[u8], newline: &[u8], out: &mut Vec<u8>) {
+    if newline == b"\n" {
+        // `text\r\n`: `text=0D` and a hard LF break.
+        encode_qp_line(&line[..line.len() - 1], newline, false, out);
+        out.extend_from_slice(newline);
+    } else {
+        // `text\n`: `text=0A` and a soft break.
+        encode_qp_line(line, newline, true, out);
+        soft_break(out, newline);
+    }
 }
 
 /// `more`: a soft break follows the line, so its last byte is no line end.
@@ -484,11 +504,12 @@ mod tests {
         let enc = encode_qp(long.as_bytes(), b"\r\n");
         assert!(max_line_len(&enc) <= ENCODED_LINE_LEN);
         let text = String::from_utf8(enc.clone()).unwrap();
-        // Hard breaks keep their own ending; soft breaks use the given one.
+        // Every break uses the given newline; a bare LF is escaped.
         assert!(
-            text.contains("=20\n=46rom me\n=2Edot\n=2D-boundary\n"),
+            text.contains(" =0A=\r\n=46rom me=0A=\r\n=2Edot=0A=\r\n=2D-boundary=0A=\r\n"),
             "{text}"
         );
+        assert!(!text.replace("\r\n", "").contains('\n'), "{text}");
         assert!(text.contains("=\r\n"), "{text}");
         assert_eq!(decode_qp(&enc), long.as_bytes());
     }
@@ -636,7 +657,8 @@ mod tests {
                 0..120,
             )
         ) {
-            let data = pieces.concat();
+            // CRLF only: a bare LF is escaped in a CRLF body (tested below).
+            let data: Vec<u8> = pieces.into_iter().filter(|p| *p != b"\n").collect::<Vec<_>>().concat();
             let mut want = Vec::new();
             for line in data.split_inclusive(|&b| b == b'\n') {
                 let (text, ending) = split_ending(line);
@@ -649,6 +671,12 @@ mod tests {
         #[test]
         fn qp_round_trips_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..600)) {
             let enc = encode_qp(&data, b"\n");
+            // Every line break is the given one, whatever the content holds.
+            prop_assert!(!enc.contains(&b'\r'));
+            let crlf = encode_qp(&data, b"\r\n");
+            prop_assert!(crlf.iter().enumerate().all(|(i, &b)| b != b'\n' || (i > 0 && crlf[i - 1] == b'\r')));
+            prop_assert!(max_line_len(&crlf) <= ENCODED_LINE_LEN);
+            prop_assert_eq!(decode_qp(&crlf), &data[..]);
             prop_assert!(max_line_len(&enc) <= ENCODED_LINE_LEN);
             prop_assert_eq!(decode_qp(&enc), data);
         }

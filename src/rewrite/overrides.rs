@@ -105,7 +105,7 @@ mod tests {
     use super::*;
 
     fn read_raw(raw: &str) -> Overrides {
-        read(&crate::rewrite::parser().parse(raw.as_bytes()).unwrap())
+        read(&crate::mime::parser().parse(raw.as_bytes()).unwrap())
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod corpus;
 pub mod fake_upstream;
+pub mod mime_equiv;
 pub mod postfix;
 pub mod relay;
 pub mod rows;
