@@ -88,6 +88,7 @@ pub mod mime;
 pub mod relay;
 pub mod retention;
 pub mod rewrite;
+pub mod routes;
 pub mod smtp;
 pub mod storage;
 pub mod time;

@@ -16,7 +16,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::relay::{Client, html_message};
-use support::server::{API_TOKEN, Binary, Http, Resp, free_port};
+use support::server::{API_TOKEN, Binary, Http, Resp, TestServer, free_port};
+use trackrelay::config::Envelope;
+use trackrelay::token::Kind;
 use uuid::Uuid;
 
 /// The ports of one test process: the config names them, so a restart
@@ -216,3 +218,100 @@ async fn a_reloaded_tracking_domain_answers_at_once_and_the_removed_one_keeps_an
     assert_eq!(click(tracking, &stranger, &new_token).await.status, 421);
 }
 
+/// [`support::server::config_text`] after a reload: route "news" on a
+/// new domain with a webhook, a new route "later", other classifier rules.
+fn reloaded_config(dir: &Path) -> String {
+    support::server::config_text(dir, "127.0.0.1:0", "127.0.0.1:0", "")
+        .replace(
+            "https://Links.News.example:8443",
+            "https://moved.news.example",
+        )
+        .replace(
+            "[[routes]]\nid = \"default\"",
+            "[[routes.webhooks]]\nurl = \"https://hooks.example.com/in\"\n\
+             secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n\
+             events = [\"message.relayed\"]\n\n\
+             [[routes]]\nid = \"later\"\ntrack_clicks = true\n[routes.match]\n\
+             senders = [\"later.example.com\"]\n\n[[routes]]\nid = \"default\"",
+        )
+        + "\n[classifier]\nburst_links = 5\n"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_derived_piece_follows_a_reload() {
+    let server = TestServer::start("").await;
+    let app = server.app();
+    let path = server.dir.path().join("trackrelay.toml");
+    std::fs::write(&path, reloaded_config(server.dir.path())).unwrap();
+    let news_envelope = Envelope {
+        auth_user: None,
+        sender: "x@news.example.com",
+        client_ip: "127.0.0.1".parse().unwrap(),
+    };
+    let before = app.relay().select_route(&news_envelope);
+    assert_eq!(
+        before.settings.tracking_domain.unwrap().as_str(),
+        "https://links.news.example:8443/"
+    );
+    assert_eq!(app.pipeline().lists().rules().burst_links, 2);
+
+    app.reload(&path).await.unwrap();
+
+    // The relay chooses the reloaded routes.
+    let news = app.relay().select_route(&news_envelope);
+    let domain = news.settings.tracking_domain.as_ref().unwrap();
+    assert_eq!(domain.as_str(), "https://moved.news.example/");
+    let later = app.relay().select_route(&Envelope {
+        sender: "x@later.example.com",
+        ..news_envelope
+    });
+    assert_eq!(later.id, "later");
+
+    // Webhooks: the new endpoint of "news" gets its events.
+    let copy = support::rows::copy("news", "b@example.com", trackrelay::time::now_ms());
+    let deliveries = app.webhooks().for_relayed(&copy);
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].url, "https://hooks.example.com/in");
+
+    // The tracking server answers the new domain, and the old one (mail
+    // already sent carries it).
+    let (_, token) = support::server::token(
+        Kind::Click,
+        Some("https://example.com/"),
+        support::server::next_week(),
+    );
+    let path_c = format!("/c/{token}");
+    for host in ["moved.news.example", "links.news.example:8443"] {
+        let r = server.tracking("GET", host, &path_c, &[]).await;
+        assert_eq!(r.status, 302, "{host}");
+    }
+    assert_eq!(
+        server.tracking("GET", "other.example", &path_c, &[]).await.status,
+        421
+    );
+
+    // The API and the dashboard show the reloaded routes.
+    let v = server.api("/v1/routes/news", Some(API_TOKEN)).await.json();
+    assert_eq!(v["tracking_domain"], "https://moved.news.example/");
+    assert_eq!(v["webhooks"], 1);
+    assert_eq!(
+        server.api("/v1/routes/later", Some(API_TOKEN)).await.status,
+        200
+    );
+    let page = server.api("/dashboard", Some(API_TOKEN)).await;
+    assert_eq!(page.status, 200);
+    assert!(String::from_utf8_lossy(&page.body).contains("later"));
+
+    // The classifier's lists were rebuilt from the new rules.
+    assert_eq!(app.pipeline().lists().rules().burst_links, 5);
+
+    // A broken file changes nothing.
+    std::fs::write(&path, "[smtp\n").unwrap();
+    assert!(app.reload(&path).await.is_err());
+    assert_eq!(app.relay().select_route(&news_envelope).id, "news");
+    assert_eq!(
+        server.api("/v1/routes/later", Some(API_TOKEN)).await.status,
+        200
+    );
+    server.stop().await;
+}

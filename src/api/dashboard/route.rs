@@ -61,12 +61,7 @@ pub async fn page(api: &Api, id: &str, query: Option<&str>) -> Result<Markup, Ap
         s.route_events(q.clone(), RECENT_EVENTS),
         s.messages(copies),
     )?;
-    let settings = api
-        .relay
-        .routes()
-        .into_iter()
-        .find(|r| r.id == q.route)
-        .map(|r| r.settings);
+    let settings = api.routes.snapshot().route(&q.route).map(|r| r.settings.clone());
     let view = View {
         q,
         settings,
