@@ -3,7 +3,11 @@
 //!
 //! # Module map
 //!
-//! - [`config`]: the TOML file, parsed once into typed values; routes.
+//! - [`config`]: the TOML file, parsed once into typed values; route
+//!   matching.
+//! - [`routes`]: the routes in force, one owner: config + API overrides +
+//!   remembered tracking domains, as immutable snapshots that the relay,
+//!   milter, webhooks, tracking server and API read.
 //! - [`limits`]: every size, count and timeout of the SMTP side.
 //! - [`smtp`]: the SMTP vocabulary (typed replies) and DATA transparency
 //!   both ways (`smtp::data`); command parsing is smtp-proto's.
@@ -22,7 +26,8 @@
 //! - [`html`]: the open pixel and click-tracked links inside one document.
 //! - [`token`]: signed, self-contained tracking tokens and the key ring.
 //! - [`tracking`]: the HTTP server for hits: pixel, click redirect, Host
-//!   check, client address; `/healthz`, `/metrics`.
+//!   check (against the routes' domains), client address; `/healthz`,
+//!   `/metrics`.
 //! - [`classify`]: one observation and its context → the verdict of SPEC
 //!   §6 (class, probability, reasons, device, client); pure, with the
 //!   lists (`conf/classify/`, downloaded ranges) loaded once.
@@ -38,13 +43,15 @@
 //!   the dashboard at `/dashboard` (`api/dashboard`, HTML and SVG, no script).
 //! - [`metrics`]: the Prometheus registry, one function per thing counted.
 //! - [`listener`]: HTTP accept loop with graceful shutdown, for both servers.
-//! - [`app`]: wires storage and listeners; shutdown flushes every write.
+//! - [`app`]: wires storage and listeners; the one reload (SIGHUP);
+//!   shutdown flushes every write.
 //! - [`cli`]: one file per subcommand; `main.rs` only dispatches.
 //!
 //! # One message's path
 //!
 //! ```text
-//! SMTP ─▶ inbound (EHLO, MAIL/RCPT mirrored to upstream) ─▶ DATA
+//! SMTP ─▶ inbound (EHLO, MAIL: route from routes::Registry's snapshot;
+//!                  MAIL/RCPT mirrored to upstream) ─▶ DATA
 //!      ─▶ relay::Relay::deliver ─▶ rewrite (per copy) ─▶ upstream ─▶ reply
 //!      ─▶ storage (the relayed copy, its links) ; maillog line
 //!
@@ -59,7 +66,8 @@
 //! One hit's path:
 //!
 //! ```text
-//! HTTP ─▶ listener ─▶ tracking (Host, token::KeyRing::verify, client_ip)
+//! HTTP ─▶ listener ─▶ tracking (Host against the routes' domains,
+//!                                token::KeyRing::verify, client_ip)
 //!      ─▶ storage::Storage::record_observation ─▶ writer thread (batch)
 //!      ─▶ response after the commit, or after tracking.commit_wait_ms
 //!      (next: after classifier.wait_seconds, classify::classify with the

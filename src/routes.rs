@@ -111,14 +111,16 @@ impl Registry {
         );
         match known {
             Ok(known) => table.set_known(known),
-            Err(e) => tracing::error!("tracking domains not read back, keeping the known ones: {e}"),
+            Err(e) => {
+                tracing::error!("tracking domains not read back, keeping the known ones: {e}")
+            }
         }
         let before = urls(&table);
         match overrides {
             Ok(all) => table.set_overrides(all),
-            Err(e) => tracing::error!(
-                "route settings not read back, keeping the running ones: {e}"
-            ),
+            Err(e) => {
+                tracing::error!("route settings not read back, keeping the running ones: {e}")
+            }
         }
         table.set_configured(config.routes.clone());
         if &config.tracking.base_url != table.base_url() {
@@ -134,17 +136,24 @@ impl Registry {
     /// Applies `change` to route `id`'s run-time settings: stored first, so
     /// what the next message gets survives a restart. Returns the snapshot
     /// it made.
-    pub async fn set_override(&self, id: &str, change: Change) -> Result<Arc<Snapshot>, RoutesError> {
+    pub async fn set_override(
+        &self,
+        id: &str,
+        change: Change,
+    ) -> Result<Arc<Snapshot>, RoutesError> {
         let mut table = self.table.lock().await;
         if !table.has_route(id) {
             return Err(RoutesError::UnknownRoute(id.to_owned()));
         }
-        let mut o = table.override_of(id).cloned().unwrap_or_else(|| RouteOverride {
-            route: id.to_owned(),
-            track_opens: None,
-            track_clicks: None,
-            updated_at_ms: 0,
-        });
+        let mut o = table
+            .override_of(id)
+            .cloned()
+            .unwrap_or_else(|| RouteOverride {
+                route: id.to_owned(),
+                track_opens: None,
+                track_clicks: None,
+                updated_at_ms: 0,
+            });
         if let Some(v) = change.track_opens {
             o.track_opens = v;
         }
@@ -192,7 +201,10 @@ impl Registry {
         let urls = all;
         let at_ms = crate::time::now_ms();
         table.seen(&urls, at_ms);
-        if let Err(e) = self.storage.tracking_domains_seen(DomainsSeen { urls, at_ms }) {
+        if let Err(e) = self
+            .storage
+            .tracking_domains_seen(DomainsSeen { urls, at_ms })
+        {
             tracing::error!("tracking domains not recorded as configured: {e}");
         }
     }

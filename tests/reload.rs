@@ -286,7 +286,10 @@ async fn every_derived_piece_follows_a_reload() {
         assert_eq!(r.status, 302, "{host}");
     }
     assert_eq!(
-        server.tracking("GET", "other.example", &path_c, &[]).await.status,
+        server
+            .tracking("GET", "other.example", &path_c, &[])
+            .await
+            .status,
         421
     );
 

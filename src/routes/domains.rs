@@ -150,7 +150,10 @@ mod tests {
     #[test]
     fn a_dropped_domain_is_answered_for_the_token_lifetime_and_the_margin() {
         let now = 100 * DAY_MS;
-        let (base, route) = (url("https://t.example.com"), url("https://T2.example.com:8443/x"));
+        let (base, route) = (
+            url("https://t.example.com"),
+            url("https://T2.example.com:8443/x"),
+        );
         let d = answered(
             &[&base, &route],
             &[
@@ -161,8 +164,10 @@ mod tests {
             TTL,
             now,
         );
-        let hosts: Vec<(&str, u16, Option<i64>)> =
-            d.iter().map(|d| (d.host(), d.port(), d.until_ms())).collect();
+        let hosts: Vec<(&str, u16, Option<i64>)> = d
+            .iter()
+            .map(|d| (d.host(), d.port(), d.until_ms()))
+            .collect();
         let until = now - 10 * DAY_MS + 30 * DAY_MS + 3_600_000;
         assert_eq!(
             hosts,

@@ -180,12 +180,8 @@ impl Table {
                 route
             })
             .collect();
-        let domains = domains::answered(
-            &self.configured_urls(),
-            &self.known,
-            self.token_ttl,
-            now_ms,
-        );
+        let domains =
+            domains::answered(&self.configured_urls(), &self.known, self.token_ttl, now_ms);
         Snapshot {
             routes,
             overrides: self.overrides.clone(),
@@ -266,11 +262,7 @@ mod tests {
         let mut news = route("news", true, true);
         news.settings.tracking_domain = Some(Url::parse("https://n1.example.com").unwrap());
         let mut t = table(vec![news.clone()]);
-        let urls: Vec<String> = t
-            .configured_urls()
-            .iter()
-            .map(|u| u.to_string())
-            .collect();
+        let urls: Vec<String> = t.configured_urls().iter().map(|u| u.to_string()).collect();
         t.seen(&urls, 1_000);
         news.settings.tracking_domain = Some(Url::parse("https://n2.example.com").unwrap());
         t.set_configured(vec![news]);

@@ -101,9 +101,8 @@ pub(super) fn seen(conn: &Connection, d: &DomainsSeen) -> rusqlite::Result<()> {
 
 /// Every tracking domain ever configured, by URL.
 pub(super) fn domains(conn: &Connection) -> Result<Vec<KnownDomain>, StorageError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT url, last_configured_ms FROM tracking_domains ORDER BY url",
-    )?;
+    let mut stmt =
+        conn.prepare_cached("SELECT url, last_configured_ms FROM tracking_domains ORDER BY url")?;
     let rows = stmt.query_map([], |r| {
         Ok(KnownDomain {
             url: r.get(0)?,

@@ -61,7 +61,11 @@ pub async fn page(api: &Api, id: &str, query: Option<&str>) -> Result<Markup, Ap
         s.route_events(q.clone(), RECENT_EVENTS),
         s.messages(copies),
     )?;
-    let settings = api.routes.snapshot().route(&q.route).map(|r| r.settings.clone());
+    let settings = api
+        .routes
+        .snapshot()
+        .route(&q.route)
+        .map(|r| r.settings.clone());
     let view = View {
         q,
         settings,
