@@ -197,13 +197,19 @@ async fn a_reloaded_tracking_domain_answers_at_once_and_the_removed_one_keeps_an
     let r = click(tracking, &host2, &new_token).await;
     assert_eq!(r.status, 302, "{}", bin.log());
     assert_eq!(r.header("location"), DESTINATION);
-    assert_eq!(stored_hosts(api, new_id, 1).await, [host2.clone()]);
+    assert_eq!(
+        stored_hosts(api, new_id, 1).await,
+        std::slice::from_ref(&host2)
+    );
 
     // The link sent before the reload, on the domain it took away.
     let r = click(tracking, &host1, &old_token).await;
     assert_eq!(r.status, 302, "t1 still answers for mail in inboxes");
     assert_eq!(r.header("location"), DESTINATION);
-    assert_eq!(stored_hosts(api, old_id, 1).await, [host1.clone()]);
+    assert_eq!(
+        stored_hosts(api, old_id, 1).await,
+        std::slice::from_ref(&host1)
+    );
 
     // The Host check still stands for a name never configured.
     let stranger = format!("t3.localtest:{}", ports.tracking);

@@ -99,10 +99,10 @@ pub fn answered(
 ) -> Vec<TrackingDomain> {
     let mut domains: Vec<TrackingDomain> = Vec::new();
     for url in configured {
-        if let Some(d) = TrackingDomain::configured(url) {
-            if !domains.iter().any(|o| o.same_origin(&d)) {
-                domains.push(d);
-            }
+        if let Some(d) = TrackingDomain::configured(url)
+            && !domains.iter().any(|o| o.same_origin(&d))
+        {
+            domains.push(d);
         }
     }
     let grace_ms = i64::try_from((ttl + REFRESH).as_millis()).unwrap_or(i64::MAX);
