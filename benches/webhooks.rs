@@ -27,6 +27,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use trackrelay::config::Config;
+use trackrelay::routes::Registry;
 use trackrelay::storage::{RelayedCopy, Storage};
 use trackrelay::webhooks::Webhooks;
 use uuid::Uuid;
@@ -95,9 +96,10 @@ async fn run(n: usize, concurrency: usize) {
     );
     let config = Config::parse(&text).unwrap();
     let storage = Storage::open(&config.storage_path).unwrap();
+    let routes = Registry::from_config(&config, storage.clone());
     let hooks = Arc::new(Webhooks::new(
         config.webhooks.clone(),
-        &config.routes,
+        Arc::new(routes),
         storage.clone(),
     ));
     // The outbox, filled before the clock starts (many copies in flight so

@@ -26,7 +26,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Config;
 use crate::listener::Reply;
-use crate::relay::Relay;
+use crate::routes::Registry;
 use crate::storage::Storage;
 pub use error::ApiError;
 
@@ -59,13 +59,11 @@ async fn json_body(req: Request<Incoming>) -> Result<bytes::Bytes, ApiError> {
 /// The API's shared state.
 pub struct Api {
     storage: Storage,
-    /// The relay, whose routes are the live ones (reloads included).
-    relay: Arc<Relay>,
+    /// The routes in force (reloads and overrides included).
+    routes: Arc<Registry>,
     /// SHA-256 of the configured token: comparing digests keeps the
     /// comparison constant-time whatever the presented token's length.
     token_digest: [u8; 32],
-    /// Held while a route's settings are changed.
-    patching: tokio::sync::Mutex<()>,
     /// Signs and checks the listings' cursors.
     cursors: cursor::Cursors,
 }
@@ -136,13 +134,13 @@ fn time(key: &str, text: &str) -> Result<i64, ApiError> {
 }
 
 impl Api {
-    /// The API for `config`, reading from `storage`; routes are `relay`'s.
-    pub fn new(config: &Config, storage: Storage, relay: Arc<Relay>) -> Self {
+    /// The API for `config`, reading from `storage`, showing and changing
+    /// the routes of `routes`.
+    pub fn new(config: &Config, storage: Storage, routes: Arc<Registry>) -> Self {
         Self {
             storage,
-            relay,
+            routes,
             token_digest: Sha256::digest(config.api.token.as_bytes()).into(),
-            patching: tokio::sync::Mutex::new(()),
             cursors: cursor::Cursors::new(&config.api.token),
         }
     }
@@ -191,16 +189,13 @@ impl Api {
             ["v1", "webhooks", "deliveries"] => {
                 webhooks::deliveries(&self.storage, &self.cursors, query).await
             }
-            ["v1", "routes"] => Ok(routes::list(&self.relay.routes_with_overrides())),
+            ["v1", "routes"] => Ok(routes::list(&self.routes.snapshot())),
             ["v1", "routes", id] if method == Method::PATCH => {
                 let id = (*id).to_owned();
                 let body = json_body(req).await?;
-                // One change at a time: each reads, merges and stores the
-                // route's settings as a whole.
-                let _one = self.patching.lock().await;
-                routes::patch(&self.storage, &self.relay, &id, &body).await
+                routes::patch(&self.routes, &id, &body).await
             }
-            ["v1", "routes", id] => routes::one(&self.relay.routes_with_overrides(), id),
+            ["v1", "routes", id] => routes::one(&self.routes.snapshot(), id),
             ["v1", "routes", id, "stats"] => {
                 routes::stats(&self.storage, &self.route_ids(), id, query).await
             }
@@ -212,7 +207,8 @@ impl Api {
     }
 
     fn route_ids(&self) -> Vec<String> {
-        self.relay.routes().into_iter().map(|r| r.id).collect()
+        let routes = self.routes.snapshot();
+        routes.routes().iter().map(|r| r.id.clone()).collect()
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {

@@ -8,9 +8,16 @@
 //! flushes the write queue. Sessions get `shutdown.deadline_seconds` to
 //! finish; then the [`Deadline`] cuts them (a silent peer cannot keep the
 //! process alive), and the queue is flushed all the same.
+//!
+//! [`App::reload`] is the one place a reload (SIGHUP) happens: the routes
+//! with everything derived from them ([`crate::routes`]: the relay's and
+//! the milter's choice, webhook endpoints, the tracking server's Hosts, the
+//! API), then the classifier's lists.
+
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,12 +30,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::Api;
 use crate::classify::{ListError, Lists};
-use crate::config::Config;
+use crate::config::{Config, Problems};
 use crate::events::Pipeline;
 use crate::inbound::{self, Inbound, StartError};
 use crate::listener;
 use crate::relay::Relay;
 use crate::shutdown::Deadline;
+use crate::routes::Registry;
 use crate::storage::{Storage, StorageError};
 use crate::tracking::Tracking;
 use crate::tracking::tls::{self, TlsError};
@@ -60,10 +68,20 @@ pub enum AppError {
     },
 }
 
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("reload refused, keeping the running config: {0}")]
+    Config(#[from] Problems),
+    #[error("reload refused, keeping the running config: classifier lists: {0}")]
+    Lists(#[from] ListError),
+}
+
 /// The running process: its listeners' addresses, storage and tasks.
 #[derive(Debug)]
 pub struct App {
     smtp_addr: SocketAddr,
+    routes: Arc<Registry>,
     relay: Arc<Relay>,
     tracking_addr: SocketAddr,
     api_addr: SocketAddr,
@@ -145,9 +163,15 @@ impl App {
             deadline: Deadline::default(),
         };
 
+        // The routes in force, with the settings changed through the API
+        // (SPEC §2) and the tracking domains remembered, before anything
+        // reads them.
+        let routes = Arc::new(Registry::open(&config, storage.clone()).await?);
+        tasks.set.spawn(routes.clone().run(tasks.shutdown.clone()));
+
         let webhooks = Arc::new(Webhooks::new(
             config.webhooks.clone(),
-            &config.routes,
+            routes.clone(),
             storage.clone(),
         ));
         tasks
@@ -172,7 +196,7 @@ impl App {
             tasks.shutdown.clone(),
         ));
 
-        let tracking = Arc::new(Tracking::new(&config, storage.clone()));
+        let tracking = Arc::new(Tracking::new(&config, storage.clone(), routes.clone()));
         let tls = tls::acceptor(&config.tracking.tls)?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let tracking_addr = tasks
@@ -186,12 +210,9 @@ impl App {
         );
 
         let config = Arc::new(config);
-        let relay =
-            Arc::new(Relay::new(config.clone(), storage.clone()).with_webhooks(webhooks.clone()));
-
-        // Settings changed through the API (SPEC §2) before the first message.
-        relay.set_route_overrides(storage.route_overrides().await?);
-        let api = Arc::new(Api::new(&config, storage.clone(), relay.clone()));
+        let relay = Relay::new(config.clone(), storage.clone(), routes.clone());
+        let relay = Arc::new(relay.with_webhooks(webhooks.clone()));
+        let api = Arc::new(Api::new(&config, storage.clone(), routes.clone()));
         let api_addr = tasks
             .listen("api", config.api.listen, None, move |req, peer| {
                 api.clone().handle(req, peer)
@@ -204,13 +225,15 @@ impl App {
         let milter_addr = match &config.milter {
             Some(m) => {
                 let stop = (tasks.shutdown.clone(), tasks.deadline.clone());
-                crate::milter::start(m, relay.clone(), &mut tasks.set, stop).await?
+                let (relay, routes) = (relay.clone(), routes.clone());
+                crate::milter::start(m, relay, routes, &mut tasks.set, stop).await?
             }
             None => None,
         };
 
         Ok(App {
             smtp_addr,
+            routes,
             relay,
             tracking_addr,
             api_addr,
@@ -227,9 +250,34 @@ impl App {
         self.smtp_addr
     }
 
-    /// The relay (routes can be replaced at run time).
+    /// The relay.
     pub fn relay(&self) -> &Arc<Relay> {
         &self.relay
+    }
+
+    /// The routes in force ([`App::reload`] and the API change them).
+    pub fn routes(&self) -> &Arc<Registry> {
+        &self.routes
+    }
+
+    /// Re-reads the config file at `path` (SIGHUP) and applies, all or
+    /// nothing: the routes, and with them the relay's and the milter's
+    /// choice of route, the webhook endpoints, the tracking domains answered
+    /// (a dropped one stays answered for the mail already sent) and what
+    /// the API shows; then the classifier's lists. Other keys take effect
+    /// at the next start. A file with problems, or a data file of the
+    /// classifier that cannot be used, changes nothing.
+    pub async fn reload(&self, path: &Path) -> Result<(), ReloadError> {
+        let config = Arc::new(Config::load(path)?);
+        // Compiled on the blocking pool: a few hundred patterns take a moment.
+        let file = config.clone();
+        let lists = tokio::task::spawn_blocking(move || load_lists(&file))
+            .await
+            .map_err(|e| ListError::new("(classifier)", 0, e.to_string()))??;
+        self.routes.reload(&config).await;
+        self.pipeline.set_lists(lists);
+        tracing::info!(config = %path.display(), "config reloaded");
+        Ok(())
     }
 
     /// Where the tracking server listens.

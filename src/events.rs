@@ -78,12 +78,13 @@ impl Pipeline {
         self
     }
 
-    /// Replaces the lists (SIGHUP); the next pass uses them.
+    /// Replaces the lists (`App::reload`); the next pass uses them.
     pub fn set_lists(&self, lists: Lists) {
         *self.lists.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(lists);
     }
 
-    fn lists(&self) -> Arc<Lists> {
+    /// The lists in force.
+    pub fn lists(&self) -> Arc<Lists> {
         self.lists.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 

@@ -3,7 +3,11 @@
 //!
 //! # Module map
 //!
-//! - [`config`]: the TOML file, parsed once into typed values; routes.
+//! - [`config`]: the TOML file, parsed once into typed values; route
+//!   matching.
+//! - [`routes`]: the routes in force, one owner: config + API overrides +
+//!   remembered tracking domains, as immutable snapshots that the relay,
+//!   milter, webhooks, tracking server and API read.
 //! - [`limits`]: every size, count and timeout of the SMTP side.
 //! - [`smtp`]: the SMTP vocabulary (typed replies), DATA transparency
 //!   both ways (`smtp::data`), command lines (`smtp::line`) and the wire
@@ -25,7 +29,8 @@
 //! - [`html`]: the open pixel and click-tracked links inside one document.
 //! - [`token`]: signed, self-contained tracking tokens and the key ring.
 //! - [`tracking`]: the HTTP server for hits: pixel, click redirect, Host
-//!   check, client address; `/healthz`, `/metrics`.
+//!   check (against the routes' domains), client address; `/healthz`,
+//!   `/metrics`.
 //! - [`classify`]: one observation and its context → the verdict of SPEC
 //!   §6 (class, probability, reasons, device, client); pure, with the
 //!   lists (`conf/classify/`, downloaded ranges) loaded once.
@@ -41,14 +46,16 @@
 //!   the dashboard at `/dashboard` (`api/dashboard`, HTML and SVG, no script).
 //! - [`metrics`]: the Prometheus registry, one function per thing counted.
 //! - [`listener`]: HTTP accept loop with graceful shutdown, for both servers.
-//! - [`app`]: wires storage and listeners; shutdown flushes every write.
+//! - [`app`]: wires storage and listeners; the one reload (SIGHUP);
+//!   shutdown flushes every write.
 //! - [`shutdown`]: the deadline after which open sessions are cut.
 //! - [`cli`]: one file per subcommand; `main.rs` only dispatches.
 //!
 //! # One message's path
 //!
 //! ```text
-//! SMTP ─▶ inbound (EHLO, MAIL/RCPT mirrored to upstream) ─▶ DATA
+//! SMTP ─▶ inbound (EHLO, MAIL: route from routes::Registry's snapshot;
+//!                  MAIL/RCPT mirrored to upstream) ─▶ DATA
 //!      ─▶ relay::Relay::deliver ─▶ rewrite (per copy) ─▶ upstream ─▶ reply
 //!      ─▶ storage (the relayed copy, its links) ; maillog line
 //!
@@ -64,7 +71,8 @@
 //! One hit's path:
 //!
 //! ```text
-//! HTTP ─▶ listener ─▶ tracking (Host, token::KeyRing::verify, client_ip)
+//! HTTP ─▶ listener ─▶ tracking (Host against the routes' domains,
+//!                                token::KeyRing::verify, client_ip)
 //!      ─▶ storage::Storage::record_observation ─▶ writer thread (batch)
 //!      ─▶ response after the commit, or after tracking.commit_wait_ms
 //!      (next: after classifier.wait_seconds, classify::classify with the
@@ -93,6 +101,7 @@ pub mod mime;
 pub mod relay;
 pub mod retention;
 pub mod rewrite;
+pub mod routes;
 pub mod shutdown;
 pub mod smtp;
 pub mod storage;

@@ -5,7 +5,8 @@
 //! header fields one by one and the body in chunks (`session`, a state
 //! machine over the `codec`'s packets); at end of message the message is
 //! rebuilt as the MTA will deliver it, rewritten by the relay's own
-//! [`Relay::rewrite`] with the route the relay would choose, turned back
+//! [`Relay::rewrite`] with the route the relay would choose (from the
+//! routes in force, [`crate::routes`]), turned back
 //! into edits (`edits`: delete the `X-LM-*` fields, replace the body) and
 //! recorded like a relayed copy. This file only moves bytes.
 //!
@@ -45,6 +46,7 @@ use crate::config::{Envelope, MilterConfig, MilterListen, OnError};
 use crate::maillog;
 use crate::relay::{Copy, Relay};
 use crate::shutdown::Deadline;
+use crate::routes::Registry;
 use codec::{Command, Response, action};
 use session::{Finished, Session, Step};
 
@@ -59,6 +61,7 @@ pub struct BindError {
 /// What every milter connection shares.
 pub struct Milter {
     relay: Arc<Relay>,
+    routes: Arc<Registry>,
     config: MilterConfig,
 }
 
@@ -71,10 +74,12 @@ enum Listener {
 type Stop = (CancellationToken, Deadline);
 
 /// Binds `milter.listen` and serves milter connections in `set` until
-/// `stop`; returns the bound TCP address (`None` for a unix socket).
+/// `stop`, choosing routes from `routes`; returns the bound TCP address
+/// (`None` for a unix socket).
 pub async fn start(
     config: &MilterConfig,
     relay: Arc<Relay>,
+    routes: Arc<Registry>,
     set: &mut JoinSet<()>,
     stop: Stop,
 ) -> Result<Option<SocketAddr>, BindError> {
@@ -100,6 +105,7 @@ pub async fn start(
     tracing::info!(listen = %config.listen, on_error = ?config.on_error, "milter listening");
     let milter = Arc::new(Milter {
         relay,
+        routes,
         config: config.clone(),
     });
     set.spawn(serve(listener, milter, stop));
@@ -353,7 +359,8 @@ impl Milter {
         if f.actions & needed != needed {
             return Err("the MTA does not allow body and header changes".into());
         }
-        let route = self.relay.select_route(&Envelope {
+        let routes = self.routes.snapshot();
+        let route = routes.select(&Envelope {
             auth_user: f.auth_user.as_deref(),
             sender: &f.sender,
             // Unknown: an address no route's network holds.

@@ -11,28 +11,27 @@
 mod dsn;
 pub(crate) mod pool;
 mod record;
-mod routes;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use uuid::Uuid;
 
 use crate::config::{Config, Envelope, Route, RouteSettings};
 use crate::maillog;
 use crate::rewrite::{self, Outcome, Report, Request};
+use crate::routes::Registry;
 use crate::smtp::Reply;
-use crate::storage::{RelayedCopy, RouteOverride, Storage};
+use crate::storage::{RelayedCopy, Storage};
 use crate::upstream::{Connection, MailParams, Upstream};
 use record::Recorder;
-use routes::RouteTable;
 
 /// What the relay needs, shared by every session.
 pub struct Relay {
     pub config: Arc<Config>,
     /// Where each relayed copy is recorded.
     records: Recorder,
-    /// Routes with their run-time settings; replaced on reload.
-    routes: RwLock<RouteTable>,
+    /// The routes in force (crate::routes).
+    routes: Arc<Registry>,
     pub upstream: Upstream,
 }
 
@@ -66,14 +65,14 @@ impl std::fmt::Debug for Relay {
 }
 
 impl Relay {
-    pub fn new(config: Arc<Config>, storage: Storage) -> Self {
+    pub fn new(config: Arc<Config>, storage: Storage, routes: Arc<Registry>) -> Self {
         let upstream = Upstream::new(
             config.upstream.clone(),
             config.limits.clone(),
             config.smtp.hostname.clone(),
         );
         Self {
-            routes: RwLock::new(RouteTable::new(config.routes.clone())),
+            routes,
             config,
             records: Recorder::new(storage),
             upstream,
@@ -87,50 +86,10 @@ impl Relay {
         self
     }
 
-    /// The route for an envelope (a snapshot: later changes do not affect
-    /// a transaction already under way).
+    /// The route for an envelope (a copy: later changes do not affect a
+    /// transaction already under way).
     pub fn select_route(&self, envelope: &Envelope<'_>) -> Route {
-        let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
-        crate::config::routes::select(routes.effective(), envelope).clone()
-    }
-
-    /// The routes in force (a snapshot), in matching order.
-    pub fn routes(&self) -> Vec<Route> {
-        self.table().effective().to_vec()
-    }
-
-    /// The routes in force, each with the settings the API set on it.
-    pub fn routes_with_overrides(&self) -> Vec<(Route, Option<RouteOverride>)> {
-        let table = self.table();
-        table
-            .effective()
-            .iter()
-            .map(|r| (r.clone(), table.override_of(&r.id).cloned()))
-            .collect()
-    }
-
-    /// Replaces the config's routes (SIGHUP reload); settings set through
-    /// the API stay over them (relay/routes.rs).
-    pub fn set_routes(&self, routes: Vec<Route>) {
-        self.table_mut().set_configured(routes);
-    }
-
-    /// Applies a route's run-time settings (stored by the caller).
-    pub fn set_route_override(&self, o: RouteOverride) {
-        self.table_mut().set_override(o);
-    }
-
-    /// Replaces every route's run-time settings (read back from storage).
-    pub fn set_route_overrides(&self, all: Vec<RouteOverride>) {
-        self.table_mut().set_overrides(all);
-    }
-
-    fn table(&self) -> std::sync::RwLockReadGuard<'_, RouteTable> {
-        self.routes.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn table_mut(&self) -> std::sync::RwLockWriteGuard<'_, RouteTable> {
-        self.routes.write().unwrap_or_else(|e| e.into_inner())
+        self.routes.snapshot().select(envelope).clone()
     }
 
     /// The buffer the client's message is read into, for [`Relay::deliver`]:

@@ -36,7 +36,7 @@ pub use dashboard::{CLASSIFIED_MAX, ClassCounts, RouteEvent};
 pub use events::{CopyContext, Event, HitRow};
 pub use messages::MessageFilter;
 pub use observations::Observation;
-pub use routes::RouteOverride;
+pub use routes::{DomainsSeen, KnownDomain, RouteOverride};
 pub use stats::{Counts, LinkClicks, StatsQuery};
 pub use webhooks::{Attempt, Delivery, DisabledEndpoint, NewDelivery, Next, WebhookWrite};
 use writer::{Command, Record, Writer};
@@ -353,6 +353,17 @@ impl Storage {
     /// Every route's run-time settings.
     pub async fn route_overrides(&self) -> Result<Vec<RouteOverride>, StorageError> {
         self.read(routes::all).await
+    }
+
+    /// Records that these tracking domains are configured (queued; the
+    /// writer commits it with the next batch).
+    pub fn tracking_domains_seen(&self, seen: DomainsSeen) -> Result<(), StorageError> {
+        self.send(Record::TrackingDomains(Box::new(seen)), None)
+    }
+
+    /// Every tracking domain ever recorded as configured, with when last.
+    pub async fn tracking_domains(&self) -> Result<Vec<KnownDomain>, StorageError> {
+        self.read(routes::domains).await
     }
 
     /// A route's events per classification over a range, human and

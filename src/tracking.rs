@@ -27,15 +27,16 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::listener::Reply;
 use crate::metrics::{self, HitOutcome};
+use crate::routes::Registry;
 use crate::storage::{Observation, Storage, Stored};
 use crate::token::{Claims, KeyRing, Kind};
-pub use hosts::Hosts;
 
 /// Everything a hit needs; shared by all connections.
 #[derive(Debug)]
 pub struct Tracking {
     keys: KeyRing,
-    hosts: Hosts,
+    /// The routes in force: their tracking domains are the Hosts answered.
+    routes: Arc<Registry>,
     trusted_proxies: Vec<IpNet>,
     storage: Storage,
     commit_wait: Duration,
@@ -51,17 +52,12 @@ struct Hit<'a> {
 }
 
 impl Tracking {
-    /// The tracking server for `config`, recording into `storage`.
-    pub fn new(config: &Config, storage: Storage) -> Self {
-        let urls = std::iter::once(&config.tracking.base_url).chain(
-            config
-                .routes
-                .iter()
-                .filter_map(|r| r.settings.tracking_domain.as_ref()),
-        );
+    /// The tracking server for `config`, answering the tracking domains
+    /// of `routes`, recording into `storage`.
+    pub fn new(config: &Config, storage: Storage, routes: Arc<Registry>) -> Self {
         Self {
             keys: config.tracking.keys.clone(),
-            hosts: Hosts::new(urls),
+            routes,
             trusted_proxies: config.tracking.trusted_proxies.clone(),
             storage,
             commit_wait: config.tracking.commit_wait,
@@ -86,7 +82,8 @@ impl Tracking {
             return responses::method_not_allowed();
         }
         let host = host_of(&req);
-        if !self.hosts.allows(host) {
+        let domains = self.routes.snapshot();
+        if !hosts::allows(domains.domains(), host, crate::time::now_ms()) {
             tracing::debug!(host, %peer, "hit for an unknown host refused");
             metrics::hit(kind_label(kind), HitOutcome::Misdirected);
             return responses::misdirected();

@@ -20,13 +20,14 @@ pub mod retry;
 pub mod sign;
 pub mod worker;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::RwLock;
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::config::{Route, Webhook, WebhookSettings};
+use crate::config::{Webhook, WebhookSettings};
+use crate::routes::Registry;
 use crate::storage::{Event, NewDelivery, Observation, RelayedCopy, Storage};
 
 /// The webhook side of the process; shared by the pipeline, the relay and
@@ -34,8 +35,8 @@ use crate::storage::{Event, NewDelivery, Observation, RelayedCopy, Storage};
 pub struct Webhooks {
     storage: Storage,
     settings: WebhookSettings,
-    /// Endpoints per route id; replaced on reload.
-    routes: RwLock<HashMap<String, Vec<Webhook>>>,
+    /// The routes in force: each one's endpoints.
+    routes: Arc<Registry>,
     /// (route, url) disabled by a 410; refreshed by the worker.
     disabled: RwLock<HashSet<(String, String)>>,
     /// Woken when new deliveries are committed.
@@ -53,32 +54,22 @@ impl std::fmt::Debug for Webhooks {
 }
 
 impl Webhooks {
-    pub fn new(settings: WebhookSettings, routes: &[Route], storage: Storage) -> Self {
+    /// Delivers for the endpoints of `routes`' routes (as they are at
+    /// each event: a reload applies to the next one).
+    pub fn new(settings: WebhookSettings, routes: Arc<Registry>, storage: Storage) -> Self {
         let client = client::HttpClient::new(
             settings.allow_private_networks,
             settings.timeout,
             concat!("trackrelay/", env!("CARGO_PKG_VERSION"), " webhooks"),
         );
-        let hooks = Self {
+        Self {
             storage,
             client,
             settings,
-            routes: RwLock::default(),
+            routes,
             disabled: RwLock::default(),
             wake: Notify::new(),
-        };
-        hooks.set_routes(routes);
-        hooks
-    }
-
-    /// Takes the endpoints of `routes` (start, SIGHUP).
-    pub fn set_routes(&self, routes: &[Route]) {
-        let map = routes
-            .iter()
-            .filter(|r| !r.webhooks.is_empty())
-            .map(|r| (r.id.clone(), r.webhooks.clone()))
-            .collect();
-        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = map;
+        }
     }
 
     /// The deliveries of a classified hit on a copy of `copy` (none when
@@ -114,12 +105,11 @@ impl Webhooks {
         machine: bool,
         body: impl FnOnce() -> String,
     ) -> Vec<NewDelivery> {
-        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        let routes = self.routes.snapshot();
         let disabled = self.disabled.read().unwrap_or_else(|p| p.into_inner());
         let wanted: Vec<&Webhook> = routes
-            .get(route)
-            .into_iter()
-            .flatten()
+            .webhooks(route)
+            .iter()
             .filter(|w| w.enabled && w.events.iter().any(|e| e == event_type))
             .filter(|w| !machine || w.include_machine)
             .filter(|w| !disabled.contains(&(route.to_owned(), w.url.to_string())))
@@ -150,9 +140,9 @@ impl Webhooks {
 
     /// The secrets of an endpoint, if it is still configured and enabled.
     fn secrets(&self, route: &str, url: &str) -> Option<Vec<Vec<u8>>> {
-        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
-        routes
-            .get(route)?
+        self.routes
+            .snapshot()
+            .webhooks(route)
             .iter()
             .find(|w| w.url.as_str() == url && w.enabled)
             .map(|w| w.secrets.clone())

@@ -248,13 +248,15 @@ async fn routes_are_listed_live_with_their_settings() {
     );
 
     // A reload that adds a route: the API knows it at once.
-    let relay = server.app().relay();
-    let mut routes = relay.routes();
-    let mut later = routes[1].clone();
-    later.id = "later".into();
-    later.settings.track_clicks = false;
-    routes.insert(1, later);
-    relay.set_routes(routes);
+    let path = server.dir.path().join("trackrelay.toml");
+    let text = support::server::config_text(server.dir.path(), "127.0.0.1:0", "127.0.0.1:0", "")
+        .replace(
+            "[[routes]]\nid = \"default\"",
+            "[[routes]]\nid = \"later\"\ntrack_opens = true\n[routes.match]\n\
+             senders = [\"later.example.com\"]\n\n[[routes]]\nid = \"default\"",
+        );
+    std::fs::write(&path, text).unwrap();
+    server.app().reload(&path).await.unwrap();
     let later = server.api("/v1/routes/later", Some(API_TOKEN)).await.json();
     assert_eq!(later["track_clicks"], false);
     let stats = server.api("/v1/routes/later/stats", Some(API_TOKEN)).await;

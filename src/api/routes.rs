@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::ApiError;
 use crate::config::Route;
-use crate::relay::Relay;
+use crate::routes::{Change, Registry, RoutesError, Snapshot};
 use crate::storage::{Counts, RouteOverride, StatsQuery, Storage};
 use crate::time::rfc3339;
 
@@ -22,61 +22,61 @@ const DAY_MS: i64 = 24 * HOUR_MS;
 const BUCKETS_MAX: i64 = 24 * 400;
 
 /// `GET /v1/routes`: every route with its settings, in matching order.
-pub fn list(routes: &[(Route, Option<RouteOverride>)]) -> Value {
-    json!({ "routes": routes.iter().map(|(r, o)| route(r, o.as_ref())).collect::<Vec<_>>() })
+pub fn list(routes: &Snapshot) -> Value {
+    let all: Vec<Value> = routes
+        .routes()
+        .iter()
+        .map(|r| route(r, routes.override_of(&r.id)))
+        .collect();
+    json!({ "routes": all })
 }
 
 /// `GET /v1/routes/{id}`.
-pub fn one(routes: &[(Route, Option<RouteOverride>)], id: &str) -> Result<Value, ApiError> {
+pub fn one(routes: &Snapshot, id: &str) -> Result<Value, ApiError> {
     routes
-        .iter()
-        .find(|(r, _)| r.id == id)
-        .map(|(r, o)| route(r, o.as_ref()))
+        .route(id)
+        .map(|r| route(r, routes.override_of(id)))
         .ok_or_else(|| ApiError::NotFound(format!("no route {id:?}")))
 }
 
 /// `PATCH /v1/routes/{id}` (SPEC §2): `track_opens` / `track_clicks` set to
 /// true or false, or null to let the config's value stand again. Stored
-/// before it takes effect, so what the next message gets survives a
-/// restart; the answer is the route as `GET` shows it.
-pub async fn patch(
-    storage: &Storage,
-    relay: &Relay,
-    id: &str,
-    body: &[u8],
-) -> Result<Value, ApiError> {
-    let current = relay
-        .routes_with_overrides()
-        .into_iter()
-        .find(|(r, _)| r.id == id)
-        .ok_or_else(|| ApiError::NotFound(format!("no route {id:?}")))?;
-    let change: serde_json::Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
+/// before it takes effect (crate::routes), so what the next message gets
+/// survives a restart; the answer is the route as `GET` shows it.
+pub async fn patch(routes: &Registry, id: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let change = parse_change(body)?;
+    match routes.set_override(id, change).await {
+        Ok(snapshot) => one(&snapshot, id),
+        Err(RoutesError::UnknownRoute(_)) => Err(ApiError::NotFound(format!("no route {id:?}"))),
+        Err(RoutesError::Storage(e)) => Err(e.into()),
+    }
+}
+
+/// The body of a PATCH: a JSON object of `track_opens` / `track_clicks`,
+/// each true, false or null.
+fn parse_change(body: &[u8]) -> Result<Change, ApiError> {
+    let fields: serde_json::Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
         ApiError::BadRequest(format!(
             "the body must be a JSON object like {{\"track_opens\": true}}: {e}"
         ))
     })?;
-    if change.is_empty() {
+    if fields.is_empty() {
         return Err(ApiError::BadRequest(
             "nothing to change: give track_opens and/or track_clicks (true, false or null)".into(),
         ));
     }
-    let mut o = current.1.unwrap_or_else(|| RouteOverride {
-        route: id.to_owned(),
-        track_opens: None,
-        track_clicks: None,
-        updated_at_ms: 0,
-    });
-    for (key, value) in change {
+    let mut change = Change::default();
+    for (key, value) in fields {
         let slot = match key.as_str() {
-            "track_opens" => &mut o.track_opens,
-            "track_clicks" => &mut o.track_clicks,
+            "track_opens" => &mut change.track_opens,
+            "track_clicks" => &mut change.track_clicks,
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "{other:?} cannot be changed at run time (track_opens, track_clicks)"
                 )));
             }
         };
-        *slot = match value {
+        *slot = Some(match value {
             Value::Bool(b) => Some(b),
             Value::Null => None,
             other => {
@@ -84,16 +84,9 @@ pub async fn patch(
                     "{key} must be true, false or null, not {other}"
                 )));
             }
-        };
+        });
     }
-    o.updated_at_ms = crate::time::now_ms();
-    storage.set_route_override(o.clone()).await?;
-    tracing::info!(
-        route = id, track_opens = ?o.track_opens, track_clicks = ?o.track_clicks,
-        "route settings changed through the API"
-    );
-    relay.set_route_override(o);
-    one(&relay.routes_with_overrides(), id)
+    Ok(change)
 }
 
 fn route(r: &Route, o: Option<&RouteOverride>) -> Value {

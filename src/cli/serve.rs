@@ -2,7 +2,8 @@
 //! until SIGTERM or SIGINT, then shut down gracefully: stop accepting,
 //! finish open sessions and in-flight requests (until
 //! `shutdown.deadline_seconds`, then cut them), store every queued write.
-//! SIGHUP re-reads the routes; systemd hears READY and STOPPING.
+//! SIGHUP reloads the config (`App::reload`); systemd hears READY and
+//! STOPPING.
 
 use std::process::ExitCode;
 
@@ -43,7 +44,7 @@ async fn serve(config: Config, path: std::path::PathBuf) -> anyhow::Result<ExitC
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM received"); break }
             _ = int.recv() => { tracing::info!("SIGINT received"); break }
-            _ = hup.recv() => reload(&app, &path),
+            _ = hup.recv() => reload(&app, &path).await,
         }
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
@@ -62,37 +63,10 @@ async fn serve(config: Config, path: std::path::PathBuf) -> anyhow::Result<ExitC
     }
 }
 
-/// SIGHUP: re-read the config and apply its routes, then the classifier's
-/// lists (compiled on the blocking pool: a few hundred patterns take a
-/// moment, and routes must not wait for them). Other keys need a restart;
-/// a broken file keeps the running routes and says why.
-fn reload(app: &App, path: &std::path::Path) {
-    match Config::load(path) {
-        Ok(config) => {
-            app.webhooks().set_routes(&config.routes);
-            app.relay().set_routes(config.routes.clone());
-            tracing::info!(config = %path.display(), "routes reloaded");
-            // Settings changed through another node's API (shared database).
-            let (relay, storage) = (app.relay().clone(), app.storage().clone());
-            tokio::spawn(async move {
-                match storage.route_overrides().await {
-                    Ok(all) => relay.set_route_overrides(all),
-                    Err(e) => tracing::error!(
-                        "route settings not read back, keeping the running ones: {e}"
-                    ),
-                }
-            });
-            let pipeline = app.pipeline().clone();
-            tokio::task::spawn_blocking(move || match crate::app::load_lists(&config) {
-                Ok(lists) => {
-                    pipeline.set_lists(lists);
-                    tracing::info!("classifier lists reloaded");
-                }
-                Err(e) => {
-                    tracing::error!("classifier lists not reloaded, keeping the running ones: {e}")
-                }
-            });
-        }
-        Err(problems) => tracing::error!("reload refused, keeping the running routes: {problems}"),
+/// SIGHUP: [`App::reload`]; a file with problems keeps the running config
+/// and says why.
+async fn reload(app: &App, path: &std::path::Path) {
+    if let Err(e) = app.reload(path).await {
+        tracing::error!(config = %path.display(), "{e}");
     }
 }

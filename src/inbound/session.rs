@@ -72,7 +72,7 @@ pub enum ReadEnd {
 
 /// How long a session cut at the shutdown deadline may take to write its
 /// 421 and close.
-const CUT_WRITE_LIMIT: Duration = Duration::from_secs(1);
+const CUT_WRITE_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub async fn run(
     io: Box<dyn Io>,

@@ -384,6 +384,16 @@ const MIGRATIONS: &[&str] = &[
             all_unique_clicks = all_unique_clicks + excluded.all_unique_clicks;
     END;
     "#,
+    // 9: every tracking domain this database's nodes were configured with,
+    // and when last (storage/routes.rs): mail in inboxes carries a domain
+    // after the config drops it, so the tracking server keeps answering it
+    // for token_ttl_days (docs/tracking.md, "Host check").
+    r#"
+    CREATE TABLE tracking_domains (
+        url                TEXT PRIMARY KEY,
+        last_configured_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this program writes.

@@ -38,6 +38,8 @@ pub enum Record {
     Webhook(Box<super::WebhookWrite>),
     /// A route's run-time settings (storage/routes.rs).
     RouteOverride(Box<super::RouteOverride>),
+    /// Tracking domains configured now (storage/routes.rs).
+    TrackingDomains(Box<super::DomainsSeen>),
 }
 
 /// Told when a row is committed (`Ok`) or refused for good (`Err`).
@@ -242,6 +244,7 @@ fn write_batch<'a>(
             Record::Event(e) => events::insert(&tx, e),
             Record::Webhook(w) => super::webhooks::write(&tx, w),
             Record::RouteOverride(o) => super::routes::write(&tx, o),
+            Record::TrackingDomains(d) => super::routes::seen(&tx, d),
         };
         match result {
             Ok(()) => {}

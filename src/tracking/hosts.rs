@@ -1,5 +1,5 @@
-//! Which Host headers the tracking server answers: the host and port of
-//! `tracking.base_url` and of each route's `tracking_domain`.
+//! Whether a Host header names one of the tracking domains answered (the
+//! list is the routes' business: `crate::routes::domains`).
 //!
 //! Compared without case. A Host header without a port matches a domain
 //! whose URL has no explicit port (reverse proxies usually pass `$host`
@@ -7,53 +7,21 @@
 //! default. Anything else is answered 421 Misdirected Request (RFC 9110
 //! §15.5.20) by the caller.
 
-use url::Url;
+use crate::routes::TrackingDomain;
 
-/// The configured tracking domains.
-#[derive(Debug, Clone)]
-pub struct Hosts {
-    domains: Vec<Domain>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Domain {
-    /// Lower-cased host, IPv6 literals in brackets as in a Host header.
-    host: String,
-    /// The port the URL names, or its scheme's default.
-    port: u16,
-    /// The URL names no port (the scheme's default applies).
-    default_port: bool,
-}
-
-impl Hosts {
-    /// The domains of these base URLs (duplicates are fine).
-    pub fn new<'a>(urls: impl IntoIterator<Item = &'a Url>) -> Self {
-        let domains = urls
-            .into_iter()
-            .filter_map(|url| {
-                Some(Domain {
-                    host: url.host_str()?.to_ascii_lowercase(),
-                    port: url.port_or_known_default()?,
-                    default_port: url.port().is_none(),
-                })
-            })
-            .collect();
-        Self { domains }
-    }
-
-    /// Whether a Host header value names one of the domains.
-    pub fn allows(&self, header: &str) -> bool {
-        let Some((host, port)) = split(header.trim()) else {
-            return false;
-        };
-        self.domains.iter().any(|d| {
-            d.host.eq_ignore_ascii_case(host)
-                && match port {
-                    None => d.default_port,
-                    Some(p) => p == d.port,
-                }
-        })
-    }
+/// Whether a Host header value names one of `domains` answered at `now_ms`.
+pub fn allows(domains: &[TrackingDomain], header: &str, now_ms: i64) -> bool {
+    let Some((host, port)) = split(header.trim()) else {
+        return false;
+    };
+    domains.iter().any(|d| {
+        d.host().eq_ignore_ascii_case(host)
+            && match port {
+                None => d.default_port(),
+                Some(p) => p == d.port(),
+            }
+            && d.answered_at(now_ms)
+    })
 }
 
 /// Splits `host[:port]` (`[v6]:port` for IPv6); `None` when malformed.
@@ -86,30 +54,29 @@ fn split(header: &str) -> Option<(&str, Option<u16>)> {
 mod tests {
     use super::*;
 
-    fn hosts() -> Hosts {
-        let urls: Vec<Url> = [
+    fn domains() -> Vec<TrackingDomain> {
+        [
             "http://127.0.0.1:8080",
             "https://T.Example.com",
             "http://[::1]:9000/t",
         ]
         .iter()
-        .map(|u| Url::parse(u).unwrap())
-        .collect();
-        Hosts::new(&urls)
+        .map(|u| TrackingDomain::configured(&url::Url::parse(u).unwrap()).unwrap())
+        .collect()
     }
 
     #[test]
     fn configured_hosts_match_without_case() {
-        let h = hosts();
-        assert!(h.allows("127.0.0.1:8080"));
-        assert!(h.allows("t.example.COM"));
-        assert!(h.allows("t.example.com:443"));
-        assert!(h.allows("[::1]:9000"));
+        let d = domains();
+        assert!(allows(&d, "127.0.0.1:8080", 0));
+        assert!(allows(&d, "t.example.COM", 0));
+        assert!(allows(&d, "t.example.com:443", 0));
+        assert!(allows(&d, "[::1]:9000", 0));
     }
 
     #[test]
     fn other_hosts_and_ports_are_refused() {
-        let h = hosts();
+        let d = domains();
         for bad in [
             "127.0.0.1",
             "127.0.0.1:8081",
@@ -121,7 +88,7 @@ mod tests {
             ":8080",
             "127.0.0.1:x",
         ] {
-            assert!(!h.allows(bad), "{bad} allowed");
+            assert!(!allows(&d, bad, 0), "{bad} allowed");
         }
     }
 }

@@ -324,64 +324,117 @@ pub struct Binary {
 }
 
 impl Binary {
-    /// Starts it and waits until `/healthz` answers.
+    /// Starts it on [`config_text`] and waits until `/healthz` answers.
     pub async fn start(tracking_extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let tracking: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let api = format!("127.0.0.1:{}", free_port());
         let text = config_text(dir.path(), &tracking.to_string(), &api, tracking_extra);
-        let config = dir.path().join("trackrelay.toml");
-        std::fs::write(&config, text).unwrap();
-        let child = spawn_serve(dir.path(), &config);
+        std::fs::write(dir.path().join("trackrelay.toml"), text).unwrap();
+        Self::run(dir, tracking).await
+    }
+
+    /// Starts it on `dir/trackrelay.toml` (written by the caller, its
+    /// tracking listener on `tracking`) and waits until `/healthz` answers.
+    pub async fn run(dir: tempfile::TempDir, tracking: SocketAddr) -> Self {
+        let child = spawn(dir.path());
         let bin = Self {
             child,
             dir,
             tracking,
         };
+        bin.wait_healthy().await;
+        bin
+    }
+
+    async fn wait_healthy(&self) {
         let http = Http::default();
         let deadline = Instant::now() + Duration::from_secs(20);
         while http
-            .send("GET", tracking, HOST, "/healthz", &[])
+            .send("GET", self.tracking, HOST, "/healthz", &[])
             .await
             .is_err()
         {
             assert!(
                 Instant::now() < deadline,
                 "server did not start: {}",
-                bin.log()
+                self.log()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        bin
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("trackrelay.toml")
     }
 
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("trackrelay.db")
     }
 
-    /// What the server logged.
+    /// What the server logged (every run of it, in order).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
 
-    /// Sends SIGTERM.
-    pub fn terminate(&self) {
+    /// Waits until the log holds `needle` at least `count` times.
+    pub async fn logged(&self, needle: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.log().matches(needle).count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not logged {count} times:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends signal `name` (`"HUP"`, `"TERM"`).
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
     }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Stops it with SIGTERM (it must exit cleanly) and starts it again on
+    /// the same config file and database.
+    pub async fn restart(&mut self) {
+        self.terminate();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "exit {status:?}: {}", self.log());
+        self.child = spawn(self.dir.path());
+        self.wait_healthy().await;
+    }
 }
 
-/// Starts `trackrelay serve --config CONFIG`, its stderr in `dir/stderr.log`.
+/// `trackrelay serve` on `dir/trackrelay.toml`, its log appended to
+/// `dir/stderr.log`.
+fn spawn(dir: &Path) -> Child {
+    spawn_serve(dir, &dir.join("trackrelay.toml"))
+}
+
+/// Starts `trackrelay serve --config CONFIG`, its stderr appended to
+/// `dir/stderr.log` (one log across restarts).
 pub fn spawn_serve(dir: &Path, config: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("stderr.log"))
+        .unwrap();
     Command::new(env!("CARGO_BIN_EXE_trackrelay"))
         .args(["serve", "--config"])
         .arg(config)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+        .stderr(log)
         .spawn()
         .unwrap()
 }

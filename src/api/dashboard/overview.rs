@@ -29,7 +29,8 @@ pub async fn page(api: &Api) -> Result<Markup, ApiError> {
     let to_ms = super::super::routes::default_to(crate::time::now_ms());
     let from_ms = to_ms - RANGE_DAYS * DAY_MS;
     let mut rows = Vec::new();
-    for route in api.relay.routes() {
+    let routes = api.routes.snapshot();
+    for route in routes.routes() {
         let q = StatsQuery {
             route: route.id.clone(),
             from_ms,
@@ -41,9 +42,9 @@ pub async fn page(api: &Api) -> Result<Markup, ApiError> {
         let classes = api.storage.route_classifications(q).await?;
         let (human, machine) = split(&classes);
         rows.push(Row {
-            id: route.id,
+            id: route.id.clone(),
             buckets,
-            settings: route.settings,
+            settings: route.settings.clone(),
             totals,
             human,
             machine,

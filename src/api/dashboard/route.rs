@@ -62,11 +62,10 @@ pub async fn page(api: &Api, id: &str, query: Option<&str>) -> Result<Markup, Ap
         s.messages(copies),
     )?;
     let settings = api
-        .relay
-        .routes()
-        .into_iter()
-        .find(|r| r.id == q.route)
-        .map(|r| r.settings);
+        .routes
+        .snapshot()
+        .route(&q.route)
+        .map(|r| r.settings.clone());
     let view = View {
         q,
         settings,
