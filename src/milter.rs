@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use crate::config::{Envelope, MilterConfig, MilterListen, OnError};
 use crate::maillog;
-use crate::relay::{Copy, Relay};
+use crate::relay::{CopyRecord, Relay};
 use codec::{Command, Response, action};
 use session::{Finished, Session, Step};
 
@@ -265,7 +265,7 @@ impl Milter {
         }
         let report = &outcome.report;
         maillog::milter_rewritten(id, &f.queue_id, &route.id, &f.sender, &f.recipients, report);
-        let copy = Copy {
+        let copy = CopyRecord {
             id,
             route: &route.id,
             sender: &f.sender,
