@@ -191,7 +191,7 @@ fn event(e: &Event, o: Option<&Observation>) -> Value {
         "client_type": e.client_type,
         "client_name": e.client_name,
         "method": o.map(|o| o.method.as_str()),
-        "ip": o.map(|o| ip(o)),
+        "ip": o.map(ip),
         "user_agent": o.and_then(|o| o.user_agent.as_deref()),
     })
 }
