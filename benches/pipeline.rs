@@ -70,7 +70,7 @@ async fn main() {
             at_ms: start_ms + (i as i64) * 7,
             method: "GET".into(),
             host: "t.example.com".into(),
-            ip: format!("198.51.100.{}", i % 251),
+            ip: Some(std::net::IpAddr::from([198, 51, 100, (i % 251) as u8])),
             user_agent: Some(headers[1].1.clone()),
             headers: headers.clone(),
             key_id: "k1".into(),

@@ -117,7 +117,7 @@ async fn run(n: usize, concurrency: usize) {
             links: vec!["https://example.com/".into()],
             relayed_at_ms: trackrelay::webhooks::now_ms(),
             upstream_reply: "250 2.0.0 queued".into(),
-            status: "relayed".into(),
+            status: trackrelay::storage::CopyStatus::Relayed,
         };
         let deliveries = hooks.for_relayed(&copy);
         assert_eq!(deliveries.len(), 1);

@@ -67,7 +67,7 @@ impl<'a> Observation<'a> {
             kind: o.kind,
             at_ms: o.at_ms,
             method: &o.method,
-            ip: o.ip.parse().ok(),
+            ip: o.ip,
             user_agent: o.user_agent.as_deref(),
             headers: &o.headers,
             link: o.link,

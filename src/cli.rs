@@ -164,7 +164,5 @@ pub(crate) fn load_config(arg: &ConfigArg) -> anyhow::Result<crate::config::Conf
 
 /// Seconds since the Unix epoch.
 pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::time::now_secs()
 }

@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use crate::classify::{self, Context, Hit, Lists, Verdict};
 use crate::storage::{CopyContext, Event, HitRow, Observation, RelayedCopy, Storage, StorageError};
+use crate::time::Clock;
 use crate::token::Kind;
 use crate::webhooks::Webhooks;
 
@@ -52,6 +53,8 @@ pub struct Pipeline {
     wait: Duration,
     /// Where each event's webhook deliveries come from, if anywhere.
     webhooks: Option<Arc<Webhooks>>,
+    /// What "old enough to judge" is measured against.
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -69,7 +72,14 @@ impl Pipeline {
             lists: RwLock::new(Arc::new(lists)),
             wait,
             webhooks: None,
+            clock: Clock::system(),
         }
+    }
+
+    /// Judges by `clock` instead of the system's (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Pipeline {
+        self.clock = clock;
+        self
     }
 
     /// Events are stored with their webhook deliveries from `webhooks`.
@@ -123,8 +133,7 @@ impl Pipeline {
         // After a start, every observation without an event is looked at
         // once (a sweep of the table); then only the recent ones.
         let cursor = state.cursor_ms.unwrap_or(i64::MIN);
-        let cutoff =
-            crate::time::now_ms() - i64::try_from(self.wait.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = self.clock.now_ms() - i64::try_from(self.wait.as_millis()).unwrap_or(i64::MAX);
         let waiting = self
             .storage
             .unclassified(cursor.saturating_sub(LOOKBACK_MS), cutoff, PASS_MAX)
@@ -149,18 +158,17 @@ impl Pipeline {
             .map(|(id, (from, to))| (*id, from - window, to + window))
             .collect();
         let contexts = self.storage.copy_contexts(wanted.clone()).await?;
-        let mut copies: HashMap<Uuid, Copy> = wanted
+        let mut copies: HashMap<Uuid, JudgedCopy> = wanted
             .iter()
             .zip(contexts)
-            .map(|((id, _, _), c)| (*id, Copy::new(c)))
+            .map(|((id, _, _), c)| (*id, JudgedCopy::new(c)))
             .collect();
         let mut events = Vec::with_capacity(waiting.len());
         for obs in &waiting {
             let copy = copies
                 .get_mut(&obs.message_id)
                 .expect("every waiting copy was read");
-            let ip: Option<IpAddr> = obs.ip.parse().ok();
-            let recipients_from_ip = ip.map_or(1, |ip| state.ips.note(ip, obs));
+            let recipients_from_ip = obs.ip.map_or(1, |ip| state.ips.note(ip, obs));
             let hits = copy.context(obs, window);
             let ctx = Context {
                 hits: &hits,
@@ -244,7 +252,7 @@ impl RecentIps {
 }
 
 /// One relayed copy as the pipeline needs it.
-struct Copy {
+struct JudgedCopy {
     /// Its hits around the waiting ones, oldest first.
     hits: Vec<HitRow>,
     /// Its first open, for hits outside that window.
@@ -255,9 +263,9 @@ struct Copy {
     counted: HashSet<(Kind, Option<String>)>,
 }
 
-impl Copy {
-    fn new(c: CopyContext) -> Copy {
-        Copy {
+impl JudgedCopy {
+    fn new(c: CopyContext) -> JudgedCopy {
+        JudgedCopy {
             hits: c.hits,
             first_open_ms: c.first_open_ms,
             relayed: c.relayed,
@@ -282,7 +290,7 @@ impl Copy {
             .map(|h| Hit {
                 at_ms: h.at_ms,
                 kind: h.kind,
-                ip: h.ip.parse().ok(),
+                ip: h.ip,
                 link: h.link,
             })
             .collect();
@@ -316,14 +324,14 @@ fn event(o: &Observation, v: &Verdict, first: bool) -> Event {
         link: o.link,
         url: o.url.clone(),
         at_ms: o.at_ms,
-        classification: v.bot.classification.as_str().to_owned(),
+        classification: v.bot.classification,
         counts_for_metrics: v.bot.counts_for_metrics,
         machine: v.bot.machine,
         first,
         // Plain data: serialising cannot fail.
         bot: serde_json::to_value(&v.bot).expect("the bot object serialises"),
-        device_type: v.device_type.map(|d| d.as_str().to_owned()),
-        client_type: v.client_type.map(|c| c.as_str().to_owned()),
+        device_type: v.device_type,
+        client_type: v.client_type,
         client_name: v.client_name.as_deref().map(str::to_owned),
     }
 }
@@ -343,7 +351,7 @@ mod tests {
             at_ms,
             method: "GET".into(),
             host: "t.example.com".into(),
-            ip: "192.0.2.1".into(),
+            ip: "192.0.2.1".parse().ok(),
             user_agent: None,
             headers: Vec::new(),
             key_id: "k1".into(),
@@ -373,7 +381,7 @@ mod tests {
             id: Uuid::now_v7(),
             at_ms,
             kind,
-            ip: "192.0.2.9".into(),
+            ip: "192.0.2.9".parse().ok(),
             link: Some(1),
         };
         let mut hits = vec![
@@ -389,7 +397,7 @@ mod tests {
                 ..row(100_000, Kind::Click)
             },
         );
-        let copy = Copy {
+        let copy = JudgedCopy {
             hits,
             first_open_ms: Some(50_000),
             relayed: None,

@@ -44,9 +44,9 @@ use uuid::Uuid;
 
 use crate::config::{Envelope, MilterConfig, MilterListen, OnError};
 use crate::maillog;
-use crate::relay::{Copy, Relay};
-use crate::shutdown::Deadline;
+use crate::relay::{CopyRecord, Relay};
 use crate::routes::Registry;
+use crate::shutdown::Deadline;
 use codec::{Command, Response, action};
 use session::{Finished, Session, Step};
 
@@ -385,7 +385,7 @@ impl Milter {
         }
         let report = &outcome.report;
         maillog::milter_rewritten(id, &f.queue_id, &route.id, &f.sender, &f.recipients, report);
-        let copy = Copy {
+        let copy = CopyRecord {
             id,
             route: &route.id,
             sender: &f.sender,

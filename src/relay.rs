@@ -21,7 +21,7 @@ use crate::maillog;
 use crate::rewrite::{self, Outcome, Report, Request};
 use crate::routes::Registry;
 use crate::smtp::Reply;
-use crate::storage::{RelayedCopy, Storage};
+use crate::storage::{CopyStatus, RelayedCopy, Storage};
 use crate::upstream::{Connection, MailParams, Upstream};
 use record::Recorder;
 
@@ -339,7 +339,7 @@ impl Relay {
         report: &Report,
         reply: &Reply,
     ) {
-        let copy = Copy {
+        let copy = CopyRecord {
             id,
             route: &txn.route.id,
             sender: &txn.sender,
@@ -351,8 +351,8 @@ impl Relay {
 
     /// Records one copy with the reply it got (`accepted`: relayed, else
     /// failed); the milter records its messages through this too.
-    pub(crate) fn record_copy(&self, copy: Copy<'_>, reply: String, accepted: bool) {
-        let Copy {
+    pub(crate) fn record_copy(&self, copy: CopyRecord<'_>, reply: String, accepted: bool) {
+        let CopyRecord {
             id,
             route,
             sender,
@@ -368,9 +368,13 @@ impl Relay {
             message_id_header: report.message_id_header.clone(),
             tags: report.tags.clone(),
             links: report.links.clone(),
-            relayed_at_ms: jiff::Timestamp::now().as_millisecond(),
+            relayed_at_ms: crate::time::now_ms(),
             upstream_reply: reply,
-            status: if accepted { "relayed" } else { "failed" }.to_owned(),
+            status: if accepted {
+                CopyStatus::Relayed
+            } else {
+                CopyStatus::Failed
+            },
         });
     }
 
@@ -382,7 +386,7 @@ impl Relay {
 }
 
 /// One copy to record: its id, route, envelope and what the rewrite did.
-pub(crate) struct Copy<'a> {
+pub(crate) struct CopyRecord<'a> {
     pub id: Uuid,
     pub route: &'a str,
     pub sender: &'a str,
@@ -422,7 +426,7 @@ fn rewrite_copy(
     id: Uuid,
     recipient: Option<&str>,
 ) -> Outcome {
-    let sent_at = jiff::Timestamp::now().as_second().max(0) as u64;
+    let sent_at = crate::time::now_secs();
     let expires_at = sent_at.saturating_add(config.tracking.token_ttl.as_secs());
     let request = Request {
         settings,

@@ -13,11 +13,11 @@
 //! batch. Events are never touched: they already hold every verdict, so
 //! metrics and reports stay the same.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use hmac::Mac;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Retention;
@@ -59,12 +59,9 @@ impl IpHashKey {
 
     /// The hash of `ip`, 64 hex digits. The address is written in its
     /// canonical form first, so `::ffff:192.0.2.1` and `192.0.2.1` agree.
-    pub fn hash(&self, ip: &str) -> String {
-        let canonical = ip
-            .parse::<std::net::IpAddr>()
-            .map_or_else(|_| ip.to_owned(), |a| a.to_canonical().to_string());
-        // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+    pub fn hash(&self, ip: IpAddr) -> String {
+        let canonical = ip.to_canonical().to_string();
+        let mut mac = crate::token::hmac_sha256(&self.0);
         mac.update(b"trackrelay ip hash v1\0");
         mac.update(canonical.as_bytes());
         let digest = mac.finalize().into_bytes();
@@ -187,14 +184,16 @@ fn minimise(
         let hashed: Vec<(i64, String)> = rows
             .iter()
             .filter(|r| r.raw)
-            .map(|r| (r.rowid, key.hash(&r.ip)))
+            // A hit without an address (none is stored so) gets an empty
+            // hash: still marked minimised.
+            .map(|r| (r.rowid, r.ip.map(|ip| key.hash(ip)).unwrap_or_default()))
             .collect();
         if !hashed.is_empty() {
             total += db.minimise(&hashed)?;
             std::thread::sleep(pace.pause);
         }
     }
-    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let now_ms = crate::time::now_ms();
     db.set_watermark(before_ms.min(now_ms - WATERMARK_SLACK_MS))?;
     Ok(total)
 }
@@ -252,7 +251,7 @@ async fn run_after(
         }
         wait = retention.interval;
         let (path, retention, stop) = (path.clone(), retention.clone(), shutdown.clone());
-        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let now_ms = crate::time::now_ms();
         let result = tokio::task::spawn_blocking(move || {
             prune(&path, &retention, now_ms, false, Pace::default(), &|| {
                 stop.is_cancelled()
@@ -283,18 +282,22 @@ fn millis(d: Duration) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
     use crate::token::Key;
 
     #[test]
     fn the_hash_is_stable_keyed_and_canonical() {
         let a = IpHashKey::new(b"first key, 32 bytes long........");
         let b = IpHashKey::new(b"other key, 32 bytes long........");
-        assert_eq!(a.hash("192.0.2.1"), a.hash("192.0.2.1"));
-        assert_eq!(a.hash("192.0.2.1"), a.hash("::ffff:192.0.2.1"));
-        assert_ne!(a.hash("192.0.2.1"), a.hash("192.0.2.2"));
-        assert_ne!(a.hash("192.0.2.1"), b.hash("192.0.2.1"));
-        assert_eq!(a.hash("192.0.2.1").len(), 64);
-        assert!(!a.hash("192.0.2.1").contains("192"));
+        assert_eq!(a.hash(ip("192.0.2.1")), a.hash(ip("192.0.2.1")));
+        assert_eq!(a.hash(ip("192.0.2.1")), a.hash(ip("::ffff:192.0.2.1")));
+        assert_ne!(a.hash(ip("192.0.2.1")), a.hash(ip("192.0.2.2")));
+        assert_ne!(a.hash(ip("192.0.2.1")), b.hash(ip("192.0.2.1")));
+        assert_eq!(a.hash(ip("192.0.2.1")).len(), 64);
+        assert!(!a.hash(ip("192.0.2.1")).contains("192"));
     }
 
     /// A database with one raw observation `age` old.
@@ -302,7 +305,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         drop(Maintenance::open(&path).unwrap());
-        let at_ms = jiff::Timestamp::now().as_millisecond() - millis(age);
+        let at_ms = crate::time::now_ms() - millis(age);
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute(
             "INSERT INTO observations (id, message_id, kind, at_ms, method, host, ip,
@@ -355,8 +358,7 @@ mod tests {
             interval: Duration::from_secs(3600),
             ip_hash_key: IpHashKey::new(b"k"),
         };
-        let as_of =
-            jiff::Timestamp::now().as_millisecond() + millis(retention.raw_signals) + DAY_MS;
+        let as_of = crate::time::now_ms() + millis(retention.raw_signals) + DAY_MS;
         let run = || prune(&path, &retention, as_of, false, Pace::default(), &|| false);
         assert_eq!(run().unwrap().minimised, 1);
         // A hit stored after that run, older than the limit at `as_of`.
@@ -365,7 +367,7 @@ mod tests {
             "INSERT INTO observations (id, message_id, kind, at_ms, method, host, ip,
                                        user_agent, headers, key_id)
              VALUES ('o2', 'm1', 'open', ?1, 'GET', 'h', '192.0.2.10', 'UA', '[]', 'k1')",
-            [jiff::Timestamp::now().as_millisecond()],
+            [crate::time::now_ms()],
         )
         .unwrap();
         assert_eq!(run().unwrap().minimised, 1);
@@ -382,7 +384,7 @@ mod tests {
         let one = IpHashKey::derived_from(&ring("0123456789abcdef0123456789abcdef"));
         let same = IpHashKey::derived_from(&ring("0123456789abcdef0123456789abcdef"));
         let other = IpHashKey::derived_from(&ring("fedcba9876543210fedcba9876543210"));
-        assert_eq!(one.hash("2001:db8::1"), same.hash("2001:db8::1"));
-        assert_ne!(one.hash("2001:db8::1"), other.hash("2001:db8::1"));
+        assert_eq!(one.hash(ip("2001:db8::1")), same.hash(ip("2001:db8::1")));
+        assert_ne!(one.hash(ip("2001:db8::1")), other.hash(ip("2001:db8::1")));
     }
 }

@@ -11,6 +11,7 @@
 //! cache); only a power loss can take the last commits.
 
 mod checkpoint;
+mod columns;
 mod dashboard;
 mod events;
 mod messages;
@@ -73,8 +74,55 @@ pub struct RelayedCopy {
     pub relayed_at_ms: i64,
     /// The upstream's reply, code and text.
     pub upstream_reply: String,
-    /// `"relayed"` or `"failed"`.
-    pub status: String,
+    /// Relayed or failed as recorded; opened or clicked as read once it
+    /// has counting events.
+    pub status: CopyStatus,
+}
+
+/// Where a relayed copy stands (SPEC §8 `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CopyStatus {
+    /// The upstream accepted it.
+    Relayed,
+    /// The upstream refused it.
+    Failed,
+    /// It has a counting open (read, never recorded).
+    Opened,
+    /// It has a counting click (read, never recorded).
+    Clicked,
+}
+
+impl CopyStatus {
+    /// The word stored and served.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Relayed => "relayed",
+            Self::Failed => "failed",
+            Self::Opened => "opened",
+            Self::Clicked => "clicked",
+        }
+    }
+}
+
+impl std::fmt::Display for CopyStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for CopyStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<CopyStatus, String> {
+        match s {
+            "relayed" => Ok(Self::Relayed),
+            "failed" => Ok(Self::Failed),
+            "opened" => Ok(Self::Opened),
+            "clicked" => Ok(Self::Clicked),
+            other => Err(format!("unknown copy status {other:?}")),
+        }
+    }
 }
 
 /// What went wrong with the database.
@@ -222,7 +270,7 @@ impl Storage {
             // The log line is the hit's last record: enough to count it.
             tracing::warn!(
                 message_id = %obs.message_id, kind = ?obs.kind, link = ?obs.link,
-                at_ms = obs.at_ms, ip = %obs.ip, queued = depth,
+                at_ms = obs.at_ms, ip = ?obs.ip, queued = depth,
                 "observation dropped: write queue full"
             );
             return Stored::Overflow;

@@ -29,7 +29,16 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use uuid::Uuid;
 
-type HmacSha256 = Hmac<Sha256>;
+/// HMAC-SHA256, the one MAC of the program (tokens, webhook signatures,
+/// cursors, dashboard sessions, IP hashes).
+pub type HmacSha256 = Hmac<Sha256>;
+
+/// An HMAC-SHA256 keyed with `key`, ready for `update`: the one place the
+/// MAC is set up.
+pub fn hmac_sha256(key: &[u8]) -> HmacSha256 {
+    // HMAC takes a key of any length (RFC 2104 §2), so this cannot fail.
+    HmacSha256::new_from_slice(key).expect("HMAC takes any key length")
+}
 
 const VERSION: u8 = 1;
 /// Length of the truncated MAC. 128 bits is what NIST SP 800-107 considers
@@ -51,6 +60,28 @@ pub const MAX_URL_LEN: usize = 4096;
 pub enum Kind {
     Open,
     Click,
+}
+
+impl Kind {
+    /// The word stored, served and logged (`open`, `click`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Open => "open",
+            Kind::Click => "click",
+        }
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Kind, String> {
+        match s {
+            "open" => Ok(Kind::Open),
+            "click" => Ok(Kind::Click),
+            other => Err(format!("unknown kind {other:?} (open, click)")),
+        }
+    }
 }
 
 /// The signed content of a token.
@@ -114,7 +145,7 @@ impl Key {
 
     fn mac(&self) -> HmacSha256 {
         // HMAC accepts keys of any length, so this cannot fail.
-        HmacSha256::new_from_slice(&self.secret).expect("HMAC takes any key length")
+        hmac_sha256(&self.secret)
     }
 }
 

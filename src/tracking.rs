@@ -16,7 +16,7 @@ pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::{HOST, USER_AGENT};
@@ -85,7 +85,7 @@ impl Tracking {
         let domains = self.routes.snapshot();
         if !hosts::allows(domains.domains(), host, crate::time::now_ms()) {
             tracing::debug!(host, %peer, "hit for an unknown host refused");
-            metrics::hit(kind_label(kind), HitOutcome::Misdirected);
+            metrics::hit(kind.as_str(), HitOutcome::Misdirected);
             return responses::misdirected();
         }
         let hit = Hit {
@@ -99,7 +99,7 @@ impl Tracking {
     }
 
     async fn answer(&self, hit: &Hit<'_>, req: &Request<Incoming>) -> Reply {
-        let label = kind_label(hit.kind);
+        let label = hit.kind.as_str();
         let claims = match self.keys.verify(hit.token) {
             Ok((claims, key_id)) if claims.kind == hit.kind => Some((claims, key_id)),
             Ok(_) | Err(_) => None,
@@ -111,9 +111,7 @@ impl Tracking {
             tracing::debug!(kind = label, token = %prefix, peer = %hit.peer, "invalid token");
             return invalid(hit.kind);
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = Duration::from_millis(crate::time::now_ms().max(0).unsigned_abs());
         let outcome = if claims.is_expired(now.as_secs()) {
             HitOutcome::Expired
         } else {
@@ -154,7 +152,7 @@ impl Tracking {
             at_ms: i64::try_from(now.as_millis()).unwrap_or(i64::MAX),
             method: hit.method.as_str().to_owned(),
             host: hit.host.to_owned(),
-            ip: ip.to_string(),
+            ip: Some(ip),
             user_agent: headers.get(USER_AGENT).map(|v| header_text(v.as_bytes())),
             headers: recorded_headers(headers),
             key_id: key_id.to_owned(),
@@ -207,13 +205,6 @@ fn invalid(kind: Kind) -> Reply {
     match kind {
         Kind::Open => responses::pixel(),
         Kind::Click => responses::invalid_link(),
-    }
-}
-
-fn kind_label(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Open => "open",
-        Kind::Click => "click",
     }
 }
 

@@ -23,7 +23,7 @@ fn copy(route: &str, recipient: &str, relayed_at_ms: i64) -> RelayedCopy {
         ],
         relayed_at_ms,
         upstream_reply: "250 2.0.0 queued".into(),
-        status: "relayed".into(),
+        status: trackrelay::storage::CopyStatus::Relayed,
     }
 }
 

@@ -51,7 +51,7 @@ async fn relayed(server: &TestServer, ago: Duration) -> RelayedCopy {
         links: (0..5).map(|i| format!("https://example.com/{i}")).collect(),
         relayed_at_ms: now_ms() - ago.as_millis() as i64,
         upstream_reply: "250 2.0.0 queued".into(),
-        status: "relayed".into(),
+        status: trackrelay::storage::CopyStatus::Relayed,
     };
     server
         .app()
@@ -162,7 +162,12 @@ async fn an_apple_prefetch_then_a_human_click() {
     let resp = server.tracking("GET", HOST, &path(&copy, None), &mpp).await;
     assert_eq!(resp.status, 200);
     let first = events(&server, &copy, 1).await;
-    assert_eq!(first[0].classification, "privacy_proxy", "{:#?}", first[0]);
+    assert_eq!(
+        first[0].classification.as_str(),
+        "privacy_proxy",
+        "{:#?}",
+        first[0]
+    );
     assert_eq!(first[0].bot["proxy_type"], "apple_mpp");
     assert!(!first[0].counts_for_metrics);
     assert_eq!(status(&server, &copy).await, "relayed");
@@ -175,11 +180,11 @@ async fn an_apple_prefetch_then_a_human_click() {
     let both = events(&server, &copy, 2).await;
     let click = &both[1];
     assert_eq!(click.kind, Kind::Click);
-    assert_eq!(click.classification, "genuine", "{click:#?}");
+    assert_eq!(click.classification.as_str(), "genuine", "{click:#?}");
     assert!(click.counts_for_metrics);
     assert!(click.first, "the first counting click");
     assert_eq!(click.client_name.as_deref(), Some("Chrome"));
-    assert_eq!(click.device_type.as_deref(), Some("desktop"));
+    assert_eq!(click.device_type.map(|d| d.as_str()), Some("desktop"));
     assert_eq!(status(&server, &copy).await, "clicked");
 
     // The API shows both events with their bot objects.
@@ -216,7 +221,11 @@ async fn a_slack_preview_and_a_head_probe_count_for_nothing() {
     assert_eq!(resp.status, 302);
     let events = events(&server, &copy, 2).await;
     let slack = events.iter().find(|e| e.link == Some(0)).unwrap();
-    assert_eq!(slack.classification, "link_preview_bot", "{slack:#?}");
+    assert_eq!(
+        slack.classification.as_str(),
+        "link_preview_bot",
+        "{slack:#?}"
+    );
     let head = events.iter().find(|e| e.link == Some(1)).unwrap();
     assert!(!head.counts_for_metrics, "{head:#?}");
     assert!(head.machine);

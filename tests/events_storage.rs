@@ -20,7 +20,7 @@ fn observation(message_id: Uuid, kind: Kind, at_ms: i64) -> Observation {
         at_ms,
         method: "GET".into(),
         host: "t.example.com".into(),
-        ip: "192.0.2.1".into(),
+        ip: "192.0.2.1".parse().ok(),
         user_agent: Some("Mozilla/5.0".into()),
         headers: Vec::new(),
         key_id: "k1".into(),
@@ -36,13 +36,13 @@ fn event(o: &Observation, classification: &str, counts: bool) -> Event {
         link: o.link,
         url: o.url.clone(),
         at_ms: o.at_ms,
-        classification: classification.into(),
+        classification: classification.parse().unwrap(),
         counts_for_metrics: counts,
         machine: !counts,
         first: counts,
         bot: json!({ "classification": classification, "reason_codes": ["test"] }),
-        device_type: Some("desktop".into()),
-        client_type: Some("browser".into()),
+        device_type: Some(trackrelay::classify::DeviceType::Desktop),
+        client_type: Some(trackrelay::classify::ClientType::Browser),
         client_name: None,
     }
 }
@@ -59,12 +59,18 @@ fn copy(id: Uuid) -> RelayedCopy {
         links: vec!["https://example.com/".into()],
         relayed_at_ms: 1_000,
         upstream_reply: "250 ok".into(),
-        status: "relayed".into(),
+        status: trackrelay::storage::CopyStatus::Relayed,
     }
 }
 
 async fn status(storage: &Storage, id: Uuid) -> String {
-    storage.message(id).await.unwrap().unwrap().status
+    storage
+        .message(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .status
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +138,7 @@ async fn status_moves_only_on_counting_events() {
         })
         .await
         .unwrap();
-    assert_eq!(listed[0].status, "clicked");
+    assert_eq!(listed[0].status, trackrelay::storage::CopyStatus::Clicked);
 
     // Read back as written, oldest first; a second verdict for the same
     // observation keeps the first.

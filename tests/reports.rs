@@ -26,7 +26,7 @@ async fn seeded() -> TestServer {
     let ann = copy("news", "ann@example.com", T0 + 10 * 60_000);
     let other = copy("default", "cy@example.com", T0);
     let mut failed = copy("news", "dan@example.com", T0);
-    failed.status = "failed".into();
+    failed.status = trackrelay::storage::CopyStatus::Failed;
     for c in [&bob, &ann, &other, &failed] {
         storage.record_relayed(c.clone()).await.unwrap();
     }

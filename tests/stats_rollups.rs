@@ -35,7 +35,11 @@ fn copy(route: &str, user: u64, at_ms: i64, failed: bool) -> RelayedCopy {
     RelayedCopy {
         recipient_id: Some(format!("rid-{user}")),
         links: (0..3).map(|i| format!("https://example.com/{i}")).collect(),
-        status: if failed { "failed" } else { "relayed" }.into(),
+        status: if failed {
+            trackrelay::storage::CopyStatus::Failed
+        } else {
+            trackrelay::storage::CopyStatus::Relayed
+        },
         ..support::rows::copy(route, &format!("user{user}@example.org"), at_ms)
     }
 }

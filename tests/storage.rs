@@ -19,7 +19,7 @@ fn observation(message_id: Uuid) -> Observation {
         at_ms: 1_700_000_000_000,
         method: "GET".into(),
         host: "t.example.com".into(),
-        ip: "192.0.2.1".into(),
+        ip: "192.0.2.1".parse().ok(),
         user_agent: Some("Mail".into()),
         headers: vec![("user-agent".into(), "Mail".into())],
         key_id: "k1".into(),
@@ -86,7 +86,7 @@ async fn a_reopened_database_keeps_its_rows() {
             links: Vec::new(),
             relayed_at_ms: 1,
             upstream_reply: "250 ok".into(),
-            status: "relayed".into(),
+            status: trackrelay::storage::CopyStatus::Relayed,
         };
         storage.record_relayed(copy).await.unwrap();
         assert!(storage.flush(Duration::from_secs(5)).await);

@@ -152,7 +152,7 @@ async fn relayed(app: &App) -> RelayedCopy {
         links: (0..5).map(|i| format!("https://example.com/{i}")).collect(),
         relayed_at_ms: now_ms() - 3 * 3600 * 1000,
         upstream_reply: "250 2.0.0 queued".into(),
-        status: "relayed".into(),
+        status: trackrelay::storage::CopyStatus::Relayed,
     };
     app.storage().record_relayed(copy.clone()).await.unwrap();
     copy
@@ -537,7 +537,7 @@ async fn the_relay_sends_relayed_and_failed() {
         .parse()
         .unwrap();
     let copy = app.storage().message(id).await.unwrap().unwrap();
-    assert_eq!(copy.status, "failed");
+    assert_eq!(copy.status, trackrelay::storage::CopyStatus::Failed);
     assert!(app.stop().await);
 }
 

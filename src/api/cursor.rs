@@ -10,11 +10,12 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::ApiError;
+use crate::token::HmacSha256;
 
 const TIME_BYTES: usize = 8;
 const ID_BYTES: usize = 16;
@@ -75,9 +76,8 @@ impl Cursors {
         Ok((at_ms, id))
     }
 
-    fn mac(&self, scope: &Scope, position: &[u8]) -> Hmac<Sha256> {
-        // HMAC takes keys of any length.
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
+    fn mac(&self, scope: &Scope, position: &[u8]) -> HmacSha256 {
+        let mut mac = crate::token::hmac_sha256(&self.key);
         mac.update(scope.text.as_bytes());
         mac.update(&[0]);
         mac.update(position);

@@ -191,7 +191,7 @@ fn event(e: &Event, o: Option<&Observation>) -> Value {
         "client_type": e.client_type,
         "client_name": e.client_name,
         "method": o.map(|o| o.method.as_str()),
-        "ip": o.map(|o| o.ip.as_str()),
+        "ip": o.map(ip),
         "user_agent": o.and_then(|o| o.user_agent.as_deref()),
     })
 }
@@ -202,11 +202,16 @@ fn observation(o: &Observation) -> Value {
         "kind": o.kind,
         "at": rfc3339(o.at_ms),
         "method": o.method,
-        "ip": o.ip,
+        "ip": ip(o),
         "user_agent": o.user_agent,
         "link": o.link,
         "url": o.url,
     })
+}
+
+/// The observation's IP as text; empty once minimised (SPEC §9).
+fn ip(o: &Observation) -> String {
+    o.ip.map(|ip| ip.to_string()).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -263,16 +263,17 @@ impl Families {
                     "email_client" => FamilyKind::EmailClient,
                     "browser" => FamilyKind::Browser,
                     "proxy_browser" => FamilyKind::ProxyBrowser,
-                    other => FamilyKind::Class(Classification::parse(other).ok_or_else(|| {
+                    other => FamilyKind::Class(other.parse::<Classification>().map_err(|_| {
                         ListError::new(source, n, format!("unknown kind {other:?}"))
                     })?),
                 };
-            let proxy_type = match opt(proxy) {
-                None => None,
-                Some(p) => Some(ProxyType::parse(&p).ok_or_else(|| {
-                    ListError::new(source, n, format!("unknown proxy_type {p:?}"))
-                })?),
-            };
+            let proxy_type =
+                match opt(proxy) {
+                    None => None,
+                    Some(p) => Some(p.parse::<ProxyType>().map_err(|_| {
+                        ListError::new(source, n, format!("unknown proxy_type {p:?}"))
+                    })?),
+                };
             patterns.push((n, pattern));
             rows.push(Family {
                 kind,

@@ -6,6 +6,35 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+/// Gives a field-less enum its spec word: `as_str` and `FromStr` (used by
+/// the data files and by storage), from one list.
+macro_rules! words {
+    ($name:ident { $($variant:ident => $word:literal),+ $(,)? }) => {
+        impl $name {
+            /// The word SPEC §6 uses (as serialised and stored).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $word,)+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($word => Ok(Self::$variant),)+
+                    other => Err(format!(
+                        concat!("unknown ", stringify!($name), " {:?}"),
+                        other
+                    )),
+                }
+            }
+        }
+    };
+}
+
 /// What kind of hit it was (SPEC §6 `bot.classification`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -28,36 +57,18 @@ pub enum Classification {
     UnverifiedClick,
 }
 
+words!(Classification {
+    Genuine => "genuine",
+    ImageProxy => "image_proxy",
+    PrivacyProxy => "privacy_proxy",
+    SecurityScanner => "security_scanner",
+    LinkPreviewBot => "link_preview_bot",
+    GenericBot => "generic_bot",
+    Suspicious => "suspicious",
+    UnverifiedClick => "unverified_click",
+});
+
 impl Classification {
-    /// The spec's name of the class.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Genuine => "genuine",
-            Self::ImageProxy => "image_proxy",
-            Self::PrivacyProxy => "privacy_proxy",
-            Self::SecurityScanner => "security_scanner",
-            Self::LinkPreviewBot => "link_preview_bot",
-            Self::GenericBot => "generic_bot",
-            Self::Suspicious => "suspicious",
-            Self::UnverifiedClick => "unverified_click",
-        }
-    }
-
-    /// Parses a class name as the data files write it.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "genuine" => Self::Genuine,
-            "image_proxy" => Self::ImageProxy,
-            "privacy_proxy" => Self::PrivacyProxy,
-            "security_scanner" => Self::SecurityScanner,
-            "link_preview_bot" => Self::LinkPreviewBot,
-            "generic_bot" => Self::GenericBot,
-            "suspicious" => Self::Suspicious,
-            "unverified_click" => Self::UnverifiedClick,
-            _ => return None,
-        })
-    }
-
     /// Counts for default opens, clicks, statuses and reports (SPEC §6).
     pub fn counts_for_metrics(self) -> bool {
         matches!(
@@ -84,17 +95,12 @@ pub enum ProxyType {
     ApplePrivateRelay,
 }
 
-impl ProxyType {
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "gmail" => Self::Gmail,
-            "yahoo" => Self::Yahoo,
-            "apple_mpp" => Self::AppleMpp,
-            "apple_private_relay" => Self::ApplePrivateRelay,
-            _ => return None,
-        })
-    }
-}
+words!(ProxyType {
+    Gmail => "gmail",
+    Yahoo => "yahoo",
+    AppleMpp => "apple_mpp",
+    ApplePrivateRelay => "apple_private_relay",
+});
 
 /// `device_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -105,16 +111,11 @@ pub enum DeviceType {
     Tablet,
 }
 
-impl DeviceType {
-    /// The word SPEC §6 uses (as serialised).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Desktop => "desktop",
-            Self::Mobile => "mobile",
-            Self::Tablet => "tablet",
-        }
-    }
-}
+words!(DeviceType {
+    Desktop => "desktop",
+    Mobile => "mobile",
+    Tablet => "tablet",
+});
 
 /// `client_type`: what sort of software made the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -128,17 +129,12 @@ pub enum ClientType {
     Bot,
 }
 
-impl ClientType {
-    /// The word SPEC §6 uses (as serialised).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Browser => "browser",
-            Self::EmailClient => "email_client",
-            Self::Proxy => "proxy",
-            Self::Bot => "bot",
-        }
-    }
-}
+words!(ClientType {
+    Browser => "browser",
+    EmailClient => "email_client",
+    Proxy => "proxy",
+    Bot => "bot",
+});
 
 /// Why a verdict was reached: diagnostic, not a stable enum (SPEC §6). Kept
 /// as bits of a `u64` so a verdict costs no allocation.

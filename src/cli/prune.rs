@@ -31,7 +31,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let config = super::load_config(&args.config)?;
-    let as_of = args.as_of.unwrap_or_else(jiff::Timestamp::now);
+    let as_of = args.as_of.unwrap_or_else(crate::time::now);
     let pace = Pace {
         batch_rows: args.batch_rows.max(1),
         pause: Duration::from_millis(args.pause_ms),

@@ -11,13 +11,11 @@ use crate::smtp::address::{BadAddress, wire_form};
 
 impl Session {
     pub fn ehlo(&mut self, host: String, esmtp: bool) -> Reply {
-        // EHLO in the middle of a transaction resets it (RFC 5321 §4.1.4);
-        // the upstream side is reset at the next MAIL or on release.
-        if matches!(self.state, State::Mail(_)) {
-            self.state = State::Ready;
-        }
         self.helo = host;
         self.esmtp = esmtp;
+        // EHLO or HELO in the middle of a transaction resets it (RFC 5321
+        // §4.1.4): a pending transaction is dropped with its state; the
+        // upstream side is reset at the next MAIL or on release.
         self.state = State::Ready;
         let name = &self.inbound.config.smtp.hostname;
         if !esmtp {

@@ -261,7 +261,7 @@ mod tests {
             at_ms: 1_700_000_000_000,
             method: "GET".into(),
             host: "t.example.com".into(),
-            ip: "192.0.2.1".into(),
+            ip: "192.0.2.1".parse().ok(),
             user_agent: Some("Mail".into()),
             headers: vec![("user-agent".into(), "Mail".repeat(50))],
             key_id: "k1".into(),

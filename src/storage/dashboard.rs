@@ -7,14 +7,18 @@
 
 use rusqlite::{Connection, params};
 
+use std::net::IpAddr;
+
+use super::columns::ip_column;
 use super::events::from_row as event_from_row;
 use super::{Event, StatsQuery, StorageError};
+use crate::classify::Classification;
 
 /// A route's events of one classification over a range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClassCounts {
-    /// `bot.classification` (genuine, privacy_proxy, security_scanner, …).
-    pub classification: String,
+    /// `bot.classification`.
+    pub classification: Classification,
     /// `bot.machine`: excluded from the default (human) figures.
     pub machine: bool,
     pub opens: u64,
@@ -27,7 +31,8 @@ pub struct ClassCounts {
 pub struct RouteEvent {
     pub event: Event,
     pub method: Option<String>,
-    pub ip: Option<String>,
+    /// `None` once minimised.
+    pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
 }
 
@@ -85,10 +90,7 @@ pub(super) fn recent_events(
             Ok(RouteEvent {
                 event: event_from_row(r)?,
                 method: r.get("o_method")?,
-                // A minimised observation keeps an empty IP.
-                ip: r
-                    .get::<_, Option<String>>("o_ip")?
-                    .filter(|ip| !ip.is_empty()),
+                ip: ip_column(r, "o_ip")?,
                 user_agent: r.get("o_user_agent")?,
             })
         },
@@ -120,7 +122,7 @@ mod tests {
             links: vec!["https://example.com/".into()],
             relayed_at_ms: T0,
             upstream_reply: "250 ok".into(),
-            status: "relayed".into(),
+            status: crate::storage::CopyStatus::Relayed,
         }
     }
 
@@ -133,7 +135,7 @@ mod tests {
             link: (kind == Kind::Click).then_some(0),
             url: (kind == Kind::Click).then(|| c.links[0].clone()),
             at_ms,
-            classification: class.into(),
+            classification: class.parse().unwrap(),
             counts_for_metrics: !machine,
             machine,
             first: false,
@@ -184,7 +186,14 @@ mod tests {
         let counts: Vec<(String, bool, u64, u64)> = classifications(&conn, &query(false))
             .unwrap()
             .into_iter()
-            .map(|c| (c.classification, c.machine, c.opens, c.clicks))
+            .map(|c| {
+                (
+                    c.classification.as_str().to_owned(),
+                    c.machine,
+                    c.opens,
+                    c.clicks,
+                )
+            })
             .collect();
         assert_eq!(
             counts,
@@ -209,7 +218,7 @@ mod tests {
         let counts: Vec<(String, u64, u64)> = classifications(&conn, &query(false))
             .unwrap()
             .into_iter()
-            .map(|c| (c.classification, c.opens, c.clicks))
+            .map(|c| (c.classification.as_str().to_owned(), c.opens, c.clicks))
             .collect();
         assert_eq!(
             counts,

@@ -6,11 +6,15 @@
 //! event with that id". A message's engagement (opened, clicked) is read
 //! from its counting events, never stored twice.
 
+use std::net::IpAddr;
+
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
+use super::columns::ip_column;
 use super::{Observation, RelayedCopy, StorageError, messages, observations};
+use crate::classify::{Classification, ClientType, DeviceType};
 use crate::token::Kind;
 
 /// A classified observation.
@@ -29,8 +33,8 @@ pub struct Event {
     pub url: Option<String>,
     /// When the hit arrived, ms since the Unix epoch.
     pub at_ms: i64,
-    /// `bot.classification` (genuine, image_proxy, …).
-    pub classification: String,
+    /// `bot.classification`.
+    pub classification: Classification,
     /// `bot.counts_for_metrics`.
     pub counts_for_metrics: bool,
     /// `bot.machine`.
@@ -40,8 +44,8 @@ pub struct Event {
     pub first: bool,
     /// The whole bot object, as the API and webhooks show it.
     pub bot: serde_json::Value,
-    pub device_type: Option<String>,
-    pub client_type: Option<String>,
+    pub device_type: Option<DeviceType>,
+    pub client_type: Option<ClientType>,
     pub client_name: Option<String>,
 }
 
@@ -76,7 +80,7 @@ pub(super) fn insert(conn: &Connection, e: &Event) -> rusqlite::Result<()> {
         e.id.to_string(),
         e.message_id.to_string(),
         e.recipient_id,
-        observations::kind_text(e.kind),
+        e.kind,
         e.link,
         e.url,
         e.at_ms,
@@ -125,7 +129,8 @@ pub struct HitRow {
     pub id: Uuid,
     pub at_ms: i64,
     pub kind: Kind,
-    pub ip: String,
+    /// `None` once minimised.
+    pub ip: Option<IpAddr>,
     pub link: Option<u16>,
 }
 
@@ -159,8 +164,8 @@ pub(super) fn hits_between(
             Ok(HitRow {
                 id: super::uuid_column(row, "id")?,
                 at_ms: row.get("at_ms")?,
-                kind: observations::kind_column(row)?,
-                ip: row.get("ip")?,
+                kind: row.get("kind")?,
+                ip: ip_column(row, "ip")?,
                 link: row.get("link")?,
             })
         },
@@ -206,9 +211,7 @@ pub(super) fn contexts(
             first_open_ms: first_open_at(conn, id)?,
             relayed: messages::get(conn, id)?,
             counted: counted
-                .query_map([&text], |r| {
-                    Ok((observations::kind_column(r)?, r.get("recipient_id")?))
-                })?
+                .query_map([&text], |r| Ok((r.get("kind")?, r.get("recipient_id")?)))?
                 .collect::<Result<_, _>>()?,
         });
     }
@@ -239,7 +242,7 @@ pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
         id: super::uuid_column(row, "id")?,
         message_id: super::uuid_column(row, "message_id")?,
         recipient_id: row.get("recipient_id")?,
-        kind: observations::kind_column(row)?,
+        kind: row.get("kind")?,
         link: row.get("link")?,
         url: row.get("url")?,
         at_ms: row.get("at_ms")?,

@@ -14,7 +14,7 @@ use rusqlite::types::{ToSql, Type};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
-use super::{RelayedCopy, StorageError};
+use super::{CopyStatus, RelayedCopy, StorageError};
 
 /// Which copies to list, newest first.
 #[derive(Debug, Clone, Default)]
@@ -198,8 +198,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<RelayedCopy> {
         relayed_at_ms: row.get("relayed_at_ms")?,
         upstream_reply: row.get("upstream_reply")?,
         status: match row.get::<_, Option<i64>>("engagement")? {
-            Some(2) => "clicked".into(),
-            Some(1) => "opened".into(),
+            Some(2) => CopyStatus::Clicked,
+            Some(1) => CopyStatus::Opened,
             _ => row.get("status")?,
         },
     })
@@ -235,7 +235,7 @@ mod tests {
             links: Vec::new(),
             relayed_at_ms: at_ms,
             upstream_reply: "250 ok".into(),
-            status: "relayed".into(),
+            status: CopyStatus::Relayed,
         }
     }
 

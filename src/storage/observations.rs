@@ -1,11 +1,14 @@
 //! The `observations` table: one row per recorded hit on a tracking URL,
 //! raw (exact IP, user agent, headers), before any classification.
 
+use std::net::IpAddr;
+
 use rusqlite::types::Type;
 use rusqlite::{CachedStatement, Connection, Row, params};
 use uuid::Uuid;
 
 use super::StorageError;
+use super::columns::{ip_column, ip_text};
 use crate::token::Kind;
 
 /// One hit as the tracking server saw it.
@@ -29,8 +32,9 @@ pub struct Observation {
     pub method: String,
     /// The Host header the request came with.
     pub host: String,
-    /// The client's address (after trusted-proxy resolution).
-    pub ip: String,
+    /// The client's address (after trusted-proxy resolution); `None` once
+    /// minimised (SPEC §9).
+    pub ip: Option<IpAddr>,
     /// The User-Agent header (at most 1 KiB kept).
     pub user_agent: Option<String>,
     /// Every request header, in order, duplicates kept.
@@ -57,14 +61,14 @@ pub(super) fn insert(stmt: &mut CachedStatement<'_>, o: &Observation) -> rusqlit
     stmt.execute(params![
         o.id.to_string(),
         o.message_id.to_string(),
-        kind_text(o.kind),
+        o.kind,
         o.recipient_id,
         o.link,
         o.url,
         o.at_ms,
         o.method,
         o.host,
-        o.ip,
+        ip_text(o.ip),
         o.user_agent,
         headers,
         o.key_id,
@@ -89,38 +93,21 @@ pub(super) fn count(conn: &Connection) -> Result<u64, StorageError> {
     Ok(n.unsigned_abs())
 }
 
-pub(super) fn kind_text(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Open => "open",
-        Kind::Click => "click",
-    }
-}
-
-/// The `kind` column (`open` or `click`).
-pub(super) fn kind_column(row: &Row<'_>) -> rusqlite::Result<Kind> {
-    match row.get_ref("kind")?.as_str()? {
-        "open" => Ok(Kind::Open),
-        "click" => Ok(Kind::Click),
-        other => Err(conversion(row, "kind", format!("unknown kind {other:?}"))),
-    }
-}
-
 pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<Observation> {
-    let kind = kind_column(row)?;
     let headers: String = row.get("headers")?;
     let headers =
         serde_json::from_str(&headers).map_err(|e| conversion(row, "headers", e.to_string()))?;
     Ok(Observation {
         id: super::uuid_column(row, "id")?,
         message_id: super::uuid_column(row, "message_id")?,
-        kind,
+        kind: row.get("kind")?,
         recipient_id: row.get("recipient_id")?,
         link: row.get("link")?,
         url: row.get("url")?,
         at_ms: row.get("at_ms")?,
         method: row.get("method")?,
         host: row.get("host")?,
-        ip: row.get("ip")?,
+        ip: ip_column(row, "ip")?,
         user_agent: row.get("user_agent")?,
         headers,
         key_id: row.get("key_id")?,

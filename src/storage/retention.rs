@@ -42,8 +42,8 @@ pub struct Cursor {
 pub struct RawRow {
     pub rowid: i64,
     pub at_ms: i64,
-    /// The exact IP ("" once minimised).
-    pub ip: String,
+    /// The exact IP (`None` once minimised).
+    pub ip: Option<std::net::IpAddr>,
     /// Not minimised yet.
     pub raw: bool,
 }
@@ -146,7 +146,7 @@ impl Maintenance {
         limit: usize,
     ) -> Result<Vec<RawRow>, StorageError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT rowid, at_ms, ip, ip_hash IS NULL FROM observations
+            "SELECT rowid, at_ms, ip, ip_hash IS NULL AS raw FROM observations
              WHERE at_ms >= ?1 AND (at_ms > ?1 OR rowid > ?2) AND at_ms < ?3
              ORDER BY at_ms, rowid
              LIMIT ?4",
@@ -157,7 +157,7 @@ impl Maintenance {
                 Ok(RawRow {
                     rowid: r.get(0)?,
                     at_ms: r.get(1)?,
-                    ip: r.get(2)?,
+                    ip: super::columns::ip_column(r, "ip")?,
                     raw: r.get(3)?,
                 })
             },

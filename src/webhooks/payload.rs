@@ -20,7 +20,7 @@ pub fn engagement_type(kind: Kind) -> &'static str {
 
 /// The event type of a relayed copy: `message.relayed` or `message.failed`.
 pub fn relay_type(copy: &RelayedCopy) -> &'static str {
-    if copy.status == "failed" {
+    if copy.status == crate::storage::CopyStatus::Failed {
         "message.failed"
     } else {
         "message.relayed"

@@ -37,7 +37,7 @@ async fn page_times_on_a_large_database() {
             links: (0..4).map(|l| format!("https://example.com/{l}")).collect(),
             relayed_at_ms: at,
             upstream_reply: "250 ok".into(),
-            status: "relayed".into(),
+            status: trackrelay::storage::CopyStatus::Relayed,
         };
         let events: Vec<Event> = (0..EVENTS_PER_COPY)
             .map(|n| {
@@ -60,7 +60,8 @@ async fn page_times_on_a_large_database() {
                     } else {
                         "genuine"
                     }
-                    .into(),
+                    .parse()
+                    .unwrap(),
                     counts_for_metrics: !machine,
                     machine,
                     first: n < 2,

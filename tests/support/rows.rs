@@ -25,7 +25,7 @@ pub fn copy(route: &str, recipient: &str, at_ms: i64) -> RelayedCopy {
         ],
         relayed_at_ms: at_ms,
         upstream_reply: "250 ok".into(),
-        status: "relayed".into(),
+        status: trackrelay::storage::CopyStatus::Relayed,
     }
 }
 
@@ -47,7 +47,9 @@ pub fn event(
         link,
         url: link.map(|i| c.links[usize::from(i)].clone()),
         at_ms,
-        classification: if human { "genuine" } else { machine_class }.into(),
+        classification: if human { "genuine" } else { machine_class }
+            .parse()
+            .unwrap(),
         counts_for_metrics: human,
         machine: !human,
         first: false,

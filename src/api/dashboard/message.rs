@@ -73,10 +73,7 @@ fn timeline(copy: Option<&RelayedCopy>, observations: &[Observation], events: &[
 
 /// One hit with its verdict (if judged yet).
 fn hit(o: &Observation, event: Option<&Event>) -> Markup {
-    let kind = match o.kind {
-        Kind::Open => "open",
-        Kind::Click => "click",
-    };
+    let kind = o.kind.as_str();
     html! {
         li.hit data-event=(o.id) data-kind=(kind)
             data-classification=(event.map_or("", |e| e.classification.as_str())) {
@@ -85,7 +82,7 @@ fn hit(o: &Observation, event: Option<&Event>) -> Markup {
             " — "
             @match event {
                 Some(e) => {
-                    span.class { (e.classification) }
+                    span.class { (e.classification.as_str()) }
                     @if e.machine { " (machine)" } @else { " (human)" }
                     @if e.first { @if e.kind == Kind::Click { ", first click" } @else { ", first open" } }
                     br;
@@ -95,7 +92,7 @@ fn hit(o: &Observation, event: Option<&Event>) -> Markup {
                 None => { span.class { "waiting for classification" } }
             }
             br;
-            (o.method) " from " (if o.ip.is_empty() { "–" } else { o.ip.as_str() })
+            (o.method) " from " (o.ip.map_or_else(|| "–".to_owned(), |ip| ip.to_string()))
             " · " span.ua data-user-agent="" { (o.user_agent.as_deref().unwrap_or("–")) }
         }
     }

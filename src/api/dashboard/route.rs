@@ -15,7 +15,6 @@ use crate::storage::{
     ClassCounts, Counts, LinkClicks, MessageFilter, RelayedCopy, RouteEvent, StatsQuery,
 };
 use crate::time::rfc3339;
-use crate::token::Kind;
 
 /// Recent events and copies shown.
 const RECENT_EVENTS: u32 = 50;
@@ -183,8 +182,8 @@ fn share(classes: &[ClassCounts]) -> Markup {
                 thead { tr { th { "Classification" } th { "Kind" } th.num { "Opens" } th.num { "Clicks" } } }
                 tbody {
                     @for c in classes {
-                        tr data-classification=(c.classification) {
-                            td { (c.classification) }
+                        tr data-classification=(c.classification.as_str()) {
+                            td { (c.classification.as_str()) }
                             td { @if c.machine { "machine" } @else { "human" } }
                             td.num { (c.opens) }
                             td.num { (c.clicks) }
@@ -241,19 +240,16 @@ fn events(events: &[RouteEvent], include_machine: bool) -> Markup {
 /// One event: what it was, the verdict and the signals behind it.
 pub fn event_row(r: &RouteEvent) -> Markup {
     let e = &r.event;
-    let kind = match e.kind {
-        Kind::Open => "open",
-        Kind::Click => "click",
-    };
+    let kind = e.kind.as_str();
     html! {
-        tr data-event=(e.id) data-kind=(kind) data-classification=(e.classification)
+        tr data-event=(e.id) data-kind=(kind) data-classification=(e.classification.as_str())
             data-machine=(e.machine) {
             td { (layout::time(e.at_ms)) }
             td { (kind) @if let Some(url) = &e.url { br; span.url { (url) } } }
-            td.class { (e.classification) @if e.first { " (first)" } }
+            td.class { (e.classification.as_str()) @if e.first { " (first)" } }
             td.reasons { (reasons(&e.bot)) }
             td { (client(e)) }
-            td { (r.ip.as_deref().unwrap_or("–")) }
+            td { (r.ip.map_or_else(|| "–".to_owned(), |ip| ip.to_string())) }
             td.ua data-user-agent="" { (r.user_agent.as_deref().unwrap_or("–")) }
             td { a href=(layout::message_href(&e.message_id)) { "timeline" } }
         }
@@ -278,10 +274,14 @@ pub fn reasons(bot: &serde_json::Value) -> String {
 
 /// Device, client type and name, as known.
 pub fn client(e: &crate::storage::Event) -> String {
-    let parts: Vec<&str> = [&e.client_name, &e.client_type, &e.device_type]
-        .into_iter()
-        .filter_map(|p| p.as_deref())
-        .collect();
+    let parts: Vec<&str> = [
+        e.client_name.as_deref(),
+        e.client_type.map(|c| c.as_str()),
+        e.device_type.map(|d| d.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     if parts.is_empty() {
         "–".into()
     } else {

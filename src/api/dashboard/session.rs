@@ -7,10 +7,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use hyper::HeaderMap;
 use hyper::header::COOKIE;
-use sha2::Sha256;
 
 /// The cookie's name.
 pub const COOKIE_NAME: &str = "trackrelay_dashboard";
@@ -19,8 +18,8 @@ pub const LIFETIME_SECS: i64 = 12 * 3600;
 /// Domain separation: this MAC is for nothing but dashboard sessions.
 const CONTEXT: &[u8] = b"trackrelay dashboard session v1\0";
 
-fn mac(key: &[u8; 32], expiry: i64) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+fn mac(key: &[u8; 32], expiry: i64) -> crate::token::HmacSha256 {
+    let mut mac = crate::token::hmac_sha256(key);
     mac.update(CONTEXT);
     mac.update(expiry.to_string().as_bytes());
     mac
