@@ -14,7 +14,6 @@
 //! the milter's choice, webhook endpoints, the tracking server's Hosts, the
 //! API), then the classifier's lists.
 
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -35,8 +34,8 @@ use crate::events::Pipeline;
 use crate::inbound::{self, Inbound, StartError};
 use crate::listener;
 use crate::relay::Relay;
-use crate::shutdown::Deadline;
 use crate::routes::Registry;
+use crate::shutdown::Deadline;
 use crate::storage::{Storage, StorageError};
 use crate::tracking::Tracking;
 use crate::tracking::tls::{self, TlsError};
