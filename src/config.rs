@@ -24,6 +24,7 @@ use url::Url;
 use crate::html::PixelPosition;
 use crate::limits::Limits;
 use crate::token::{self, Key, KeyRing};
+use crate::tracking::client_ip::ForwardedHeader;
 pub use classifier::{Classifier, RangeSource};
 pub use milter::{MilterConfig, MilterListen, OnError};
 use raw::{RawConfig, RawRoute};
@@ -136,6 +137,8 @@ pub struct Tracking {
     pub base_url: Url,
     pub token_ttl: Duration,
     pub trusted_proxies: Vec<IpNet>,
+    /// The one forwarding header the trusted proxies write.
+    pub client_ip_header: ForwardedHeader,
     /// How long a hit's response waits for its observation to be committed
     /// before it is sent anyway (the observation stays queued).
     pub commit_wait: Duration,
@@ -248,6 +251,7 @@ impl Config {
             base_url: p.base_url("tracking.base_url", &raw.tracking.base_url),
             token_ttl: p.days("tracking.token_ttl_days", raw.tracking.token_ttl_days),
             trusted_proxies: p.nets("tracking.trusted_proxies", &raw.tracking.trusted_proxies),
+            client_ip_header: p.client_ip_header(&raw.tracking.client_ip_header),
             commit_wait: Duration::from_millis(raw.tracking.commit_wait_ms.into()),
             queue_capacity: p.at_least_one("tracking.queue_capacity", raw.tracking.queue_capacity),
             keys: p.keys(&raw.tracking.keys),

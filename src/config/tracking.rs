@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{Collector, TrackingTls, raw};
+use crate::tracking::client_ip::ForwardedHeader;
 
 impl Collector {
     /// `[[tracking.tls]]`: a DNS name and two readable files each.
@@ -34,6 +35,17 @@ impl Collector {
             });
         }
         out
+    }
+
+    /// `tracking.client_ip_header`: which forwarding header is believed.
+    pub(super) fn client_ip_header(&mut self, value: &str) -> ForwardedHeader {
+        ForwardedHeader::from_config(value).unwrap_or_else(|| {
+            self.push(
+                "tracking.client_ip_header",
+                format!("{value:?} is neither \"x-forwarded-for\" nor \"forwarded\""),
+            );
+            ForwardedHeader::default()
+        })
     }
 
     /// A count that must not be zero.
