@@ -6,10 +6,12 @@
 //! all at once. The rest of the program only ever sees [`Config`].
 
 mod classifier;
+mod exposure;
 mod milter;
 pub mod raw;
 mod retention;
 pub mod routes;
+pub mod secrets;
 mod tracking;
 mod webhooks;
 
@@ -213,8 +215,27 @@ impl fmt::Display for Problems {
 }
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file; the secrets it leaves out are
+    /// generated into the data directory, or read from there
+    /// (`config/secrets.rs`), and the log says which.
     pub fn load(path: &Path) -> Result<Config, Problems> {
+        let (config, filled) = Self::load_with(path, secrets::Missing::Generate)?;
+        for f in filled {
+            if f.generated {
+                tracing::warn!("{f} (keep this file: links in sent mail need it)");
+            } else {
+                tracing::debug!("{f}");
+            }
+        }
+        Ok(config)
+    }
+
+    /// [`Config::load`], saying where each secret the file leaves out
+    /// comes from instead of logging it.
+    pub fn load_with(
+        path: &Path,
+        missing: secrets::Missing,
+    ) -> Result<(Config, Vec<secrets::Filled>), Problems> {
         let source = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| Problems {
             file: source.clone(),
@@ -223,7 +244,13 @@ impl Config {
                 message: format!("cannot read: {e}"),
             }],
         })?;
-        Self::parse(&text).map_err(|list| Problems { file: source, list })
+        let problems = |list| Problems {
+            file: source.clone(),
+            list,
+        };
+        let mut raw = parse_raw(&text).map_err(|p| problems(vec![p]))?;
+        let filled = secrets::fill_missing(&mut raw, missing).map_err(|p| problems(vec![p]))?;
+        Ok((Self::from_raw(raw).map_err(problems)?, filled))
     }
 
     /// Parses and validates config text.
@@ -234,7 +261,9 @@ impl Config {
 
     /// Turns the raw config into typed values, collecting every problem.
     pub fn from_raw(raw: RawConfig) -> Result<Config, Vec<Problem>> {
-        let mut p = Collector::default();
+        let mut p = Collector {
+            list: secrets::weak(&raw),
+        };
         let smtp = Smtp {
             listen: p.addr("smtp.listen", &raw.smtp.listen),
             allowed_networks: p.nets("smtp.allowed_networks", &raw.smtp.allowed_networks),
@@ -680,7 +709,7 @@ mod tests {
 
     const MINIMAL: &str = r#"
 [api]
-token = "t"
+token = "Xq3v9N1bT8kPz0RwLmA7cYhG2sDfJ6eU"
 [[tracking.keys]]
 id = "k1"
 secret = "0123456789abcdef0123456789abcdef"
