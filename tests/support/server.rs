@@ -375,7 +375,7 @@ impl Binary {
             api,
         };
         let http = Http::default();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         // Both listeners: the API starts after the tracking server.
         while http
             .send("GET", tracking, HOST, "/healthz", &[])
