@@ -77,13 +77,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 /// as the server loads them.
 fn tls_problems(config: &Config) -> Vec<Problem> {
     let mut out = Vec::new();
-    if let Some(files) = &config.smtp.tls {
-        if let Err(e) = crate::inbound::load_tls(&files.cert, &files.key) {
-            out.push(Problem {
-                key: "smtp.tls_cert".into(),
-                message: e.to_string(),
-            });
-        }
+    if let Some(files) = &config.smtp.tls
+        && let Err(e) = crate::inbound::load_tls(&files.cert, &files.key)
+    {
+        out.push(Problem {
+            key: "smtp.tls_cert".into(),
+            message: e.to_string(),
+        });
     }
     if let Err(e) = crate::tracking::tls::acceptor(&config.tracking.tls) {
         out.push(Problem {

@@ -107,10 +107,10 @@ pub fn weak(raw: &RawConfig) -> Vec<Problem> {
             check(format!("tracking.keys[{i}].secret"), &k.secret);
         }
     }
-    if let Some(key) = raw.retention.ip_hash_key.as_deref() {
-        if key.len() >= MIN_SECRET_LEN {
-            check("retention.ip_hash_key".into(), key);
-        }
+    if let Some(key) = raw.retention.ip_hash_key.as_deref()
+        && key.len() >= MIN_SECRET_LEN
+    {
+        check("retention.ip_hash_key".into(), key);
     }
     for (i, route) in raw.routes.iter().enumerate() {
         for (j, w) in route.webhooks.iter().enumerate() {
