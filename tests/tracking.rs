@@ -259,9 +259,11 @@ async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
             "198.51.100.7",
             "127.0.0.1",
         ),
+        // Only X-Forwarded-For is read by default (tracking.client_ip_header):
+        // a Forwarded header is the client's word, not the proxy's.
         (
             &[("forwarded", "for=\"[2001:db8::7]:443\"")],
-            "2001:db8::7",
+            "127.0.0.1",
             "127.0.0.1",
         ),
         (&[("x-forwarded-for", "10.0.0.9")], "10.0.0.9", "127.0.0.1"),
