@@ -158,7 +158,7 @@ id = "k1"
 secret = "milter-bench-secret-0123456789abcdef"
 [api]
 listen = "127.0.0.1:$(free_port)"
-token = "milter-bench"
+token = "milter-bench-token-9Fq2Lm7Xv4Rk8Pw3"
 [storage]
 path = "$work/trackrelay.db"
 [milter]

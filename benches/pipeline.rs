@@ -20,7 +20,7 @@ use trackrelay::storage::{Observation, Storage};
 use trackrelay::token::Kind;
 use uuid::Uuid;
 
-const CONFIG: &str = "[api]\ntoken = \"t\"\n[[tracking.keys]]\nid = \"k1\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
+const CONFIG: &str = "[api]\ntoken = \"Xq3v9N1bT8kPz0RwLmA7cYhG2sDfJ6eU\"\n[[tracking.keys]]\nid = \"k1\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();

@@ -51,7 +51,7 @@ id = "k1"
 secret = "benchmark key, at least 32 bytes long"
 [api]
 listen = "127.0.0.1:$APORT"
-token = "bench"
+token = "bench-token-9Fq2Lm7Xv4Rk8Pw3Zs6Jd"
 [storage]
 path = "$work/bench.db"
 [retention]
@@ -134,7 +134,7 @@ during=$(wrk_run)
 load_during=$(cut -d' ' -f1 /proc/loadavg)
 wait "$PPID_"
 under_load=$(awk '/took/ {print $2}' "$work/prune.out")
-failed=$(curl -s "http://127.0.0.1:$TPORT/metrics" | awk '/^trackrelay_storage_commit_failures_total/ {print $2}')
+failed=$(curl -s -H "Authorization: Bearer bench-token-9Fq2Lm7Xv4Rk8Pw3Zs6Jd" "http://127.0.0.1:$APORT/metrics" | awk '/^trackrelay_storage_commit_failures_total/ {print $2}')
 minimised_2=$(sqlite3 "$work/bench.db" "SELECT count(*) FROM observations WHERE ip_hash IS NOT NULL")
 
 echo

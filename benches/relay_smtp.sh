@@ -188,7 +188,7 @@ id = "k1"
 secret = "relay-bench-secret-0123456789abcdef"
 [api]
 listen = "127.0.0.1:$(free_port)"
-token = "relay-bench"
+token = "relay-bench-token-9Fq2Lm7Xv4Rk8Pw3Z"
 [storage]
 path = "$work/trackrelay.db"
 [[routes]]

@@ -62,7 +62,7 @@ id = "k1"
 secret = "benchmark key, at least 32 bytes long"
 [api]
 listen = "127.0.0.1:$APORT"
-token = "bench"
+token = "bench-token-9Fq2Lm7Xv4Rk8Pw3Zs6Jd"
 [storage]
 path = "$work/bench.db"
 [[routes]]
@@ -129,7 +129,7 @@ for target in pixel click; do
 done
 
 # How many hits were answered before their commit (outcome="queued").
-hits=$(curl -s "http://127.0.0.1:$TPORT/metrics" | grep '^trackrelay_tracking_hits_total' || true)
+hits=$(curl -s -H "Authorization: Bearer bench-token-9Fq2Lm7Xv4Rk8Pw3Zs6Jd" "http://127.0.0.1:$APORT/metrics" | grep '^trackrelay_tracking_hits_total' || true)
 # SIGTERM: trackrelay flushes every queued hit before it exits.
 kill -TERM "$TPID"
 wait "$TPID"

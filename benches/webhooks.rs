@@ -86,7 +86,7 @@ async fn run(n: usize, concurrency: usize) {
     let count = Arc::new(AtomicU64::new(0));
     let port = receiver(count.clone()).await;
     let text = format!(
-        "[api]\ntoken = \"t\"\n[[tracking.keys]]\nid = \"k1\"\n\
+        "[api]\ntoken = \"Xq3v9N1bT8kPz0RwLmA7cYhG2sDfJ6eU\"\n[[tracking.keys]]\nid = \"k1\"\n\
          secret = \"0123456789abcdef0123456789abcdef\"\n[storage]\npath = \"{}\"\n\
          [webhooks]\nallow_private_networks = true\nconcurrency_per_endpoint = {concurrency}\n\
          [[routes]]\nid = \"default\"\n[[routes.webhooks]]\n\

@@ -2,7 +2,10 @@
 //! bearer token compared in constant time: the paths of SPEC §8 (messages,
 //! routes and their settings, stats, links), webhook deliveries, the
 //! OpenAPI document of them all (`/v1/openapi.json`, docs/openapi.json),
-//! and `/healthz` (no token). Listings page by signed cursors
+//! the Prometheus metrics (`/metrics`, OpenMetrics text: they name routes,
+//! so they are behind the token too) and `/healthz` (no token). A request
+//! with several `Host` headers is refused with 400. Every answer carries
+//! `X-Content-Type-Options: nosniff`. Listings page by signed cursors
 //! (`api/cursor.rs`); docs/api.md is the user's guide.
 
 mod cursor;
@@ -19,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper::header::AUTHORIZATION;
+use hyper::header::{AUTHORIZATION, HOST};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -66,6 +69,8 @@ pub struct Api {
     token_digest: [u8; 32],
     /// Signs and checks the listings' cursors.
     cursors: cursor::Cursors,
+    /// Failed dashboard logins per client address.
+    login_throttle: dashboard::Throttle,
 }
 
 impl std::fmt::Debug for Api {
@@ -97,6 +102,7 @@ fn limit(value: &str) -> Result<u32, ApiError> {
 /// test checks that docs/openapi.json has exactly these.
 const PATHS: &[(&str, &str)] = &[
     ("/healthz", "GET"),
+    ("/metrics", "GET"),
     ("/v1/openapi.json", "GET"),
     ("/v1/messages", "GET"),
     ("/v1/messages/{id}", "GET"),
@@ -142,11 +148,16 @@ impl Api {
             routes,
             token_digest: Sha256::digest(config.api.token.as_bytes()).into(),
             cursors: cursor::Cursors::new(&config.api.token),
+            login_throttle: dashboard::Throttle::default(),
         }
     }
 
     /// Answers one request.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, _peer: SocketAddr) -> Reply {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Reply {
+        if req.headers().get_all(HOST).iter().count() > 1 {
+            tracing::debug!(%peer, "API request with several Host headers refused");
+            return ApiError::BadRequest("several Host headers".into()).into_reply();
+        }
         let path = req.uri().path();
         if path == "/healthz" {
             if req.method() != Method::GET {
@@ -156,10 +167,17 @@ impl Api {
         }
         if path == "/dashboard" || path.starts_with("/dashboard/") {
             // The dashboard does its own auth (bearer token or its cookie).
-            return dashboard::handle(&self, req).await;
+            return dashboard::handle(&self, req, peer).await;
         }
         if !self.authorized(req.headers()) {
             return ApiError::Unauthorized.into_reply();
+        }
+        if path == "/metrics" {
+            if req.method() != Method::GET {
+                return ApiError::MethodNotAllowed("GET").into_reply();
+            }
+            let text = crate::metrics::render();
+            return error::body(StatusCode::OK, crate::metrics::CONTENT_TYPE, text.into());
         }
         match self.route(req).await {
             Ok(value) => error::json(StatusCode::OK, &value),

@@ -8,6 +8,7 @@ mod completions;
 mod forget;
 mod hash_password;
 mod man;
+pub mod out;
 mod prune;
 mod rewrite;
 mod serve;
@@ -111,8 +112,16 @@ impl Command {
     }
 }
 
-/// Runs a parsed command line.
+/// Runs a parsed command line. Output cut short by a closed stdout is a
+/// clean exit.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match dispatch(cli) {
+        Err(e) if out::is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
+        other => other,
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::CheckConfig(args) => check_config::run(&args),
         Command::Classify(args) => classify::run(&args),

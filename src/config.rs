@@ -6,11 +6,13 @@
 //! all at once. The rest of the program only ever sees [`Config`].
 
 mod classifier;
+mod exposure;
 pub mod log;
 mod milter;
 pub mod raw;
 mod retention;
 pub mod routes;
+pub mod secrets;
 mod tracking;
 mod webhooks;
 
@@ -25,6 +27,7 @@ use url::Url;
 use crate::html::PixelPosition;
 use crate::limits::{AuthLimits, Limits};
 use crate::token::{self, Key, KeyRing};
+use crate::tracking::client_ip::ForwardedHeader;
 pub use classifier::{Classifier, RangeSource};
 pub use log::LogFormat;
 pub use milter::{MilterConfig, MilterListen, OnError};
@@ -140,6 +143,8 @@ pub struct Tracking {
     pub base_url: Url,
     pub token_ttl: Duration,
     pub trusted_proxies: Vec<IpNet>,
+    /// The one forwarding header the trusted proxies write.
+    pub client_ip_header: ForwardedHeader,
     /// How long a hit's response waits for its observation to be committed
     /// before it is sent anyway (the observation stays queued).
     pub commit_wait: Duration,
@@ -214,8 +219,27 @@ impl fmt::Display for Problems {
 }
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file; the secrets it leaves out are
+    /// generated into the data directory, or read from there
+    /// (`config/secrets.rs`), and the log says which.
     pub fn load(path: &Path) -> Result<Config, Problems> {
+        let (config, filled) = Self::load_with(path, secrets::Missing::Generate)?;
+        for f in filled {
+            if f.generated {
+                tracing::warn!("{f} (keep this file: links in sent mail need it)");
+            } else {
+                tracing::debug!("{f}");
+            }
+        }
+        Ok(config)
+    }
+
+    /// [`Config::load`], saying where each secret the file leaves out
+    /// comes from instead of logging it.
+    pub fn load_with(
+        path: &Path,
+        missing: secrets::Missing,
+    ) -> Result<(Config, Vec<secrets::Filled>), Problems> {
         let source = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| Problems {
             file: source.clone(),
@@ -224,7 +248,13 @@ impl Config {
                 message: format!("cannot read: {e}"),
             }],
         })?;
-        Self::parse(&text).map_err(|list| Problems { file: source, list })
+        let problems = |list| Problems {
+            file: source.clone(),
+            list,
+        };
+        let mut raw = parse_raw(&text).map_err(|p| problems(vec![p]))?;
+        let filled = secrets::fill_missing(&mut raw, missing).map_err(|p| problems(vec![p]))?;
+        Ok((Self::from_raw(raw).map_err(problems)?, filled))
     }
 
     /// Parses and validates config text.
@@ -235,7 +265,9 @@ impl Config {
 
     /// Turns the raw config into typed values, collecting every problem.
     pub fn from_raw(raw: RawConfig) -> Result<Config, Vec<Problem>> {
-        let mut p = Collector::default();
+        let mut p = Collector {
+            list: secrets::weak(&raw),
+        };
         let smtp = Smtp {
             listen: p.addr("smtp.listen", &raw.smtp.listen),
             allowed_networks: p.nets("smtp.allowed_networks", &raw.smtp.allowed_networks),
@@ -252,6 +284,7 @@ impl Config {
             base_url: p.base_url("tracking.base_url", &raw.tracking.base_url),
             token_ttl: p.days("tracking.token_ttl_days", raw.tracking.token_ttl_days),
             trusted_proxies: p.nets("tracking.trusted_proxies", &raw.tracking.trusted_proxies),
+            client_ip_header: p.client_ip_header(&raw.tracking.client_ip_header),
             commit_wait: Duration::from_millis(raw.tracking.commit_wait_ms.into()),
             queue_capacity: p.at_least_one("tracking.queue_capacity", raw.tracking.queue_capacity),
             keys: p.keys(&raw.tracking.keys),
@@ -706,7 +739,7 @@ mod tests {
 
     const MINIMAL: &str = r#"
 [api]
-token = "t"
+token = "Xq3v9N1bT8kPz0RwLmA7cYhG2sDfJ6eU"
 [[tracking.keys]]
 id = "k1"
 secret = "0123456789abcdef0123456789abcdef"

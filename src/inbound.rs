@@ -131,7 +131,10 @@ async fn refuse_busy(mut stream: tokio::net::TcpStream, timeout: std::time::Dura
     let _ = tokio::time::timeout(timeout, stream.write_all(&reply.to_wire())).await;
 }
 
-fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, StartError> {
+pub(crate) fn load_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<TlsAcceptor, StartError> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<_, _>>())

@@ -1,4 +1,5 @@
-//! Process-wide Prometheus metrics, served as text at `/metrics`.
+//! Process-wide Prometheus metrics, served at `/metrics` on the admin
+//! listener (behind the API token) in the OpenMetrics text format.
 //!
 //! Owns the registry and one small function per thing counted, so callers
 //! (tracking, storage, the relay) never touch metric types. Label values are
@@ -250,6 +251,11 @@ pub fn classifier_lists(dates: Vec<(String, i64)>) {
 }
 
 /// Every metric in the Prometheus text format.
+/// The content type of [`render`]'s text: prometheus-client's text
+/// encoder writes OpenMetrics 1.0 (it ends with `# EOF`), not the older
+/// Prometheus 0.0.4 format.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 pub fn render() -> String {
     let now_ms = crate::time::now_ms();
     for (list, updated_ms) in METRICS
@@ -288,6 +294,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("trackrelay_storage_commit_seconds_bucket"));
+        assert!(
+            text.ends_with("# EOF\n"),
+            "OpenMetrics, as CONTENT_TYPE says"
+        );
         classifier_lists(vec![("apple".into(), crate::time::now_ms() - 86_400_000)]);
         let text = render();
         let line = text

@@ -1,7 +1,11 @@
 //! The tracking server (SPEC §5): the open pixel (`/o/{token}`), the click
-//! redirect (`/c/{token}`), `/healthz` and `/metrics`.
+//! redirect (`/c/{token}`) and `/healthz`. `/metrics` is on the admin
+//! listener, behind the API token (`crate::api`): it names routes.
 //!
 //! Owns HTTP routing, the Host check, the client address and the responses.
+//! A request with more than one `Host` header is refused with 400 before
+//! anything else (RFC 9112 §3.2: which one a proxy in front believed is
+//! unknowable, so the host check cannot be trusted).
 //! Tokens are verified by [`crate::token`] (no database lookup); each valid,
 //! unexpired hit becomes a [`crate::storage::Observation`] and the response waits
 //! for its commit at most `tracking.commit_wait_ms`, so a slow or failing
@@ -38,6 +42,7 @@ pub struct Tracking {
     /// The routes in force: their tracking domains are the Hosts answered.
     routes: Arc<Registry>,
     trusted_proxies: Vec<IpNet>,
+    client_ip_header: client_ip::ForwardedHeader,
     storage: Storage,
     commit_wait: Duration,
 }
@@ -59,6 +64,7 @@ impl Tracking {
             keys: config.tracking.keys.clone(),
             routes,
             trusted_proxies: config.tracking.trusted_proxies.clone(),
+            client_ip_header: config.tracking.client_ip_header,
             storage,
             commit_wait: config.tracking.commit_wait,
         }
@@ -66,6 +72,10 @@ impl Tracking {
 
     /// Answers one request.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Reply {
+        if req.headers().get_all(HOST).iter().count() > 1 {
+            tracing::debug!(%peer, "request with several Host headers refused");
+            return responses::text(400, "several Host headers\n");
+        }
         let path = req.uri().path();
         let (kind, token) = if let Some(token) = path.strip_prefix("/o/") {
             (Kind::Open, token)
@@ -74,7 +84,6 @@ impl Tracking {
         } else {
             return match path {
                 "/healthz" => responses::text(200, "ok\n"),
-                "/metrics" => responses::metrics(metrics::render()),
                 _ => responses::text(404, "not found\n"),
             };
         };
@@ -141,7 +150,12 @@ impl Tracking {
         now: Duration,
     ) -> Observation {
         let headers = req.headers();
-        let ip = client_ip::resolve(hit.peer.ip(), headers, &self.trusted_proxies);
+        let ip = client_ip::resolve(
+            hit.peer.ip(),
+            headers,
+            &self.trusted_proxies,
+            self.client_ip_header,
+        );
         Observation {
             id: Uuid::now_v7(),
             message_id: claims.message_id,

@@ -83,11 +83,7 @@ async fn sigterm_stores_every_answered_hit_even_those_answered_before_their_comm
     let mut server = Binary::start("commit_wait_ms = 0").await;
     let (answered, mut tasks) = load(server.tracking, Instant::now() + Duration::from_secs(10));
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let metrics = Http::default()
-        .send("GET", server.tracking, HOST, "/metrics", &[])
-        .await
-        .unwrap();
-    let text = String::from_utf8(metrics.body).unwrap();
+    let text = server.metrics().await;
     assert!(
         text.contains(r#"outcome="queued"} "#),
         "no hit answered before its commit:\n{text}"
@@ -161,7 +157,7 @@ async fn a_read_only_database_delays_storage_never_the_redirect() {
     let ids = clicks_redirected(&server, 30).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(server.app().storage().queue_depth(), 30);
-    let metrics = String::from_utf8(server.hit("GET", "/metrics").await.body).unwrap();
+    let metrics = server.metrics().await;
     let failures = metric(&metrics, "trackrelay_storage_commit_failures_total");
     assert!(failures >= 1.0, "{metrics}");
     server.app().storage().inject_fault(None);
@@ -184,7 +180,7 @@ async fn a_full_queue_counts_and_logs_the_overflow_and_keeps_answering() {
 }
 
 async fn overflow(server: &TestServer) -> f64 {
-    let text = String::from_utf8(server.hit("GET", "/metrics").await.body).unwrap();
+    let text = server.metrics().await;
     metric(&text, "trackrelay_storage_queue_overflow_total")
 }
 

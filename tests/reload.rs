@@ -175,7 +175,7 @@ async fn a_reloaded_tracking_domain_answers_at_once_and_the_removed_one_keeps_an
     let tracking: SocketAddr = format!("127.0.0.1:{}", ports.tracking).parse().unwrap();
     let smtp: SocketAddr = format!("127.0.0.1:{}", ports.smtp).parse().unwrap();
     let api: SocketAddr = format!("127.0.0.1:{}", ports.api).parse().unwrap();
-    let mut bin = Binary::run(dir, tracking).await;
+    let mut bin = Binary::run(dir, tracking, api).await;
     let outbox = bin.dir.path().join("outbox");
     let (host1, host2) = (
         format!("t1.localtest:{}", ports.tracking),

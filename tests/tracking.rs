@@ -121,7 +121,7 @@ async fn unknown_hosts_are_refused_and_route_domains_answered() {
         assert_eq!(resp.header("location"), "", "{host}");
     }
     assert!(server.observations(id).await.is_empty());
-    let metrics = String::from_utf8(server.hit("GET", "/metrics").await.body).unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains(r#"{kind="click",outcome="misdirected"} "#),
         "{metrics}"
@@ -201,8 +201,7 @@ async fn invalid_open_tokens_get_the_pixel_but_nothing_is_recorded() {
         assert_eq!(resp.header("pragma"), "no-cache");
     }
     assert!(server.observations(id).await.is_empty());
-    let metrics = server.hit("GET", "/metrics").await;
-    let text = String::from_utf8(metrics.body).unwrap();
+    let text = server.metrics().await;
     assert!(
         text.contains(r#"trackrelay_tracking_hits_total{kind="open",outcome="invalid"}"#),
         "{text}"
@@ -260,9 +259,11 @@ async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
             "198.51.100.7",
             "127.0.0.1",
         ),
+        // Only X-Forwarded-For is read by default (tracking.client_ip_header):
+        // a Forwarded header is the client's word, not the proxy's.
         (
             &[("forwarded", "for=\"[2001:db8::7]:443\"")],
-            "2001:db8::7",
+            "127.0.0.1",
             "127.0.0.1",
         ),
         (&[("x-forwarded-for", "10.0.0.9")], "10.0.0.9", "127.0.0.1"),
@@ -291,7 +292,7 @@ async fn health_metrics_and_other_paths() {
     assert_eq!(server.hit("POST", &format!("/c/{tok}")).await.status, 405);
     assert_eq!(server.hit("GET", "/x/abc").await.status, 404);
     server.hit("GET", &format!("/c/{tok}")).await;
-    let text = String::from_utf8(server.hit("GET", "/metrics").await.body).unwrap();
+    let text = server.metrics().await;
     for name in [
         r#"trackrelay_tracking_hits_total{kind="click",outcome="recorded"}"#,
         "trackrelay_storage_queue_depth",

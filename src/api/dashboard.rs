@@ -11,7 +11,11 @@
 //! Access: the API's bearer token in `Authorization`, or a session cookie
 //! set by the login form (`session.rs`). A page asked for without either
 //! redirects to the form. Every response forbids scripts, framing and
-//! caching.
+//! caching. Wrong tokens in the form are limited per client address
+//! (`throttle.rs`) and each is logged (`dashboard login failed
+//! client=ADDR`, for fail2ban). Every POST (login, logout) must come from
+//! the dashboard itself: a browser's `Sec-Fetch-Site` or `Origin` naming
+//! another site gets 403 (cross-site request forgery).
 
 mod chart;
 mod layout;
@@ -19,18 +23,23 @@ mod message;
 mod overview;
 mod route;
 mod session;
+mod throttle;
+
+pub use throttle::Throttle;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::header::{
-    ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, REFERRER_POLICY,
-    SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, LOCATION, ORIGIN,
+    REFERRER_POLICY, RETRY_AFTER, SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use maud::Markup;
 use sha2::{Digest, Sha256};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 use subtle::ConstantTimeEq;
 
 use super::{Api, ApiError};
@@ -46,21 +55,22 @@ const LOGIN_BODY_MAX_BYTES: usize = 4096;
 const STYLE: &str = include_str!("dashboard/style.css");
 
 /// Answers a request for a path under `/dashboard`.
-pub(super) async fn handle(api: &Api, req: Request<Incoming>) -> Reply {
+pub(super) async fn handle(api: &Api, req: Request<Incoming>, peer: SocketAddr) -> Reply {
     let path = req.uri().path().to_owned();
     let rest = path.strip_prefix("/dashboard").unwrap_or_default();
     let method = req.method().clone();
+    if method == Method::POST && !same_origin(req.headers()) {
+        tracing::warn!(client = %peer.ip(), path, "dashboard cross-site POST refused");
+        return error_page(ApiError::Forbidden("a form of another site".into()));
+    }
     match rest {
         "/style.css" if method == Method::GET => response(StatusCode::OK)
             .header(CONTENT_TYPE, "text/css; charset=utf-8")
             .body(Full::new(Bytes::from_static(STYLE.as_bytes())))
             .expect("static response parts are valid"),
         "/login" if method == Method::GET => html(StatusCode::OK, layout::login(None)),
-        "/login" if method == Method::POST => login(api, req).await,
-        "/logout" if method == Method::POST => redirect("/dashboard/login")
-            .header(SET_COOKIE, session::clear_cookie())
-            .body(Full::default())
-            .expect("static response parts are valid"),
+        "/login" if method == Method::POST => login(api, req, peer.ip()).await,
+        "/logout" if method == Method::POST => logout(),
         "/style.css" => not_allowed("GET"),
         "/login" => not_allowed("GET, POST"),
         "/logout" => not_allowed("POST"),
@@ -93,10 +103,55 @@ fn signed_in(api: &Api, req: &Request<Incoming>) -> bool {
             .is_some_and(|v| session::valid(&api.token_digest, v, now_secs()))
 }
 
+/// Whether a POST comes from the dashboard's own pages: a browser says
+/// where a request comes from in `Sec-Fetch-Site` (all current ones) or
+/// `Origin`; a request with neither is not a browser's form (curl, a test),
+/// which cannot carry a victim's cookie anyway.
+fn same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return matches!(site.as_bytes(), b"same-origin" | b"none");
+    }
+    let Some(origin) = headers.get(ORIGIN) else {
+        return true;
+    };
+    let host = headers.get(HOST).map(HeaderValue::as_bytes);
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| url::Url::parse(o).ok())
+        .and_then(|u| {
+            let host = u.host_str()?.to_owned();
+            Some(match u.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            })
+        });
+    matches!((origin_host, host), (Some(o), Some(h)) if o.as_bytes().eq_ignore_ascii_case(h))
+}
+
+/// `POST /dashboard/logout`: the cookie is cleared.
+fn logout() -> Reply {
+    redirect("/dashboard/login")
+        .header(SET_COOKIE, session::clear_cookie())
+        .body(Full::default())
+        .expect("static response parts are valid")
+}
+
 /// `POST /dashboard/login`: the form's token, compared as the API compares
-/// bearer tokens (digests, constant time). Attempts are not rate-limited
-/// (docs/dashboard.md).
-async fn login(api: &Api, req: Request<Incoming>) -> Reply {
+/// bearer tokens (SHA-256 digests, constant time, so every wrong try costs
+/// the same whatever its length), after the client's address passed the
+/// [`Throttle`].
+async fn login(api: &Api, req: Request<Incoming>, client: IpAddr) -> Reply {
+    if let throttle::Verdict::Wait(wait) = api.login_throttle.check(client, Instant::now()) {
+        tracing::warn!(%client, "dashboard login throttled");
+        let message = "Too many wrong tokens from your address: wait before trying again.";
+        let mut reply = html(StatusCode::TOO_MANY_REQUESTS, layout::login(Some(message)));
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        reply
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
+        return reply;
+    }
     let body = match Limited::new(req.into_body(), LOGIN_BODY_MAX_BYTES)
         .collect()
         .await
@@ -113,9 +168,14 @@ async fn login(api: &Api, req: Request<Incoming>) -> Reply {
         .unwrap_or_default();
     let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
     if !bool::from(digest.ct_eq(&api.token_digest)) {
+        let failures = api.login_throttle.failed(client, Instant::now());
+        // One line per failure with the address, for fail2ban.
+        tracing::warn!(%client, failures, "dashboard login failed");
         let message = "Wrong token: it must be the API token of the [api] section.";
         return html(StatusCode::UNAUTHORIZED, layout::login(Some(message)));
     }
+    api.login_throttle.succeeded(client);
+    tracing::info!(%client, "dashboard login");
     let value = session::issue(&api.token_digest, now_secs());
     redirect("/dashboard")
         .header(SET_COOKIE, session::set_cookie(&value))

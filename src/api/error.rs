@@ -4,7 +4,9 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{
+    ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+};
 use hyper::{Response, StatusCode};
 
 use crate::listener::Reply;
@@ -19,6 +21,9 @@ pub enum ApiError {
     /// 401: no bearer token, or the wrong one.
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    /// 403: refused whoever asks (a cross-site form).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// 404: no such path or object.
     #[error("{0}")]
     NotFound(String),
@@ -41,6 +46,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -75,12 +81,19 @@ impl ApiError {
     }
 }
 
-/// A JSON response.
+/// A JSON response. `nosniff`: a browser must never read an answer (which
+/// may echo request data) as HTML or script.
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Reply {
+    body(status, "application/json", Bytes::from(value.to_string()))
+}
+
+/// A response of `content_type` with the headers every API answer carries.
+pub fn body(status: StatusCode, content_type: &'static str, bytes: Bytes) -> Reply {
     Response::builder()
         .status(status)
-        .header(CONTENT_TYPE, "application/json")
+        .header(CONTENT_TYPE, content_type)
         .header(CACHE_CONTROL, "no-store")
-        .body(Full::new(Bytes::from(value.to_string())))
+        .header(X_CONTENT_TYPE_OPTIONS, "nosniff")
+        .body(Full::new(bytes))
         .expect("static response parts are valid")
 }

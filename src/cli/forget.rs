@@ -33,23 +33,23 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     )
     .with_context(|| format!("forgetting {address} in {}", config.storage_path.display()))?;
     let r = done.removed;
-    println!("{address}:");
-    println!("  copies deleted: {}", r.copies);
-    println!(
+    crate::outln!("{address}:");
+    crate::outln!("  copies deleted: {}", r.copies);
+    crate::outln!(
         "  copies shared with other recipients, address removed: {}",
         r.copies_edited
     );
-    println!("  observations deleted: {}", r.observations);
-    println!("  events deleted: {}", r.events);
-    println!(
+    crate::outln!("  observations deleted: {}", r.observations);
+    crate::outln!("  events deleted: {}", r.events);
+    crate::outln!(
         "  webhook deliveries not yet sent, deleted: {}",
         r.webhook_deliveries
     );
     if done.vacuumed {
-        println!("  database file rebuilt (VACUUM)");
+        crate::outln!("  database file rebuilt (VACUUM)");
     }
     if !done.wal_emptied {
-        println!("  warning: the WAL could not be emptied (a reader was busy); run again");
+        crate::outln!("  warning: the WAL could not be emptied (a reader was busy); run again");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -17,7 +17,7 @@ pub fn run(_args: &Args) -> anyhow::Result<ExitCode> {
         .context("reading the password from stdin")?;
     let password = password.trim_end_matches(['\r', '\n']);
     anyhow::ensure!(!password.is_empty(), "empty password on stdin");
-    println!("{}", hash(password)?);
+    crate::outln!("{}", hash(password)?);
     Ok(ExitCode::SUCCESS)
 }
 

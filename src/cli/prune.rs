@@ -49,9 +49,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let verb = if args.dry_run { "would be" } else { "were" };
     let time =
         |ms: i64| jiff::Timestamp::from_millisecond(ms).map_or(ms.to_string(), |t| t.to_string());
-    println!("as of {as_of}:");
+    crate::outln!("as of {as_of}:");
     if let Some(before) = done.delete_before_ms {
-        println!(
+        crate::outln!(
             "  before {}: {} copies, {} events, {} observations {verb} deleted",
             time(before),
             done.deleted.copies,
@@ -59,17 +59,17 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             done.deleted.observations
         );
     }
-    println!(
+    crate::outln!(
         "  before {}: {} observations {verb} minimised",
         time(done.raw_before_ms),
         done.minimised
     );
     if !args.dry_run {
-        println!(
+        crate::outln!(
             "  webhook bodies without IP and user agent: {}",
             done.webhook_payloads
         );
-        println!("  took {:.1} s", started.elapsed().as_secs_f64());
+        crate::outln!("  took {:.1} s", started.elapsed().as_secs_f64());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -65,9 +65,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(|e| anyhow::anyhow!("--route {id}: {e}"))?;
             if args.json {
-                println!("{v}");
+                crate::outln!("{v}");
             } else {
-                print_table(&v);
+                print_table(&v)?;
             }
         }
         anyhow::Ok(())
@@ -75,13 +75,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_table(v: &Value) {
+fn print_table(v: &Value) -> std::io::Result<()> {
     let n = |b: &Value, k: &str| b[k].as_u64().unwrap_or(0);
     let rate = |b: &Value, k: &str| {
         b[k].as_f64()
             .map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", r * 100.0))
     };
-    println!(
+    crate::outln!(
         "route {} from {} to {}{}",
         v["route"].as_str().unwrap_or(""),
         v["from"].as_str().unwrap_or(""),
@@ -92,14 +92,21 @@ fn print_table(v: &Value) {
             ""
         }
     );
-    println!(
+    crate::outln!(
         "{:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "start", "relayed", "opens", "u.opens", "clicks", "u.clicks", "open%", "click%"
+        "start",
+        "relayed",
+        "opens",
+        "u.opens",
+        "clicks",
+        "u.clicks",
+        "open%",
+        "click%"
     );
     let rows = v["buckets"].as_array().into_iter().flatten();
     for b in rows.chain(std::iter::once(&v["totals"])) {
         let start = b["start"].as_str().unwrap_or("total");
-        println!(
+        crate::outln!(
             "{:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
             start,
             n(b, "relayed"),
@@ -111,4 +118,5 @@ fn print_table(v: &Value) {
             rate(b, "click_rate"),
         );
     }
+    Ok(())
 }

@@ -51,7 +51,7 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
         "expires_at": expires.to_string(),
         "expired": claims.is_expired(now),
     });
-    println!("{}", serde_json::to_string_pretty(&json)?);
+    crate::outln!("{}", serde_json::to_string_pretty(&json)?);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -64,11 +64,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
     for (i, range) in config.classifier.ranges.iter().enumerate() {
         let Some(url) = &range.url else {
-            println!("{}: no url, kept as it is", range.name);
+            crate::outln!("{}: no url, kept as it is", range.name);
             continue;
         };
         match runtime.block_on(update(range, url, &clients)) {
-            Ok(count) => println!(
+            Ok(count) => crate::outln!(
                 "{}: {count} ranges from {url} written to {}",
                 range.name,
                 range.file.display()

@@ -62,7 +62,7 @@ async fn list(storage: &Storage, status: Option<String>, limit: u32) -> anyhow::
     }
     for d in storage.deliveries(status, limit).await? {
         let attempts = storage.delivery_attempts(d.id).await?;
-        println!("{}", crate::api::webhooks::delivery(&d, &attempts));
+        crate::outln!("{}", crate::api::webhooks::delivery(&d, &attempts));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -77,9 +77,11 @@ async fn retry(storage: &Storage, id: Uuid) -> anyhow::Result<ExitCode> {
             at_ms: crate::webhooks::now_ms(),
         })
         .await?;
-    println!(
+    crate::outln!(
         "delivery {id} ({} to {}, was {}) queued again",
-        d.event_type, d.url, d.status
+        d.event_type,
+        d.url,
+        d.status
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -120,7 +120,7 @@ mod tests {
 
     use super::*;
 
-    const MINIMAL: &str = "[api]\ntoken = \"t\"\n[[tracking.keys]]\nid = \"k1\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
+    const MINIMAL: &str = "[api]\ntoken = \"Xq3v9N1bT8kPz0RwLmA7cYhG2sDfJ6eU\"\n[[tracking.keys]]\nid = \"k1\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
 
     #[test]
     fn absent_section_means_no_milter_and_defaults_apply() {

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{Collector, TrackingTls, raw};
+use crate::tracking::client_ip::ForwardedHeader;
 
 impl Collector {
     /// `[[tracking.tls]]`: a DNS name and two readable files each.
@@ -36,6 +37,17 @@ impl Collector {
         out
     }
 
+    /// `tracking.client_ip_header`: which forwarding header is believed.
+    pub(super) fn client_ip_header(&mut self, value: &str) -> ForwardedHeader {
+        ForwardedHeader::from_config(value).unwrap_or_else(|| {
+            self.push(
+                "tracking.client_ip_header",
+                format!("{value:?} is neither \"x-forwarded-for\" nor \"forwarded\""),
+            );
+            ForwardedHeader::default()
+        })
+    }
+
     /// A count that must not be zero.
     pub(super) fn at_least_one(&mut self, key: &str, value: u32) -> usize {
         if value == 0 {
@@ -51,7 +63,7 @@ mod tests {
 
     use crate::config::Config;
 
-    const MINIMAL: &str = "[api]\ntoken = \"t\"\n[[tracking.keys]]\nid = \"k1\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
+    const MINIMAL: &str = "[api]\ntoken = \"Xq3v9N1bT8kPz0RwLmA7cYhG2sDfJ6eU\"\n[[tracking.keys]]\nid = \"k1\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
 
     #[test]
     fn tracking_defaults() {

@@ -102,15 +102,6 @@ fn status_text(status: StatusCode, body: &'static str) -> Reply {
         .expect("static response parts are valid")
 }
 
-/// The Prometheus text exposition.
-pub fn metrics(text: String) -> Reply {
-    Response::builder()
-        .header(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
-        .header(CACHE_CONTROL, "no-store")
-        .body(Full::new(Bytes::from(text)))
-        .expect("static response parts are valid")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

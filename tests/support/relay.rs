@@ -70,7 +70,7 @@ id = "k1"
 secret = "{KEY}"
 [api]
 listen = "127.0.0.1:0"
-token = "test-token"
+token = "test-token-4Hn8Vq2Lx7Rk9Pw3Zs6Jd"
 [storage]
 path = "{db}"
 {routes}

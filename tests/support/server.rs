@@ -21,7 +21,7 @@ use uuid::Uuid;
 /// The Host of the default tracking domain in test configs.
 pub const HOST: &str = "t.example.com";
 /// The API's bearer token in test configs.
-pub const API_TOKEN: &str = "api-secret-for-tests";
+pub const API_TOKEN: &str = "api-token-for-tests-7Qm2Xv9LpR4sK8wZ";
 /// A second, older key that still verifies (rotation).
 pub const OLD_SECRET: &str = "an older key, still verifying tokens";
 
@@ -284,6 +284,11 @@ impl TestServer {
             .unwrap()
     }
 
+    /// The `/metrics` text (admin listener, test token).
+    pub async fn metrics(&self) -> String {
+        metrics_at(self.app().api_addr()).await
+    }
+
     /// Stops the server and starts it again on the same config and
     /// database (new ports).
     pub async fn restart(mut self) -> Self {
@@ -307,6 +312,23 @@ impl TestServer {
     }
 }
 
+/// `GET /metrics` on the API listener at `api` with the test token.
+pub async fn metrics_at(api: SocketAddr) -> String {
+    let auth = format!("Bearer {API_TOKEN}");
+    let resp = Http::default()
+        .send(
+            "GET",
+            api,
+            &api.to_string(),
+            "/metrics",
+            &[("authorization", &auth)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200, "/metrics");
+    String::from_utf8(resp.body).unwrap()
+}
+
 /// A port free right now on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -321,27 +343,36 @@ pub struct Binary {
     pub child: Child,
     pub dir: tempfile::TempDir,
     pub tracking: SocketAddr,
+    pub api: SocketAddr,
 }
 
 impl Binary {
-    /// Starts it on [`config_text`] and waits until `/healthz` answers.
+    /// Starts it on [`config_text`] and waits until `/healthz` answers on
+    /// both listeners.
     pub async fn start(tracking_extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let tracking: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let api = format!("127.0.0.1:{}", free_port());
-        let text = config_text(dir.path(), &tracking.to_string(), &api, tracking_extra);
+        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let text = config_text(
+            dir.path(),
+            &tracking.to_string(),
+            &api.to_string(),
+            tracking_extra,
+        );
         std::fs::write(dir.path().join("trackrelay.toml"), text).unwrap();
-        Self::run(dir, tracking).await
+        Self::run(dir, tracking, api).await
     }
 
     /// Starts it on `dir/trackrelay.toml` (written by the caller, its
-    /// tracking listener on `tracking`) and waits until `/healthz` answers.
-    pub async fn run(dir: tempfile::TempDir, tracking: SocketAddr) -> Self {
+    /// tracking listener on `tracking`, its API on `api`) and waits until
+    /// `/healthz` answers on both.
+    pub async fn run(dir: tempfile::TempDir, tracking: SocketAddr, api: SocketAddr) -> Self {
         let child = spawn(dir.path());
         let bin = Self {
             child,
             dir,
             tracking,
+            api,
         };
         bin.wait_healthy().await;
         bin
@@ -349,11 +380,16 @@ impl Binary {
 
     async fn wait_healthy(&self) {
         let http = Http::default();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Both listeners: the API starts after the tracking server.
         while http
             .send("GET", self.tracking, HOST, "/healthz", &[])
             .await
             .is_err()
+            || http
+                .send("GET", self.api, "a", "/healthz", &[])
+                .await
+                .is_err()
         {
             assert!(
                 Instant::now() < deadline,
@@ -370,6 +406,11 @@ impl Binary {
 
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("trackrelay.db")
+    }
+
+    /// The `/metrics` text (admin listener, test token).
+    pub async fn metrics(&self) -> String {
+        metrics_at(self.api).await
     }
 
     /// What the server logged (every run of it, in order).
