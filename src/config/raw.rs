@@ -1,13 +1,14 @@
-//! The config file as serde reads it: plain strings and numbers, unknown keys
-//! refused. Nothing here is validated; `config::Config::from_raw` turns this
-//! into typed values and collects every problem with its key path.
+//! The config file as serde reads it: plain strings and numbers; unknown
+//! keys are collected as problems by `config::parse_raw`. Nothing here is
+//! validated; `config::Config::from_raw` turns this into typed values and
+//! collects every problem with its key path.
 //!
 //! Defaults live here, one per key, and `conf/trackrelay.toml` repeats them.
 
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawConfig {
     pub smtp: RawSmtp,
     pub upstream: RawUpstream,
@@ -25,7 +26,7 @@ pub struct RawConfig {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawShutdown {
     pub deadline_seconds: u32,
 }
@@ -40,7 +41,7 @@ impl Default for RawShutdown {
 
 /// `[log]`.
 #[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawLog {
     pub format: String,
 }
@@ -54,7 +55,7 @@ impl Default for RawLog {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawSmtp {
     pub listen: String,
     pub allowed_networks: Vec<String>,
@@ -79,7 +80,6 @@ pub struct RawSmtp {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawUser {
     pub name: String,
     pub password_hash: String,
@@ -113,7 +113,7 @@ impl Default for RawSmtp {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawUpstream {
     pub url: String,
     pub starttls: String,
@@ -139,7 +139,7 @@ impl Default for RawUpstream {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawTracking {
     pub listen: String,
     pub base_url: String,
@@ -170,7 +170,6 @@ impl Default for RawTracking {
 
 /// A certificate of the tracking listener, chosen by SNI.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawTrackingTls {
     pub domain: String,
     pub cert: String,
@@ -178,14 +177,13 @@ pub struct RawTrackingTls {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawKey {
     pub id: String,
     pub secret: String,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawApi {
     pub listen: String,
     pub token: String,
@@ -201,7 +199,7 @@ impl Default for RawApi {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawStorage {
     pub path: String,
 }
@@ -215,7 +213,7 @@ impl Default for RawStorage {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawClassifier {
     pub wait_seconds: u32,
     pub burst_links: u32,
@@ -250,7 +248,6 @@ impl Default for RawClassifier {
 
 /// A downloaded range list: `[[classifier.ranges]]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRange {
     pub name: String,
     pub class: String,
@@ -260,7 +257,7 @@ pub struct RawRange {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawRetention {
     pub raw_signal_days: u32,
     pub event_days: Option<u32>,
@@ -280,7 +277,7 @@ impl Default for RawRetention {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawWebhooksGlobal {
     pub allow_private_networks: bool,
     pub retry_base_ms: u64,
@@ -304,7 +301,6 @@ impl Default for RawWebhooksGlobal {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRoute {
     pub id: String,
     #[serde(default, rename = "match")]
@@ -326,7 +322,7 @@ pub struct RawRoute {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawMatch {
     pub auth_users: Vec<String>,
     pub senders: Vec<String>,
@@ -334,7 +330,6 @@ pub struct RawMatch {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawWebhook {
     pub url: String,
     /// One `whsec_` secret, or several in `secrets` (rotation).
@@ -363,7 +358,7 @@ fn default_events() -> Vec<String> {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawMilter {
     pub listen: String,
     pub on_error: String,
