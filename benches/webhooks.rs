@@ -91,7 +91,7 @@ async fn run(n: usize, concurrency: usize) {
          [webhooks]\nallow_private_networks = true\nconcurrency_per_endpoint = {concurrency}\n\
          [[routes]]\nid = \"default\"\n[[routes.webhooks]]\n\
          url = \"http://127.0.0.1:{port}/hook\"\n\
-         secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\nevents = [\"message.relayed\"]\n",
+         secret = \"whsec_Wohz8vFyz3th8zv63w2PNHNhoHtlmYWf\"\nevents = [\"message.relayed\"]\n",
         dir.path().join("bench.db").display()
     );
     let config = Config::parse(&text).unwrap();

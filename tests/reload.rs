@@ -235,7 +235,7 @@ fn reloaded_config(dir: &Path) -> String {
         .replace(
             "[[routes]]\nid = \"default\"",
             "[[routes.webhooks]]\nurl = \"https://hooks.example.com/in\"\n\
-             secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n\
+             secret = \"whsec_Wohz8vFyz3th8zv63w2PNHNhoHtlmYWf\"\n\
              events = [\"message.relayed\"]\n\n\
              [[routes]]\nid = \"later\"\ntrack_clicks = true\n[routes.match]\n\
              senders = [\"later.example.com\"]\n\n[[routes]]\nid = \"default\"",

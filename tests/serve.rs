@@ -15,6 +15,25 @@ struct Served {
     smtp: SocketAddr,
     api: SocketAddr,
     dir: tempfile::TempDir,
+    /// The server's log lines, as they come.
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Served {
+    /// Sends SIGHUP and waits until the reload is logged as done or
+    /// refused; returns that line.
+    fn reload(&self) -> String {
+        signal(&self.child, "HUP");
+        loop {
+            let line = self
+                .log
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .expect("the reload is logged");
+            if line.contains("config reloaded") || line.contains("reload refused") {
+                return line;
+            }
+        }
+    }
 }
 
 const TRACKED: &str = "[[routes]]\nid = \"default\"\ntrack_opens = true\ntrack_clicks = true\n";
@@ -62,6 +81,7 @@ fn serve(routes: &str) -> Served {
         smtp: smtp.unwrap(),
         api: api.expect("the api address is logged before smtp's"),
         dir,
+        log: rx,
     }
 }
 
@@ -101,9 +121,9 @@ async fn sighup_reloads_routes_without_a_restart() {
     );
 
     write_config(served.dir.path(), TRACKED);
-    signal(&served.child, "HUP");
-    // The reload is logged; give it a moment, then the same session sends again.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Once the reload is logged, the same session sends again.
+    let line = served.reload();
+    assert!(line.contains("config reloaded"), "{line}");
     let (_, reply) = c
         .send("a@example.com", &["b@example.com"], &html_message(""))
         .await;
@@ -116,8 +136,8 @@ async fn sighup_reloads_routes_without_a_restart() {
 
     // A broken config is refused and the running routes stay.
     std::fs::write(served.dir.path().join("trackrelay.toml"), "[smtp\n").unwrap();
-    signal(&served.child, "HUP");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let line = served.reload();
+    assert!(line.contains("reload refused"), "{line}");
     let (_, reply) = c
         .send("a@example.com", &["b@example.com"], &html_message(""))
         .await;
@@ -139,7 +159,7 @@ async fn patch_default(served: &Served, body: &str) -> serde_json::Value {
             "localhost",
             "/v1/routes/default",
             &[
-                ("authorization", "Bearer test-token"),
+                ("authorization", "Bearer test-token-4Hn8Vq2Lx7Rk9Pw3Zs6Jd"),
                 ("content-type", "application/json"),
             ],
             body.to_owned(),
@@ -161,8 +181,8 @@ async fn api_settings_stay_over_a_reloaded_config_until_cleared() {
 
     // The config still says untracked; a reload does not undo the API's change.
     write_config(served.dir.path(), UNTRACKED);
-    signal(&served.child, "HUP");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let line = served.reload();
+    assert!(line.contains("config reloaded"), "{line}");
     let mut c = Client::connect(served.smtp).await;
     let (_, reply) = c
         .send("a@example.com", &["b@example.com"], &html_message(""))
@@ -203,8 +223,8 @@ async fn api_settings_stay_over_a_reloaded_config_until_cleared() {
         })
         .await
         .unwrap();
-    signal(&served.child, "HUP");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let line = served.reload();
+    assert!(line.contains("config reloaded"), "{line}");
     let (_, reply) = c
         .send("a@example.com", &["b@example.com"], &html_message(""))
         .await;

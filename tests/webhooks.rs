@@ -24,7 +24,7 @@ const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.
 const APPLE_IP: &str = "104.28.28.10";
 /// In no list (RFC 5737).
 const HOME_IP: &str = "198.51.100.20";
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const SECRET: &str = "whsec_Wohz8vFyz3th8zv63w2PNHNhoHtlmYWf";
 const OLD_SECRET: &str = "whsec_c2Vjb25kIHNlY3JldCBmb3Igcm90YXRpb24=";
 
 /// A receiver process; its log has one JSON line per request.
