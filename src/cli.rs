@@ -4,6 +4,7 @@
 
 mod check_config;
 mod classify;
+mod dkim;
 mod forget;
 mod hash_password;
 mod prune;
@@ -65,6 +66,9 @@ pub enum Command {
     /// Work with tracking tokens.
     #[command(subcommand)]
     Token(token::Command),
+    /// DKIM: make a signing key, verify a message's signatures.
+    #[command(subcommand)]
+    Dkim(dkim::Command),
 }
 
 /// Runs a parsed command line.
@@ -81,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Forget(args) => forget::run(&args),
         Command::Stats(args) => stats::run(&args),
         Command::Webhooks(args) => webhooks::run(&args),
+        Command::Dkim(cmd) => dkim::run(&cmd),
     }
 }
 

@@ -6,6 +6,7 @@
 //! all at once. The rest of the program only ever sees [`Config`].
 
 mod classifier;
+pub mod dkim;
 mod milter;
 pub mod raw;
 mod retention;
@@ -49,6 +50,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// The milter listener; `None` without a `[milter]` section.
     pub milter: Option<MilterConfig>,
+    /// `[[dkim.keys]]`, loaded and checked.
+    pub dkim: crate::dkim::Keys,
 }
 
 #[derive(Debug, Clone)]
@@ -283,6 +286,7 @@ impl Config {
             webhooks: p.webhook_settings(&raw.webhooks),
             routes,
             milter,
+            dkim: p.dkim(&raw.dkim),
         };
         if p.list.is_empty() {
             Ok(config)
@@ -666,6 +670,7 @@ impl Collector {
                 per_recipient: r.per_recipient,
                 pixel_position,
                 rewrite_dkim_signed: r.rewrite_dkim_signed,
+                dkim_sign: r.dkim_sign,
             },
             webhooks,
         }

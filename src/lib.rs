@@ -17,6 +17,8 @@
 //! - [`maillog`]: the operator's log, one line per relayed copy.
 //! - [`rewrite`]: the policy for one message (route, `X-LM-*` overrides,
 //!   DKIM rule) and the driver of the two content modules below.
+//! - [`dkim`]: signing keys, which signed mail may be rewritten, signing
+//!   each rewritten copy again after the rewrite (`mail-auth`).
 //! - [`mime`]: which parts are HTML and may change; transfer encodings,
 //!   charsets; splicing bytes back so every other byte is kept.
 //! - [`html`]: the open pixel and click-tracked links inside one document.
@@ -77,6 +79,7 @@ pub mod app;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod dkim;
 pub mod events;
 pub mod html;
 pub mod inbound;

@@ -473,7 +473,15 @@ fn rewrite_copy(
         recipient,
         expires_at: u32::try_from(expires_at).unwrap_or(u32::MAX),
     };
-    let outcome = rewrite::rewrite(message, &request);
+    // DKIM in the same job: our own signatures may be rewritten (and are
+    // replaced), and the copy is signed after the rewrite (docs/dkim.md).
+    let settings = crate::dkim::rewrite_settings(&config.dkim, message, settings);
+    let request = Request {
+        settings: &settings,
+        ..request
+    };
+    let mut outcome = rewrite::rewrite(message, &request);
+    crate::dkim::sign(&config.dkim, message, &mut outcome, &settings);
     tracing::debug!(%id, bytes = message.len(), links = outcome.report.links.len(),
         thread = %pool::thread_name(), "copy rewritten");
     outcome

@@ -21,6 +21,7 @@ pub struct RawConfig {
     /// Absent: no milter listener.
     pub milter: Option<RawMilter>,
     pub shutdown: RawShutdown,
+    pub dkim: super::dkim::RawDkim,
 }
 
 #[derive(Debug, Deserialize)]
@@ -287,6 +288,8 @@ pub struct RawRoute {
     pub pixel_position: String,
     #[serde(default)]
     pub rewrite_dkim_signed: bool,
+    #[serde(default)]
+    pub dkim_sign: bool,
     #[serde(default)]
     pub webhooks: Vec<RawWebhook>,
 }

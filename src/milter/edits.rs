@@ -21,7 +21,13 @@ pub fn plan(
     leading_space: bool,
     rewritten: &[u8],
 ) -> Result<Vec<Response>, &'static str> {
-    let (out_fields, out_body) = split(rewritten).ok_or("rewritten message has no header end")?;
+    let (mut out_fields, out_body) =
+        split(rewritten).ok_or("rewritten message has no header end")?;
+    // A DKIM-Signature the signing step put on top (`dkim::sign`) is
+    // appended instead: a signature may stand anywhere in the header.
+    let signatures = new_signatures(fields, &out_fields);
+    let signed: Vec<Field> = out_fields.drain(..signatures).collect();
+    out_fields.extend(signed);
     let mut edits = Vec::new();
     let mut j = 0;
     for (i, field) in fields.iter().enumerate() {
@@ -55,6 +61,17 @@ pub fn plan(
         }
     }
     Ok(edits)
+}
+
+/// How many leading DKIM-Signature fields of `out` are new: more than the
+/// original has at its top (those are replaced in place).
+fn new_signatures(fields: &[Field], out: &[Field]) -> usize {
+    let leading = |fs: &[Field]| {
+        fs.iter()
+            .take_while(|f| f.name.eq_ignore_ascii_case(b"dkim-signature"))
+            .count()
+    };
+    leading(out).saturating_sub(leading(fields))
 }
 
 /// The value as `Finished::message` wrote it: without HDR_LEADSPC the MTA
