@@ -302,4 +302,35 @@ mod tests {
             }]
         );
     }
+
+    #[test]
+    fn a_new_signature_on_top_is_added_and_a_replaced_one_changed_in_place() {
+        let fields = [field("Received", " by mx"), field("From", " a@example.com")];
+        let signed = [
+            field("DKIM-Signature", " v=1; d=example.com; b=new"),
+            field("Received", " by mx"),
+            field("From", " a@example.com"),
+        ];
+        assert_eq!(
+            plan(&fields, b"x\r\n", true, &message(&signed, "x\r\n")).unwrap(),
+            [Response::AddHeader {
+                name: "DKIM-Signature".into(),
+                value: " v=1; d=example.com; b=new".into()
+            }]
+        );
+        // The sender's own signature (our domain) is replaced where it is.
+        let fields = [
+            field("DKIM-Signature", " v=1; d=example.com; b=old"),
+            fields[1].clone(),
+        ];
+        let resigned = [signed[0].clone(), signed[2].clone()];
+        assert_eq!(
+            plan(&fields, b"x\r\n", true, &message(&resigned, "x\r\n")).unwrap(),
+            [Response::ChangeHeader {
+                index: 1,
+                name: "DKIM-Signature".into(),
+                value: " v=1; d=example.com; b=new".into()
+            }]
+        );
+    }
 }
