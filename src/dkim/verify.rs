@@ -82,7 +82,7 @@ pub async fn verify(message: &[u8], records: &Records, dns: bool) -> Result<Vec<
             Err(_) => (String::new(), String::new()),
         };
         let name = format!("{selector}._domainkey.{domain}.").to_ascii_lowercase();
-        if !dns && !header.header.is_err() && records.get(name.as_str()).is_none() {
+        if !dns && header.header.is_ok() && records.get(name.as_str()).is_none() {
             verdicts.push(Verdict {
                 domain,
                 selector,
