@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256, SigningKey};
 use mail_auth::common::headers::HeaderWriter as _;
 use mail_auth::dkim::{Canonicalization, DkimSigner, Done};
 use rustls_pki_types::PrivateKeyDer;
@@ -88,25 +88,11 @@ impl Key {
             std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
         let secret = parse_secret(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        let (ch, cb) = canonicalization;
-        let h = headers.clone();
         let signer = match secret {
-            Secret::Rsa(k) => Signer::Rsa(
-                DkimSigner::from_key(k)
-                    .domain(&domain)
-                    .selector(selector)
-                    .headers(h)
-                    .header_canonicalization(ch)
-                    .body_canonicalization(cb),
-            ),
-            Secret::Ed25519(k) => Signer::Ed25519(
-                DkimSigner::from_key(k)
-                    .domain(&domain)
-                    .selector(selector)
-                    .headers(h)
-                    .header_canonicalization(ch)
-                    .body_canonicalization(cb),
-            ),
+            Secret::Rsa(k) => Signer::Rsa(signer(k, &domain, selector, &headers, canonicalization)),
+            Secret::Ed25519(k) => {
+                Signer::Ed25519(signer(k, &domain, selector, &headers, canonicalization))
+            }
         };
         Ok(Key {
             domain,
@@ -133,6 +119,22 @@ impl Key {
         };
         Ok(signature.to_header())
     }
+}
+
+/// mail-auth's signer for one key: its `d=`, `s=`, `h=` and `c=` tags.
+fn signer<T: SigningKey>(
+    key: T,
+    domain: &str,
+    selector: &str,
+    headers: &[String],
+    (ch, cb): (Canonicalization, Canonicalization),
+) -> DkimSigner<T, Done> {
+    DkimSigner::from_key(key)
+        .domain(domain)
+        .selector(selector)
+        .headers(headers.iter().cloned())
+        .header_canonicalization(ch)
+        .body_canonicalization(cb)
 }
 
 /// Reads a PEM private key: PKCS #1 RSA, or PKCS #8 RSA or Ed25519.
