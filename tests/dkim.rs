@@ -411,3 +411,54 @@ fn verify_names_a_signature_it_has_no_key_for() {
     );
     assert!(!out.status.success());
 }
+
+/// Milter mode in a real Postfix (as tests/milter.rs): a message signed
+/// with our key gets its signature replaced in place, an unsigned one gets
+/// ours added; both arrive tracked, and dkimpy verifies both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn milter_in_postfix_signs_the_rewritten_messages() {
+    use support::postfix::{Postfix, Sink, free_addr, try_smtplib};
+    let dir = tempfile::tempdir().unwrap();
+    let key = make_key(dir.path(), "milter", "rsa");
+    let sink = Sink::start();
+    let config = format!("[milter]\nlisten = \"127.0.0.1:0\"\n{}", route(""))
+        + &key_config(&key, "example.com", "s1");
+    let relay = start("", "", &config).await;
+    let at = relay.app.as_ref().unwrap().milter_addr().unwrap();
+    let main_cf = format!(
+        "smtpd_milters = inet:{at}\nmilter_default_action = tempfail\nmilter_protocol = 6\n"
+    );
+    let sink_addr = sink.addr;
+    let postfix = tokio::task::spawn_blocking(move || {
+        Postfix::start("pf", free_addr(), sink_addr, &main_cf, &[])
+    })
+    .await
+    .unwrap();
+
+    let signed = dkimpy_sign(&key, "example.com", &html_message(""));
+    for message in [signed, html_message("")] {
+        let sent = try_smtplib(
+            postfix.addr,
+            "alice@example.com",
+            &["bob@example.net"],
+            &message,
+        );
+        assert!(sent.is_ok(), "{sent:?}\n{}", postfix.maillog_tail(30));
+    }
+    postfix.wait_for_log(&["status=sent"], 2);
+    let dumps = sink.dumps();
+    assert_eq!(dumps.len(), 2, "{}", postfix.maillog_tail(30));
+    for dump in dumps {
+        let copy = String::from_utf8(dump.message).unwrap();
+        assert_tracked(&copy);
+        assert_eq!(signature_domains(&copy), ["example.com"], "{copy}");
+        assert_eq!(
+            dkimpy_verify(&key, "example.com", "s1", copy.as_bytes()),
+            ["pass d=example.com s=s1"],
+            "{copy}"
+        );
+    }
+    drop(postfix);
+    relay.stop().await;
+    drop(sink);
+}
