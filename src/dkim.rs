@@ -24,7 +24,7 @@ use std::borrow::Cow;
 pub use keys::Key;
 
 use crate::config::RouteSettings;
-use crate::rewrite::Outcome;
+use crate::rewrite::{Outcome, Request};
 
 /// The signing keys of `[[dkim.keys]]`, in config order.
 #[derive(Debug, Clone, Default)]
@@ -65,6 +65,19 @@ impl Keys {
             candidate = parent;
         }
     }
+}
+
+/// [`crate::rewrite::rewrite`] with the DKIM steps around it: what the
+/// relay, the milter and `trackrelay rewrite` send.
+pub fn rewrite(keys: &Keys, message: &[u8], request: &Request<'_>) -> Outcome {
+    let settings = rewrite_settings(keys, message, request.settings);
+    let request = Request {
+        settings: &settings,
+        ..*request
+    };
+    let mut outcome = crate::rewrite::rewrite(message, &request);
+    sign(keys, message, &mut outcome, &settings);
+    outcome
 }
 
 /// The route settings the rewrite runs with: a message whose every

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::config::{Config, Envelope, Route, RouteSettings};
 use crate::maillog;
-use crate::rewrite::{self, Outcome, Report, Request};
+use crate::rewrite::{Outcome, Report, Request};
 use crate::smtp::Reply;
 use crate::storage::{RelayedCopy, RouteOverride, Storage};
 use crate::upstream::{Connection, MailParams, Upstream};
@@ -473,15 +473,8 @@ fn rewrite_copy(
         recipient,
         expires_at: u32::try_from(expires_at).unwrap_or(u32::MAX),
     };
-    // DKIM in the same job: our own signatures may be rewritten (and are
-    // replaced), and the copy is signed after the rewrite (docs/dkim.md).
-    let settings = crate::dkim::rewrite_settings(&config.dkim, message, settings);
-    let request = Request {
-        settings: &settings,
-        ..request
-    };
-    let mut outcome = rewrite::rewrite(message, &request);
-    crate::dkim::sign(&config.dkim, message, &mut outcome, &settings);
+    // DKIM in the same job: the copy is signed after the rewrite.
+    let outcome = crate::dkim::rewrite(&config.dkim, message, &request);
     tracing::debug!(%id, bytes = message.len(), links = outcome.report.links.len(),
         thread = %pool::thread_name(), "copy rewritten");
     outcome
