@@ -22,6 +22,7 @@
 #   benches/relay_smtp.sh               print the results
 #   benches/relay_smtp.sh --write-doc   also put them in docs/benchmarks.md
 # Environment: BENCH_SECONDS (10), BENCH_CONCURRENCY ("1 8 32"),
+#   BENCH_DKIM (rsa or ed25519: trackrelay also DKIM-signs every copy),
 #   BENCH_TEMPLATE (an HTML file), TRACKRELAY_CORPUS (../shared/corpus),
 #   TRACKRELAY_BIN (a trackrelay binary to measure instead of building
 #   target/release/trackrelay, e.g. another branch's build).
@@ -196,6 +197,13 @@ id = "default"
 track_opens = true
 track_clicks = true
 EOF
+    # BENCH_DKIM=rsa|ed25519: every copy is also DKIM-signed (docs/dkim.md).
+    if [ -n "${BENCH_DKIM:-}" ]; then
+        "$bin" dkim keygen --domain example.com --selector bench \
+            --algorithm "$BENCH_DKIM" --out "$work/dkim.pem" >/dev/null
+        printf '[[dkim.keys]]\ndomain = "example.com"\nselector = "bench"\nprivate_key = "%s"\n' \
+            "$work/dkim.pem" >>"$work/trackrelay.toml"
+    fi
     "$bin" check-config --config "$work/trackrelay.toml" >/dev/null
     # What the relay will do to the message, with the same code and config.
     local rewritten

@@ -5,6 +5,7 @@
 mod check_config;
 mod classify;
 mod completions;
+mod dkim;
 mod forget;
 mod hash_password;
 mod man;
@@ -91,6 +92,9 @@ pub enum Command {
     Man(man::Args),
     /// Print the completion script for a shell on stdout.
     Completions(completions::Args),
+    /// DKIM: make a signing key, verify a message's signatures.
+    #[command(subcommand)]
+    Dkim(dkim::Command),
 }
 
 impl Command {
@@ -107,7 +111,10 @@ impl Command {
             Command::Stats(a) => Some(&a.config),
             Command::Webhooks(a) => Some(&a.config),
             Command::Token(token::Command::Inspect { config, .. }) => Some(config),
-            Command::HashPassword(_) | Command::Man(_) | Command::Completions(_) => None,
+            Command::HashPassword(_)
+            | Command::Man(_)
+            | Command::Completions(_)
+            | Command::Dkim(_) => None,
         }
     }
 }
@@ -136,6 +143,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Webhooks(args) => webhooks::run(&args),
         Command::Man(args) => man::run(&args),
         Command::Completions(args) => completions::run(&args),
+        Command::Dkim(cmd) => dkim::run(&cmd),
     }
 }
 

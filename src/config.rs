@@ -6,6 +6,7 @@
 //! `trackrelay check-config` can list them all at once. The rest of the program only ever sees [`Config`].
 
 mod classifier;
+pub mod dkim;
 mod exposure;
 pub mod log;
 mod milter;
@@ -56,6 +57,8 @@ pub struct Config {
     pub milter: Option<MilterConfig>,
     /// `[log] format`.
     pub log_format: LogFormat,
+    /// `[[dkim.keys]]`, loaded and checked.
+    pub dkim: crate::dkim::Keys,
 }
 
 #[derive(Debug, Clone)]
@@ -322,6 +325,7 @@ impl Config {
             routes,
             milter,
             log_format: p.log_format(&raw.log),
+            dkim: p.dkim(&raw.dkim),
         };
         if p.list.is_empty() {
             Ok(config)
@@ -791,6 +795,7 @@ impl Collector {
                 per_recipient: r.per_recipient,
                 pixel_position,
                 rewrite_dkim_signed: r.rewrite_dkim_signed,
+                dkim_sign: r.dkim_sign,
             },
             webhooks,
         }

@@ -23,6 +23,8 @@
 //! - [`maillog`]: the operator's log, one line per relayed copy.
 //! - [`rewrite`]: the policy for one message (route, `X-LM-*` overrides,
 //!   DKIM rule, what to track) over the content modules below and `token`.
+//! - [`dkim`]: signing keys, which signed mail may be rewritten, signing
+//!   each rewritten copy again after the rewrite (`mail-auth`).
 //! - [`mime`]: parsing the message; which parts are HTML and may change;
 //!   editing one part (transfer encodings, charsets, line endings); splicing
 //!   bytes back so every other byte is kept. Knows nothing of tracking.
@@ -89,6 +91,7 @@ pub mod app;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod dkim;
 pub mod events;
 pub mod html;
 pub mod inbound;

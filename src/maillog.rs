@@ -25,6 +25,7 @@ pub fn relayed(
         links = report.links.len(),
         untracked = report.untracked_reason.unwrap_or("-"),
         tags = %report.tags.join(","),
+        dkim = report.dkim.as_deref().unwrap_or("-"),
         "relayed"
     );
     crate::metrics::relayed(route, reply.class());

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::config::{Config, Envelope, Route, RouteSettings};
 use crate::maillog;
-use crate::rewrite::{self, Outcome, Report, Request};
+use crate::rewrite::{Outcome, Report, Request};
 use crate::routes::Registry;
 use crate::smtp::Reply;
 use crate::storage::{CopyStatus, RelayedCopy, Storage};
@@ -436,7 +436,8 @@ fn rewrite_copy(
         recipient,
         expires_at: u32::try_from(expires_at).unwrap_or(u32::MAX),
     };
-    let outcome = rewrite::rewrite(message, &request);
+    // DKIM in the same job: the copy is signed after the rewrite.
+    let outcome = crate::dkim::rewrite(&config.dkim, message, &request);
     tracing::debug!(%id, bytes = message.len(), links = outcome.report.links.len(),
         thread = %pool::thread_name(), "copy rewritten");
     outcome

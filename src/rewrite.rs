@@ -73,6 +73,9 @@ pub struct Report {
     pub ignored_headers: Vec<String>,
     /// Parts re-encoded as quoted-printable to keep lines within 998 octets.
     pub reencoded_parts: usize,
+    /// What DKIM signing did (`signed d=… s=…`, or why not); `None` when
+    /// the copy needed no signature (see `dkim::sign`).
+    pub dkim: Option<String>,
 }
 
 /// Rewrites one message for one recipient (or for all, message-level).

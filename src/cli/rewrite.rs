@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use uuid::Uuid;
 
-use crate::rewrite::{self, Request};
+use crate::rewrite::Request;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -57,7 +57,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         recipient: args.recipient.as_deref(),
         expires_at: u32::try_from(expires_at).unwrap_or(u32::MAX),
     };
-    let outcome = rewrite::rewrite(&input, &request);
+    // Signed as the relay signs, when [[dkim.keys]] hold the From domain.
+    let outcome = crate::dkim::rewrite(&config.dkim, &input, &request);
     for note in &outcome.report.ignored_headers {
         tracing::warn!(message_id = %request.message_id, "{note}");
     }

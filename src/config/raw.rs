@@ -23,6 +23,7 @@ pub struct RawConfig {
     pub milter: Option<RawMilter>,
     pub shutdown: RawShutdown,
     pub log: RawLog,
+    pub dkim: super::dkim::RawDkim,
 }
 
 #[derive(Debug, Deserialize)]
@@ -317,6 +318,8 @@ pub struct RawRoute {
     pub pixel_position: String,
     #[serde(default)]
     pub rewrite_dkim_signed: bool,
+    #[serde(default)]
+    pub dkim_sign: bool,
     #[serde(default)]
     pub webhooks: Vec<RawWebhook>,
 }

@@ -36,6 +36,9 @@ pub struct RouteSettings {
     pub pixel_position: PixelPosition,
     /// Rewrite messages that already carry a DKIM-Signature (breaks it).
     pub rewrite_dkim_signed: bool,
+    /// Sign every copy with the From domain's `[[dkim.keys]]` key, not
+    /// only the rewritten ones.
+    pub dkim_sign: bool,
 }
 
 impl Default for RouteSettings {
@@ -47,6 +50,7 @@ impl Default for RouteSettings {
             per_recipient: true,
             pixel_position: PixelPosition::End,
             rewrite_dkim_signed: false,
+            dkim_sign: false,
         }
     }
 }

@@ -21,7 +21,13 @@ pub fn plan(
     leading_space: bool,
     rewritten: &[u8],
 ) -> Result<Vec<Response>, &'static str> {
-    let (out_fields, out_body) = split(rewritten).ok_or("rewritten message has no header end")?;
+    let (mut out_fields, out_body) =
+        split(rewritten).ok_or("rewritten message has no header end")?;
+    // A DKIM-Signature the signing step put on top (`dkim::sign`) is
+    // appended instead: a signature may stand anywhere in the header.
+    let signatures = new_signatures(fields, &out_fields);
+    let signed: Vec<Field> = out_fields.drain(..signatures).collect();
+    out_fields.extend(signed);
     let mut edits = Vec::new();
     let mut j = 0;
     for (i, field) in fields.iter().enumerate() {
@@ -55,6 +61,17 @@ pub fn plan(
         }
     }
     Ok(edits)
+}
+
+/// How many leading DKIM-Signature fields of `out` are new: more than the
+/// original has at its top (those are replaced in place).
+fn new_signatures(fields: &[Field], out: &[Field]) -> usize {
+    let leading = |fs: &[Field]| {
+        fs.iter()
+            .take_while(|f| f.name.eq_ignore_ascii_case(b"dkim-signature"))
+            .count()
+    };
+    leading(out).saturating_sub(leading(fields))
 }
 
 /// The value as `Finished::message` wrote it: without HDR_LEADSPC the MTA
@@ -282,6 +299,37 @@ mod tests {
                 index: 1,
                 name: "Content-Transfer-Encoding".into(),
                 value: "\n quoted-printable".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_new_signature_on_top_is_added_and_a_replaced_one_changed_in_place() {
+        let fields = [field("Received", " by mx"), field("From", " a@example.com")];
+        let signed = [
+            field("DKIM-Signature", " v=1; d=example.com; b=new"),
+            field("Received", " by mx"),
+            field("From", " a@example.com"),
+        ];
+        assert_eq!(
+            plan(&fields, b"x\r\n", true, &message(&signed, "x\r\n")).unwrap(),
+            [Response::AddHeader {
+                name: "DKIM-Signature".into(),
+                value: " v=1; d=example.com; b=new".into()
+            }]
+        );
+        // The sender's own signature (our domain) is replaced where it is.
+        let fields = [
+            field("DKIM-Signature", " v=1; d=example.com; b=old"),
+            fields[1].clone(),
+        ];
+        let resigned = [signed[0].clone(), signed[2].clone()];
+        assert_eq!(
+            plan(&fields, b"x\r\n", true, &message(&resigned, "x\r\n")).unwrap(),
+            [Response::ChangeHeader {
+                index: 1,
+                name: "DKIM-Signature".into(),
+                value: " v=1; d=example.com; b=new".into()
             }]
         );
     }
