@@ -142,6 +142,28 @@ impl Raw {
         Self::over(stream).await
     }
 
+    /// Connects with `connect` until the greeting is 220: a slot of
+    /// `max_connections` is freed a moment after the connection that held
+    /// it ends (421 4.3.2 until then). Panics after 10 s.
+    pub async fn when_free<F, Fut>(connect: F) -> Raw
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = TcpStream>,
+    {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (raw, greeting) = Self::over(connect().await).await;
+            if greeting.starts_with("220") {
+                return raw;
+            }
+            assert!(
+                greeting.starts_with("421 4.3.2") && tokio::time::Instant::now() < deadline,
+                "no free slot: {greeting}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn over(stream: TcpStream) -> (Raw, String) {
         let mut raw = Raw {
             stream: BufReader::new(stream),
