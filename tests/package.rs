@@ -224,19 +224,11 @@ fn relay_and_pixel_as_the_user() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let send = format!(
-        "import smtplib, time\n\
-         for i in range(200):\n\
-         \x20   try:\n\
-         \x20       s = smtplib.SMTP('127.0.0.1', {smtp}, timeout=10); break\n\
-         \x20   except OSError: time.sleep(0.05)\n\
-         s.sendmail('a@example.org', ['bob@example.net'], 'Subject: hi\\r\\nContent-Type: text/html\\r\\n\\r\\n<html><body><p>Hello</p></body></html>\\r\\n')\n\
-         s.quit()\n"
+    let sent = support::smtplib_send(
+        smtp,
+        "bob@example.net",
+        r#"<html><body><p>Hello</p></body></html>"#,
     );
-    let sent = Command::new("python3")
-        .args(["-c", &send])
-        .output()
-        .unwrap();
     let outbox = data.join("outbox");
     let deadline = Instant::now() + Duration::from_secs(10);
     let eml = loop {

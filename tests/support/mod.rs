@@ -71,3 +71,22 @@ pub fn tokens_after<'a>(text: &'a str, base: &str, kind: &str) -> Vec<&'a str> {
         })
         .collect()
 }
+
+/// Relays one message with Python's smtplib to `127.0.0.1:port` (retrying
+/// the connection while the server starts): `rcpt` gets `body`, an HTML
+/// message. Returns python3's output for the caller to check.
+pub fn smtplib_send(port: u16, rcpt: &str, body: &str) -> std::process::Output {
+    let script = format!(
+        "import smtplib, sys, time\n\
+         for i in range(200):\n\
+         \x20   try:\n\
+         \x20       s = smtplib.SMTP('127.0.0.1', {port}, timeout=10); break\n\
+         \x20   except OSError: time.sleep(0.05)\n\
+         s.sendmail('a@example.org', [sys.argv[1]], 'Subject: hi\\r\\nContent-Type: text/html\\r\\n\\r\\n' + sys.argv[2] + '\\r\\n')\n\
+         s.quit()\n"
+    );
+    std::process::Command::new("python3")
+        .args(["-c", &script, rcpt, body])
+        .output()
+        .unwrap()
+}
