@@ -121,6 +121,7 @@ fn route(r: &Route, o: Option<&RouteOverride>) -> Value {
         "per_recipient": s.per_recipient,
         "pixel_position": format!("{:?}", s.pixel_position).to_lowercase(),
         "rewrite_dkim_signed": s.rewrite_dkim_signed,
+        "dkim_sign": s.dkim_sign,
         "webhooks": r.webhooks.len(),
         "overrides": {
             "track_opens": o.and_then(|o| o.track_opens),
