@@ -496,10 +496,12 @@ fn node_sdk_update(server: &TestServer, settings: &str) -> serde_json::Value {
 }
 
 fn sdk_output(cmd: &mut std::process::Command) -> serde_json::Value {
-    let out = cmd
-        .output()
-        .expect("the SDKs are installed (.ci/packages)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd.output().expect("the SDKs are installed (.ci/packages)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -520,22 +522,52 @@ async fn the_lettermint_sdks_route_update_is_a_put_that_takes_effect() {
     let v = python_sdk_update(&server, "{'track_clicks': False}");
     assert_eq!(v["message"], "Route updated successfully.", "{v}");
     assert_eq!(v["data"]["id"], "news");
-    assert_eq!((&v["data"]["track_opens"], &v["data"]["track_clicks"]), (&json!(true), &json!(false)));
+    assert_eq!(
+        (&v["data"]["track_opens"], &v["data"]["track_clicks"]),
+        (&json!(true), &json!(false))
+    );
     assert_eq!(v["data"]["overrides"]["track_clicks"], false);
+    assert_eq!(
+        (&v["data"]["dkim_sign"], &v["data"]["rewrite_dkim_signed"]),
+        (&json!(false), &json!(false))
+    );
     let copy = relay_news(&server).await;
     assert!(copy.contains("links.news.example:8443/o/"), "pixel: {copy}");
-    assert!(!copy.contains("links.news.example:8443/c/"), "no click link: {copy}");
+    assert!(
+        !copy.contains("links.news.example:8443/c/"),
+        "no click link: {copy}"
+    );
 
     let v = node_sdk_update(&server, "{ track_clicks: null, track_opens: false }");
-    assert_eq!((&v["data"]["track_opens"], &v["data"]["track_clicks"]), (&json!(false), &json!(true)), "{v}");
+    assert_eq!(
+        (&v["data"]["track_opens"], &v["data"]["track_clicks"]),
+        (&json!(false), &json!(true)),
+        "{v}"
+    );
     let copy = relay_news(&server).await;
-    assert!(!copy.contains("links.news.example:8443/o/"), "no pixel: {copy}");
-    assert!(copy.contains("links.news.example:8443/c/"), "click link: {copy}");
+    assert!(
+        !copy.contains("links.news.example:8443/o/"),
+        "no pixel: {copy}"
+    );
+    assert!(
+        copy.contains("links.news.example:8443/c/"),
+        "click link: {copy}"
+    );
 
     // A setting trackrelay does not have: the SDK's error, nothing changed.
     let v = python_sdk_update(&server, "{'track_opens': True, 'tls': 'enforced'}");
-    assert_eq!((&v["error"], &v["status"]), (&json!("APIError"), &json!(400)), "{v}");
-    assert!(v["code"].as_str().unwrap().contains("\"tls\" cannot be changed"), "{v}");
+    assert_eq!(
+        (&v["error"], &v["status"]),
+        (&json!("APIError"), &json!(400)),
+        "{v}"
+    );
+    assert!(
+        v["code"]
+            .as_str()
+            .unwrap()
+            .contains("\"tls\" cannot be changed"),
+        "{v}"
+    );
     let now = server.api("/v1/routes/news", Some(API_TOKEN)).await.json();
     assert_eq!(now["track_opens"], false);
     server.stop().await;

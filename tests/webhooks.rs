@@ -577,18 +577,38 @@ async fn lettermint_format_deliveries_verify_with_both_sdks() {
     human_click(&app, &copy, 1).await;
     let got = receiver.wait_for(3, Duration::from_secs(20)).await;
 
-    let mut events: Vec<&str> = got.iter().map(|r| r["body"]["event"].as_str().unwrap()).collect();
+    let mut events: Vec<&str> = got
+        .iter()
+        .map(|r| r["body"]["event"].as_str().unwrap())
+        .collect();
     events.sort_unstable();
-    assert_eq!(events, ["message.clicked", "message.failed", "message.sent"]);
+    assert_eq!(
+        events,
+        ["message.clicked", "message.failed", "message.sent"]
+    );
     for r in &got {
         assert_verified(r);
         assert!(r["body"].get("type").is_none(), "{r}");
         let refused = r["tampered"].as_array().unwrap();
-        assert!(refused.iter().all(|v| v.as_str().is_some_and(|e| e.contains("does not match"))), "{r}");
+        assert!(
+            refused
+                .iter()
+                .all(|v| v.as_str().is_some_and(|e| e.contains("does not match"))),
+            "{r}"
+        );
         let t = r["headers"]["x-lettermint-signature"].as_str().unwrap();
-        assert_eq!(Some(t.split(',').next().unwrap()), r["headers"]["x-lettermint-delivery"].as_str().map(|d| format!("t={d}")).as_deref());
+        assert_eq!(
+            Some(t.split(',').next().unwrap()),
+            r["headers"]["x-lettermint-delivery"]
+                .as_str()
+                .map(|d| format!("t={d}"))
+                .as_deref()
+        );
     }
-    let click = got.iter().find(|r| r["body"]["event"] == "message.clicked").unwrap();
+    let click = got
+        .iter()
+        .find(|r| r["body"]["event"] == "message.clicked")
+        .unwrap();
     assert_eq!(click["body"]["data"]["url"], "https://example.com/1");
     assert_eq!(click["body"]["data"]["message_id"], copy.id.to_string());
 
@@ -599,14 +619,23 @@ async fn lettermint_format_deliveries_verify_with_both_sdks() {
         .args([SECRET, OLD_SECRET])
         .output()
         .expect("node runs (.ci/packages installs it and the SDK)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let node: Value = serde_json::from_slice(&out.stdout).unwrap();
     let node = node.as_array().unwrap();
     assert_eq!(node.len(), 3, "{node:?}");
     for r in node {
         assert_eq!(r["verified"], serde_json::json!([true, true]), "{r}");
         let refused = r["tampered"].as_array().unwrap();
-        assert!(refused.iter().all(|v| v.as_str().is_some_and(|e| e.contains("does not match"))), "{r}");
+        assert!(
+            refused
+                .iter()
+                .all(|v| v.as_str().is_some_and(|e| e.contains("does not match"))),
+            "{r}"
+        );
     }
     assert!(app.stop().await);
 }

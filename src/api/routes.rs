@@ -63,12 +63,11 @@ pub fn updated(route: Value) -> Value {
 /// `track_clicks`, each true, false or null, either at the top or inside
 /// `settings` (the Lettermint SDKs' `UpdateRouteData`), not both.
 fn parse_change(body: &[u8]) -> Result<Change, ApiError> {
-    let mut fields: serde_json::Map<String, Value> =
-        serde_json::from_slice(body).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "the body must be a JSON object like {{\"track_opens\": true}}: {e}"
-            ))
-        })?;
+    let mut fields: serde_json::Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the body must be a JSON object like {{\"track_opens\": true}}: {e}"
+        ))
+    })?;
     if let Some(settings) = fields.remove("settings") {
         let Value::Object(settings) = settings else {
             return Err(ApiError::BadRequest(format!(
@@ -300,7 +299,10 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert!(err(br#"{"settings": {"tls": "enforced"}}"#).contains("\"tls\" cannot be changed"));
-        assert!(err(br#"{"name": "x", "settings": {"track_opens": true}}"#).contains("\"name\" beside settings"));
+        assert!(
+            err(br#"{"name": "x", "settings": {"track_opens": true}}"#)
+                .contains("\"name\" beside settings")
+        );
         assert!(err(br#"{"settings": true}"#).contains("settings must be a JSON object"));
         assert!(err(br#"{"settings": {}}"#).contains("nothing to change"));
     }

@@ -75,7 +75,8 @@ mod tests {
 
     #[test]
     fn the_body_names_the_event_as_lettermint_does() {
-        let standard = json!({"id": "1", "type": "message.relayed", "timestamp": "t", "data": {"a": 1}});
+        let standard =
+            json!({"id": "1", "type": "message.relayed", "timestamp": "t", "data": {"a": 1}});
         let got: Value = serde_json::from_str(&body(standard)).unwrap();
         assert_eq!(
             got,
