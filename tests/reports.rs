@@ -417,7 +417,7 @@ async fn patch_refuses_bad_requests_and_changes_nothing() {
         413
     );
     let r = server.api_send("DELETE", "/v1/routes/news", JSON, "").await;
-    assert_eq!((r.status, r.header("allow")), (405, "GET, PATCH"));
+    assert_eq!((r.status, r.header("allow")), (405, "GET, PATCH, PUT"));
     assert_eq!(
         server
             .api_send("PATCH", "/v1/routes", JSON, "{}")
