@@ -5,7 +5,18 @@
 // idempotency_key}); prints {"ok": value} or {"error": {class, status,
 // errorType, body}}: what the SDK made of the answer.
 'use strict';
-const { Lettermint } = require('lettermint');
+const sdk = require('lettermint');
+
+const { Lettermint } = sdk;
+
+// The SDK's error class by instanceof (its bundle is minified, so
+// constructor names are not the source's), most specific first.
+function className(error) {
+  for (const name of ['ValidationError', 'ClientError', 'HttpRequestError', 'TimeoutError']) {
+    if (error instanceof sdk[name]) return name;
+  }
+  return error.name;
+}
 
 function compose(email, m) {
   let e = email.from(m.from).to(...m.to).subject(m.subject);
@@ -46,7 +57,7 @@ async function main() {
   } catch (error) {
     console.log(JSON.stringify({
       error: {
-        class: error.name,
+        class: className(error),
         status: error.statusCode ?? null,
         errorType: error.errorType ?? null,
         message: error.message,
