@@ -91,6 +91,9 @@ impl SendApi {
                 return raw_reply(StatusCode::OK, "application/json", OPENAPI.as_bytes().to_vec());
             }
             (_, "/v1/send" | "/v1/send/batch") => return SendError::MethodNotAllowed("POST").into_reply(None),
+            (_, "/v1/ping" | "/healthz" | "/v1/openapi.json") => {
+                return SendError::MethodNotAllowed("GET").into_reply(None);
+            }
             (_, path) => return SendError::NotFound(format!("No such path: {path}")).into_reply(None),
         };
         let Some(caller) = self.tokens.caller(req.headers()) else {
