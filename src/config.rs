@@ -12,9 +12,9 @@ pub mod log;
 mod milter;
 pub mod raw;
 mod retention;
-pub mod send;
 pub mod routes;
 pub mod secrets;
+pub mod send;
 mod tracking;
 mod webhooks;
 

@@ -54,7 +54,13 @@ enum Body {
 }
 
 impl SendApi {
-    pub fn new(config: &Config, settings: SendConfig, relay: Arc<Relay>, storage: Storage, routes: Arc<Registry>) -> Self {
+    pub fn new(
+        config: &Config,
+        settings: SendConfig,
+        relay: Arc<Relay>,
+        storage: Storage,
+        routes: Arc<Registry>,
+    ) -> Self {
         Self {
             tokens: Tokens::new(&settings.tokens),
             rate: Rate::new(settings.rate_per_minute),
@@ -86,15 +92,25 @@ impl SendApi {
             (&Method::POST, "/v1/send") => false,
             (&Method::POST, "/v1/send/batch") => true,
             (&Method::GET, "/v1/ping") => return self.ping(&req),
-            (&Method::GET, "/healthz") => return raw_reply(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
-            (&Method::GET, "/v1/openapi.json") => {
-                return raw_reply(StatusCode::OK, "application/json", OPENAPI.as_bytes().to_vec());
+            (&Method::GET, "/healthz") => {
+                return raw_reply(StatusCode::OK, "text/plain", b"ok\n".to_vec());
             }
-            (_, "/v1/send" | "/v1/send/batch") => return SendError::MethodNotAllowed("POST").into_reply(None),
+            (&Method::GET, "/v1/openapi.json") => {
+                return raw_reply(
+                    StatusCode::OK,
+                    "application/json",
+                    OPENAPI.as_bytes().to_vec(),
+                );
+            }
+            (_, "/v1/send" | "/v1/send/batch") => {
+                return SendError::MethodNotAllowed("POST").into_reply(None);
+            }
             (_, "/v1/ping" | "/healthz" | "/v1/openapi.json") => {
                 return SendError::MethodNotAllowed("GET").into_reply(None);
             }
-            (_, path) => return SendError::NotFound(format!("No such path: {path}")).into_reply(None),
+            (_, path) => {
+                return SendError::NotFound(format!("No such path: {path}")).into_reply(None);
+            }
         };
         let Some(caller) = self.tokens.caller(req.headers()) else {
             return SendError::Unauthenticated.into_reply(None);
@@ -111,18 +127,27 @@ impl SendApi {
             return self.send(caller, &body, batch, peer).await.1;
         };
         let window = self.settings.idempotency_window;
-        match self.in_flight.claim(&self.storage, caller.digest, &key, &body, window).await {
+        match self
+            .in_flight
+            .claim(&self.storage, caller.digest, &key, &body, window)
+            .await
+        {
             Err(e) => e.into_reply(None),
             Ok(Lookup::Replay(status, stored)) => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
                 let mut reply = raw_reply(status, "application/json", stored);
-                reply.headers_mut().insert("idempotent-replayed", hyper::header::HeaderValue::from_static("true"));
+                reply.headers_mut().insert(
+                    "idempotent-replayed",
+                    hyper::header::HeaderValue::from_static("true"),
+                );
                 reply
             }
             Ok(Lookup::Fresh(claim)) => {
                 let (answer, reply) = self.send(caller, &body, batch, peer).await;
                 if let Some(json) = answer {
-                    claim.store(&self.storage, reply.status().as_u16(), &json, window).await;
+                    claim
+                        .store(&self.storage, reply.status().as_u16(), &json, window)
+                        .await;
                 }
                 reply
             }
@@ -139,7 +164,13 @@ impl SendApi {
 
     /// Sends the request's email(s); the reply and, when it succeeded, its
     /// JSON (for the idempotency record).
-    async fn send(&self, caller: Caller<'_>, body: &[u8], batch: bool, peer: SocketAddr) -> (Option<Vec<u8>>, Reply) {
+    async fn send(
+        &self,
+        caller: Caller<'_>,
+        body: &[u8],
+        batch: bool,
+        peer: SocketAddr,
+    ) -> (Option<Vec<u8>>, Reply) {
         let result = match self.parse(body, batch) {
             Ok(Body::One(email)) => self.send_one(caller, &email, peer).await,
             Ok(Body::Batch(emails)) => self.send_batch(caller, &emails, peer).await,
@@ -155,15 +186,27 @@ impl SendApi {
         }
     }
 
-    async fn send_one(&self, caller: Caller<'_>, email: &Email, peer: SocketAddr) -> Result<Value, (SendError, Option<Value>)> {
+    async fn send_one(
+        &self,
+        caller: Caller<'_>,
+        email: &Email,
+        peer: SocketAddr,
+    ) -> Result<Value, (SendError, Option<Value>)> {
         self.admit(caller, 1).map_err(|e| (e, None))?;
-        self.send_email(caller, email, peer).await.map_err(|e| (e, None))
+        self.send_email(caller, email, peer)
+            .await
+            .map_err(|e| (e, None))
     }
 
     /// Emails in order; the first failure ends the batch, its error's
     /// `details.accepted` listing the emails already sent (`index`,
     /// `message_id`), as the SDKs document.
-    async fn send_batch(&self, caller: Caller<'_>, emails: &[Email], peer: SocketAddr) -> Result<Value, (SendError, Option<Value>)> {
+    async fn send_batch(
+        &self,
+        caller: Caller<'_>,
+        emails: &[Email],
+        peer: SocketAddr,
+    ) -> Result<Value, (SendError, Option<Value>)> {
         self.admit(caller, emails.len()).map_err(|e| (e, None))?;
         let mut accepted = Vec::with_capacity(emails.len());
         for (index, email) in emails.iter().enumerate() {
@@ -171,7 +214,10 @@ impl SendApi {
                 Ok(answer) => accepted.push(answer),
                 Err(e) if accepted.is_empty() => return Err((e, None)),
                 Err(e) => {
-                    let done = accepted.iter().enumerate().map(|(i, a)| json!({"index": i, "message_id": a["message_id"]}));
+                    let done = accepted
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| json!({"index": i, "message_id": a["message_id"]}));
                     tracing::info!(index, sent = accepted.len(), error = %e, "batch stopped");
                     return Err((e, Some(json!({ "accepted": done.collect::<Vec<_>>() }))));
                 }
@@ -182,11 +228,18 @@ impl SendApi {
 
     /// Rate first (a refused request sends nothing), per message.
     fn admit(&self, caller: Caller<'_>, messages: usize) -> Result<(), SendError> {
-        self.rate.take(caller.digest, messages, Instant::now()).map_err(SendError::RateLimited)
+        self.rate
+            .take(caller.digest, messages, Instant::now())
+            .map_err(SendError::RateLimited)
     }
 
     /// One validated email: route, build, relay; `{"message_id", "status"}`.
-    async fn send_email(&self, caller: Caller<'_>, email: &Email, peer: SocketAddr) -> Result<Value, SendError> {
+    async fn send_email(
+        &self,
+        caller: Caller<'_>,
+        email: &Email,
+        peer: SocketAddr,
+    ) -> Result<Value, SendError> {
         let built = build::build(email, &self.hostname);
         let route = self.choose_route(caller, email.route.as_deref(), &built.sender, peer)?;
         let message_id = built.message_id.clone();
@@ -198,13 +251,19 @@ impl SendApi {
 
     /// The request's `route` (which the token must allow), else the
     /// token's first route, else the route SMTP would take.
-    fn choose_route(&self, caller: Caller<'_>, asked: Option<&str>, sender: &str, peer: SocketAddr) -> Result<crate::config::Route, SendError> {
+    fn choose_route(
+        &self,
+        caller: Caller<'_>,
+        asked: Option<&str>,
+        sender: &str,
+        peer: SocketAddr,
+    ) -> Result<crate::config::Route, SendError> {
         let allowed = &caller.token.routes;
         let snapshot = self.routes.snapshot();
         match asked.or(allowed.first().map(String::as_str)) {
-            Some(id) if !allowed.is_empty() && !allowed.iter().any(|a| a == id) => {
-                Err(SendError::Forbidden(format!("This token may not send through route {id:?}.")))
-            }
+            Some(id) if !allowed.is_empty() && !allowed.iter().any(|a| a == id) => Err(
+                SendError::Forbidden(format!("This token may not send through route {id:?}.")),
+            ),
             Some(id) => snapshot.route(id).cloned().ok_or_else(|| {
                 SendError::invalid([("route".to_owned(), vec![format!("No route {id:?}.")])].into())
             }),
@@ -217,7 +276,9 @@ impl SendApi {
         let bounds = Bounds {
             max_recipients: self.settings.max_recipients,
         };
-        let bad = |e: serde_json::Error| SendError::BadRequest(format!("The body is not a valid request: {e}"));
+        let bad = |e: serde_json::Error| {
+            SendError::BadRequest(format!("The body is not a valid request: {e}"))
+        };
         if !batch {
             let email: Email = serde_json::from_slice(body).map_err(bad)?;
             email.validate(bounds, "").map_err(SendError::invalid)?;
@@ -226,8 +287,13 @@ impl SendApi {
         let emails: Vec<Email> = serde_json::from_slice(body).map_err(bad)?;
         let max = self.settings.max_batch;
         if emails.is_empty() || emails.len() > max {
-            let message = format!("A batch holds 1 to {max} emails; this one has {}.", emails.len());
-            return Err(SendError::invalid([("messages".to_owned(), vec![message])].into()));
+            let message = format!(
+                "A batch holds 1 to {max} emails; this one has {}.",
+                emails.len()
+            );
+            return Err(SendError::invalid(
+                [("messages".to_owned(), vec![message])].into(),
+            ));
         }
         let mut errors = request::FieldErrors::new();
         for (i, e) in emails.iter().enumerate() {
@@ -235,7 +301,11 @@ impl SendApi {
                 errors.extend(list);
             }
         }
-        if errors.is_empty() { Ok(Body::Batch(emails)) } else { Err(SendError::invalid(errors)) }
+        if errors.is_empty() {
+            Ok(Body::Batch(emails))
+        } else {
+            Err(SendError::invalid(errors))
+        }
     }
 
     /// The body, at most `send.max_request_bytes`.
@@ -245,7 +315,9 @@ impl SendApi {
         match http_body_util::BodyExt::collect(limited).await {
             Ok(body) => Ok(body.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                Err(SendError::PayloadTooLarge(format!("The request body is over {max} bytes (send.max_request_bytes).")))
+                Err(SendError::PayloadTooLarge(format!(
+                    "The request body is over {max} bytes (send.max_request_bytes)."
+                )))
             }
             Err(e) => Err(SendError::BadRequest(format!("Cannot read the body: {e}"))),
         }
@@ -260,7 +332,11 @@ fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>, SendError>
     match value.to_str() {
         Ok(k) if !k.trim().is_empty() && k.len() <= 255 => Ok(Some(k.to_owned())),
         _ => Err(SendError::invalid(
-            [("Idempotency-Key".to_owned(), vec!["The Idempotency-Key header must be 1 to 255 visible characters.".to_owned()])].into(),
+            [(
+                "Idempotency-Key".to_owned(),
+                vec!["The Idempotency-Key header must be 1 to 255 visible characters.".to_owned()],
+            )]
+            .into(),
         )),
     }
 }

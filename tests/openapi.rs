@@ -309,7 +309,10 @@ async fn schemathesis_finds_nothing_on_the_send_api() {
     cmd.args(["--no-color", "run"])
         .arg(&schema)
         .args(["--url", &base])
-        .args(["--header", &format!("x-lettermint-token: {}", support::sdk::SEND_TOKEN)])
+        .args([
+            "--header",
+            &format!("x-lettermint-token: {}", support::sdk::SEND_TOKEN),
+        ])
         .args(["--checks", "all", "--exclude-checks", EXCLUDED_CHECKS])
         .args(["--phases", "examples,coverage,fuzzing"])
         .args([

@@ -142,7 +142,10 @@ async fn python_sends_a_plain_email_that_arrives_as_sent() {
     assert!(header(&parsed, "date").is_some());
     let text = parts(&parsed, "text/plain");
     assert_eq!(text.len(), 1);
-    assert_eq!(text[0]["text"].as_str().map(str::trim_end), Some("Plain words."));
+    assert_eq!(
+        text[0]["text"].as_str().map(str::trim_end),
+        Some("Plain words.")
+    );
     s.relay.stop().await;
 }
 
@@ -167,7 +170,12 @@ async fn python_html_text_inline_image_attachment_cc_bcc_and_tag_each_copy_track
     let answer = python(&s.call("send", email)).await;
     assert_eq!(answer["ok"]["status"], "pending", "{answer}");
     let copies = s.by_recipient();
-    assert_eq!(copies.len(), 3, "one copy per recipient: {:?}", copies.keys());
+    assert_eq!(
+        copies.len(),
+        3,
+        "one copy per recipient: {:?}",
+        copies.keys()
+    );
     let mut clicks = 0;
     for (recipient, copy) in &copies {
         assert_eq!(copy.to.len(), 1, "{recipient}: per-recipient copy");
@@ -180,10 +188,23 @@ async fn python_html_text_inline_image_attachment_cc_bcc_and_tag_each_copy_track
         assert_eq!(header(&parsed, "x-campaign"), Some("spring"));
         assert!(header(&parsed, "bcc").is_none(), "bcc is never a header");
         assert!(header(&parsed, "x-lm-tag").is_none(), "X-LM-* removed");
-        let kinds: Vec<&str> = parsed["parts"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap()).collect();
+        let kinds: Vec<&str> = parsed["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["type"].as_str().unwrap())
+            .collect();
         assert_eq!(
             kinds,
-            ["multipart/mixed", "multipart/alternative", "text/plain", "multipart/related", "text/html", "image/png", "application/pdf"],
+            [
+                "multipart/mixed",
+                "multipart/alternative",
+                "text/plain",
+                "multipart/related",
+                "text/html",
+                "image/png",
+                "application/pdf"
+            ],
             "{parsed}"
         );
         let image = parts(&parsed, "image/png")[0];
@@ -197,7 +218,10 @@ async fn python_html_text_inline_image_attachment_cc_bcc_and_tag_each_copy_track
         assert!(html.contains("cid:logo"), "inline reference kept: {html}");
         assert_eq!(tracking_paths(html, "o").len(), 1, "one pixel: {html}");
         for path in tracking_paths(html, "c") {
-            let resp = Http::default().send("GET", s.tracking, HOST, &path, &[]).await.unwrap();
+            let resp = Http::default()
+                .send("GET", s.tracking, HOST, &path, &[])
+                .await
+                .unwrap();
             assert_eq!(resp.status, 302, "{path}");
             assert_eq!(resp.header("location"), "https://example.com/offer?a=1&b=2");
             clicks += 1;
@@ -210,7 +234,11 @@ async fn python_html_text_inline_image_attachment_cc_bcc_and_tag_each_copy_track
     let storage = app.storage();
     assert!(storage.flush(std::time::Duration::from_secs(30)).await);
     let stored = storage
-        .messages(trackrelay::storage::MessageFilter { tag: Some("welcome".into()), limit: 100, ..Default::default() })
+        .messages(trackrelay::storage::MessageFilter {
+            tag: Some("welcome".into()),
+            limit: 100,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(stored.len(), 3);
@@ -224,9 +252,27 @@ async fn python_settings_turn_each_kind_of_tracking_off_and_on() {
     let s = Setup::start(Script::default(), "").await;
     let html = "<html><body><a href=\"https://example.com/x\">x</a></body></html>";
     let cases = [
-        ("opens-off@example.test", "default", json!({"track_opens": false}), 0, 1),
-        ("clicks-off@example.test", "default", json!({"track_clicks": false}), 1, 0),
-        ("both-on@example.test", "quiet", json!({"track_opens": true, "track_clicks": true}), 1, 1),
+        (
+            "opens-off@example.test",
+            "default",
+            json!({"track_opens": false}),
+            0,
+            1,
+        ),
+        (
+            "clicks-off@example.test",
+            "default",
+            json!({"track_clicks": false}),
+            1,
+            0,
+        ),
+        (
+            "both-on@example.test",
+            "quiet",
+            json!({"track_opens": true, "track_clicks": true}),
+            1,
+            1,
+        ),
         ("route@example.test", "quiet", json!({}), 0, 0),
     ];
     for (to, route, settings, _, _) in &cases {
@@ -237,7 +283,10 @@ async fn python_settings_turn_each_kind_of_tracking_off_and_on() {
     let copies = s.by_recipient();
     for (to, _, _, pixels, links) in &cases {
         let parsed = parse(&copies[*to].data).await;
-        let html = parts(&parsed, "text/html")[0]["text"].as_str().unwrap().to_owned();
+        let html = parts(&parsed, "text/html")[0]["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         assert_eq!(tracking_paths(&html, "o").len(), *pixels, "{to}: {html}");
         assert_eq!(tracking_paths(&html, "c").len(), *links, "{to}: {html}");
         assert!(header(&parsed, "x-lm-override-track-opens").is_none());
@@ -248,21 +297,35 @@ async fn python_settings_turn_each_kind_of_tracking_off_and_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_batch_of_500_is_sent_in_order() {
     let s = Setup::start(Script::default(), "rate_per_minute = 10000").await;
-    let batch: Vec<Value> = (0..500).map(|i| plain(&format!("r{i}@example.test"))).collect();
+    let batch: Vec<Value> = (0..500)
+        .map(|i| plain(&format!("r{i}@example.test")))
+        .collect();
     let answer = python(&s.call("batch", Value::Array(batch))).await;
-    let results = answer["ok"].as_array().unwrap_or_else(|| panic!("{answer}"));
+    let results = answer["ok"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{answer}"));
     assert_eq!(results.len(), 500);
-    let ids: std::collections::HashSet<&str> = results.iter().map(|r| r["message_id"].as_str().unwrap()).collect();
+    let ids: std::collections::HashSet<&str> = results
+        .iter()
+        .map(|r| r["message_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids.len(), 500, "one message id each");
     let accepted = s.upstream.accepted();
     assert_eq!(accepted.len(), 500);
     assert_eq!(accepted[0].to, ["r0@example.test"]);
     assert_eq!(accepted[499].to, ["r499@example.test"]);
     // 501 is refused as a whole, before anything is sent.
-    let batch: Vec<Value> = (0..501).map(|i| plain(&format!("x{i}@example.test"))).collect();
+    let batch: Vec<Value> = (0..501)
+        .map(|i| plain(&format!("x{i}@example.test")))
+        .collect();
     let answer = python(&s.call("batch", Value::Array(batch))).await;
     assert_eq!(answer["error"]["class"], "ValidationError", "{answer}");
-    assert!(answer["error"]["errors"]["messages"][0].as_str().unwrap().contains("1 to 500"));
+    assert!(
+        answer["error"]["errors"]["messages"][0]
+            .as_str()
+            .unwrap()
+            .contains("1 to 500")
+    );
     assert_eq!(s.upstream.accepted().len(), 500);
     s.relay.stop().await;
 }
@@ -306,7 +369,8 @@ async fn python_wrong_token_validation_and_rate_errors_are_the_sdk_classes() {
     assert_eq!(answer["error"]["class"], "AuthenticationError", "{answer}");
     assert_eq!(answer["error"]["status"], 401);
 
-    let bad = json!({ "from": "not-an-address", "to": [], "subject": "x".repeat(999), "html": "hi" });
+    let bad =
+        json!({ "from": "not-an-address", "to": [], "subject": "x".repeat(999), "html": "hi" });
     let answer = python(&s.call("send", bad)).await;
     let error = &answer["error"];
     assert_eq!(error["class"], "ValidationError", "{answer}");
@@ -316,12 +380,20 @@ async fn python_wrong_token_validation_and_rate_errors_are_the_sdk_classes() {
     }
 
     for _ in 0..2 {
-        assert_eq!(python(&s.call("send", plain("bob@example.test"))).await["ok"]["status"], "pending");
+        assert_eq!(
+            python(&s.call("send", plain("bob@example.test"))).await["ok"]["status"],
+            "pending"
+        );
     }
     let answer = python(&s.call("send", plain("bob@example.test"))).await;
     assert_eq!(answer["error"]["class"], "RateLimitError", "{answer}");
     assert_eq!(answer["error"]["status"], 429);
-    assert!(answer["error"]["retry_after"].as_u64().is_some_and(|s| s >= 1), "{answer}");
+    assert!(
+        answer["error"]["retry_after"]
+            .as_u64()
+            .is_some_and(|s| s >= 1),
+        "{answer}"
+    );
     assert_eq!(s.upstream.accepted().len(), 2, "nothing sent past the rate");
     s.relay.stop().await;
 }
@@ -329,13 +401,24 @@ async fn python_wrong_token_validation_and_rate_errors_are_the_sdk_classes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_upstream_refusals_are_422_for_good_and_503_for_now() {
     let mut script = Script::default();
-    script.rcpt.insert("gone@example.test".into(), "550 5.1.1 No such user".into());
-    script.rcpt.insert("busy@example.test".into(), "451 4.3.0 Try again later".into());
+    script
+        .rcpt
+        .insert("gone@example.test".into(), "550 5.1.1 No such user".into());
+    script.rcpt.insert(
+        "busy@example.test".into(),
+        "451 4.3.0 Try again later".into(),
+    );
     let s = Setup::start(script, "").await;
     let answer = python(&s.call("send", plain("gone@example.test"))).await;
     assert_eq!(answer["error"]["class"], "ValidationError", "{answer}");
     assert_eq!(answer["error"]["code"], "upstream_rejected");
-    assert!(answer["error"]["message"].as_str().unwrap().contains("550 5.1.1"), "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("550 5.1.1"),
+        "{answer}"
+    );
 
     let mut email = plain("busy@example.test");
     email["cc"] = json!(["fine@example.test"]);
@@ -373,8 +456,14 @@ async fn node_sends_html_with_attachments_settings_batch_and_idempotency() {
     let html = parts(&parsed, "text/html")[0]["text"].as_str().unwrap();
     assert!(tracking_paths(html, "o").is_empty(), "opens off: {html}");
     let click = &tracking_paths(html, "c")[0];
-    let resp = Http::default().send("GET", s.tracking, HOST, click, &[]).await.unwrap();
-    assert_eq!((resp.status, resp.header("location")), (302, "https://example.com/n"));
+    let resp = Http::default()
+        .send("GET", s.tracking, HOST, click, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (resp.status, resp.header("location")),
+        (302, "https://example.com/n")
+    );
 
     let batch = json!([plain("n1@example.test"), plain("n2@example.test")]);
     let answer = node(&s.call("batch", batch)).await;
@@ -385,10 +474,14 @@ async fn node_sends_html_with_attachments_settings_batch_and_idempotency() {
     let answer = node(&wrong).await;
     assert_eq!(answer["error"]["class"], "HttpRequestError", "{answer}");
     assert_eq!(answer["error"]["status"], 401, "{answer}");
-    let invalid = json!({ "from": "hello@acme.test", "to": ["bob@example.test"], "subject": "", "text": "" });
+    let invalid =
+        json!({ "from": "hello@acme.test", "to": ["bob@example.test"], "subject": "", "text": "" });
     let answer = node(&s.call("send", invalid)).await;
     assert_eq!(answer["error"]["class"], "ValidationError", "{answer}");
-    assert!(answer["error"]["body"]["errors"]["subject"].is_array(), "{answer}");
+    assert!(
+        answer["error"]["body"]["errors"]["subject"].is_array(),
+        "{answer}"
+    );
     assert_eq!(s.upstream.accepted().len(), 4);
     s.relay.stop().await;
 }

@@ -87,7 +87,10 @@ impl Collector {
     pub(super) fn send(&mut self, raw: Option<&RawSend>, routes: &[String]) -> Option<SendConfig> {
         let raw = raw?;
         if raw.tokens.is_empty() {
-            self.push("send.tokens", "at least one [[send.tokens]] entry is needed");
+            self.push(
+                "send.tokens",
+                "at least one [[send.tokens]] entry is needed",
+            );
         }
         let tokens = raw
             .tokens

@@ -90,7 +90,9 @@ impl Rate {
             *level -= n as f64;
             return Ok(());
         }
-        Err(Duration::from_secs_f64(((wanted - *level) / per_second).ceil()))
+        Err(Duration::from_secs_f64(
+            ((wanted - *level) / per_second).ceil(),
+        ))
     }
 }
 
@@ -110,10 +112,16 @@ mod tests {
         let tokens = Tokens::new(&[token("first"), token("second")]);
         let mut h = HeaderMap::new();
         h.insert("x-lettermint-token", "second".parse().expect("ASCII"));
-        assert_eq!(tokens.caller(&h).map(|c| c.token.token.as_str()), Some("second"));
+        assert_eq!(
+            tokens.caller(&h).map(|c| c.token.token.as_str()),
+            Some("second")
+        );
         let mut h = HeaderMap::new();
         h.insert("authorization", "Bearer first".parse().expect("ASCII"));
-        assert_eq!(tokens.caller(&h).map(|c| c.token.token.as_str()), Some("first"));
+        assert_eq!(
+            tokens.caller(&h).map(|c| c.token.token.as_str()),
+            Some("first")
+        );
         h.insert("authorization", "Bearer firs".parse().expect("ASCII"));
         assert!(tokens.caller(&h).is_none());
     }

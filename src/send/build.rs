@@ -151,7 +151,9 @@ fn file_part(a: &Attachment) -> MimePart<'static> {
 
 /// The type of a file by its extension, for attachments sent without one.
 fn guess_type(filename: &str) -> &'static str {
-    let ext = filename.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    let ext = filename
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase());
     match ext.as_deref() {
         Some("png") => "image/png",
         Some("jpg" | "jpeg") => "image/jpeg",

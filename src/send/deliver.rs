@@ -16,7 +16,12 @@ use super::build::Built;
 use super::reply::SendError;
 
 /// Relays `built` through `route`; `Ok` once the upstream accepted it.
-pub async fn send(relay: &Relay, route: Route, built: Built, peer: IpAddr) -> Result<(), SendError> {
+pub async fn send(
+    relay: &Relay,
+    route: Route,
+    built: Built,
+    peer: IpAddr,
+) -> Result<(), SendError> {
     let Built {
         sender,
         recipients,

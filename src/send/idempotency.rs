@@ -99,7 +99,10 @@ impl Claim {
             body: body.to_vec(),
             created_at_ms: crate::time::now_ms(),
         };
-        if let Err(e) = storage.store_idempotent(row, window.as_millis() as i64).await {
+        if let Err(e) = storage
+            .store_idempotent(row, window.as_millis() as i64)
+            .await
+        {
             tracing::error!(error = %e, "cannot store the Idempotency-Key response");
         }
     }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER, X_CONTENT_TYPE_OPTIONS};
+use hyper::header::{
+    CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER, X_CONTENT_TYPE_OPTIONS,
+};
 use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -71,10 +73,19 @@ impl SendError {
     /// how many more.
     pub fn invalid(errors: FieldErrors) -> Self {
         let count: usize = errors.values().map(Vec::len).sum();
-        let first = errors.values().flatten().next().cloned().unwrap_or_default();
+        let first = errors
+            .values()
+            .flatten()
+            .next()
+            .cloned()
+            .unwrap_or_default();
         let message = match count {
             0 | 1 => first,
-            n => format!("{first} (and {} more error{})", n - 1, if n > 2 { "s" } else { "" }),
+            n => format!(
+                "{first} (and {} more error{})",
+                n - 1,
+                if n > 2 { "s" } else { "" }
+            ),
         };
         SendError::Invalid { message, errors }
     }

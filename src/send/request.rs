@@ -219,7 +219,10 @@ impl Email {
 
     fn check_extras(&self, e: &mut Errors<'_>) {
         for name in self.headers.keys() {
-            let ok = !name.is_empty() && name.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b':');
+            let ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| (0x21..=0x7e).contains(&b) && b != b':');
             if !ok {
                 e.add(
                     &format!("headers.{name}"),
@@ -243,10 +246,16 @@ impl Email {
         if let Some(tag) = &self.tag
             && (tag.chars().count() > 128 || tag.chars().any(char::is_control))
         {
-            e.add("tag", "The tag field must be at most 128 characters without control characters.");
+            e.add(
+                "tag",
+                "The tag field must be at most 128 characters without control characters.",
+            );
         }
         if self.metadata.len() > METADATA_MAX
-            || self.metadata.iter().any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 1024)
+            || self
+                .metadata
+                .iter()
+                .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 1024)
         {
             e.add(
                 "metadata",
@@ -256,7 +265,10 @@ impl Email {
         if let Some(key) = &self.idempotency_key
             && (key.is_empty() || key.chars().count() > KEY_MAX)
         {
-            e.add("idempotency_key", "The idempotency_key field must be 1 to 255 characters.");
+            e.add(
+                "idempotency_key",
+                "The idempotency_key field must be 1 to 255 characters.",
+            );
         }
         let unsupported = [
             ("scheduled_at", self.scheduled_at.is_some()),
@@ -265,7 +277,10 @@ impl Email {
         ];
         for (field, present) in unsupported {
             if present {
-                e.add(field, &format!("The {field} field is not supported by trackrelay."));
+                e.add(
+                    field,
+                    &format!("The {field} field is not supported by trackrelay."),
+                );
             }
         }
     }
@@ -273,8 +288,13 @@ impl Email {
 
 /// The attachment's bytes: standard base64, line breaks allowed.
 pub fn decode_content(content: &str) -> Option<Vec<u8>> {
-    let compact: String = content.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(compact).ok()
+    let compact: String = content
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .ok()
 }
 
 /// `Name <addr>` → (`Some("Name")`, `addr`); a bare address → (`None`, it).
@@ -298,7 +318,10 @@ fn is_address(text: &str) -> bool {
         return false;
     };
     let clean = |s: &str| {
-        !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control() || "<>,;".contains(c))
+        !s.is_empty()
+            && !s
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "<>,;".contains(c))
     };
     clean(local) && clean(domain) && !domain.contains('@') && domain.contains('.')
         || (clean(local) && domain == "localhost")
@@ -306,7 +329,8 @@ fn is_address(text: &str) -> bool {
 
 fn is_tag_part(s: &str, max: usize) -> bool {
     (1..=max).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Field errors under construction, with the batch item's prefix.
@@ -382,7 +406,10 @@ mod tests {
 
     #[test]
     fn display_names_are_split_off() {
-        assert_eq!(split_address("\"Doe, J\" <j@d.test>"), (Some("Doe, J"), "j@d.test"));
+        assert_eq!(
+            split_address("\"Doe, J\" <j@d.test>"),
+            (Some("Doe, J"), "j@d.test")
+        );
         assert_eq!(split_address(" j@d.test "), (None, "j@d.test"));
     }
 }

@@ -23,7 +23,11 @@ pub struct IdempotentResponse {
 
 /// Stores `r` (replacing an expired one of the same key) and deletes rows
 /// older than `r.created_at_ms - keep_ms`.
-pub(super) fn write(conn: &Connection, r: &IdempotentResponse, keep_ms: i64) -> rusqlite::Result<()> {
+pub(super) fn write(
+    conn: &Connection,
+    r: &IdempotentResponse,
+    keep_ms: i64,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO send_idempotency
              (token_digest, key, body_digest, status, body, created_at_ms)

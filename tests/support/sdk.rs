@@ -44,13 +44,23 @@ async fn run_json(program: &str, script: PathBuf, input: &[u8]) -> Value {
 /// One call with the Python SDK (lettermint 3.2.0): `{"ok": ..}` or
 /// `{"error": {"class", "status", "code", "errors", "retry_after", ..}}`.
 pub async fn python(call: &Value) -> Value {
-    run_json("python3", sdk_dir().join("python/send.py"), call.to_string().as_bytes()).await
+    run_json(
+        "python3",
+        sdk_dir().join("python/send.py"),
+        call.to_string().as_bytes(),
+    )
+    .await
 }
 
 /// One call with the Node SDK (lettermint 2.7.0): `{"ok": ..}` or
 /// `{"error": {"class", "status", "errorType", "body"}}`.
 pub async fn node(call: &Value) -> Value {
-    run_json("node", sdk_dir().join("node/send.js"), call.to_string().as_bytes()).await
+    run_json(
+        "node",
+        sdk_dir().join("node/send.js"),
+        call.to_string().as_bytes(),
+    )
+    .await
 }
 
 /// A delivered message as Python's `email` package sees it:
