@@ -133,3 +133,41 @@ impl Collector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    const MINIMAL: &str = "[api]\ntoken = \"Xq3v9N1bT8kPz0RwLmA7cYhG2sDfJ6eU\"\n[[tracking.keys]]\nid = \"k1\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
+
+    #[test]
+    fn no_section_no_sending_api_and_defaults_with_one() {
+        assert!(Config::parse(MINIMAL).unwrap().send.is_none());
+        let text = format!("{MINIMAL}[send]\n[[send.tokens]]\ntoken = \"Tq8Wm3Zr5Xc1Vb7Nk2Lp9Hs4Jd6Fg0Ya\"\n");
+        let send = Config::parse(&text).unwrap().send.expect("[send]");
+        assert_eq!(send.listen.to_string(), "127.0.0.1:8082");
+        assert_eq!((send.max_batch, send.max_recipients), (500, 50));
+        assert_eq!(send.idempotency_window.as_secs(), 24 * 3600);
+    }
+
+    #[test]
+    fn weak_tokens_unknown_routes_and_zero_limits_are_named() {
+        let text = format!(
+            "{MINIMAL}[send]\nmax_batch = 0\n[[send.tokens]]\ntoken = \"change-me-change-me-change-me-0123\"\n\
+             routes = [\"nope\"]\n[[send.tokens]]\ntoken = \"short\"\n"
+        );
+        let problems = Config::parse(&text).unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "send.tokens[0].token",
+                "send.tokens[0].routes[0]",
+                "send.tokens[1].token",
+                "send.max_batch"
+            ],
+            "{problems:?}"
+        );
+        assert!(problems[0].message.contains("placeholder"));
+    }
+}
