@@ -123,15 +123,28 @@ impl SendApi {
             Ok(body) => body,
             Err(e) => return e.into_reply(None),
         };
-        let Some(key) = key else {
-            return self.send(caller, &body, batch, peer).await.1;
-        };
+        match key {
+            None => self.send(caller, &body, batch, peer).await.1,
+            Some(key) => self.send_once(caller, &key, &body, batch, peer).await,
+        }
+    }
+
+    /// [`SendApi::send`] under an `Idempotency-Key`: the stored answer
+    /// again, a 409, or a send whose 2xx answer is stored.
+    async fn send_once(
+        &self,
+        caller: Caller<'_>,
+        key: &str,
+        body: &[u8],
+        batch: bool,
+        peer: SocketAddr,
+    ) -> Reply {
         let window = self.settings.idempotency_window;
-        match self
+        let lookup = self
             .in_flight
-            .claim(&self.storage, caller.digest, &key, &body, window)
-            .await
-        {
+            .claim(&self.storage, caller.digest, key, body, window)
+            .await;
+        match lookup {
             Err(e) => e.into_reply(None),
             Ok(Lookup::Replay(status, stored)) => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
@@ -143,7 +156,7 @@ impl SendApi {
                 reply
             }
             Ok(Lookup::Fresh(claim)) => {
-                let (answer, reply) = self.send(caller, &body, batch, peer).await;
+                let (answer, reply) = self.send(caller, body, batch, peer).await;
                 if let Some(json) = answer {
                     claim
                         .store(&self.storage, reply.status().as_u16(), &json, window)

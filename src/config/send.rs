@@ -143,7 +143,9 @@ mod tests {
     #[test]
     fn no_section_no_sending_api_and_defaults_with_one() {
         assert!(Config::parse(MINIMAL).unwrap().send.is_none());
-        let text = format!("{MINIMAL}[send]\n[[send.tokens]]\ntoken = \"Tq8Wm3Zr5Xc1Vb7Nk2Lp9Hs4Jd6Fg0Ya\"\n");
+        let text = format!(
+            "{MINIMAL}[send]\n[[send.tokens]]\ntoken = \"Tq8Wm3Zr5Xc1Vb7Nk2Lp9Hs4Jd6Fg0Ya\"\n"
+        );
         let send = Config::parse(&text).unwrap().send.expect("[send]");
         assert_eq!(send.listen.to_string(), "127.0.0.1:8082");
         assert_eq!((send.max_batch, send.max_recipients), (500, 50));
