@@ -109,7 +109,7 @@ const PATHS: &[(&str, &str)] = &[
     ("/v1/messages/{id}/observations", "GET"),
     ("/v1/webhooks/deliveries", "GET"),
     ("/v1/routes", "GET"),
-    ("/v1/routes/{id}", "GET, PATCH"),
+    ("/v1/routes/{id}", "GET, PATCH, PUT"),
     ("/v1/routes/{id}/stats", "GET"),
     ("/v1/routes/{id}/links", "GET"),
 ];
@@ -208,10 +208,12 @@ impl Api {
                 webhooks::deliveries(&self.storage, &self.cursors, query).await
             }
             ["v1", "routes"] => Ok(routes::list(&self.routes.snapshot())),
-            ["v1", "routes", id] if method == Method::PATCH => {
-                let id = (*id).to_owned();
+            ["v1", "routes", id] if method == Method::PATCH || method == Method::PUT => {
+                let (id, put) = ((*id).to_owned(), method == Method::PUT);
                 let body = json_body(req).await?;
-                routes::patch(&self.routes, &id, &body).await
+                let route = routes::patch(&self.routes, &id, &body).await?;
+                // The Lettermint SDKs' route update: their answer's shape.
+                Ok(if put { routes::updated(route) } else { route })
             }
             ["v1", "routes", id] => routes::one(&self.routes.snapshot(), id),
             ["v1", "routes", id, "stats"] => {

@@ -36,7 +36,7 @@ pub use milter::{MilterConfig, MilterListen, OnError};
 use raw::{RawConfig, RawRoute};
 pub use retention::Retention;
 pub use routes::{Envelope, Matcher, Route, RouteSettings};
-pub use webhooks::{EVENT_TYPES, Webhook, WebhookSettings, decode_secret};
+pub use webhooks::{EVENT_TYPES, Webhook, WebhookFormat, WebhookSettings, decode_secret};
 
 /// The whole, validated configuration.
 #[derive(Debug, Clone)]

@@ -10,7 +10,10 @@
 //!   `dkim_sign`) loses the signatures the rewrite broke and gets ours,
 //!   made with the key of the From domain (exact, else the closest parent
 //!   domain we hold a key for: `d=example.com` for `news.example.com`
-//!   still aligns under DMARC's default relaxed alignment).
+//!   still aligns under DMARC's default relaxed alignment). When we hold
+//!   none for it, the Sender domain's key, then the Return-Path's: such a
+//!   signature does not align with From for DMARC, but a valid signature
+//!   of a known domain still builds its reputation, unlike none.
 //!
 //! Canonicalization and signing are `mail-auth`'s; the header scan here
 //! only finds field boundaries and the `d=` tag. No I/O.
@@ -93,7 +96,7 @@ pub fn rewrite_settings<'a>(
     }
     let domains = header::signature_domains(message);
     let ours = !domains.is_empty() && domains.iter().all(|d| keys.holds(d));
-    let signable = header::from_domain(message).is_some_and(|d| keys.for_from_domain(&d).is_some());
+    let signable = signer(keys, message).is_some();
     if ours && signable {
         Cow::Owned(RouteSettings {
             rewrite_dkim_signed: true,
@@ -102,6 +105,14 @@ pub fn rewrite_settings<'a>(
     } else {
         Cow::Borrowed(settings)
     }
+}
+
+/// The key to sign `message` with and the field whose domain chose it:
+/// From, else Sender, else Return-Path ([`header::signer_domains`]).
+fn signer<'k>(keys: &'k Keys, message: &[u8]) -> Option<(&'static str, &'k Key)> {
+    header::signer_domains(message)
+        .into_iter()
+        .find_map(|(field, domain)| Some((field, keys.for_from_domain(&domain)?)))
 }
 
 /// Signs the rewritten copy when it changed (or always, with the route's
@@ -125,22 +136,26 @@ pub fn sign(keys: &Keys, original: &[u8], outcome: &mut Outcome, settings: &Rout
         }
         return;
     }
-    let Some(from) = header::from_domain(&outcome.message) else {
-        outcome.report.dkim = Some("unsigned: no From domain".into());
-        return;
-    };
-    let Some(key) = keys.for_from_domain(&from) else {
-        outcome.report.dkim = Some(format!("unsigned: no key for {from}"));
+    let Some((field, key)) = signer(keys, &outcome.message) else {
+        outcome.report.dkim = Some(match header::from_domain(&outcome.message) {
+            Some(from) => format!("unsigned: no key for {from} (nor Sender, Return-Path)"),
+            None => "unsigned: no From domain".into(),
+        });
         return;
     };
     let stripped = header::strip_signatures(&outcome.message, |d| keys.holds(d));
     match key.sign(&stripped) {
-        Ok(field) => {
-            let mut signed = Vec::with_capacity(field.len() + stripped.len());
-            signed.extend_from_slice(&header::line_endings_like(field, &stripped));
+        Ok(signature) => {
+            let mut signed = Vec::with_capacity(signature.len() + stripped.len());
+            signed.extend_from_slice(&header::line_endings_like(signature, &stripped));
             signed.extend_from_slice(&stripped);
             outcome.message = signed;
-            outcome.report.dkim = Some(format!("signed d={} s={}", key.domain, key.selector));
+            let by = if field == "From" {
+                String::new()
+            } else {
+                format!(" by {field}")
+            };
+            outcome.report.dkim = Some(format!("signed d={} s={}{by}", key.domain, key.selector));
         }
         Err(e) => {
             tracing::warn!(key = %key.path.display(), error = %e, "dkim signing failed");

@@ -6,7 +6,8 @@
 //!   for the type; machine events only with `include_machine`), with the
 //!   body fixed once ([`payload`]). The caller hands them to storage in
 //!   the same record as the event, so both are committed together.
-//! - [`worker`] sends what is due, signed ([`sign`]), through [`client`],
+//! - [`worker`] sends what is due, signed ([`sign`], or [`lettermint`]
+//!   for endpoints in that format), through [`client`],
 //!   and stores each try and what follows ([`retry`]): 2xx delivered, 410
 //!   disables the endpoint, anything else is retried with backoff until
 //!   `retry_for` has passed. Everything is in the database, so a restart
@@ -15,6 +16,7 @@
 pub mod address;
 pub mod client;
 mod connect;
+pub mod lettermint;
 pub mod payload;
 pub mod retry;
 pub mod sign;
@@ -26,7 +28,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::config::{Webhook, WebhookSettings};
+use crate::config::{Webhook, WebhookFormat, WebhookSettings};
 use crate::routes::Registry;
 use crate::storage::{Event, NewDelivery, Observation, RelayedCopy, Storage};
 
@@ -103,7 +105,7 @@ impl Webhooks {
         event_type: &str,
         event_id: Uuid,
         machine: bool,
-        body: impl FnOnce() -> String,
+        body: impl FnOnce() -> serde_json::Value,
     ) -> Vec<NewDelivery> {
         let routes = self.routes.snapshot();
         let disabled = self.disabled.read().unwrap_or_else(|p| p.into_inner());
@@ -118,6 +120,7 @@ impl Webhooks {
             return Vec::new();
         }
         let payload = body();
+        let standard = payload.to_string();
         let now = now_ms();
         wanted
             .into_iter()
@@ -127,7 +130,10 @@ impl Webhooks {
                 url: w.url.to_string(),
                 event_type: event_type.to_owned(),
                 event_id,
-                payload: payload.clone(),
+                payload: match w.format {
+                    WebhookFormat::Standard => standard.clone(),
+                    WebhookFormat::Lettermint => lettermint::body(payload.clone()),
+                },
                 created_at_ms: now,
             })
             .collect()
@@ -138,14 +144,15 @@ impl Webhooks {
         self.wake.notify_one();
     }
 
-    /// The secrets of an endpoint, if it is still configured and enabled.
-    fn secrets(&self, route: &str, url: &str) -> Option<Vec<Vec<u8>>> {
+    /// The format and secrets of an endpoint, if it is still configured
+    /// and enabled.
+    fn signing(&self, route: &str, url: &str) -> Option<(WebhookFormat, Vec<Vec<u8>>)> {
         self.routes
             .snapshot()
             .webhooks(route)
             .iter()
             .find(|w| w.url.as_str() == url && w.enabled)
-            .map(|w| w.secrets.clone())
+            .map(|w| (w.format, w.secrets.clone()))
     }
 }
 

@@ -10,93 +10,13 @@
 mod support;
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use base64::Engine as _;
+use support::dkim::{
+    TestKey, assert_tracked, dkimpy_sign, dkimpy_verify, key_config, make_key, openssl,
+    signature_domains,
+};
 use support::relay::{Client, html_message, start};
-
-const DKIMPY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/dkimpy.py");
-
-/// A key pair made by openssl, and its DNS TXT record.
-struct TestKey {
-    pem: PathBuf,
-    txt: String,
-}
-
-fn openssl(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn make_key(dir: &Path, name: &str, algorithm: &str) -> TestKey {
-    let pem = dir.join(format!("{name}.pem"));
-    let path = pem.to_str().unwrap();
-    match algorithm {
-        "rsa" => openssl(&["genrsa", "-traditional", "-out", path, "2048"]),
-        _ => openssl(&["genpkey", "-algorithm", "ed25519", "-out", path]),
-    };
-    let spki = openssl(&["pkey", "-in", path, "-pubout", "-outform", "DER"]);
-    // RFC 8463: an Ed25519 p= is the bare 32-byte key, not the SPKI.
-    let public = if algorithm == "rsa" {
-        &spki[..]
-    } else {
-        &spki[spki.len() - 32..]
-    };
-    let p = base64::engine::general_purpose::STANDARD.encode(public);
-    TestKey {
-        pem,
-        txt: format!("v=DKIM1; k={algorithm}; p={p}"),
-    }
-}
-
-fn python(args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("python3")
-        .arg(DKIMPY)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "dkimpy {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn dkimpy_sign(key: &TestKey, domain: &str, message: &[u8]) -> Vec<u8> {
-    python(&["sign", key.pem.to_str().unwrap(), domain, "s1"], message)
-}
-
-/// dkimpy's verdict on each signature, "pass d=… s=…" or "fail …".
-fn dkimpy_verify(key: &TestKey, domain: &str, selector: &str, message: &[u8]) -> Vec<String> {
-    let out = python(&["verify", domain, selector, &key.txt], message);
-    String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-fn key_config(key: &TestKey, domain: &str, selector: &str) -> String {
-    format!(
-        "[[dkim.keys]]\ndomain = \"{domain}\"\nselector = \"{selector}\"\nprivate_key = \"{}\"\n",
-        key.pem.display()
-    )
-}
 
 fn route(extra: &str) -> String {
     format!("[[routes]]\nid = \"default\"\ntrack_opens = true\ntrack_clicks = true\n{extra}\n")
@@ -115,21 +35,6 @@ async fn relay(config: &str, message: &[u8]) -> String {
     relay.stop().await;
     assert_eq!(outbox.len(), 1);
     String::from_utf8(outbox[0].1.clone()).unwrap()
-}
-
-fn signature_domains(message: &str) -> Vec<String> {
-    trackrelay::dkim::header::signature_domains(message.as_bytes())
-}
-
-fn assert_tracked(copy: &str) {
-    assert!(
-        !support::tokens_after(copy, support::BASE, "o").is_empty(),
-        "no pixel: {copy}"
-    );
-    assert!(
-        !support::tokens_after(copy, support::BASE, "c").is_empty(),
-        "no link: {copy}"
-    );
 }
 
 async fn resigned_by_us(algorithm: &str) {
@@ -228,6 +133,42 @@ async fn dkim_sign_route_signs_an_untracked_message() {
         dkimpy_verify(&key, "example.com", "s1", copy.as_bytes()),
         ["pass d=example.com s=s1"]
     );
+}
+
+/// No key for the From domain (docs/dkim.md): the Sender domain's key
+/// signs, else the Return-Path's; the From domain's wins when held.
+#[tokio::test]
+async fn without_a_from_key_the_sender_then_the_return_path_domain_signs() {
+    let dir = tempfile::tempdir().unwrap();
+    let lists = make_key(dir.path(), "lists", "ed25519");
+    let bounces = make_key(dir.path(), "bounces", "rsa");
+    let config = route("")
+        + &key_config(&lists, "lists.example.org", "s1")
+        + &key_config(&bounces, "bounces.example.net", "s2");
+    let both =
+        html_message("Sender: lists@lists.example.org\r\nReturn-Path: <b@bounces.example.net>\r\n");
+    let copy = relay(&config, &both).await;
+    assert_tracked(&copy);
+    assert_eq!(signature_domains(&copy), ["lists.example.org"]);
+    assert_eq!(
+        dkimpy_verify(&lists, "lists.example.org", "s1", copy.as_bytes()),
+        ["pass d=lists.example.org s=s1"]
+    );
+
+    let copy = relay(
+        &config,
+        &html_message("Return-Path: <b@bounces.example.net>\r\n"),
+    )
+    .await;
+    assert_eq!(
+        dkimpy_verify(&bounces, "bounces.example.net", "s2", copy.as_bytes()),
+        ["pass d=bounces.example.net s=s2"]
+    );
+
+    let from_key = make_key(dir.path(), "from", "ed25519");
+    let config = config + &key_config(&from_key, "example.com", "s3");
+    let copy = relay(&config, &both).await;
+    assert_eq!(signature_domains(&copy), ["example.com"]);
 }
 
 #[test]

@@ -417,7 +417,7 @@ async fn patch_refuses_bad_requests_and_changes_nothing() {
         413
     );
     let r = server.api_send("DELETE", "/v1/routes/news", JSON, "").await;
-    assert_eq!((r.status, r.header("allow")), (405, "GET, PATCH"));
+    assert_eq!((r.status, r.header("allow")), (405, "GET, PATCH, PUT"));
     assert_eq!(
         server
             .api_send("PATCH", "/v1/routes", JSON, "{}")
@@ -463,4 +463,112 @@ fn newest_file(dir: &std::path::Path) -> String {
         .max_by_key(|e| e.metadata().unwrap().modified().unwrap())
         .unwrap();
     std::fs::read_to_string(newest.path()).unwrap()
+}
+
+/// `routes.update` of the official Lettermint SDKs (issue 18): the Python
+/// SDK's team client, pointed at the admin API.
+fn python_sdk_update(server: &TestServer, settings: &str) -> serde_json::Value {
+    let script = format!(
+        "import json, lettermint\n\
+         c = lettermint.Lettermint(team_token={API_TOKEN:?}, base_url='http://{}/v1')\n\
+         try:\n    print(json.dumps(c.routes.update('news', {{'settings': {settings}}})))\n\
+         except lettermint.APIError as e:\n    print(json.dumps({{'error': type(e).__name__, 'status': e.status, 'code': e.code}}))\n",
+        server.app().api_addr()
+    );
+    sdk_output(std::process::Command::new("python3").args(["-c", &script]))
+}
+
+/// The same through the Node SDK (tests/sdk/node).
+fn node_sdk_update(server: &TestServer, settings: &str) -> serde_json::Value {
+    let script = format!(
+        "const {{ Lettermint }} = require('lettermint');\n\
+         Lettermint.api({API_TOKEN:?}, {{ baseUrl: 'http://{}/v1' }})\n\
+         .routes.update('news', {{ settings: {settings} }})\n\
+         .then((r) => console.log(JSON.stringify(r)));\n",
+        server.app().api_addr()
+    );
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/node");
+    sdk_output(
+        std::process::Command::new("node")
+            .args(["-e", &script])
+            .current_dir(dir),
+    )
+}
+
+fn sdk_output(cmd: &mut std::process::Command) -> serde_json::Value {
+    let out = cmd.output().expect("the SDKs are installed (.ci/packages)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// One message on route "news" over SMTP; the copy delivered.
+async fn relay_news(server: &TestServer) -> String {
+    let mut smtp = support::relay::Client::connect(server.app().smtp_addr()).await;
+    let message = support::relay::html_message("");
+    let (_, reply) = smtp
+        .send("letters@news.example.com", &["bob@example.com"], &message)
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    newest_file(&server.dir.path().join("outbox"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lettermint_sdks_route_update_is_a_put_that_takes_effect() {
+    let server = TestServer::start("").await;
+    let v = python_sdk_update(&server, "{'track_clicks': False}");
+    assert_eq!(v["message"], "Route updated successfully.", "{v}");
+    assert_eq!(v["data"]["id"], "news");
+    assert_eq!(
+        (&v["data"]["track_opens"], &v["data"]["track_clicks"]),
+        (&json!(true), &json!(false))
+    );
+    assert_eq!(v["data"]["overrides"]["track_clicks"], false);
+    assert_eq!(
+        (&v["data"]["dkim_sign"], &v["data"]["rewrite_dkim_signed"]),
+        (&json!(false), &json!(false))
+    );
+    let copy = relay_news(&server).await;
+    assert!(copy.contains("links.news.example:8443/o/"), "pixel: {copy}");
+    assert!(
+        !copy.contains("links.news.example:8443/c/"),
+        "no click link: {copy}"
+    );
+
+    let v = node_sdk_update(&server, "{ track_clicks: null, track_opens: false }");
+    assert_eq!(
+        (&v["data"]["track_opens"], &v["data"]["track_clicks"]),
+        (&json!(false), &json!(true)),
+        "{v}"
+    );
+    let copy = relay_news(&server).await;
+    assert!(
+        !copy.contains("links.news.example:8443/o/"),
+        "no pixel: {copy}"
+    );
+    assert!(
+        copy.contains("links.news.example:8443/c/"),
+        "click link: {copy}"
+    );
+
+    // A setting trackrelay does not have: the SDK's error, nothing changed.
+    let v = python_sdk_update(&server, "{'track_opens': True, 'tls': 'enforced'}");
+    assert_eq!(
+        (&v["error"], &v["status"]),
+        (&json!("APIError"), &json!(400)),
+        "{v}"
+    );
+    assert!(
+        v["code"]
+            .as_str()
+            .unwrap()
+            .contains("\"tls\" cannot be changed"),
+        "{v}"
+    );
+    let now = server.api("/v1/routes/news", Some(API_TOKEN)).await.json();
+    assert_eq!(now["track_opens"], false);
+    server.stop().await;
 }

@@ -104,6 +104,17 @@ fn assert_verified(request: &Value) {
     );
 }
 
+/// Every verifier refused the request's body with one change, for its
+/// signature (not for a malformed request).
+fn assert_tampered_refused(request: &Value) {
+    let refused = request["tampered"].as_array().unwrap();
+    let mismatch = |v: &Value| v.as_str().is_some_and(|e| e.contains("does not match"));
+    assert!(
+        !refused.is_empty() && refused.iter().all(mismatch),
+        "{request}"
+    );
+}
+
 /// `[[routes.webhooks]]` of route "default" for a receiver on `port`.
 fn hook(port: u16, extra: &str) -> String {
     format!(
@@ -123,6 +134,27 @@ fn config(dir: &Path, hooks: &str, webhooks: &str) -> String {
         config_text(dir, "127.0.0.1:0", "127.0.0.1:0", ""),
         apple.display()
     )
+}
+
+/// [`config`] relaying to the SMTP server at `upstream`.
+fn config_upstream(dir: &Path, hooks: &str, upstream: std::net::SocketAddr) -> String {
+    config(dir, hooks, "").replace(
+        &format!("url = \"dir:{}\"", dir.join("outbox").display()),
+        &format!("url = \"smtp://{upstream}\""),
+    )
+}
+
+/// One message from alice to bob and carol (tag "launch") over SMTP.
+async fn relay_to_bob_and_carol(app: &App) {
+    let mut c = support::relay::Client::connect(app.smtp_addr()).await;
+    let (_, reply) = c
+        .send(
+            "alice@example.com",
+            &["bob@example.com", "carol@example.org"],
+            &support::relay::html_message("X-LM-Tag: launch\r\n"),
+        )
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
 }
 
 async fn start(text: &str) -> App {
@@ -490,20 +522,8 @@ async fn the_relay_sends_relayed_and_failed() {
     })
     .await;
     let hooks = hook(port, "events = [\"message.relayed\", \"message.failed\"]");
-    let text = config(dir.path(), &hooks, "").replace(
-        &format!("url = \"dir:{}\"", dir.path().join("outbox").display()),
-        &format!("url = \"smtp://{}\"", fake.addr),
-    );
-    let app = start(&text).await;
-    let mut c = support::relay::Client::connect(app.smtp_addr()).await;
-    let (_, reply) = c
-        .send(
-            "alice@example.com",
-            &["bob@example.com", "carol@example.org"],
-            &support::relay::html_message("X-LM-Tag: launch\r\n"),
-        )
-        .await;
-    assert!(reply.starts_with("250"), "{reply}");
+    let app = start(&config_upstream(dir.path(), &hooks, fake.addr)).await;
+    relay_to_bob_and_carol(&app).await;
 
     let got = receiver.wait_for(2, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -538,6 +558,84 @@ async fn the_relay_sends_relayed_and_failed() {
         .unwrap();
     let copy = app.storage().message(id).await.unwrap().unwrap();
     assert_eq!(copy.status, trackrelay::storage::CopyStatus::Failed);
+    assert!(app.stop().await);
+}
+
+/// `format = "lettermint"` (issue 18): each delivery (relayed, failed, a
+/// click) verifies with the official Lettermint SDKs' `Webhook.verify`,
+/// Python's in the receiver and Node's afterwards, under either secret of
+/// a rotation; the same body with one change is refused by both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lettermint_format_deliveries_verify_with_both_sdks() {
+    use support::fake_upstream::{FakeUpstream, Script};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let receiver = Receiver::start(dir.path(), "lm", port, &["--format", "lettermint"]);
+    let fake = FakeUpstream::start(Script {
+        data_final: [(1, "550 5.7.1 Content rejected for carol".to_owned())].into(),
+        ..Script::default()
+    })
+    .await;
+    let hooks = hook(
+        port,
+        "format = \"lettermint\"\n\
+         events = [\"message.relayed\", \"message.failed\", \"message.clicked\"]",
+    );
+    let app = start(&config_upstream(dir.path(), &hooks, fake.addr)).await;
+    relay_to_bob_and_carol(&app).await;
+    receiver.wait_for(2, Duration::from_secs(20)).await;
+    let copy = relayed(&app).await;
+    human_click(&app, &copy, 1).await;
+    let got = receiver.wait_for(3, Duration::from_secs(20)).await;
+
+    let mut events: Vec<&str> = got
+        .iter()
+        .map(|r| r["body"]["event"].as_str().unwrap())
+        .collect();
+    events.sort_unstable();
+    assert_eq!(
+        events,
+        ["message.clicked", "message.failed", "message.sent"]
+    );
+    for r in &got {
+        assert_verified(r);
+        assert!(r["body"].get("type").is_none(), "{r}");
+        assert_tampered_refused(r);
+        let t = r["headers"]["x-lettermint-signature"].as_str().unwrap();
+        assert_eq!(
+            Some(t.split(',').next().unwrap()),
+            r["headers"]["x-lettermint-delivery"]
+                .as_str()
+                .map(|d| format!("t={d}"))
+                .as_deref()
+        );
+    }
+    let click = got
+        .iter()
+        .find(|r| r["body"]["event"] == "message.clicked")
+        .unwrap();
+    assert_eq!(click["body"]["data"]["url"], "https://example.com/1");
+    assert_eq!(click["body"]["data"]["message_id"], copy.id.to_string());
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/node/verify_webhooks.js");
+    let out = Command::new("node")
+        .arg(script)
+        .arg(dir.path().join("lm.jsonl"))
+        .args([SECRET, OLD_SECRET])
+        .output()
+        .expect("node runs (.ci/packages installs it and the SDK)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let node: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let node = node.as_array().unwrap();
+    assert_eq!(node.len(), 3, "{node:?}");
+    for r in node {
+        assert_eq!(r["verified"], serde_json::json!([true, true]), "{r}");
+        assert_tampered_refused(r);
+    }
     assert!(app.stop().await);
 }
 

@@ -1,5 +1,6 @@
 //! `GET /v1/routes`, `GET /v1/routes/{id}` (the live routes and their
-//! settings), `PATCH /v1/routes/{id}` (tracking switched at run time),
+//! settings), `PATCH /v1/routes/{id}` (tracking switched at run time;
+//! `PUT` too, as the Lettermint SDKs' `routes.update` sends it),
 //! `GET /v1/routes/{id}/stats` and `GET /v1/routes/{id}/links` (SPEC §8): a route's relayed copies, opens and clicks in hourly or daily buckets
 //! with open and click rates on unique counts, and its clicks per
 //! destination. Counting (human) events only unless `include_machine=true`.
@@ -52,14 +53,34 @@ pub async fn patch(routes: &Registry, id: &str, body: &[u8]) -> Result<Value, Ap
     }
 }
 
-/// The body of a PATCH: a JSON object of `track_opens` / `track_clicks`,
-/// each true, false or null.
+/// The answer to a `PUT`: the route as `GET` shows it, wrapped as the
+/// Lettermint SDKs' `RouteMutationResponse` (`data`, `message`).
+pub fn updated(route: Value) -> Value {
+    json!({ "data": route, "message": "Route updated successfully." })
+}
+
+/// The body of a PATCH or PUT: a JSON object of `track_opens` /
+/// `track_clicks`, each true, false or null, either at the top or inside
+/// `settings` (the Lettermint SDKs' `UpdateRouteData`), not both.
 fn parse_change(body: &[u8]) -> Result<Change, ApiError> {
-    let fields: serde_json::Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
+    let mut fields: serde_json::Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
         ApiError::BadRequest(format!(
             "the body must be a JSON object like {{\"track_opens\": true}}: {e}"
         ))
     })?;
+    if let Some(settings) = fields.remove("settings") {
+        let Value::Object(settings) = settings else {
+            return Err(ApiError::BadRequest(format!(
+                "settings must be a JSON object like {{\"track_opens\": true}}, not {settings}"
+            )));
+        };
+        if let Some(key) = fields.keys().next() {
+            return Err(ApiError::BadRequest(format!(
+                "{key:?} beside settings: give the settings inside settings only"
+            )));
+        }
+        fields = settings;
+    }
     if fields.is_empty() {
         return Err(ApiError::BadRequest(
             "nothing to change: give track_opens and/or track_clicks (true, false or null)".into(),
@@ -99,6 +120,7 @@ fn route(r: &Route, o: Option<&RouteOverride>) -> Value {
         "per_recipient": s.per_recipient,
         "pixel_position": format!("{:?}", s.pixel_position).to_lowercase(),
         "rewrite_dkim_signed": s.rewrite_dkim_signed,
+        "dkim_sign": s.dkim_sign,
         "webhooks": r.webhooks.len(),
         "overrides": {
             "track_opens": o.and_then(|o| o.track_opens),
@@ -263,5 +285,25 @@ mod tests {
         assert_eq!(q.to_ms % HOUR_MS, 0);
         assert_eq!(q.to_ms - q.from_ms, 30 * DAY_MS);
         assert!(q.to_ms > crate::time::now_ms());
+    }
+
+    #[test]
+    fn settings_may_come_nested_as_the_sdks_send_them() {
+        let flat = parse_change(br#"{"track_opens": false}"#).unwrap();
+        let nested = parse_change(br#"{"settings": {"track_opens": false}}"#).unwrap();
+        assert_eq!(nested.track_opens, Some(Some(false)));
+        assert_eq!(nested.track_opens, flat.track_opens);
+        assert_eq!(nested.track_clicks, None);
+        let err = |body: &[u8]| match parse_change(body) {
+            Err(ApiError::BadRequest(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(err(br#"{"settings": {"tls": "enforced"}}"#).contains("\"tls\" cannot be changed"));
+        assert!(
+            err(br#"{"name": "x", "settings": {"track_opens": true}}"#)
+                .contains("\"name\" beside settings")
+        );
+        assert!(err(br#"{"settings": true}"#).contains("settings must be a JSON object"));
+        assert!(err(br#"{"settings": {}}"#).contains("nothing to change"));
     }
 }

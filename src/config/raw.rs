@@ -348,6 +348,9 @@ pub struct RawWebhook {
     pub include_machine: bool,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// `"standard"` (Standard Webhooks) or `"lettermint"`.
+    #[serde(default)]
+    pub format: Option<String>,
 }
 
 fn default_true() -> bool {

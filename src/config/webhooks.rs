@@ -44,6 +44,21 @@ pub struct Webhook {
     pub events: Vec<String>,
     pub include_machine: bool,
     pub enabled: bool,
+    /// The body shape, headers and signature scheme of its requests.
+    pub format: WebhookFormat,
+}
+
+/// How an endpoint's requests are shaped and signed (docs/webhooks.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// Standard Webhooks: `{id, type, timestamp, data}`, `webhook-*`
+    /// headers, the key being the base64 after `whsec_`.
+    #[default]
+    Standard,
+    /// What the Lettermint SDKs' `Webhook.verify` checks: `{id, event,
+    /// timestamp, data}`, `x-lettermint-signature: t=…,v1=<hex>` and
+    /// `x-lettermint-delivery`, the key being the whole `whsec_…` text.
+    Lettermint,
 }
 
 impl std::fmt::Debug for Webhook {
@@ -55,6 +70,7 @@ impl std::fmt::Debug for Webhook {
             .field("events", &self.events)
             .field("include_machine", &self.include_machine)
             .field("enabled", &self.enabled)
+            .field("format", &self.format)
             .finish()
     }
 }
@@ -97,6 +113,17 @@ impl Collector {
                 Url::parse("http://invalid.invalid").expect("static URL parses")
             }
         };
+        let format = match w.format.as_deref() {
+            None | Some("standard") => WebhookFormat::Standard,
+            Some("lettermint") => WebhookFormat::Lettermint,
+            Some(other) => {
+                self.push(
+                    format!("{key}.format"),
+                    format!("{other:?} is not \"standard\" or \"lettermint\""),
+                );
+                WebhookFormat::Standard
+            }
+        };
         let mut secrets = Vec::new();
         let named = std::iter::once(("secret".to_owned(), &w.secret))
             .filter(|(_, s)| !s.is_empty())
@@ -108,6 +135,10 @@ impl Collector {
             );
         for (field, text) in named {
             match decode_secret(text) {
+                // Lettermint keys its HMAC with the secret's text as is.
+                Some(_) if format == WebhookFormat::Lettermint => {
+                    secrets.push(text.trim().as_bytes().to_vec())
+                }
                 Some(bytes) => secrets.push(bytes),
                 None => self.push(
                     format!("{key}.{field}"),
@@ -132,6 +163,7 @@ impl Collector {
             events: w.events.clone(),
             include_machine: w.include_machine,
             enabled: w.enabled,
+            format,
         }
     }
 }

@@ -75,9 +75,42 @@ pub fn strip_signatures(raw: &[u8], remove: impl Fn(&str) -> bool) -> Vec<u8> {
 /// The domain of the (first) From address, lowercase.
 pub fn from_domain(raw: &[u8]) -> Option<String> {
     let message = mail_parser::MessageParser::new().parse_headers(raw)?;
-    let address = message.from()?.first()?.address()?;
+    domain_of(message.from()?.first()?.address()?)
+}
+
+/// The domains a signature may be made for, in the order they are tried
+/// (docs/dkim.md), each with the field it came from: the (first) From
+/// address's, then Sender's, then Return-Path's.
+pub fn signer_domains(raw: &[u8]) -> Vec<(&'static str, String)> {
+    let Some(message) = mail_parser::MessageParser::new().parse_headers(raw) else {
+        return Vec::new();
+    };
+    let first = |a: Option<&mail_parser::Address<'_>>| {
+        a.and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .and_then(domain_of)
+    };
+    let return_path = match message.return_path() {
+        mail_parser::HeaderValue::Text(t) => domain_of(t),
+        mail_parser::HeaderValue::Address(a) => first(Some(a)),
+        _ => None,
+    };
+    [
+        ("From", first(message.from())),
+        ("Sender", first(message.sender())),
+        ("Return-Path", return_path),
+    ]
+    .into_iter()
+    .filter_map(|(field, domain)| Some((field, domain?)))
+    .collect()
+}
+
+/// The domain of `local@domain` (angle brackets allowed), lowercase.
+fn domain_of(address: &str) -> Option<String> {
+    let address = address.trim().trim_start_matches('<').trim_end_matches('>');
     let (_, domain) = address.rsplit_once('@')?;
-    Some(domain.trim_end_matches('.').to_ascii_lowercase())
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    (!domain.is_empty()).then_some(domain)
 }
 
 /// `field` (CRLF line endings, from mail-auth) with the line endings of
@@ -101,6 +134,21 @@ mod tests {
     fn finds_signature_domains_and_from_domain() {
         assert_eq!(signature_domains(SIGNED), ["example.com", "other.example"]);
         assert_eq!(from_domain(SIGNED).as_deref(), Some("news.example.com"));
+    }
+
+    #[test]
+    fn signer_domains_are_from_then_sender_then_return_path() {
+        let raw = b"Return-Path: <bounce@Mail.Example.NET>\r\nFrom: a@example.org\r\n\
+                    Sender: Lists <lists@example.com>\r\n\r\nbody\r\n";
+        assert_eq!(
+            signer_domains(raw),
+            [
+                ("From", "example.org".to_owned()),
+                ("Sender", "example.com".to_owned()),
+                ("Return-Path", "mail.example.net".to_owned()),
+            ]
+        );
+        assert!(signer_domains(b"Subject: none\r\n\r\n").is_empty());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The JSON bodies (docs/webhooks.md): `{id, type, timestamp, data}`.
+//! The JSON bodies (docs/webhooks.md): `{id, type, timestamp, data}`
+//! (an endpoint's format may reshape it: [`super::lettermint`]).
 //! `id` is the event's id (an open's or click's observation id, or the
 //! relayed copy's id), `timestamp` when it happened (RFC 3339, UTC, ms).
 //! The shape is stable: every key of a type is always present (null
@@ -28,7 +29,7 @@ pub fn relay_type(copy: &RelayedCopy) -> &'static str {
 }
 
 /// The body of an open or click.
-pub fn engagement(obs: &Observation, event: &Event, copy: Option<&RelayedCopy>) -> String {
+pub fn engagement(obs: &Observation, event: &Event, copy: Option<&RelayedCopy>) -> Value {
     let mut data = message_fields(event.message_id, copy);
     let fields = json!({
         "recipient_id": event.recipient_id,
@@ -48,7 +49,7 @@ pub fn engagement(obs: &Observation, event: &Event, copy: Option<&RelayedCopy>) 
 }
 
 /// The body of a relayed or failed copy.
-pub fn relayed(copy: &RelayedCopy) -> String {
+pub fn relayed(copy: &RelayedCopy) -> Value {
     let mut data = message_fields(copy.id, Some(copy));
     merge(
         &mut data,
@@ -83,7 +84,7 @@ fn merge(into: &mut Value, from: Value) {
     }
 }
 
-fn body(id: Uuid, event_type: &str, at_ms: i64, data: Value) -> String {
+fn body(id: Uuid, event_type: &str, at_ms: i64, data: Value) -> Value {
     let timestamp = jiff::Timestamp::from_millisecond(at_ms)
         .map(|t| format!("{t:.3}"))
         .unwrap_or_default();
@@ -93,5 +94,4 @@ fn body(id: Uuid, event_type: &str, at_ms: i64, data: Value) -> String {
         "timestamp": timestamp,
         "data": data,
     })
-    .to_string()
 }

@@ -7,6 +7,21 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::Mac;
 
+/// The request headers of one try at `timestamp` (unix seconds) of the
+/// delivery `id`.
+pub fn headers(
+    secrets: &[Vec<u8>],
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("webhook-id", id.to_owned()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", signature(secrets, id, timestamp, body)),
+    ]
+}
+
 /// The `webhook-signature` header value.
 pub fn signature(secrets: &[Vec<u8>], id: &str, timestamp: i64, body: &[u8]) -> String {
     let mut out = String::new();

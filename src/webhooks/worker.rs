@@ -17,7 +17,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{Webhooks, client, now_ms, retry, sign};
+use super::{Webhooks, client, lettermint, now_ms, retry, sign};
+use crate::config::WebhookFormat;
 use crate::storage::{Attempt, Delivery, Next, WebhookWrite};
 
 /// Most deliveries started per look.
@@ -90,7 +91,7 @@ impl Webhooks {
             {
                 continue;
             }
-            let Some(secrets) = self.secrets(&delivery.route, &delivery.url) else {
+            let Some((format, secrets)) = self.signing(&delivery.route, &delivery.url) else {
                 lock(&in_flight.ids).remove(&delivery.id);
                 continue;
             };
@@ -103,7 +104,7 @@ impl Webhooks {
                 // The semaphore is never closed.
                 let _permit = permit.acquire_owned().await.expect("semaphore open");
                 let id = delivery.id;
-                hooks.attempt(delivery, &secrets).await;
+                hooks.attempt(delivery, format, &secrets).await;
                 in_flight.finish(id);
             });
         }
@@ -120,20 +121,15 @@ impl Webhooks {
     }
 
     /// One try of `d`, its outcome stored.
-    async fn attempt(&self, d: Delivery, secrets: &[Vec<u8>]) {
+    async fn attempt(&self, d: Delivery, format: WebhookFormat, secrets: &[Vec<u8>]) {
         let started_ms = now_ms();
         let started = Instant::now();
-        let id = d.id.to_string();
         let timestamp = started_ms / 1000;
         let body = Bytes::from(d.payload.clone());
-        let headers = vec![
-            ("webhook-id", id.clone()),
-            ("webhook-timestamp", timestamp.to_string()),
-            (
-                "webhook-signature",
-                sign::signature(secrets, &id, timestamp, &body),
-            ),
-        ];
+        let headers = match format {
+            WebhookFormat::Standard => sign::headers(secrets, &d.id.to_string(), timestamp, &body),
+            WebhookFormat::Lettermint => lettermint::headers(secrets, timestamp, &body),
+        };
         let result = match url::Url::parse(&d.url) {
             Ok(url) => {
                 tokio::time::timeout(self.settings.timeout, self.client.post(&url, headers, body))
