@@ -51,6 +51,8 @@
 //! - [`app`]: wires storage and listeners; the one reload (SIGHUP);
 //!   shutdown flushes every write.
 //! - [`shutdown`]: the deadline after which open sessions are cut.
+//! - [`tls`]: every rustls configuration (STARTTLS, the tracking listener,
+//!   the upstream and HTTP clients): one provider, versions, root store.
 //! - [`cli`]: one file per subcommand; `main.rs` only dispatches.
 //!
 //! # One message's path
@@ -109,6 +111,7 @@ pub mod shutdown;
 pub mod smtp;
 pub mod storage;
 pub mod time;
+pub mod tls;
 pub mod token;
 pub mod tracking;
 pub mod upstream;
