@@ -84,6 +84,8 @@ pub struct App {
     relay: Arc<Relay>,
     tracking_addr: SocketAddr,
     api_addr: SocketAddr,
+    /// The sending API's address, with a `[send]` section.
+    send_addr: Option<SocketAddr>,
     /// The milter's TCP address (`None`: off, or a unix socket).
     milter_addr: Option<SocketAddr>,
     storage: Storage,
@@ -219,6 +221,26 @@ impl App {
             .await?;
         tracing::info!(addr = %api_addr, "api listener started");
 
+        let send_addr = match &config.send {
+            Some(settings) => {
+                let send = Arc::new(crate::send::SendApi::new(
+                    &config,
+                    settings.clone(),
+                    relay.clone(),
+                    storage.clone(),
+                    routes.clone(),
+                ));
+                let addr = tasks
+                    .listen("send", settings.listen, None, move |req, peer| {
+                        send.clone().handle(req, peer)
+                    })
+                    .await?;
+                tracing::info!(%addr, "send api listener started");
+                Some(addr)
+            }
+            None => None,
+        };
+
         let smtp_addr = tasks.smtp(relay.clone()).await?;
         tracing::info!(addr = %smtp_addr, upstream = %relay.upstream.describe(), "smtp listening");
         let milter_addr = match &config.milter {
@@ -236,6 +258,7 @@ impl App {
             relay,
             tracking_addr,
             api_addr,
+            send_addr,
             milter_addr,
             storage,
             pipeline,
@@ -287,6 +310,11 @@ impl App {
     /// Where the API listens.
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
+    }
+
+    /// Where the sending API listens, with a `[send]` section.
+    pub fn send_addr(&self) -> Option<SocketAddr> {
+        self.send_addr
     }
 
     /// The classification pipeline (its lists can be replaced at run time).

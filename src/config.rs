@@ -28,6 +28,7 @@ pub mod raw;
 mod retention;
 pub mod routes;
 pub mod secrets;
+pub mod send;
 mod smtp;
 mod tracking;
 mod upstream;
@@ -77,6 +78,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `[[dkim.keys]]`, loaded and checked.
     pub dkim: crate::dkim::Keys,
+    /// The sending API (`[send]`); `None` without that section.
+    pub send: Option<send::SendConfig>,
 }
 
 impl Config {
@@ -139,6 +142,7 @@ impl Config {
             p.push("storage.path", "must not be empty");
         }
         let routes = p.routes(&raw.routes);
+        let route_ids: Vec<String> = routes.iter().map(|r| r.id.clone()).collect();
         let milter = p.milter(raw.milter.as_ref());
         let retention = p.retention(&raw.retention, &tracking.keys);
         let config = Config {
@@ -157,6 +161,7 @@ impl Config {
             milter,
             log_format: p.log_format(&raw.log),
             dkim: p.dkim(&raw.dkim),
+            send: p.send(raw.send.as_ref(), &route_ids),
         };
         if p.list.is_empty() {
             Ok(config)

@@ -44,6 +44,8 @@
 //!   data deleted, a recipient forgotten (SPEC §9).
 //! - [`webhooks`]: per-route endpoints, signed deliveries from a durable
 //!   outbox (written with each event), retries, 410 disables.
+//! - [`send`]: the sending API on its own listener (`[send]`), as the
+//!   Lettermint SDKs call it: JSON → mail-builder → the relay, like SMTP.
 //! - [`api`]: the admin API (bearer token): relayed copies, observations;
 //!   the dashboard at `/dashboard` (`api/dashboard`, HTML and SVG, no script).
 //! - [`metrics`]: the Prometheus registry, one function per thing counted.
@@ -110,6 +112,7 @@ pub mod relay;
 pub mod retention;
 pub mod rewrite;
 pub mod routes;
+pub mod send;
 pub mod shutdown;
 pub mod smtp;
 pub mod storage;

@@ -14,6 +14,7 @@ mod checkpoint;
 mod columns;
 mod dashboard;
 mod events;
+mod idempotency;
 mod messages;
 mod observations;
 pub mod retention;
@@ -35,6 +36,7 @@ use uuid::Uuid;
 
 pub use dashboard::{CLASSIFIED_MAX, ClassCounts, RouteEvent};
 pub use events::{CopyContext, Event, HitRow};
+pub use idempotency::IdempotentResponse;
 pub use messages::MessageFilter;
 pub use observations::Observation;
 pub use routes::{DomainsSeen, KnownDomain, RouteOverride};
@@ -396,6 +398,28 @@ impl Storage {
         let (tx, rx) = oneshot::channel();
         self.send(Record::RouteOverride(Box::new(o)), Some(tx))?;
         rx.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Stores a sending API response for its `Idempotency-Key`, deleting
+    /// rows older than `keep_ms`; resolves once committed.
+    pub async fn store_idempotent(
+        &self,
+        r: IdempotentResponse,
+        keep_ms: i64,
+    ) -> Result<(), StorageError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Record::Idempotent(Box::new(r), keep_ms), Some(tx))?;
+        rx.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// The stored response of a token's `Idempotency-Key`, if any.
+    pub async fn idempotent(
+        &self,
+        token_digest: [u8; 32],
+        key: String,
+    ) -> Result<Option<IdempotentResponse>, StorageError> {
+        self.read(move |c| idempotency::get(c, token_digest, &key))
+            .await
     }
 
     /// Every route's run-time settings.

@@ -263,3 +263,82 @@ async fn schemathesis_finds_nothing() {
     );
     server.stop().await;
 }
+
+/// A server with the sending API (`[send]`, docs/send-openapi.json) on
+/// its own listener, relaying to the `dir:` upstream.
+async fn with_send_api() -> (tempfile::TempDir, trackrelay::app::App) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = support::server::config_text(dir.path(), "127.0.0.1:0", "127.0.0.1:0", "");
+    text.push_str(&format!(
+        "\n[send]\nlisten = \"127.0.0.1:0\"\nrate_per_minute = 100000\n\
+         [[send.tokens]]\ntoken = \"{}\"\n",
+        support::sdk::SEND_TOKEN
+    ));
+    let config = trackrelay::config::Config::parse(&text).unwrap();
+    let app = trackrelay::app::App::start(config, tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    (dir, app)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_send_listener_serves_its_own_document() {
+    let (_dir, app) = with_send_api().await;
+    let addr = app.send_addr().expect("[send] is configured");
+    let resp = support::server::Http::default()
+        .send("GET", addr, "localhost", "/v1/openapi.json", &[])
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    let file: Value = serde_json::from_str(include_str!("../docs/send-openapi.json")).unwrap();
+    assert_eq!(resp.json(), file);
+    // The admin document does not list the send paths, nor the reverse.
+    assert!(file["paths"].get("/v1/messages").is_none());
+    app.stop().await;
+}
+
+/// docs/send-openapi.json against the send listener: every answer is the
+/// document's, and input outside the schema is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_nothing_on_the_send_api() {
+    let (dir, app) = with_send_api().await;
+    let schema = dir.path().join("send-openapi.json");
+    std::fs::write(&schema, include_str!("../docs/send-openapi.json")).unwrap();
+    let base = format!("http://{}", app.send_addr().expect("[send] is configured"));
+    let mut cmd = schemathesis();
+    cmd.args(["--no-color", "run"])
+        .arg(&schema)
+        .args(["--url", &base])
+        .args([
+            "--header",
+            &format!("x-lettermint-token: {}", support::sdk::SEND_TOKEN),
+        ])
+        .args(["--checks", "all", "--exclude-checks", EXCLUDED_CHECKS])
+        .args(["--phases", "examples,coverage,fuzzing"])
+        .args([
+            "--max-examples",
+            &env_or("TRACKRELAY_SCHEMATHESIS_EXAMPLES", "40"),
+        ])
+        .args(["--seed", &env_or("TRACKRELAY_SCHEMATHESIS_SEED", "1")])
+        .args(["--workers", "2", "--request-timeout", "20"])
+        .args(["--suppress-health-check", "all"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(600), cmd.output())
+        .await
+        .expect("schemathesis ran over 10 minutes")
+        .expect("schemathesis runs (.ci/packages installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    assert!(out.status.success(), "schemathesis found problems:\n{text}");
+    assert!(
+        text.contains("4 selected") || text.contains("4/4"),
+        "not every operation was tested:\n{text}"
+    );
+    app.stop().await;
+}

@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub shutdown: RawShutdown,
     pub log: RawLog,
     pub dkim: super::dkim::RawDkim,
+    /// Absent: no sending API.
+    pub send: Option<super::send::RawSend>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -394,6 +394,21 @@ const MIGRATIONS: &[&str] = &[
         last_configured_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 10: the sending API's Idempotency-Key responses (storage/
+    // idempotency.rs, docs/send-api.md): the first answer per token and
+    // key, replayed for a retry with the same body.
+    r#"
+    CREATE TABLE send_idempotency (
+        token_digest  BLOB NOT NULL,
+        key           TEXT NOT NULL,
+        body_digest   BLOB NOT NULL,
+        status        INTEGER NOT NULL,
+        body          BLOB NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (token_digest, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX send_idempotency_created ON send_idempotency (created_at_ms);
+    "#,
 ];
 
 /// The schema version this program writes.

@@ -40,6 +40,9 @@ pub enum Record {
     RouteOverride(Box<super::RouteOverride>),
     /// Tracking domains configured now (storage/routes.rs).
     TrackingDomains(Box<super::DomainsSeen>),
+    /// A sending API response to replay, and how long rows are kept
+    /// (storage/idempotency.rs).
+    Idempotent(Box<super::IdempotentResponse>, i64),
 }
 
 /// Told when a row is committed (`Ok`) or refused for good (`Err`).
@@ -245,6 +248,7 @@ fn write_batch<'a>(
             Record::Webhook(w) => super::webhooks::write(&tx, w),
             Record::RouteOverride(o) => super::routes::write(&tx, o),
             Record::TrackingDomains(d) => super::routes::seen(&tx, d),
+            Record::Idempotent(r, keep_ms) => super::idempotency::write(&tx, r, *keep_ms),
         };
         match result {
             Ok(()) => {}

@@ -7,6 +7,7 @@ pub mod mime_equiv;
 pub mod postfix;
 pub mod relay;
 pub mod rows;
+pub mod sdk;
 pub mod server;
 
 use trackrelay::config::RouteSettings;
