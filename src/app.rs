@@ -148,6 +148,56 @@ impl Tasks {
         ));
         Ok(bound)
     }
+
+    /// The tracking listener, https when `[[tracking.tls]]` certificates
+    /// are configured.
+    async fn tracking(
+        &mut self,
+        config: &Config,
+        storage: &Storage,
+        routes: &Arc<Registry>,
+    ) -> Result<SocketAddr, AppError> {
+        let tracking = Arc::new(Tracking::new(config, storage.clone(), routes.clone()));
+        let tls = tls::acceptor(&config.tracking.tls)?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let addr = self
+            .listen("tracking", config.tracking.listen, tls, move |req, peer| {
+                tracking.clone().handle(req, peer)
+            })
+            .await?;
+        tracing::info!(
+            %addr, scheme, base_url = %config.tracking.base_url,
+            "tracking listener started"
+        );
+        Ok(addr)
+    }
+
+    /// The sending API's listener; none without a `[send]` section.
+    async fn send(
+        &mut self,
+        config: &Arc<Config>,
+        relay: &Arc<Relay>,
+        storage: &Storage,
+        routes: &Arc<Registry>,
+    ) -> Result<Option<SocketAddr>, AppError> {
+        let Some(settings) = &config.send else {
+            return Ok(None);
+        };
+        let send = Arc::new(crate::send::SendApi::new(
+            config,
+            settings.clone(),
+            relay.clone(),
+            storage.clone(),
+            routes.clone(),
+        ));
+        let addr = self
+            .listen("send", settings.listen, None, move |req, peer| {
+                send.clone().handle(req, peer)
+            })
+            .await?;
+        tracing::info!(%addr, "send api listener started");
+        Ok(Some(addr))
+    }
 }
 
 impl App {
@@ -197,18 +247,7 @@ impl App {
             tasks.shutdown.clone(),
         ));
 
-        let tracking = Arc::new(Tracking::new(&config, storage.clone(), routes.clone()));
-        let tls = tls::acceptor(&config.tracking.tls)?;
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let tracking_addr = tasks
-            .listen("tracking", config.tracking.listen, tls, move |req, peer| {
-                tracking.clone().handle(req, peer)
-            })
-            .await?;
-        tracing::info!(
-            addr = %tracking_addr, scheme, base_url = %config.tracking.base_url,
-            "tracking listener started"
-        );
+        let tracking_addr = tasks.tracking(&config, &storage, &routes).await?;
 
         let config = Arc::new(config);
         let relay = Relay::new(config.clone(), storage.clone(), routes.clone());
@@ -221,25 +260,7 @@ impl App {
             .await?;
         tracing::info!(addr = %api_addr, "api listener started");
 
-        let send_addr = match &config.send {
-            Some(settings) => {
-                let send = Arc::new(crate::send::SendApi::new(
-                    &config,
-                    settings.clone(),
-                    relay.clone(),
-                    storage.clone(),
-                    routes.clone(),
-                ));
-                let addr = tasks
-                    .listen("send", settings.listen, None, move |req, peer| {
-                        send.clone().handle(req, peer)
-                    })
-                    .await?;
-                tracing::info!(%addr, "send api listener started");
-                Some(addr)
-            }
-            None => None,
-        };
+        let send_addr = tasks.send(&config, &relay, &storage, &routes).await?;
 
         let smtp_addr = tasks.smtp(relay.clone()).await?;
         tracing::info!(addr = %smtp_addr, upstream = %relay.upstream.describe(), "smtp listening");

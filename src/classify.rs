@@ -15,6 +15,8 @@
 //! - [`networks`]: address ranges and their lookup.
 //! - [`behaviour`]: HEAD, prefetch, browser headers, bursts, timing.
 //! - [`lists`]: loading the data files; [`Rules`], the thresholds.
+//! - `settings`: [`Settings`], what `[classifier]` configures (read by
+//!   `config`).
 //! - [`input`]: the JSON lines `trackrelay classify` reads.
 //! - [`verdict`]: the bot object and the client fields.
 //!
@@ -27,6 +29,7 @@ pub mod behaviour;
 pub mod input;
 pub mod lists;
 pub mod networks;
+mod settings;
 pub mod snapshot;
 pub mod ua;
 pub mod verdict;
@@ -34,6 +37,7 @@ pub mod verdict;
 use std::net::IpAddr;
 
 pub use lists::{ListAge, ListError, Lists, Loaded, Rules};
+pub use settings::{RangeSource, Settings};
 pub use verdict::{
     Bot, Classification, ClientType, DeviceType, ProxyType, Reason, Reasons, Verdict,
 };
@@ -43,7 +47,8 @@ use Classification as C;
 use networks::NetworkClass;
 use ua::{Family, FamilyKind};
 
-/// One hit as the classifier sees it (borrowed from the stored observation).
+/// One hit as the classifier sees it (borrowed from the stored observation
+/// by `events`).
 #[derive(Debug, Clone, Copy)]
 pub struct Observation<'a> {
     pub kind: Kind,
@@ -58,21 +63,6 @@ pub struct Observation<'a> {
     pub headers: &'a [(String, String)],
     /// Link index (clicks).
     pub link: Option<u16>,
-}
-
-impl<'a> Observation<'a> {
-    /// The classifier's view of a stored observation.
-    pub fn from_stored(o: &'a crate::storage::Observation) -> Observation<'a> {
-        Observation {
-            kind: o.kind,
-            at_ms: o.at_ms,
-            method: &o.method,
-            ip: o.ip,
-            user_agent: o.user_agent.as_deref(),
-            headers: &o.headers,
-            link: o.link,
-        }
-    }
 }
 
 /// Another hit on the same relayed copy (before or after this one: the

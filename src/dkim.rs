@@ -26,8 +26,7 @@ use std::borrow::Cow;
 
 pub use keys::Key;
 
-use crate::config::RouteSettings;
-use crate::rewrite::{Outcome, Request};
+use crate::rewrite::{Outcome, Request, RouteSettings};
 
 /// The signing keys of `[[dkim.keys]]`, in config order.
 #[derive(Debug, Clone, Default)]

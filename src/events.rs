@@ -178,8 +178,7 @@ impl Pipeline {
                     .map(|m| (obs.at_ms - m.relayed_at_ms) as f64 / 1000.0),
                 recipients_from_ip,
             };
-            let verdict =
-                classify::classify(&classify::Observation::from_stored(obs), &ctx, &lists);
+            let verdict = classify::classify(&classifier_view(obs), &ctx, &lists);
             let first = verdict.bot.counts_for_metrics && copy.first_counting(obs);
             crate::metrics::event(verdict.bot.classification.as_str());
             let event = event(obs, &verdict, first);
@@ -333,6 +332,20 @@ fn event(o: &Observation, v: &Verdict, first: bool) -> Event {
         device_type: v.device_type,
         client_type: v.client_type,
         client_name: v.client_name.as_deref().map(str::to_owned),
+    }
+}
+
+/// The classifier's view of a stored observation (borrowed). It lives here,
+/// where storage and the classifier meet, so `classify` needs no `storage`.
+fn classifier_view(o: &Observation) -> classify::Observation<'_> {
+    classify::Observation {
+        kind: o.kind,
+        at_ms: o.at_ms,
+        method: &o.method,
+        ip: o.ip,
+        user_agent: o.user_agent.as_deref(),
+        headers: &o.headers,
+        link: o.link,
     }
 }
 

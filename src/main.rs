@@ -3,6 +3,7 @@
 //! library.
 
 #![forbid(unsafe_code)]
+#![warn(clippy::too_many_lines)]
 
 use std::process::ExitCode;
 

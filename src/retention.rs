@@ -20,7 +20,6 @@ use std::time::Duration;
 use hmac::Mac;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Retention;
 use crate::storage::StorageError;
 use crate::storage::retention::{Cursor, Maintenance, Removed};
 use crate::token::KeyRing;
@@ -31,6 +30,21 @@ const FIRST_RUN_AFTER: Duration = Duration::from_secs(60);
 /// moment after its `at_ms` was taken, and a prune `--as-of` a future time
 /// must not mark hits still to come as done.
 const WATERMARK_SLACK_MS: i64 = 3_600_000;
+
+/// How long what is kept, and the key minimised observations are hashed
+/// with: `[retention]`, read and checked by `config`.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Exact IP, user agent and headers are kept this long (`raw_signal_days`).
+    pub raw_signals: Duration,
+    /// Events, copies and observations are deleted after this long
+    /// (`event_days`); none: kept.
+    pub events: Option<Duration>,
+    /// How often the retention task runs (`interval_minutes`).
+    pub interval: Duration,
+    /// The key of the IP hash: `ip_hash_key`, or derived from the signing key.
+    pub ip_hash_key: IpHashKey,
+}
 
 /// The key of the IP hash (HMAC-SHA256). Same IP, same key: same hash;
 /// without the key the hash cannot be reversed by trying every address.
@@ -109,7 +123,7 @@ pub struct Pruned {
 /// `dry_run` only counts. `stop` is asked between batches.
 pub fn prune(
     path: &Path,
-    retention: &Retention,
+    retention: &Policy,
     as_of_ms: i64,
     dry_run: bool,
     pace: Pace,
@@ -232,17 +246,12 @@ pub fn forget(
 
 /// The periodic task inside `serve`: [`prune`] a minute after start, then
 /// every `retention.interval`, until `shutdown`.
-pub async fn run(path: PathBuf, retention: Retention, shutdown: CancellationToken) {
+pub async fn run(path: PathBuf, retention: Policy, shutdown: CancellationToken) {
     run_after(FIRST_RUN_AFTER, path, retention, shutdown).await;
 }
 
 /// [`run`] with the first pass `first` after start.
-async fn run_after(
-    first: Duration,
-    path: PathBuf,
-    retention: Retention,
-    shutdown: CancellationToken,
-) {
+async fn run_after(first: Duration, path: PathBuf, retention: Policy, shutdown: CancellationToken) {
     let mut wait = first.min(retention.interval);
     loop {
         tokio::select! {
@@ -328,7 +337,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_task_minimises_old_hits_and_stops_on_shutdown() {
         let (_dir, path) = database_with_old_hit(Duration::from_secs(29 * 86_400));
-        let retention = Retention {
+        let retention = Policy {
             raw_signals: Duration::from_secs(28 * 86_400),
             events: None,
             interval: Duration::from_secs(3600),
@@ -352,7 +361,7 @@ mod tests {
     #[test]
     fn a_prune_as_of_the_future_leaves_later_hits_to_later_runs() {
         let (_dir, path) = database_with_old_hit(Duration::from_secs(60));
-        let retention = Retention {
+        let retention = Policy {
             raw_signals: Duration::from_secs(28 * 86_400),
             events: None,
             interval: Duration::from_secs(3600),

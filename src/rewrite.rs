@@ -10,6 +10,7 @@
 //! as it came (minus our `X-LM-*` headers), and the [`Report`] says why.
 
 pub mod overrides;
+mod settings;
 
 use std::collections::BTreeMap;
 
@@ -19,10 +20,10 @@ use mail_parser::HeaderName;
 use url::Url;
 use uuid::Uuid;
 
-use crate::config::RouteSettings;
 use crate::html::{self, Plan};
 use crate::mime::{self, Edited, HtmlPart, PartSkip, Splice};
 use crate::token::{Claims, KeyRing, Kind};
+pub use settings::RouteSettings;
 
 /// Everything one rewrite needs besides the message.
 #[derive(Debug, Clone, Copy)]

@@ -151,3 +151,70 @@ async fn no_auth_without_tls_wrong_password_refused_strangers_refused() {
     assert!(relay.outbox().is_empty());
     relay.stop().await;
 }
+
+/// `[smtp]` with a self-signed certificate for STARTTLS and nothing else:
+/// loopback clients may relay.
+fn starttls_only(dir: &std::path::Path) -> String {
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, key.cert.pem()).unwrap();
+    std::fs::write(&key_path, key.key_pair.serialize_pem()).unwrap();
+    format!(
+        "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert_path.display(),
+        key_path.display()
+    )
+}
+
+/// The upstream client speaks STARTTLS (the `tls` module's client config):
+/// to a trackrelay whose certificate is self-signed, with `tls_verify =
+/// false` the copy goes over TLS; with verification on, the certificate is
+/// refused, the sender gets a 4xx and nothing reaches the upstream.
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_starttls_verifies_the_certificate_unless_told_not_to() {
+    use support::relay::{Client, html_message};
+    let certs = tempfile::tempdir().unwrap();
+    let upstream = start(&starttls_only(certs.path()), "", "").await;
+    let url = format!(
+        "url = \"smtp://{}\"\nstarttls = \"required\"\n",
+        upstream.smtp
+    );
+
+    let trusting = start("", &format!("{url}tls_verify = false\n"), "").await;
+    let mut c = Client::connect(trusting.smtp).await;
+    let (rcpts, reply) = c
+        .send("alice@example.com", &["bob@example.com"], &html_message(""))
+        .await;
+    assert!(
+        rcpts[0].starts_with("250") && reply.starts_with("250"),
+        "{rcpts:?} {reply}"
+    );
+    let copies = upstream.outbox();
+    assert_eq!(copies.len(), 1);
+    let text = String::from_utf8_lossy(&copies[0].1);
+    assert!(text.contains("with ESMTPS"), "relayed over TLS: {text}");
+    trusting.stop().await;
+
+    let verifying = start("", &url, "").await;
+    let mut c = Client::connect(verifying.smtp).await;
+    c.cmd("EHLO client.test").await;
+    let mut replies = vec![c.cmd("MAIL FROM:<alice@example.com>").await];
+    if replies[0].starts_with("250") {
+        replies.push(c.cmd("RCPT TO:<bob@example.com>").await);
+    }
+    if replies.iter().all(|r| r.starts_with("250")) {
+        replies.push(c.data(&html_message("")).await);
+    }
+    let last = replies.last().unwrap();
+    assert!(
+        last.starts_with('4'),
+        "an unverified upstream is a 4xx: {replies:?}"
+    );
+    assert_eq!(
+        upstream.outbox().len(),
+        1,
+        "nothing more reached the upstream"
+    );
+    verifying.stop().await;
+    upstream.stop().await;
+}

@@ -16,7 +16,6 @@ use std::time::Duration;
 use super::networks::{self, Hits, NetworkClass, Networks};
 use super::snapshot;
 use super::ua::{BotPatterns, Families};
-use crate::config::Classifier;
 
 /// A data file that cannot be used, with the line at fault (0: the whole
 /// file).
@@ -129,7 +128,7 @@ fn stale(ages: &[ListAge], max_age: Duration, now_ms: i64) -> Vec<String> {
 }
 
 /// A range file's text and modification time (ms since the epoch).
-fn read_range_file(range: &crate::config::RangeSource) -> Result<(String, i64), String> {
+fn read_range_file(range: &super::RangeSource) -> Result<(String, i64), String> {
     let file = show(&range.file);
     let text = std::fs::read_to_string(&range.file).map_err(|e| format!("{file}: {e}"))?;
     let modified_ms = std::fs::metadata(&range.file)
@@ -189,7 +188,7 @@ impl Lists {
 
     /// Reads every file the config names, and the built-in snapshot for
     /// the range lists no file replaces.
-    pub fn load(config: &Classifier) -> Result<Loaded, ListError> {
+    pub fn load(config: &super::Settings) -> Result<Loaded, ListError> {
         let (name, text) = data_file(config.bot_patterns.as_deref(), BUILT_IN_BOTS)?;
         let bots = BotPatterns::parse(&name, &text)?;
         let (name, text) = data_file(config.user_agents.as_deref(), BUILT_IN_USER_AGENTS)?;

@@ -1,7 +1,7 @@
 //! `[classifier]`: the wait before judging, the behaviour thresholds, the
 //! data files and the downloaded range lists (`[[classifier.ranges]]`).
-//! Only the keys are checked here; the files are read by
-//! `classify::Lists::load` (check-config does both).
+//! Only the keys are checked here, into [`crate::classify::Settings`]; the
+//! files are read by `classify::Lists::load` (check-config does both).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,39 +9,11 @@ use std::time::Duration;
 use url::Url;
 
 use super::{Collector, raw};
-use crate::classify::Rules;
 use crate::classify::networks::{MAX_NETWORKS, NetworkClass};
-
-/// The classifier's configuration.
-#[derive(Debug, Clone)]
-pub struct Classifier {
-    /// How long a hit waits before it is judged, so bursts are seen.
-    pub wait: Duration,
-    pub rules: Rules,
-    /// Data files replacing the built-in copies of `conf/classify`.
-    pub bot_patterns: Option<PathBuf>,
-    pub user_agents: Option<PathBuf>,
-    pub networks: Option<PathBuf>,
-    /// A range list older than this is a warning (zero: never).
-    pub max_list_age: Duration,
-    pub ranges: Vec<RangeSource>,
-}
-
-/// A range list fetched by `trackrelay update-ranges` and read at start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RangeSource {
-    /// Network name, as user-agents.tsv refers to it (e.g. "google").
-    pub name: String,
-    /// What a hit from there means.
-    pub class: NetworkClass,
-    /// Where the list is kept (written atomically by update-ranges).
-    pub file: PathBuf,
-    /// Where update-ranges downloads it from; none: kept by hand.
-    pub url: Option<Url>,
-}
+use crate::classify::{RangeSource, Rules, Settings};
 
 impl Collector {
-    pub(super) fn classifier(&mut self, raw: &raw::RawClassifier) -> Classifier {
+    pub(super) fn classifier(&mut self, raw: &raw::RawClassifier) -> Settings {
         let k = "classifier";
         if raw.burst_links < 2 {
             self.push(
@@ -70,7 +42,7 @@ impl Collector {
                 self.push(format!("{k}.{key}"), "must name a file");
             }
         }
-        Classifier {
+        Settings {
             wait: Duration::from_secs(raw.wait_seconds.into()),
             rules: Rules {
                 burst_links: raw.burst_links as usize,

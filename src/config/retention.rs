@@ -1,29 +1,16 @@
 //! Validation of `[retention]` (SPEC §9): how long raw signals and events
-//! are kept, how often the retention task runs, and the key of the IP hash.
+//! are kept, how often the retention task runs, and the key of the IP hash,
+//! into [`crate::retention::Policy`].
 
 use std::time::Duration;
 
 use super::{Collector, raw};
-use crate::retention::IpHashKey;
+use crate::retention::{IpHashKey, Policy};
 use crate::token::{KeyRing, MIN_SECRET_LEN};
-
-/// How long what is kept, and the key minimised observations are hashed with.
-#[derive(Debug, Clone)]
-pub struct Retention {
-    /// Exact IP, user agent and headers are kept this long (`raw_signal_days`).
-    pub raw_signals: Duration,
-    /// Events, copies and observations are deleted after this long
-    /// (`event_days`); none: kept.
-    pub events: Option<Duration>,
-    /// How often the retention task runs (`interval_minutes`).
-    pub interval: Duration,
-    /// The key of the IP hash: `ip_hash_key`, or derived from the signing key.
-    pub ip_hash_key: IpHashKey,
-}
 
 impl Collector {
     /// `[retention]`; `keys` gives the derived IP hash key when none is set.
-    pub(super) fn retention(&mut self, raw: &raw::RawRetention, keys: &KeyRing) -> Retention {
+    pub(super) fn retention(&mut self, raw: &raw::RawRetention, keys: &KeyRing) -> Policy {
         let events = raw.event_days.map(|d| self.days("retention.event_days", d));
         let ip_hash_key = match &raw.ip_hash_key {
             Some(secret) => {
@@ -40,7 +27,7 @@ impl Collector {
             }
             None => IpHashKey::derived_from(keys),
         };
-        Retention {
+        Policy {
             raw_signals: Duration::from_secs(u64::from(raw.raw_signal_days) * 86_400),
             events,
             interval: Duration::from_secs(

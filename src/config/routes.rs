@@ -3,15 +3,18 @@
 //! A message is matched to the first route whose every given condition
 //! holds (AUTH user, envelope sender glob, client network); a route with no
 //! condition is a fallback. Matching is a pure function of the envelope.
+//! `[[routes]]` are checked here too, each problem named by its key path.
 
 use std::net::IpAddr;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use ipnet::IpNet;
-use url::Url;
 
-use super::Webhook;
+use super::raw::RawRoute;
+use super::{Collector, Webhook};
 use crate::html::PixelPosition;
+// What a route does is the rewrite policy's input, so `rewrite` owns it.
+pub use crate::rewrite::RouteSettings;
 
 /// One route from the config.
 #[derive(Debug, Clone)]
@@ -20,39 +23,6 @@ pub struct Route {
     pub matcher: Matcher,
     pub settings: RouteSettings,
     pub webhooks: Vec<Webhook>,
-}
-
-/// What a route does to the messages it takes. Run-time changes (PATCH
-/// /v1/routes/{id}) replace this value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteSettings {
-    pub track_opens: bool,
-    pub track_clicks: bool,
-    /// Base URL of tracking links for this route; `None` uses
-    /// `tracking.base_url`.
-    pub tracking_domain: Option<Url>,
-    /// One copy per recipient with its own tokens (SPEC §1).
-    pub per_recipient: bool,
-    pub pixel_position: PixelPosition,
-    /// Rewrite messages that already carry a DKIM-Signature (breaks it).
-    pub rewrite_dkim_signed: bool,
-    /// Sign every copy with the From domain's `[[dkim.keys]]` key, not
-    /// only the rewritten ones.
-    pub dkim_sign: bool,
-}
-
-impl Default for RouteSettings {
-    fn default() -> Self {
-        Self {
-            track_opens: false,
-            track_clicks: false,
-            tracking_domain: None,
-            per_recipient: true,
-            pixel_position: PixelPosition::End,
-            rewrite_dkim_signed: false,
-            dkim_sign: false,
-        }
-    }
 }
 
 /// The conditions of a route; all given ones must hold.
@@ -123,6 +93,96 @@ pub fn select<'r>(routes: &'r [Route], envelope: &Envelope<'_>) -> &'r Route {
         .find(|r| r.matcher.matches(envelope))
         .or_else(|| routes.last())
         .expect("config always has a fallback route")
+}
+
+impl Collector {
+    pub(super) fn routes(&mut self, raw: &[RawRoute]) -> Vec<Route> {
+        let mut routes: Vec<Route> = raw
+            .iter()
+            .enumerate()
+            .map(|(i, r)| self.route(i, r))
+            .collect();
+        for (i, r) in routes.iter().enumerate() {
+            if routes[..i].iter().any(|o| o.id == r.id) {
+                self.push(
+                    format!("routes[{i}].id"),
+                    format!("{:?} is used by an earlier route", r.id),
+                );
+            }
+        }
+        // Without a fallback, unmatched mail goes through untracked (tracking
+        // is off by default, SPEC §9) under an implicit route "default".
+        if !routes.iter().any(|r| r.matcher.is_fallback()) {
+            if routes.iter().any(|r| r.id == "default") {
+                self.push("routes", "no route is a fallback (without match) but one is named \"default\"; add a fallback");
+            }
+            routes.push(Route {
+                id: "default".into(),
+                matcher: Matcher::default(),
+                settings: RouteSettings::default(),
+                webhooks: Vec::new(),
+            });
+        }
+        routes
+    }
+
+    fn route(&mut self, i: usize, r: &RawRoute) -> Route {
+        let key = format!("routes[{i}]");
+        let id_ok = !r.id.is_empty()
+            && r.id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !id_ok {
+            self.push(
+                format!("{key}.id"),
+                format!("{:?}: letters, digits, '-', '_' or '.' required", r.id),
+            );
+        }
+        let pixel_position = match r.pixel_position.as_str() {
+            "end" => PixelPosition::End,
+            "start" => PixelPosition::Start,
+            other => {
+                self.push(
+                    format!("{key}.pixel_position"),
+                    format!("{other:?} is neither \"start\" nor \"end\""),
+                );
+                PixelPosition::End
+            }
+        };
+        let senders = sender_globs(&r.matcher.senders).unwrap_or_else(|(j, e)| {
+            self.push(format!("{key}.match.senders[{j}]"), e);
+            None
+        });
+        let matcher = Matcher {
+            auth_users: r.matcher.auth_users.clone(),
+            senders,
+            networks: self.nets(&format!("{key}.match.networks"), &r.matcher.networks),
+        };
+        let tracking_domain = r
+            .tracking_domain
+            .as_deref()
+            .map(|d| self.base_url(&format!("{key}.tracking_domain"), d));
+        let webhooks = r
+            .webhooks
+            .iter()
+            .enumerate()
+            .map(|(j, w)| self.webhook(&format!("{key}.webhooks[{j}]"), w))
+            .collect();
+        Route {
+            id: r.id.clone(),
+            matcher,
+            settings: RouteSettings {
+                track_opens: r.track_opens,
+                track_clicks: r.track_clicks,
+                tracking_domain,
+                per_recipient: r.per_recipient,
+                pixel_position,
+                rewrite_dkim_signed: r.rewrite_dkim_signed,
+                dkim_sign: r.dkim_sign,
+            },
+            webhooks,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -22,33 +22,9 @@ use std::net::{IpAddr, SocketAddr};
 use hyper::HeaderMap;
 use ipnet::IpNet;
 
-/// Which forwarding header the trusted proxies write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ForwardedHeader {
-    /// `X-Forwarded-For: client, proxy1, ...` (nginx, HAProxy, most CDNs).
-    #[default]
-    XForwardedFor,
-    /// `Forwarded: for=client, for=proxy1` (RFC 7239).
-    Forwarded,
-}
-
-impl ForwardedHeader {
-    /// The config value (`tracking.client_ip_header`) naming it.
-    pub fn from_config(value: &str) -> Option<Self> {
-        match value.to_ascii_lowercase().as_str() {
-            "x-forwarded-for" => Some(Self::XForwardedFor),
-            "forwarded" => Some(Self::Forwarded),
-            _ => None,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::XForwardedFor => "x-forwarded-for",
-            Self::Forwarded => "forwarded",
-        }
-    }
-}
+// The enum is the config's (`tracking.client_ip_header`): `config` cannot
+// depend on `tracking`, which reads the route registry built from it.
+pub use crate::config::ForwardedHeader;
 
 /// The client address of a request from `peer` with `headers`.
 pub fn resolve(
@@ -65,7 +41,7 @@ pub fn resolve(
     let hops = match hops(headers, family) {
         Ok(hops) => hops,
         Err(why) => {
-            tracing::debug!(%peer, header = family.name(), why, "malformed forwarding header; using the peer address");
+            tracing::debug!(%peer, header = family.header_name(), why, "malformed forwarding header; using the peer address");
             return peer;
         }
     };
@@ -84,7 +60,7 @@ pub fn resolve(
 /// or why the header is not believed.
 fn hops(headers: &HeaderMap, family: ForwardedHeader) -> Result<Vec<IpAddr>, &'static str> {
     let mut out = Vec::new();
-    for value in headers.get_all(family.name()) {
+    for value in headers.get_all(family.header_name()) {
         let text = value.to_str().map_err(|_| "not visible ASCII")?;
         for element in text.split(',') {
             let hop = match family {

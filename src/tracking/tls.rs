@@ -9,14 +9,12 @@
 use std::sync::Arc;
 
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::crypto::ring;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls;
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert, ResolvesServerCertUsingSni};
 use tokio_rustls::rustls::sign::CertifiedKey;
-use tokio_rustls::rustls::{self, ServerConfig};
 
 use crate::config::TrackingTls;
+use crate::tls::CertificateError;
 
 /// Why the certificates could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -53,36 +51,28 @@ pub fn acceptor(certs: &[TrackingTls]) -> Result<Option<TlsAcceptor>, TlsError> 
         // `certs` is not empty, so there is a first key.
         default: first.expect("at least one certificate"),
     };
-    let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|source| TlsError::Certificate {
+    let mut config = crate::tls::server_with_resolver(Arc::new(resolver)).map_err(|source| {
+        TlsError::Certificate {
             domain: String::new(),
             source,
-        })?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        }
+    })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Some(TlsAcceptor::from(Arc::new(config))))
 }
 
 /// Reads one certificate chain and its private key.
 fn load(c: &TrackingTls) -> Result<CertifiedKey, TlsError> {
-    let file_err = |path: &std::path::Path, message: String| TlsError::File {
-        path: path.display().to_string(),
-        message,
-    };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&c.cert)
-        .and_then(|certs| certs.collect())
-        .map_err(|e| file_err(&c.cert, e.to_string()))?;
-    if chain.is_empty() {
-        return Err(file_err(&c.cert, "no certificate in the file".into()));
-    }
-    let key = PrivateKeyDer::from_pem_file(&c.key).map_err(|e| file_err(&c.key, e.to_string()))?;
-    let signing = ring::sign::any_supported_type(&key).map_err(|source| TlsError::Certificate {
-        domain: c.domain.clone(),
-        source,
-    })?;
-    Ok(CertifiedKey::new(chain, signing))
+    crate::tls::certified_key(&c.cert, &c.key).map_err(|e| match e {
+        CertificateError::File(e) => TlsError::File {
+            path: e.path,
+            message: e.message,
+        },
+        CertificateError::Key(source) => TlsError::Certificate {
+            domain: c.domain.clone(),
+            source,
+        },
+    })
 }
 
 /// SNI lookup with a default for clients that send no name.

@@ -24,6 +24,7 @@ use smtp_proto::{
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use url::Url;
 
@@ -258,8 +259,11 @@ async fn start_tls(
         }
         _ => {}
     }
-    let connector = mail_send::smtp::tls::build_tls_connector(!config.tls_verify)
-        .map_err(UpstreamError::Tls)?;
+    let connector = TlsConnector::from(if config.tls_verify {
+        crate::tls::client()
+    } else {
+        crate::tls::client_without_verification()
+    });
     let mut tls = match tokio::time::timeout(peer.timeout, plain.start_tls(&connector, host)).await
     {
         Ok(Ok(tls)) => tls,

@@ -1,7 +1,7 @@
 //! The outbound HTTP client of webhooks and `update-ranges`: one pooled
 //! hyper-util client per user, keeping connections alive between requests
-//! to the same endpoint. https through rustls (ring) with the system's
-//! roots, HTTP/1.1.
+//! to the same endpoint. https through rustls as `crate::tls` configures
+//! every client (ring, the system's roots), HTTP/1.1.
 //!
 //! Every connection goes through [`connect::CheckedConnector`]: unless
 //! `[webhooks] allow_private_networks`, a host that resolves to a
@@ -12,7 +12,6 @@
 //! checks. At most [`BODY_MAX`] bytes of a webhook answer are read; the
 //! caller bounds each try with its timeout.
 
-use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,8 +21,6 @@ use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tokio_rustls::rustls::crypto::ring;
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use url::Url;
 
 use super::connect::{CheckedConnector, Refused};
@@ -59,7 +56,7 @@ impl HttpClient {
     /// A client for `user_agent`; `connect_timeout` bounds each TCP connect.
     pub fn new(allow_private: bool, connect_timeout: Duration, user_agent: &'static str) -> Self {
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(TLS.as_ref().clone())
+            .with_tls_config(crate::tls::client().as_ref().clone())
             .https_or_http()
             .enable_http1()
             .wrap_connector(CheckedConnector::new(allow_private, connect_timeout));
@@ -147,22 +144,6 @@ fn send_error(url: &Url, e: &hyper_util::client::legacy::Error) -> SendError {
         SendError::Http(text)
     }
 }
-
-/// rustls (ring) with the system's root certificates, built once.
-static TLS: LazyLock<Arc<ClientConfig>> = LazyLock::new(|| {
-    let mut roots = RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        // A certificate the store refuses is skipped, as browsers do.
-        let _ = roots.add(cert);
-    }
-    Arc::new(
-        ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-});
 
 #[cfg(test)]
 mod tests {
