@@ -5,7 +5,8 @@
 //! Pages: `/dashboard` (every route over the last 30 days),
 //! `/dashboard/routes/{id}?from=&to=&interval=&include_machine=` (one
 //! route: the API's `/v1/routes/{id}/stats` parameters), and
-//! `/dashboard/messages/{id}` (one relayed copy's timeline). Figures come
+//! `/dashboard/messages/{id}?include_machine=` (one relayed copy's
+//! timeline). Figures come
 //! from the same storage functions as the API's answers.
 //!
 //! Access: the API's bearer token in `Authorization`, or a session cookie
@@ -91,7 +92,7 @@ async fn page(api: &Api, rest: &str, query: Option<&str>) -> Result<Markup, ApiE
     match segments.as_slice() {
         [""] => overview::page(api).await,
         ["routes", id] => route::page(api, id, query).await,
-        ["messages", id] => message::page(api, id).await,
+        ["messages", id] => message::page(api, id, query).await,
         _ => Err(ApiError::NotFound(format!("no dashboard page {rest:?}"))),
     }
 }
