@@ -11,7 +11,7 @@
 mod cursor;
 mod dashboard;
 mod error;
-mod events;
+pub mod events;
 mod messages;
 mod openapi;
 mod params;
