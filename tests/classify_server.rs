@@ -189,7 +189,10 @@ async fn an_apple_prefetch_then_a_human_click() {
 
     // The API shows both events with their bot objects.
     let v = server
-        .api(&format!("/v1/messages/{}", copy.id), Some(API_TOKEN))
+        .api(
+            &format!("/v1/messages/{}?include_machine=true", copy.id),
+            Some(API_TOKEN),
+        )
         .await
         .json();
     assert_eq!(v["events"][0]["bot"]["classification"], "privacy_proxy");

@@ -381,7 +381,10 @@ async fn recent_events(server: &TestServer, b: &Client, machine: bool) {
     for m in copies["messages"].as_array().unwrap() {
         let v = api(
             server,
-            &format!("/v1/messages/{}", m["id"].as_str().unwrap()),
+            &format!(
+                "/v1/messages/{}?include_machine=true",
+                m["id"].as_str().unwrap()
+            ),
         )
         .await;
         for e in v["events"].as_array().unwrap() {
@@ -418,11 +421,13 @@ async fn recent_events(server: &TestServer, b: &Client, machine: bool) {
 
 /// One message's timeline against `/v1/messages/{id}`.
 async fn timeline(server: &TestServer, b: &Client, base: &str, ann: Uuid, bob: Uuid) {
-    for id in [ann, bob] {
-        b.goto(&format!("{base}/dashboard/messages/{id}"))
+    // Machine events only when asked for, on the page as in the API.
+    let modes = ["", "?include_machine=true"];
+    for (id, mode) in [ann, bob].into_iter().flat_map(|id| modes.map(|m| (id, m))) {
+        b.goto(&format!("{base}/dashboard/messages/{id}{mode}"))
             .await
             .unwrap();
-        let v = api(server, &format!("/v1/messages/{id}")).await;
+        let v = api(server, &format!("/v1/messages/{id}{mode}")).await;
         let expected: Vec<(String, String, String)> = v["events"]
             .as_array()
             .unwrap()
@@ -447,7 +452,20 @@ async fn timeline(server: &TestServer, b: &Client, base: &str, ann: Uuid, bob: U
                 li.attr("data-classification").await.unwrap().unwrap(),
             ));
         }
-        assert_eq!(shown, expected, "timeline of {id}");
+        assert_eq!(shown, expected, "timeline of {id}{mode}");
+        if mode.is_empty() {
+            let hidden = b
+                .find(Locator::Css("[data-machine-events-hidden]"))
+                .await
+                .unwrap()
+                .attr("data-machine-events-hidden")
+                .await
+                .unwrap();
+            assert_eq!(
+                hidden,
+                v["machine_events_hidden"].as_u64().map(|n| n.to_string())
+            );
+        }
         let status = b
             .find(Locator::Css("[data-status]"))
             .await
@@ -470,9 +488,11 @@ async fn timeline(server: &TestServer, b: &Client, base: &str, ann: Uuid, bob: U
         agents.iter().all(|a| a != XSS_AGENT),
         "Bob's page has no such agent"
     );
-    b.goto(&format!("{base}/dashboard/messages/{ann}"))
-        .await
-        .unwrap();
+    b.goto(&format!(
+        "{base}/dashboard/messages/{ann}?include_machine=true"
+    ))
+    .await
+    .unwrap();
     let agents = texts(b, "ol.timeline .ua").await;
     assert!(agents.iter().any(|a| a == XSS_AGENT), "{agents:?}");
 }

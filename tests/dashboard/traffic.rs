@@ -124,7 +124,7 @@ pub async fn api(server: &TestServer, path: &str) -> Value {
 pub async fn classified(server: &TestServer, id: Uuid, n: usize) -> Value {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let v = api(server, &format!("/v1/messages/{id}")).await;
+        let v = api(server, &format!("/v1/messages/{id}?include_machine=true")).await;
         if v["unclassified"] == 0 && v["events"].as_array().unwrap().len() == n {
             return v;
         }
