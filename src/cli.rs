@@ -86,7 +86,7 @@ pub enum Command {
     Stats(stats::Args),
     /// The webhook outbox: list deliveries, retry one.
     Webhooks(webhooks::Args),
-    /// Opens and clicks as JSON lines, as the webhooks send them (--follow).
+    /// Opens and clicks as JSON lines, as the webhooks send them; can follow.
     Events(events::Args),
     /// Work with tracking tokens.
     #[command(subcommand)]

@@ -211,17 +211,7 @@ pub(super) fn parse(
                     }
                 }
             }
-            "include_machine" => {
-                machine = match value.as_ref() {
-                    "true" => true,
-                    "false" => false,
-                    other => {
-                        return Err(ApiError::BadRequest(format!(
-                            "include_machine must be true or false, not {other:?}"
-                        )));
-                    }
-                }
-            }
+            "include_machine" => machine = super::params::flag("include_machine", &value)?,
             other => {
                 let known = if interval_allowed {
                     "from, to, interval, include_machine"

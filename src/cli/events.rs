@@ -32,13 +32,14 @@ pub struct Args {
     /// Machine events too (scanners, proxies, previews).
     #[arg(long)]
     pub include_machine: bool,
-    /// Without --since or --follow: at most this many (newest first).
+    /// At most this many, newest first (when neither a start time nor
+    /// following is asked for).
     #[arg(long, default_value_t = 100)]
     pub limit: u32,
     /// Keep printing new events as they are stored (Ctrl-C to stop).
     #[arg(long)]
     pub follow: bool,
-    /// How often --follow asks the database, in milliseconds.
+    /// How often a follower asks the database, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub poll_ms: u64,
 }
