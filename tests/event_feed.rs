@@ -60,9 +60,13 @@ fn writer(server: &TestServer) -> tokio::task::JoinHandle<(Vec<String>, Vec<Stri
                     // Times go back and forth: the feed's order is the
                     // order stored, not the hits' times.
                     let at = T0 + 60_000 + ((n * 7919) % 1000) as i64 * 1000;
-                    let kind = if n % 3 == 0 { Kind::Click } else { Kind::Open };
+                    let kind = if n.is_multiple_of(3) {
+                        Kind::Click
+                    } else {
+                        Kind::Open
+                    };
                     let link = (kind == Kind::Click).then_some(0);
-                    support::rows::event(c, kind, link, at, n % 2 == 0, "security_scanner")
+                    support::rows::event(c, kind, link, at, n.is_multiple_of(2), "security_scanner")
                 })
                 .collect();
             for e in &events {
