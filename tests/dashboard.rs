@@ -20,9 +20,8 @@ mod timing;
 mod traffic;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
 
-use driver::{Driver, metrics, no_script, screenshot, texts};
+use driver::{Driver, login, metrics, no_script, screenshot, texts, wait_path};
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 use support::server::{API_TOKEN, TestServer};
@@ -172,40 +171,6 @@ async fn browse(server: &TestServer, b: &Client, base: &str, bob: Uuid, ann: Uui
         .await
         .unwrap();
     wait_path(b, "/dashboard/login").await;
-}
-
-async fn login(b: &Client, token: &str) {
-    let form = b
-        .wait()
-        .at_most(PATIENCE)
-        .for_element(Locator::Css("form.login"))
-        .await
-        .unwrap();
-    form.find(Locator::Css("input[name=token]"))
-        .await
-        .unwrap()
-        .send_keys(token)
-        .await
-        .unwrap();
-    form.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
-
-/// Waits until the browser is at `path`.
-async fn wait_path(b: &Client, path: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let url = b.current_url().await.unwrap();
-        if url.path() == path && b.find(Locator::Css("main")).await.is_ok() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "at {url}, waiting for {path}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Every route's row against `/v1/routes/{id}/stats` over the same range.

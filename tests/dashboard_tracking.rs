@@ -14,29 +14,12 @@ mod support;
 #[allow(dead_code)]
 mod traffic;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use driver::{Driver, no_script};
+use driver::{Driver, login, no_script, wait_path};
 use fantoccini::{Client, Locator};
 use support::server::{API_TOKEN, HOST, Resp, TestServer};
-use traffic::{PATIENCE, api};
-
-/// The relayed message to `to` as the upstream got it (the outbox file).
-fn relayed_to(server: &TestServer, to: &str) -> String {
-    for entry in std::fs::read_dir(server.dir.path().join("outbox")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "eml") {
-            continue;
-        }
-        let envelope: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(path.with_extension("envelope.json")).unwrap())
-                .unwrap();
-        if envelope["to"][0] == to {
-            return String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
-        }
-    }
-    panic!("no copy for {to} in the outbox");
-}
+use traffic::api;
 
 /// Relays the two-link HTML message to `to`; the copy as relayed.
 async fn send(server: &TestServer, to: &str) -> String {
@@ -47,7 +30,7 @@ async fn send(server: &TestServer, to: &str) -> String {
         rcpts[0].starts_with("250") && reply.starts_with("250"),
         "{reply}"
     );
-    relayed_to(server, to)
+    traffic::outbox(server, to).1
 }
 
 /// Whether a relayed copy has the pixel and rewritten links.
@@ -90,24 +73,7 @@ async fn the_route_page_switches_tracking_and_the_next_message_follows() {
 
 async fn browse(server: &TestServer, b: &Client, base: &str) {
     b.goto(&format!("{base}/dashboard/login")).await.unwrap();
-    let form = b
-        .wait()
-        .at_most(PATIENCE)
-        .for_element(Locator::Css("form.login"))
-        .await
-        .unwrap();
-    form.find(Locator::Css("input[name=token]"))
-        .await
-        .unwrap()
-        .send_keys(API_TOKEN)
-        .await
-        .unwrap();
-    form.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    login(b, API_TOKEN).await;
     wait_path(b, "/dashboard").await;
 
     // Both switches off, saved.
@@ -188,19 +154,6 @@ async fn setting(b: &Client, name: &str) -> String {
 async fn overridden(b: &Client) -> String {
     let e = b.find(Locator::Css("[data-overridden]")).await.unwrap();
     e.attr("data-overridden").await.unwrap().unwrap()
-}
-
-/// Waits until the browser is at `path` (a page loaded).
-async fn wait_path(b: &Client, path: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let url = b.current_url().await.unwrap();
-        if url.path() == path && b.find(Locator::Css("main")).await.is_ok() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "at {url}, waiting for {path}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Logs in with the form over plain HTTP; the session cookie.

@@ -116,3 +116,38 @@ pub async fn screenshot(b: &Client, name: &str) -> std::path::PathBuf {
     std::fs::write(&path, png).unwrap();
     path
 }
+
+/// Fills and sends the login form.
+pub async fn login(b: &Client, token: &str) {
+    let form = b
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css("form.login"))
+        .await
+        .unwrap();
+    form.find(Locator::Css("input[name=token]"))
+        .await
+        .unwrap()
+        .send_keys(token)
+        .await
+        .unwrap();
+    form.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Waits until the browser is at `path`.
+pub async fn wait_path(b: &Client, path: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let url = b.current_url().await.unwrap();
+        if url.path() == path && b.find(Locator::Css("main")).await.is_ok() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "at {url}, waiting for {path}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
