@@ -21,7 +21,7 @@ mod traffic;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use driver::{Driver, login, metrics, no_script, screenshot, texts, wait_path};
+use driver::{in_chromium, login, metrics, no_script, screenshot, texts, wait_path};
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 use support::server::{API_TOKEN, TestServer};
@@ -66,26 +66,10 @@ async fn the_dashboard_shows_what_the_api_answers() {
     let server = TestServer::start(CLASSIFIER).await;
     let [bob, ann, _cy, _dan] = traffic(&server).await;
     let base = format!("http://{}", server.app().api_addr());
-    let driver = Driver::start().await;
-    let profile = tempfile::tempdir().unwrap();
-    let browser = driver.session(profile.path()).await;
-    // Browsing runs in its own task so that a failed check still ends
-    // the Chromium session (and its processes) before the test fails.
-    let server = std::sync::Arc::new(server);
-    let outcome = tokio::spawn({
-        let (server, browser) = (server.clone(), browser.clone());
-        async move { browse(&server, &browser, &base, bob, ann).await }
+    in_chromium(server, move |server, browser| async move {
+        browse(&server, &browser, &base, bob, ann).await
     })
     .await;
-    let _ = browser.close().await;
-    drop(driver);
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
-    let Ok(server) = std::sync::Arc::try_unwrap(server) else {
-        panic!("the browsing task still holds the server");
-    };
-    server.stop().await;
 }
 
 async fn browse(server: &TestServer, b: &Client, base: &str, bob: Uuid, ann: Uuid) {

@@ -16,7 +16,7 @@ mod traffic;
 
 use std::time::Duration;
 
-use driver::{Driver, login, no_script, wait_path};
+use driver::{in_chromium, login, no_script, wait_path};
 use fantoccini::{Client, Locator};
 use support::server::{API_TOKEN, HOST, Resp, TestServer};
 use traffic::api;
@@ -50,25 +50,10 @@ async fn the_route_page_switches_tracking_and_the_next_message_follows() {
         (true, true)
     );
     let base = format!("http://{}", server.app().api_addr());
-    let driver = Driver::start().await;
-    let profile = tempfile::tempdir().unwrap();
-    let browser = driver.session(profile.path()).await;
-    let server = std::sync::Arc::new(server);
-    // Browsing in its own task: a failed check still ends Chromium.
-    let outcome = tokio::spawn({
-        let (server, browser) = (server.clone(), browser.clone());
-        async move { browse(&server, &browser, &base).await }
+    in_chromium(server, move |server, browser| async move {
+        browse(&server, &browser, &base).await
     })
     .await;
-    let _ = browser.close().await;
-    drop(driver);
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
-    let Ok(server) = std::sync::Arc::try_unwrap(server) else {
-        panic!("the browsing task still holds the server");
-    };
-    server.stop().await;
 }
 
 async fn browse(server: &TestServer, b: &Client, base: &str) {

@@ -151,3 +151,27 @@ pub async fn wait_path(b: &Client, path: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Runs `browse` with a headless Chromium session in its own task, so that
+/// a failed check still ends the session (and its processes) before the
+/// test fails; then stops the server.
+pub async fn in_chromium<F, Fut>(server: crate::support::server::TestServer, browse: F)
+where
+    F: FnOnce(std::sync::Arc<crate::support::server::TestServer>, Client) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let driver = Driver::start().await;
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.session(profile.path()).await;
+    let server = std::sync::Arc::new(server);
+    let outcome = tokio::spawn(browse(server.clone(), browser.clone())).await;
+    let _ = browser.close().await;
+    drop(driver);
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+    let Ok(server) = std::sync::Arc::try_unwrap(server) else {
+        panic!("the browsing task still holds the server");
+    };
+    server.stop().await;
+}
