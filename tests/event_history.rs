@@ -13,9 +13,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use support::bob::{claims, path};
 use support::server::{API_TOKEN, Binary, HOST, Http, Resp};
 use trackrelay::storage::{RelayedCopy, Storage};
-use trackrelay::token::{Claims, Kind};
 use uuid::Uuid;
 
 const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
@@ -28,13 +28,7 @@ const OFFICE_IP: &str = "203.0.113.7";
 const DAY_MS: i64 = 86_400_000;
 
 async fn binary() -> Binary {
-    let apple = support::corpus::root().join("ua/ip-ranges/apple-private-relay-egress-ipv4.csv");
-    Binary::start(&format!(
-        "\n[classifier]\nwait_seconds = 1\n\
-         [[classifier.ranges]]\nname = \"apple\"\nclass = \"apple_relay\"\nfile = \"{}\"\n",
-        apple.display()
-    ))
-    .await
+    Binary::start(&support::bob::classifier_with_apple_ranges()).await
 }
 
 /// Records, through a second handle on the binary's database, a copy to
@@ -53,29 +47,6 @@ async fn relayed(bin: &Binary) -> RelayedCopy {
     storage.record_relayed(copy.clone()).await.unwrap();
     assert!(storage.flush(Duration::from_secs(5)).await);
     copy
-}
-
-/// Bob's claims for an open (`link` None) or a click on `link` of copy
-/// `id`.
-fn claims(id: Uuid, link: Option<u16>) -> Claims {
-    Claims {
-        kind: if link.is_some() {
-            Kind::Click
-        } else {
-            Kind::Open
-        },
-        message_id: id,
-        recipient_id: Some(support::keys().recipient_id("bob@example.com")),
-        expires_at: support::server::next_week(),
-        link,
-        url: link.map(|i| format!("https://example.com/{i}")),
-    }
-}
-
-/// The tracking path of an open (`link` None) or a click on `link`.
-fn path(copy: &RelayedCopy, link: Option<u16>) -> String {
-    let prefix = if link.is_some() { "c" } else { "o" };
-    format!("/{prefix}/{}", support::keys().sign(&claims(copy.id, link)))
 }
 
 async fn hit(bin: &Binary, method: &str, path: &str, headers: &[(&str, &str)]) -> u16 {
