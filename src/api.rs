@@ -11,8 +11,10 @@
 mod cursor;
 mod dashboard;
 mod error;
+pub mod events;
 mod messages;
 mod openapi;
+mod params;
 mod routes;
 
 pub use routes::stats as route_stats;
@@ -107,6 +109,7 @@ const PATHS: &[(&str, &str)] = &[
     ("/v1/messages", "GET"),
     ("/v1/messages/{id}", "GET"),
     ("/v1/messages/{id}/observations", "GET"),
+    ("/v1/events", "GET"),
     ("/v1/webhooks/deliveries", "GET"),
     ("/v1/routes", "GET"),
     ("/v1/routes/{id}", "GET, PATCH, PUT"),
@@ -163,6 +166,9 @@ impl Api {
             if req.method() != Method::GET {
                 return ApiError::MethodNotAllowed("GET").into_reply();
             }
+            if let Err(e) = params::none(req.uri().query()) {
+                return e.into_reply();
+            }
             return error::json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
         }
         if path == "/dashboard" || path.starts_with("/dashboard/") {
@@ -175,6 +181,9 @@ impl Api {
         if path == "/metrics" {
             if req.method() != Method::GET {
                 return ApiError::MethodNotAllowed("GET").into_reply();
+            }
+            if let Err(e) = params::none(req.uri().query()) {
+                return e.into_reply();
             }
             let text = crate::metrics::render();
             return error::body(StatusCode::OK, crate::metrics::CONTENT_TYPE, text.into());
@@ -197,13 +206,20 @@ impl Api {
         if !allowed.split(", ").any(|m| m == method.as_str()) {
             return Err(ApiError::MethodNotAllowed(allowed));
         }
+        if matches!(
+            segments.as_slice(),
+            ["v1", "openapi.json"] | ["v1", "routes"] | ["v1", "routes", _]
+        ) {
+            params::none(query)?;
+        }
         match segments.as_slice() {
             ["v1", "openapi.json"] => Ok(openapi::document().clone()),
             ["v1", "messages"] => messages::list(&self.storage, &self.cursors, query).await,
-            ["v1", "messages", id] => messages::one(&self.storage, id).await,
+            ["v1", "messages", id] => messages::one(&self.storage, id, query).await,
             ["v1", "messages", id, "observations"] => {
-                messages::observations(&self.storage, id).await
+                messages::observations(&self.storage, id, query).await
             }
+            ["v1", "events"] => events::feed(&self.storage, &self.cursors, query).await,
             ["v1", "webhooks", "deliveries"] => {
                 webhooks::deliveries(&self.storage, &self.cursors, query).await
             }

@@ -6,6 +6,7 @@ mod check_config;
 mod classify;
 mod completions;
 mod dkim;
+mod events;
 mod forget;
 mod hash_password;
 mod man;
@@ -85,6 +86,8 @@ pub enum Command {
     Stats(stats::Args),
     /// The webhook outbox: list deliveries, retry one.
     Webhooks(webhooks::Args),
+    /// Opens and clicks as JSON lines, as the webhooks send them; can follow.
+    Events(events::Args),
     /// Work with tracking tokens.
     #[command(subcommand)]
     Token(token::Command),
@@ -110,6 +113,7 @@ impl Command {
             Command::Forget(a) => Some(&a.config),
             Command::Stats(a) => Some(&a.config),
             Command::Webhooks(a) => Some(&a.config),
+            Command::Events(a) => Some(&a.config),
             Command::Token(token::Command::Inspect { config, .. }) => Some(config),
             Command::HashPassword(_)
             | Command::Man(_)
@@ -141,6 +145,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Forget(args) => forget::run(&args),
         Command::Stats(args) => stats::run(&args),
         Command::Webhooks(args) => webhooks::run(&args),
+        Command::Events(args) => events::run(&args),
         Command::Man(args) => man::run(&args),
         Command::Completions(args) => completions::run(&args),
         Command::Dkim(cmd) => dkim::run(&cmd),

@@ -14,6 +14,7 @@ mod checkpoint;
 mod columns;
 mod dashboard;
 mod events;
+mod feed;
 mod idempotency;
 mod messages;
 mod observations;
@@ -36,6 +37,7 @@ use uuid::Uuid;
 
 pub use dashboard::{CLASSIFIED_MAX, ClassCounts, RouteEvent};
 pub use events::{CopyContext, Event, HitRow};
+pub use feed::{FeedFilter, FeedItem};
 pub use idempotency::IdempotentResponse;
 pub use messages::MessageFilter;
 pub use observations::Observation;
@@ -456,6 +458,16 @@ impl Storage {
     ) -> Result<Vec<RouteEvent>, StorageError> {
         self.read(move |c| dashboard::recent_events(c, &q, limit))
             .await
+    }
+
+    /// One page of the event feed (storage/feed.rs).
+    pub async fn feed(&self, filter: FeedFilter) -> Result<Vec<FeedItem>, StorageError> {
+        self.read(move |c| feed::page(c, &filter)).await
+    }
+
+    /// The feed position of the newest event, if any.
+    pub async fn feed_end(&self) -> Result<Option<i64>, StorageError> {
+        self.read(feed::last_seq).await
     }
 
     /// How many observations are stored.

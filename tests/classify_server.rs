@@ -8,9 +8,10 @@ mod support;
 
 use std::time::Duration;
 
-use support::server::{API_TOKEN, HOST, TestServer, next_week};
+use support::bob::{claims, path};
+use support::server::{API_TOKEN, HOST, TestServer};
 use trackrelay::storage::{Event, RelayedCopy};
-use trackrelay::token::{Claims, Kind};
+use trackrelay::token::Kind;
 use uuid::Uuid;
 
 const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
@@ -22,13 +23,7 @@ const HOME_IP: &str = "198.51.100.20";
 const OFFICE_IP: &str = "203.0.113.7";
 
 async fn server() -> TestServer {
-    let apple = support::corpus::root().join("ua/ip-ranges/apple-private-relay-egress-ipv4.csv");
-    TestServer::start(&format!(
-        "\n[classifier]\nwait_seconds = 1\n\
-         [[classifier.ranges]]\nname = \"apple\"\nclass = \"apple_relay\"\nfile = \"{}\"\n",
-        apple.display()
-    ))
-    .await
+    TestServer::start(&support::bob::classifier_with_apple_ranges()).await
 }
 
 fn now_ms() -> i64 {
@@ -60,30 +55,6 @@ async fn relayed(server: &TestServer, ago: Duration) -> RelayedCopy {
         .await
         .unwrap();
     copy
-}
-
-/// Bob's token claims for an open (`link` None) or a click on link `link`
-/// of copy `id`, whose links are https://example.com/0 … /4.
-fn claims(id: Uuid, link: Option<u16>) -> Claims {
-    Claims {
-        kind: if link.is_some() {
-            Kind::Click
-        } else {
-            Kind::Open
-        },
-        message_id: id,
-        recipient_id: Some(support::keys().recipient_id("bob@example.com")),
-        expires_at: next_week(),
-        link,
-        url: link.map(|i| format!("https://example.com/{i}")),
-    }
-}
-
-/// The tracking path of an open or a click (see [`claims`]).
-fn path(copy: &RelayedCopy, link: Option<u16>) -> String {
-    let prefix = if link.is_some() { "c" } else { "o" };
-    let token = support::keys().sign(&claims(copy.id, link));
-    format!("/{prefix}/{token}")
 }
 
 /// What a desktop Chrome sends with a top-level navigation.
@@ -189,7 +160,10 @@ async fn an_apple_prefetch_then_a_human_click() {
 
     // The API shows both events with their bot objects.
     let v = server
-        .api(&format!("/v1/messages/{}", copy.id), Some(API_TOKEN))
+        .api(
+            &format!("/v1/messages/{}?include_machine=true", copy.id),
+            Some(API_TOKEN),
+        )
         .await
         .json();
     assert_eq!(v["events"][0]["bot"]["classification"], "privacy_proxy");

@@ -20,9 +20,8 @@ mod timing;
 mod traffic;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
 
-use driver::{Driver, metrics, no_script, screenshot, texts};
+use driver::{in_chromium, login, metrics, no_script, screenshot, texts, wait_path};
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 use support::server::{API_TOKEN, TestServer};
@@ -67,26 +66,10 @@ async fn the_dashboard_shows_what_the_api_answers() {
     let server = TestServer::start(CLASSIFIER).await;
     let [bob, ann, _cy, _dan] = traffic(&server).await;
     let base = format!("http://{}", server.app().api_addr());
-    let driver = Driver::start().await;
-    let profile = tempfile::tempdir().unwrap();
-    let browser = driver.session(profile.path()).await;
-    // Browsing runs in its own task so that a failed check still ends
-    // the Chromium session (and its processes) before the test fails.
-    let server = std::sync::Arc::new(server);
-    let outcome = tokio::spawn({
-        let (server, browser) = (server.clone(), browser.clone());
-        async move { browse(&server, &browser, &base, bob, ann).await }
+    in_chromium(server, move |server, browser| async move {
+        browse(&server, &browser, &base, bob, ann).await
     })
     .await;
-    let _ = browser.close().await;
-    drop(driver);
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
-    let Ok(server) = std::sync::Arc::try_unwrap(server) else {
-        panic!("the browsing task still holds the server");
-    };
-    server.stop().await;
 }
 
 async fn browse(server: &TestServer, b: &Client, base: &str, bob: Uuid, ann: Uuid) {
@@ -172,40 +155,6 @@ async fn browse(server: &TestServer, b: &Client, base: &str, bob: Uuid, ann: Uui
         .await
         .unwrap();
     wait_path(b, "/dashboard/login").await;
-}
-
-async fn login(b: &Client, token: &str) {
-    let form = b
-        .wait()
-        .at_most(PATIENCE)
-        .for_element(Locator::Css("form.login"))
-        .await
-        .unwrap();
-    form.find(Locator::Css("input[name=token]"))
-        .await
-        .unwrap()
-        .send_keys(token)
-        .await
-        .unwrap();
-    form.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
-
-/// Waits until the browser is at `path`.
-async fn wait_path(b: &Client, path: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let url = b.current_url().await.unwrap();
-        if url.path() == path && b.find(Locator::Css("main")).await.is_ok() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "at {url}, waiting for {path}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Every route's row against `/v1/routes/{id}/stats` over the same range.
@@ -381,7 +330,10 @@ async fn recent_events(server: &TestServer, b: &Client, machine: bool) {
     for m in copies["messages"].as_array().unwrap() {
         let v = api(
             server,
-            &format!("/v1/messages/{}", m["id"].as_str().unwrap()),
+            &format!(
+                "/v1/messages/{}?include_machine=true",
+                m["id"].as_str().unwrap()
+            ),
         )
         .await;
         for e in v["events"].as_array().unwrap() {
@@ -418,11 +370,13 @@ async fn recent_events(server: &TestServer, b: &Client, machine: bool) {
 
 /// One message's timeline against `/v1/messages/{id}`.
 async fn timeline(server: &TestServer, b: &Client, base: &str, ann: Uuid, bob: Uuid) {
-    for id in [ann, bob] {
-        b.goto(&format!("{base}/dashboard/messages/{id}"))
+    // Machine events only when asked for, on the page as in the API.
+    let modes = ["", "?include_machine=true"];
+    for (id, mode) in [ann, bob].into_iter().flat_map(|id| modes.map(|m| (id, m))) {
+        b.goto(&format!("{base}/dashboard/messages/{id}{mode}"))
             .await
             .unwrap();
-        let v = api(server, &format!("/v1/messages/{id}")).await;
+        let v = api(server, &format!("/v1/messages/{id}{mode}")).await;
         let expected: Vec<(String, String, String)> = v["events"]
             .as_array()
             .unwrap()
@@ -447,7 +401,20 @@ async fn timeline(server: &TestServer, b: &Client, base: &str, ann: Uuid, bob: U
                 li.attr("data-classification").await.unwrap().unwrap(),
             ));
         }
-        assert_eq!(shown, expected, "timeline of {id}");
+        assert_eq!(shown, expected, "timeline of {id}{mode}");
+        if mode.is_empty() {
+            let hidden = b
+                .find(Locator::Css("[data-machine-events-hidden]"))
+                .await
+                .unwrap()
+                .attr("data-machine-events-hidden")
+                .await
+                .unwrap();
+            assert_eq!(
+                hidden,
+                v["machine_events_hidden"].as_u64().map(|n| n.to_string())
+            );
+        }
         let status = b
             .find(Locator::Css("[data-status]"))
             .await
@@ -470,9 +437,11 @@ async fn timeline(server: &TestServer, b: &Client, base: &str, ann: Uuid, bob: U
         agents.iter().all(|a| a != XSS_AGENT),
         "Bob's page has no such agent"
     );
-    b.goto(&format!("{base}/dashboard/messages/{ann}"))
-        .await
-        .unwrap();
+    b.goto(&format!(
+        "{base}/dashboard/messages/{ann}?include_machine=true"
+    ))
+    .await
+    .unwrap();
     let agents = texts(b, "ol.timeline .ua").await;
     assert!(agents.iter().any(|a| a == XSS_AGENT), "{agents:?}");
 }

@@ -5,7 +5,8 @@
 //! Pages: `/dashboard` (every route over the last 30 days),
 //! `/dashboard/routes/{id}?from=&to=&interval=&include_machine=` (one
 //! route: the API's `/v1/routes/{id}/stats` parameters), and
-//! `/dashboard/messages/{id}` (one relayed copy's timeline). Figures come
+//! `/dashboard/messages/{id}?include_machine=` (one relayed copy's
+//! timeline). Figures come
 //! from the same storage functions as the API's answers.
 //!
 //! Access: the API's bearer token in `Authorization`, or a session cookie
@@ -15,15 +16,19 @@
 //! (`throttle.rs`) and each is logged (`dashboard login failed
 //! client=ADDR`, for fail2ban). Every POST (login, logout) must come from
 //! the dashboard itself: a browser's `Sec-Fetch-Site` or `Origin` naming
-//! another site gets 403 (cross-site request forgery).
+//! another site gets 403 (cross-site request forgery); the route page's
+//! tracking form (`tracking.rs`, `POST /dashboard/routes/{id}/tracking`)
+//! also carries a token bound to the session (`csrf.rs`).
 
 mod chart;
+mod csrf;
 mod layout;
 mod message;
 mod overview;
 mod route;
 mod session;
 mod throttle;
+mod tracking;
 
 pub use throttle::Throttle;
 
@@ -77,23 +82,52 @@ pub(super) async fn handle(api: &Api, req: Request<Incoming>, peer: SocketAddr) 
         _ if !signed_in(api, &req) => redirect("/dashboard/login")
             .body(Full::default())
             .expect("static response parts are valid"),
+        _ if method == Method::POST && tracking_route(rest).is_some() => {
+            let id = tracking_route(rest).unwrap_or_default().to_owned();
+            let session = session::from_headers(req.headers())
+                .unwrap_or_default()
+                .to_owned();
+            tracking::post(api, req, &id, &session).await
+        }
+        _ if tracking_route(rest).is_some() => not_allowed("POST"),
         _ if method != Method::GET => not_allowed("GET"),
-        _ => match page(api, rest, req.uri().query()).await {
+        _ => match page(api, rest, req.uri().query(), &form_token(api, &req)).await {
             Ok(markup) => html(StatusCode::OK, markup),
             Err(e) => error_page(e),
         },
     }
 }
 
-/// The page at `rest` (the path after `/dashboard`).
-async fn page(api: &Api, rest: &str, query: Option<&str>) -> Result<Markup, ApiError> {
+/// The page at `rest` (the path after `/dashboard`); `form_token` goes
+/// into its forms.
+async fn page(
+    api: &Api,
+    rest: &str,
+    query: Option<&str>,
+    form_token: &str,
+) -> Result<Markup, ApiError> {
     let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
     match segments.as_slice() {
         [""] => overview::page(api).await,
-        ["routes", id] => route::page(api, id, query).await,
-        ["messages", id] => message::page(api, id).await,
+        ["routes", id] => route::page(api, id, query, form_token).await,
+        ["messages", id] => message::page(api, id, query).await,
         _ => Err(ApiError::NotFound(format!("no dashboard page {rest:?}"))),
     }
+}
+
+/// The route of a `/routes/{id}/tracking` path (the tracking form's).
+fn tracking_route(rest: &str) -> Option<&str> {
+    let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["routes", id, "tracking"] => Some(id),
+        _ => None,
+    }
+}
+
+/// The form token of the request's session (`csrf.rs`).
+fn form_token(api: &Api, req: &Request<Incoming>) -> String {
+    let session = session::from_headers(req.headers()).unwrap_or_default();
+    csrf::token(&api.token_digest, session)
 }
 
 /// A bearer token, or a valid session cookie.

@@ -4,7 +4,9 @@
 //!
 //! A message's `events` are its classified observations (SPEC §6): the
 //! bot object, `first_open`/`first_click`, device and client, and the raw
-//! IP and user agent while the observation still has them. Observations
+//! IP and user agent while the observation still has them (null once
+//! minimised, SPEC §9). Only counting events unless `include_machine=true`;
+//! `machine_events_hidden` says how many were left out. Observations
 //! still waiting for their verdict are counted in `unclassified`.
 //!
 //! The listing pages by cursor: newest first, ties by id, each page ends
@@ -49,8 +51,10 @@ pub async fn list(
     }))
 }
 
-/// `GET /v1/messages/{id}`: the copy with its links and events.
-pub async fn one(storage: &Storage, id: &str) -> Result<Value, ApiError> {
+/// `GET /v1/messages/{id}?include_machine=`: the copy with its links and
+/// events.
+pub async fn one(storage: &Storage, id: &str, query: Option<&str>) -> Result<Value, ApiError> {
+    let include_machine = super::params::include_machine_only(query)?;
     let id = parse_id(id)?;
     let copy = storage
         .message(id)
@@ -70,8 +74,10 @@ pub async fn one(storage: &Storage, id: &str) -> Result<Value, ApiError> {
         .collect();
     let events = storage.events(id).await?;
     value["unclassified"] = json!(observations.len().saturating_sub(events.len()));
-    value["events"] = events
-        .iter()
+    let (shown, hidden) = super::params::split_machine(&events, include_machine);
+    value["machine_events_hidden"] = json!(hidden);
+    value["events"] = shown
+        .into_iter()
         .map(|e| event(e, observations.iter().find(|o| o.id == e.id)))
         .collect();
     Ok(value)
@@ -80,7 +86,12 @@ pub async fn one(storage: &Storage, id: &str) -> Result<Value, ApiError> {
 /// `GET /v1/messages/{id}/observations`: every raw hit, oldest first.
 /// 404 only when neither the copy nor any hit on it is known (hits may
 /// name copies relayed by another node sharing the tracking keys).
-pub async fn observations(storage: &Storage, id: &str) -> Result<Value, ApiError> {
+pub async fn observations(
+    storage: &Storage,
+    id: &str,
+    query: Option<&str>,
+) -> Result<Value, ApiError> {
+    super::params::none(query)?;
     let id = parse_id(id)?;
     let observations = storage.observations(id).await?;
     if observations.is_empty() && storage.message(id).await?.is_none() {
@@ -93,7 +104,12 @@ pub async fn observations(storage: &Storage, id: &str) -> Result<Value, ApiError
             v["host"] = json!(o.host);
             v["key_id"] = json!(o.key_id);
             v["recipient_id"] = json!(o.recipient_id);
-            v["headers"] = json!(o.headers);
+            // Minimisation empties the headers with the IP (SPEC §9).
+            v["headers"] = if o.ip.is_some() {
+                json!(o.headers)
+            } else {
+                Value::Null
+            };
             v
         })
         .collect();
@@ -191,7 +207,7 @@ fn event(e: &Event, o: Option<&Observation>) -> Value {
         "client_type": e.client_type,
         "client_name": e.client_name,
         "method": o.map(|o| o.method.as_str()),
-        "ip": o.map(ip),
+        "ip": o.and_then(ip),
         "user_agent": o.and_then(|o| o.user_agent.as_deref()),
     })
 }
@@ -209,9 +225,9 @@ fn observation(o: &Observation) -> Value {
     })
 }
 
-/// The observation's IP as text; empty once minimised (SPEC §9).
-fn ip(o: &Observation) -> String {
-    o.ip.map(|ip| ip.to_string()).unwrap_or_default()
+/// The observation's IP as text; null once minimised (SPEC §9).
+fn ip(o: &Observation) -> Option<String> {
+    o.ip.map(|ip| ip.to_string())
 }
 
 #[cfg(test)]

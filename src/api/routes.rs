@@ -45,7 +45,12 @@ pub fn one(routes: &Snapshot, id: &str) -> Result<Value, ApiError> {
 /// before it takes effect (crate::routes), so what the next message gets
 /// survives a restart; the answer is the route as `GET` shows it.
 pub async fn patch(routes: &Registry, id: &str, body: &[u8]) -> Result<Value, ApiError> {
-    let change = parse_change(body)?;
+    set(routes, id, parse_change(body)?).await
+}
+
+/// Stores `change` as route `id`'s override (PATCH and the dashboard's
+/// tracking form); the route as `GET` shows it.
+pub(super) async fn set(routes: &Registry, id: &str, change: Change) -> Result<Value, ApiError> {
     match routes.set_override(id, change).await {
         Ok(snapshot) => one(&snapshot, id),
         Err(RoutesError::UnknownRoute(_)) => Err(ApiError::NotFound(format!("no route {id:?}"))),
@@ -228,17 +233,7 @@ pub(super) fn parse(
                     }
                 }
             }
-            "include_machine" => {
-                machine = match value.as_ref() {
-                    "true" => true,
-                    "false" => false,
-                    other => {
-                        return Err(ApiError::BadRequest(format!(
-                            "include_machine must be true or false, not {other:?}"
-                        )));
-                    }
-                }
-            }
+            "include_machine" => machine = super::params::flag("include_machine", &value)?,
             other => {
                 let known = if interval_allowed {
                     "from, to, interval, include_machine"

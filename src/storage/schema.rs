@@ -409,6 +409,21 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX send_idempotency_created ON send_idempotency (created_at_ms);
     "#,
+    // 11: the event feed's order (storage/feed.rs): a position per event
+    // in the order stored, never reused (AUTOINCREMENT), kept by triggers.
+    r#"
+    CREATE TABLE event_feed (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL UNIQUE
+    );
+    INSERT INTO event_feed (event_id) SELECT id FROM events ORDER BY rowid;
+    CREATE TRIGGER events_feed_insert AFTER INSERT ON events BEGIN
+        INSERT INTO event_feed (event_id) VALUES (NEW.id);
+    END;
+    CREATE TRIGGER events_feed_delete AFTER DELETE ON events BEGIN
+        DELETE FROM event_feed WHERE event_id = OLD.id;
+    END;
+    "#,
 ];
 
 /// The schema version this program writes.

@@ -116,3 +116,62 @@ pub async fn screenshot(b: &Client, name: &str) -> std::path::PathBuf {
     std::fs::write(&path, png).unwrap();
     path
 }
+
+/// Fills and sends the login form.
+pub async fn login(b: &Client, token: &str) {
+    let form = b
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css("form.login"))
+        .await
+        .unwrap();
+    form.find(Locator::Css("input[name=token]"))
+        .await
+        .unwrap()
+        .send_keys(token)
+        .await
+        .unwrap();
+    form.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Waits until the browser is at `path`.
+pub async fn wait_path(b: &Client, path: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let url = b.current_url().await.unwrap();
+        if url.path() == path && b.find(Locator::Css("main")).await.is_ok() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "at {url}, waiting for {path}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs `browse` with a headless Chromium session in its own task, so that
+/// a failed check still ends the session (and its processes) before the
+/// test fails; then stops the server.
+pub async fn in_chromium<F, Fut>(server: crate::support::server::TestServer, browse: F)
+where
+    F: FnOnce(std::sync::Arc<crate::support::server::TestServer>, Client) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let driver = Driver::start().await;
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.session(profile.path()).await;
+    let server = std::sync::Arc::new(server);
+    let outcome = tokio::spawn(browse(server.clone(), browser.clone())).await;
+    let _ = browser.close().await;
+    drop(driver);
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+    let Ok(server) = std::sync::Arc::try_unwrap(server) else {
+        panic!("the browsing task still holds the server");
+    };
+    server.stop().await;
+}

@@ -63,6 +63,16 @@ pub async fn relay(server: &TestServer, from: &str, to: &str, base: &str) -> Cop
         rcpts[0].starts_with("250") && reply.starts_with("250"),
         "{rcpts:?} {reply}"
     );
+    let (id, text) = outbox(server, to);
+    Copy {
+        id,
+        open: tokens(&text, base, "o").remove(0),
+        clicks: tokens(&text, base, "c"),
+    }
+}
+
+/// The copy relayed to `to` in the outbox: its id and text.
+pub fn outbox(server: &TestServer, to: &str) -> (Uuid, String) {
     for entry in std::fs::read_dir(server.dir.path().join("outbox")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "eml") {
@@ -75,11 +85,8 @@ pub async fn relay(server: &TestServer, from: &str, to: &str, base: &str) -> Cop
             continue;
         }
         let text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
-        return Copy {
-            id: path.file_stem().unwrap().to_str().unwrap().parse().unwrap(),
-            open: tokens(&text, base, "o").remove(0),
-            clicks: tokens(&text, base, "c"),
-        };
+        let id = path.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        return (id, text);
     }
     panic!("no copy for {to} in the outbox");
 }
@@ -124,7 +131,7 @@ pub async fn api(server: &TestServer, path: &str) -> Value {
 pub async fn classified(server: &TestServer, id: Uuid, n: usize) -> Value {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let v = api(server, &format!("/v1/messages/{id}")).await;
+        let v = api(server, &format!("/v1/messages/{id}?include_machine=true")).await;
         if v["unclassified"] == 0 && v["events"].as_array().unwrap().len() == n {
             return v;
         }

@@ -1,6 +1,7 @@
 //! Shared test setup: a fixed key ring, route settings and one-call rewrite.
 #![allow(dead_code)]
 
+pub mod bob;
 pub mod corpus;
 pub mod dkim;
 pub mod fake_upstream;

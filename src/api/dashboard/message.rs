@@ -2,7 +2,9 @@
 //! (envelope, tags, the upstream's reply), then every hit on its tracking
 //! URLs in order with the classification and the classifier's reasons, or
 //! "waiting" while the pipeline has not judged it; and its links with
-//! their clicks. The same storage reads as `GET /v1/messages/{id}`.
+//! their clicks. The same storage reads as `GET /v1/messages/{id}`, and
+//! like it, machine events only with `?include_machine=true` (the page
+//! says how many it left out, with a link to show them).
 
 use maud::{Markup, html};
 use uuid::Uuid;
@@ -14,7 +16,8 @@ use crate::storage::{Event, Observation, RelayedCopy};
 use crate::token::Kind;
 
 /// The timeline page.
-pub async fn page(api: &Api, id: &str) -> Result<Markup, ApiError> {
+pub async fn page(api: &Api, id: &str, query: Option<&str>) -> Result<Markup, ApiError> {
+    let include_machine = super::super::params::include_machine_only(query)?;
     let id = Uuid::parse_str(id)
         .map_err(|_| ApiError::BadRequest(format!("{id:?} is not a message id (UUID)")))?;
     let s = &api.storage;
@@ -24,14 +27,40 @@ pub async fn page(api: &Api, id: &str) -> Result<Markup, ApiError> {
         return Err(ApiError::NotFound(format!("no message {id}")));
     }
     let events = s.events(id).await?;
+    let (shown, hidden) = super::super::params::split_machine(&events, include_machine);
+    // Hits judged machine are left out with their events.
+    let observations: Vec<Observation> = observations
+        .into_iter()
+        .filter(|o| {
+            include_machine || !events.iter().any(|e| e.id == o.id && !e.counts_for_metrics)
+        })
+        .collect();
+    let shown: Vec<Event> = shown.into_iter().cloned().collect();
     let body = html! {
         h1 { "Message " code data-message=(id) { (id) } }
         @if let Some(copy) = &copy { (relaying(copy)) }
         @else { p { "This copy was relayed elsewhere: only the hits on it are known here." } }
-        (timeline(copy.as_ref(), &observations, &events))
+        (machine_note(id, hidden, include_machine))
+        (timeline(copy.as_ref(), &observations, &shown))
         @if let Some(copy) = &copy { (links(copy, &events)) }
     };
     Ok(layout::page(&format!("Message {id}"), true, body))
+}
+
+/// How many machine events the timeline leaves out, and the link that
+/// shows or hides them.
+fn machine_note(id: Uuid, hidden: usize, include_machine: bool) -> Markup {
+    let href = layout::message_href(&id);
+    html! {
+        @if include_machine {
+            p.machine-note { "Machine events included. " a href=(href) { "Hide them" } }
+        } @else {
+            p.machine-note data-machine-events-hidden=(hidden) {
+                (hidden) " machine events hidden. "
+                @if hidden > 0 { a href=(format!("{href}?include_machine=true")) { "Show them" } }
+            }
+        }
+    }
 }
 
 fn relaying(c: &RelayedCopy) -> Markup {

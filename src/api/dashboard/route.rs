@@ -10,6 +10,7 @@ use maud::{Markup, html};
 use super::chart::{self, Series};
 use super::layout::{self, percent, rate_value, ratio};
 use super::overview::split;
+use super::tracking;
 use super::{Api, ApiError};
 use crate::storage::{
     ClassCounts, Counts, LinkClicks, MessageFilter, RelayedCopy, RouteEvent, StatsQuery,
@@ -26,6 +27,9 @@ struct View {
     q: StatsQuery,
     /// The route's settings as they stand; none if it went in a reload.
     settings: Option<crate::config::RouteSettings>,
+    /// Its run-time override, if any, and the tracking form's token.
+    tracking_override: Option<crate::storage::RouteOverride>,
+    form_token: String,
     buckets: Vec<(i64, Counts)>,
     totals: Counts,
     classes: Vec<ClassCounts>,
@@ -35,7 +39,12 @@ struct View {
 }
 
 /// The route page.
-pub async fn page(api: &Api, id: &str, query: Option<&str>) -> Result<Markup, ApiError> {
+pub async fn page(
+    api: &Api,
+    id: &str,
+    query: Option<&str>,
+    form_token: &str,
+) -> Result<Markup, ApiError> {
     // The form sends empty fields for the defaults: leave them out.
     let query: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(
@@ -60,14 +69,14 @@ pub async fn page(api: &Api, id: &str, query: Option<&str>) -> Result<Markup, Ap
         s.route_events(q.clone(), RECENT_EVENTS),
         s.messages(copies),
     )?;
-    let settings = api
-        .routes
-        .snapshot()
-        .route(&q.route)
-        .map(|r| r.settings.clone());
+    let snapshot = api.routes.snapshot();
+    let settings = snapshot.route(&q.route).map(|r| r.settings.clone());
+    let tracking_override = snapshot.override_of(&q.route).cloned();
     let view = View {
         q,
         settings,
+        tracking_override,
+        form_token: form_token.to_owned(),
         buckets,
         totals,
         classes,
@@ -95,7 +104,10 @@ fn render(v: &View) -> Markup {
     };
     html! {
         h1 { "Route " span data-route=(q.route) { (q.route) } }
-        @if let Some(settings) = &v.settings { p { "Tracking " (layout::settings(settings)) "." } }
+        @if let Some(settings) = &v.settings {
+            p { "Tracking " (layout::settings(settings)) "." }
+            (tracking::form(&q.route, settings, v.tracking_override.as_ref(), &v.form_token))
+        }
         section.params data-from=(rfc3339(q.from_ms)) data-to=(rfc3339(q.to_ms))
             data-interval=(interval) data-include-machine=(q.include_machine) {
             (params_form(q, interval))

@@ -1,0 +1,164 @@
+//! `GET /v1/events` pages without gaps or repeats while events arrive
+//! (issue 17): a writer task stores events in small batches while a
+//! client pages the feed, oldest first by cursor and newest first; every
+//! event shows up exactly once.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::server::{API_TOKEN, TestServer};
+use trackrelay::storage::Event;
+use trackrelay::token::Kind;
+
+/// 2026-01-01T00:00:00Z.
+const T0: i64 = 1_767_225_600_000;
+const BATCHES: usize = 40;
+const PER_BATCH: usize = 6;
+
+async fn page(server: &TestServer, path: &str) -> Value {
+    let resp = server.api(path, Some(API_TOKEN)).await;
+    assert_eq!(
+        resp.status,
+        200,
+        "{path}: {}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    resp.json()
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Stores `BATCHES` batches of events on two copies, human and machine
+/// alternately, with event times out of order (late classifications);
+/// returns the human ones and all, in the order stored.
+fn writer(server: &TestServer) -> tokio::task::JoinHandle<(Vec<String>, Vec<String>)> {
+    let storage = server.app().storage().clone();
+    tokio::spawn(async move {
+        let copies = [
+            support::rows::copy("default", "ann@example.com", T0),
+            support::rows::copy("news", "bob@example.com", T0),
+        ];
+        for c in &copies {
+            storage.record_relayed(c.clone()).await.unwrap();
+        }
+        let (mut human, mut all) = (Vec::new(), Vec::new());
+        for batch in 0..BATCHES {
+            let events: Vec<Event> = (0..PER_BATCH)
+                .map(|i| {
+                    let n = batch * PER_BATCH + i;
+                    let c = &copies[n % 2];
+                    // Times go back and forth: the feed's order is the
+                    // order stored, not the hits' times.
+                    let at = T0 + 60_000 + ((n * 7919) % 1000) as i64 * 1000;
+                    let kind = if n.is_multiple_of(3) {
+                        Kind::Click
+                    } else {
+                        Kind::Open
+                    };
+                    let link = (kind == Kind::Click).then_some(0);
+                    support::rows::event(c, kind, link, at, n.is_multiple_of(2), "security_scanner")
+                })
+                .collect();
+            for e in &events {
+                all.push(e.id.to_string());
+                if e.counts_for_metrics {
+                    human.push(e.id.to_string());
+                }
+            }
+            storage.record_events(events).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        (human, all)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_pages_without_gaps_or_repeats_while_events_arrive() {
+    let server = TestServer::start("").await;
+    let writing = writer(&server);
+    // Oldest first from a time, by cursor, for machine events too; and a
+    // second reader of human events only, small pages.
+    let (mut all_seen, mut human_seen) = (Vec::new(), Vec::new());
+    let (mut all_cursor, mut human_cursor) = (None::<String>, None::<String>);
+    let since = "since=2026-01-01T00:00:00Z";
+    let mut done = false;
+    loop {
+        let path = match &all_cursor {
+            Some(c) => format!("/v1/events?{since}&include_machine=true&limit=5&cursor={c}"),
+            None => format!("/v1/events?{since}&include_machine=true&limit=5"),
+        };
+        let p = page(&server, &path).await;
+        assert_eq!(p["order"], "oldest_first");
+        all_seen.extend(ids(&p));
+        all_cursor = p["next_cursor"].as_str().map(str::to_owned).or(all_cursor);
+        let path = match &human_cursor {
+            Some(c) => format!("/v1/events?{since}&limit=3&cursor={c}"),
+            None => format!("/v1/events?{since}&limit=3"),
+        };
+        let p = page(&server, &path).await;
+        human_seen.extend(ids(&p));
+        human_cursor = p["next_cursor"]
+            .as_str()
+            .map(str::to_owned)
+            .or(human_cursor);
+        if done && ids(&p).is_empty() {
+            // One more full pass of the first reader after the writer
+            // finished: it must be caught up too.
+            let path = format!(
+                "/v1/events?{since}&include_machine=true&limit=1000&cursor={}",
+                all_cursor.as_deref().unwrap()
+            );
+            let p = page(&server, &path).await;
+            all_seen.extend(ids(&p));
+            break;
+        }
+        done = writing.is_finished();
+    }
+    let (human, all) = writing.await.unwrap();
+    assert_eq!(all_seen, all, "every event once, in the order stored");
+    assert_eq!(human_seen, human, "every human event once");
+
+    // Newest first: a listing begun while events arrive lists the ones
+    // stored before it once each, newest first, whatever comes after.
+    let first = page(&server, "/v1/events?include_machine=true&limit=7").await;
+    assert_eq!(first["order"], "newest_first");
+    let writing = writer(&server);
+    let mut seen = ids(&first);
+    let mut cursor = first["next_cursor"].as_str().map(str::to_owned);
+    while let Some(c) = cursor {
+        let p = page(
+            &server,
+            &format!("/v1/events?include_machine=true&limit=7&cursor={c}"),
+        )
+        .await;
+        seen.extend(ids(&p));
+        cursor = p["next_cursor"].as_str().map(str::to_owned);
+    }
+    let expected: Vec<String> = all.iter().rev().cloned().collect();
+    assert_eq!(seen, expected);
+    writing.await.unwrap();
+
+    // A cursor holds only with its filters.
+    let p = page(&server, "/v1/events?limit=2").await;
+    let c = p["next_cursor"].as_str().unwrap();
+    let resp = server
+        .api(
+            &format!("/v1/events?route=news&limit=2&cursor={c}"),
+            Some(API_TOKEN),
+        )
+        .await;
+    assert_eq!(resp.status, 400);
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len());
+    server.stop().await;
+}
