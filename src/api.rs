@@ -1,6 +1,7 @@
 //! The admin and reporting API on its own listener (`[api]`), behind a
 //! bearer token compared in constant time: the paths of SPEC §8 (messages,
-//! routes and their settings, stats, links), webhook deliveries, the
+//! routes and their settings, stats, links; stats per tag and per message
+//! as sent), webhook deliveries, the
 //! OpenAPI document of them all (`/v1/openapi.json`, docs/openapi.json),
 //! the Prometheus metrics (`/metrics`, OpenMetrics text: they name routes,
 //! so they are behind the token too) and `/healthz` (no token). A request
@@ -14,8 +15,8 @@ mod error;
 mod messages;
 mod openapi;
 mod routes;
+mod stats;
 
-pub use routes::stats as route_stats;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -112,6 +113,7 @@ const PATHS: &[(&str, &str)] = &[
     ("/v1/routes/{id}", "GET, PATCH"),
     ("/v1/routes/{id}/stats", "GET"),
     ("/v1/routes/{id}/links", "GET"),
+    ("/v1/stats", "GET"),
 ];
 
 /// The methods allowed on the path of `segments`, if [`PATHS`] has it.
@@ -220,6 +222,7 @@ impl Api {
             ["v1", "routes", id, "links"] => {
                 routes::links(&self.storage, &self.route_ids(), id, query).await
             }
+            ["v1", "stats"] => stats::stats(&self.storage, &self.route_ids(), query).await,
             _ => Err(ApiError::NotFound(format!("no such path {path}"))),
         }
     }

@@ -44,6 +44,8 @@
 //!   data deleted, a recipient forgotten (SPEC §9).
 //! - [`webhooks`]: per-route endpoints, signed deliveries from a durable
 //!   outbox (written with each event), retries, 410 disables.
+//! - [`report`]: statistics as users read them (a route, a tag, a message
+//!   as sent): one typed query and result for the API, dashboard and CLI.
 //! - [`api`]: the admin API (bearer token): relayed copies, observations;
 //!   the dashboard at `/dashboard` (`api/dashboard`, HTML and SVG, no script).
 //! - [`metrics`]: the Prometheus registry, one function per thing counted.
@@ -102,6 +104,7 @@ pub mod metrics;
 pub mod milter;
 pub mod mime;
 pub mod relay;
+pub mod report;
 pub mod retention;
 pub mod rewrite;
 pub mod routes;

@@ -5,7 +5,9 @@
 //! Pages: `/dashboard` (every route over the last 30 days),
 //! `/dashboard/routes/{id}?from=&to=&interval=&include_machine=` (one
 //! route: the API's `/v1/routes/{id}/stats` parameters), and
-//! `/dashboard/messages/{id}` (one relayed copy's timeline). Figures come
+//! `/dashboard/messages/{id}` (one relayed copy's timeline),
+//! `/dashboard/tag?tag=&route=` (a tag's copies) and
+//! `/dashboard/sent?message=` (a message as sent, `report.rs`). Figures come
 //! from the same storage functions as the API's answers.
 //!
 //! Access: the API's bearer token in `Authorization`, or a session cookie
@@ -21,6 +23,7 @@ mod chart;
 mod layout;
 mod message;
 mod overview;
+mod report;
 mod route;
 mod session;
 mod throttle;
@@ -92,6 +95,8 @@ async fn page(api: &Api, rest: &str, query: Option<&str>) -> Result<Markup, ApiE
         [""] => overview::page(api).await,
         ["routes", id] => route::page(api, id, query).await,
         ["messages", id] => message::page(api, id).await,
+        ["tag"] => report::page(api, report::Kind::Tag, query).await,
+        ["sent"] => report::page(api, report::Kind::Sent, query).await,
         _ => Err(ApiError::NotFound(format!("no dashboard page {rest:?}"))),
     }
 }

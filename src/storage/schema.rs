@@ -394,6 +394,9 @@ const MIGRATIONS: &[&str] = &[
         last_configured_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 10: statistics per tag and per message as sent (issue 17): rollups
+    // keyed by (scope, key, route), kept by triggers like migration 8's.
+    super::scoped_stats::migration::MIGRATION,
 ];
 
 /// The schema version this program writes.
