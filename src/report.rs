@@ -12,9 +12,7 @@
 
 use serde::Serialize;
 
-use crate::storage::{
-    Counts, Group, GroupQuery, LinkClicks, StatsQuery, Storage, StorageError,
-};
+use crate::storage::{Counts, Group, GroupQuery, LinkClicks, StatsQuery, Storage, StorageError};
 use crate::time::rfc3339;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -347,8 +345,24 @@ mod tests {
         assert!(new(Scope::Message("<>".into()), None, None, Interval::Day).is_err());
         assert!(new(Scope::Tag("t".into()), Some(5), Some(5), Interval::Day).is_err());
         let year = 365 * DAY_MS;
-        assert!(new(Scope::Tag("t".into()), Some(0), Some(2 * year), Interval::Hour).is_err());
-        assert!(new(Scope::Tag("t".into()), Some(0), Some(2 * year), Interval::Day).is_ok());
+        assert!(
+            new(
+                Scope::Tag("t".into()),
+                Some(0),
+                Some(2 * year),
+                Interval::Hour
+            )
+            .is_err()
+        );
+        assert!(
+            new(
+                Scope::Tag("t".into()),
+                Some(0),
+                Some(2 * year),
+                Interval::Day
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use super::ApiError;
 use crate::config::Route;
-use crate::routes::{Change, Registry, RoutesError, Snapshot};
 use crate::report::Scope;
+use crate::routes::{Change, Registry, RoutesError, Snapshot};
 use crate::storage::{RouteOverride, StatsQuery, Storage};
 use crate::time::rfc3339;
 
@@ -113,16 +113,15 @@ pub async fn stats(
     id: &str,
     query: Option<&str>,
 ) -> Result<Value, ApiError> {
-    let p = super::stats::params(
-        query,
-        &["from", "to", "interval", "include_machine", "tag"],
-    )?;
+    let p = super::stats::params(query, &["from", "to", "interval", "include_machine", "tag"])?;
     let scope = Scope::Route {
         id: id.to_owned(),
         tag: p.tag.clone(),
     };
     let q = p.query(scope, routes)?;
-    Ok(super::stats::to_json(&crate::report::run(storage, &q).await?))
+    Ok(super::stats::to_json(
+        &crate::report::run(storage, &q).await?,
+    ))
 }
 
 /// `GET /v1/routes/{id}/links`.
