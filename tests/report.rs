@@ -222,11 +222,7 @@ async fn bad_statistics_queries_are_refused() {
         ("/v1/stats", 400, "give route, tag"),
         ("/v1/stats?message=x&tag=y", 400, "cannot be combined"),
         ("/v1/stats?tag=", 400, "empty"),
-        (
-            "/v1/stats?tag=a&colour=red",
-            400,
-            "colour",
-        ),
+        ("/v1/stats?tag=a&colour=red", 400, "colour"),
         ("/v1/stats?route=nope", 404, "no route"),
         ("/v1/stats?tag=a&interval=week", 400, "interval"),
         ("/v1/routes/news/links?tag=a", 400, "unknown parameter"),
