@@ -299,3 +299,58 @@ async fn the_cli_prints_the_api_figures() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no route"));
 }
+
+/// The dashboard's tag and message-as-sent pages show the API's figures,
+/// and the copy page links to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_pages_show_the_api_figures() {
+    let (server, [bob, ..]) = seeded().await;
+    let send = url::form_urlencoded::byte_serialize(SEND.as_bytes()).collect::<String>();
+    for (page, api) in [
+        (
+            format!("/dashboard/tag?tag=spring&{RANGE}"),
+            format!("/v1/stats?tag=spring&{RANGE}"),
+        ),
+        (
+            format!("/dashboard/tag?tag=all&route=news&{RANGE}&include_machine=true"),
+            format!("/v1/stats?tag=all&route=news&{RANGE}&include_machine=true"),
+        ),
+        (
+            format!("/dashboard/sent?message={send}&{RANGE}"),
+            format!("/v1/stats?message={send}&{RANGE}"),
+        ),
+    ] {
+        let r = server.api(&page, Some(API_TOKEN)).await;
+        let html = String::from_utf8_lossy(&r.body).into_owned();
+        assert_eq!(r.status, 200, "{page}: {html}");
+        let totals = get(&server, &api).await["totals"].clone();
+        for (metric, value) in [
+            "relayed",
+            "opens",
+            "unique_opens",
+            "clicks",
+            "unique_clicks",
+        ]
+        .iter()
+        .zip(figures(&totals))
+        {
+            let attr = format!("data-metric=\"{metric}\" data-value=\"{value}\"");
+            assert!(html.contains(&attr), "{page}: {attr} missing");
+        }
+        assert!(!html.contains("<script"), "{page}");
+    }
+    let r = server.api("/dashboard/tag", Some(API_TOKEN)).await;
+    assert_eq!(r.status, 400);
+    let copy = server
+        .api(&format!("/dashboard/messages/{}", bob.id), Some(API_TOKEN))
+        .await;
+    let html = String::from_utf8_lossy(&copy.body);
+    assert!(
+        html.contains("href=\"/dashboard/tag?tag=spring\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("href=\"/dashboard/sent?message=%3Cspring-1%40news.example.com%3E\""),
+        "{html}"
+    );
+}
