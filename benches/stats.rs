@@ -1,5 +1,7 @@
 //! Latency of the route statistics (`GET /v1/routes/{id}/stats` and
-//! `/links`, issue 7) over a database of many events.
+//! `/links`, issue 7) and of the tag and message-as-sent statistics
+//! (`GET /v1/stats?tag=` / `?message=`, issue 17) over a database of many
+//! events.
 //!
 //! ```text
 //! cargo bench --bench stats [-- --events N --runs R --baseline-runs B --write-doc]
@@ -18,8 +20,12 @@
 //! `Storage`, so a new SQLite connection): the big route's 30-day daily
 //! and hourly stats with and without machine activity, its links, the
 //! same daily stats over a range not on whole hours, and a small route's
-//! daily stats. The baseline is the queries as they were before the
-//! rollups (a join of the events in the range with their copies), run
+//! daily stats; a tag on 30% of all copies (across routes, and within the
+//! big route), and one message as sent of the big route (its copies of
+//! one hour share a Message-ID). The baseline is the queries as they were
+//! before the rollups (a join of the events in the range with their
+//! copies; for groups, the same join filtered on the copies' tags or
+//! Message-ID), run
 //! `B` times (default 3) on the same database. `--write-doc` replaces the
 //! table in docs/benchmarks.md between its markers.
 
@@ -27,10 +33,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
-use trackrelay::storage::{StatsQuery, Storage};
+use trackrelay::storage::{Group, GroupQuery, StatsQuery, Storage};
 
 /// Bumped when the generated data changes shape.
-const GENERATOR: u32 = 1;
+const GENERATOR: u32 = 2;
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
 /// The generated history ends here (2026-11-01T00:00:00Z) …
@@ -90,6 +96,11 @@ fn pick_route(rng: &mut Rng) -> usize {
     ROUTES - 1
 }
 
+/// The Message-ID of route `route`'s message as sent in hour `hour`.
+fn send(route: usize, hour: i64) -> String {
+    format!("<{}-{hour}@example.com>", route_name(route))
+}
+
 /// A UUIDv7-shaped id of time `ms` (sequence `n` in the random part).
 fn id(ms: i64, n: u64) -> String {
     let v = ((ms as u128) << 80) | (0x7u128 << 76) | (0x8u128 << 60) | (n as u128);
@@ -119,7 +130,7 @@ fn generate(path: &Path, target: u64) {
                 .prepare_cached(
                     "INSERT INTO messages (id, route, sender, recipients, recipient_id,
                          message_id_header, tags, links, relayed_at_ms, upstream_reply, status)
-                     VALUES (?1, ?2, 'news@example.com', ?3, ?4, ?5, '[]', ?6, ?7,
+                     VALUES (?1, ?2, 'news@example.com', ?3, ?4, ?5, ?9, ?6, ?7,
                              '250 2.0.0 Ok: queued', ?8)",
                 )
                 .unwrap();
@@ -153,15 +164,23 @@ fn generate(path: &Path, target: u64) {
                     .map(|l| format!("https://{}.example.com/offer/{l}", route_name(route)))
                     .collect();
                 let failed = rng.chance(1);
+                // A weekly campaign tag per route, "newsletter" on 30%;
+                // one message as sent per route and hour.
+                let week = (relayed - start_ms) / (7 * DAY);
+                let mut tags = vec![format!("{}-w{week}", route_name(route))];
+                if rng.chance(30) {
+                    tags.push("newsletter".into());
+                }
                 copy.execute(params![
                     copy_id,
                     route_name(route),
                     format!("[\"{address}\"]"),
                     rid,
-                    format!("<{n}@example.com>"),
+                    send(route, relayed / HOUR),
                     serde_json::to_string(&links).unwrap(),
                     relayed,
                     if failed { "failed" } else { "relayed" },
+                    serde_json::to_string(&tags).unwrap(),
                 ])
                 .unwrap();
                 recipient.execute(params![address, copy_id]).unwrap();
@@ -344,6 +363,47 @@ struct Case {
     name: &'static str,
     links: bool,
     q: StatsQuery,
+    /// A tag's or a message's query instead of the route's.
+    group: Option<GroupQuery>,
+}
+
+/// The former way to count a group: the route baseline's join, on the
+/// copies of the tag or Message-ID.
+fn baseline_group(conn: &Connection, g: &GroupQuery, links: bool) -> usize {
+    let copies = match g.group {
+        Group::Tag => "EXISTS (SELECT 1 FROM json_each(m.tags) WHERE value = ?1)",
+        Group::Message => "trim(m.message_id_header, ' <>') = ?1",
+    };
+    let key = g.key.trim_matches([' ', '<', '>']);
+    let what = if links {
+        "e.url"
+    } else {
+        "(e.at_ms / ?6) * ?6, e.kind"
+    };
+    let sql = format!(
+        "SELECT {what}, count(*),
+            count(DISTINCT e.message_id || '/' || coalesce(e.recipient_id, ''))
+         FROM events e JOIN messages m ON m.id = e.message_id
+         WHERE {copies} AND (?2 IS NULL OR m.route = ?2) AND e.at_ms >= ?3 AND e.at_ms < ?4
+           AND (?5 OR e.counts = 1) AND ?6 = ?6
+         GROUP BY 1, 2"
+    );
+    let mut stmt = conn.prepare_cached(&sql).unwrap();
+    let mut rows = stmt
+        .query(params![
+            key,
+            g.route,
+            g.from_ms,
+            g.to_ms,
+            g.include_machine,
+            g.bucket_ms
+        ])
+        .unwrap();
+    let mut n = 0;
+    while rows.next().unwrap().is_some() {
+        n += 1;
+    }
+    n
 }
 
 fn cases() -> Vec<Case> {
@@ -356,43 +416,103 @@ fn cases() -> Vec<Case> {
     };
     let from = END - 30 * DAY;
     let odd = from - 17 * 60_000 - 4_321;
-    vec![
+    let group = |group, key: &str, route: Option<&str>, bucket_ms, include_machine| {
+        Some(GroupQuery {
+            group,
+            key: key.into(),
+            route: route.map(str::to_owned),
+            from_ms: from,
+            to_ms: from + 30 * DAY,
+            bucket_ms,
+            include_machine,
+        })
+    };
+    // The big route's message of the hour 20 days before the end.
+    let big_send = send(0, (END - 20 * DAY) / HOUR);
+    let mut groups = vec![
+        Case {
+            name: "tag on 30% of copies, all routes, 30 days, daily",
+            links: false,
+            q: q("big", from, DAY, false),
+            group: group(Group::Tag, "newsletter", None, DAY, false),
+        },
+        Case {
+            name: "tag on 30% of copies, all routes, 30 days, hourly, include_machine",
+            links: false,
+            q: q("big", from, HOUR, true),
+            group: group(Group::Tag, "newsletter", None, HOUR, true),
+        },
+        Case {
+            name: "tag within the big route, 30 days, daily",
+            links: false,
+            q: q("big", from, DAY, false),
+            group: group(Group::Tag, "newsletter", Some("big"), DAY, false),
+        },
+        Case {
+            name: "tag on 30% of copies, all routes, 30 days, links",
+            links: true,
+            q: q("big", from, DAY, false),
+            group: group(Group::Tag, "newsletter", None, DAY, false),
+        },
+        Case {
+            name: "message as sent (big route), 30 days, hourly",
+            links: false,
+            q: q("big", from, HOUR, false),
+            group: group(Group::Message, &big_send, None, HOUR, false),
+        },
+        Case {
+            name: "message as sent (big route), 30 days, links",
+            links: true,
+            q: q("big", from, DAY, false),
+            group: group(Group::Message, &big_send, None, DAY, false),
+        },
+    ];
+    let mut routes = vec![
         Case {
             name: "big route, 30 days, daily",
             links: false,
             q: q("big", from, DAY, false),
+            group: None,
         },
         Case {
             name: "big route, 30 days, daily, include_machine",
             links: false,
             q: q("big", from, DAY, true),
+            group: None,
         },
         Case {
             name: "big route, 30 days, hourly",
             links: false,
             q: q("big", from, HOUR, false),
+            group: None,
         },
         Case {
             name: "big route, 30 days, hourly, include_machine",
             links: false,
             q: q("big", from, HOUR, true),
+            group: None,
         },
         Case {
             name: "big route, 30 days, links",
             links: true,
             q: q("big", from, DAY, false),
+            group: None,
         },
         Case {
             name: "big route, 30 days not on whole hours, daily",
             links: false,
             q: q("big", odd, DAY, false),
+            group: None,
         },
         Case {
             name: "small route (route19), 30 days, daily",
             links: false,
             q: q("route19", from, DAY, false),
+            group: None,
         },
-    ]
+    ];
+    routes.append(&mut groups);
+    routes
 }
 
 /// (median, p95, max) in ms.
@@ -417,7 +537,15 @@ fn drop_cache(path: &Path) {
 
 async fn run(storage: &Storage, c: &Case) -> Duration {
     let t = Instant::now();
-    if c.links {
+    if let Some(g) = &c.group {
+        if c.links {
+            let links = storage.group_links(g.clone()).await.unwrap();
+            assert!(!links.is_empty(), "{}: no links", c.name);
+        } else {
+            let (_, totals) = storage.group_stats(g.clone()).await.unwrap();
+            assert!(totals.relayed > 0, "{}: nothing", c.name);
+        }
+    } else if c.links {
         let links = storage.route_links(c.q.clone()).await.unwrap();
         assert!(!links.is_empty(), "{}: no links", c.name);
     } else {
@@ -489,7 +617,9 @@ async fn main() {
         let mut base = Vec::new();
         for _ in 0..baseline_runs {
             let t = Instant::now();
-            let n = if c.links {
+            let n = if let Some(g) = &c.group {
+                baseline_group(&conn, g, c.links)
+            } else if c.links {
                 baseline_links(&conn, &c.q)
             } else {
                 baseline_stats(&conn, &c.q)

@@ -1,6 +1,7 @@
 //! The admin and reporting API on its own listener (`[api]`), behind a
 //! bearer token compared in constant time: the paths of SPEC §8 (messages,
-//! routes and their settings, stats, links), webhook deliveries, the
+//! routes and their settings, stats, links; stats per tag and per message
+//! as sent), webhook deliveries, the
 //! OpenAPI document of them all (`/v1/openapi.json`, docs/openapi.json),
 //! the Prometheus metrics (`/metrics`, OpenMetrics text: they name routes,
 //! so they are behind the token too) and `/healthz` (no token). A request
@@ -16,8 +17,8 @@ mod messages;
 mod openapi;
 mod params;
 mod routes;
+mod stats;
 
-pub use routes::stats as route_stats;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -115,6 +116,7 @@ const PATHS: &[(&str, &str)] = &[
     ("/v1/routes/{id}", "GET, PATCH, PUT"),
     ("/v1/routes/{id}/stats", "GET"),
     ("/v1/routes/{id}/links", "GET"),
+    ("/v1/stats", "GET"),
 ];
 
 /// The methods allowed on the path of `segments`, if [`PATHS`] has it.
@@ -238,6 +240,7 @@ impl Api {
             ["v1", "routes", id, "links"] => {
                 routes::links(&self.storage, &self.route_ids(), id, query).await
             }
+            ["v1", "stats"] => stats::stats(&self.storage, &self.route_ids(), query).await,
             _ => Err(ApiError::NotFound(format!("no such path {path}"))),
         }
     }

@@ -82,7 +82,8 @@ pub enum Command {
     Prune(prune::Args),
     /// Remove everything stored about one recipient.
     Forget(forget::Args),
-    /// A route's opens, clicks and rates over time (as GET /v1/routes/{id}/stats).
+    /// Opens, clicks and rates over time of a route, a tag or a message as
+    /// sent (as GET /v1/stats).
     Stats(stats::Args),
     /// The webhook outbox: list deliveries, retry one.
     Webhooks(webhooks::Args),

@@ -46,6 +46,8 @@
 //!   outbox (written with each event), retries, 410 disables.
 //! - [`send`]: the sending API on its own listener (`[send]`), as the
 //!   Lettermint SDKs call it: JSON → mail-builder → the relay, like SMTP.
+//! - [`report`]: statistics as users read them (a route, a tag, a message
+//!   as sent): one typed query and result for the API, dashboard and CLI.
 //! - [`api`]: the admin API (bearer token): relayed copies, observations;
 //!   the dashboard at `/dashboard` (`api/dashboard`, HTML and SVG, no script).
 //! - [`metrics`]: the Prometheus registry, one function per thing counted.
@@ -109,6 +111,7 @@ pub mod metrics;
 pub mod milter;
 pub mod mime;
 pub mod relay;
+pub mod report;
 pub mod retention;
 pub mod rewrite;
 pub mod routes;

@@ -21,6 +21,7 @@ mod observations;
 pub mod retention;
 mod routes;
 mod schema;
+mod scoped_stats;
 mod stats;
 mod webhooks;
 mod writer;
@@ -42,6 +43,7 @@ pub use idempotency::IdempotentResponse;
 pub use messages::MessageFilter;
 pub use observations::Observation;
 pub use routes::{DomainsSeen, KnownDomain, RouteOverride};
+pub use scoped_stats::{CopyCounts, Group, GroupQuery};
 pub use stats::{Counts, LinkClicks, StatsQuery};
 pub use webhooks::{Attempt, Delivery, DisabledEndpoint, NewDelivery, Next, WebhookWrite};
 use writer::{Command, Record, Writer};
@@ -392,6 +394,31 @@ impl Storage {
     /// A route's clicks per destination, most clicked first.
     pub async fn route_links(&self, q: StatsQuery) -> Result<Vec<LinkClicks>, StorageError> {
         self.read(move |c| stats::route_links(c, &q)).await
+    }
+
+    /// A group's counts (a tag's, a message's as sent) in buckets, and
+    /// over the whole range.
+    pub async fn group_stats(
+        &self,
+        q: GroupQuery,
+    ) -> Result<(Vec<(i64, Counts)>, Counts), StorageError> {
+        self.read(move |c| scoped_stats::group_stats(c, &q)).await
+    }
+
+    /// A group's clicks per destination, most clicked first.
+    pub async fn group_links(&self, q: GroupQuery) -> Result<Vec<LinkClicks>, StorageError> {
+        self.read(move |c| scoped_stats::group_links(c, &q)).await
+    }
+
+    /// Each copy's own opens and clicks (counting events, machine ones too
+    /// when `include_machine`), in the order of `ids`.
+    pub async fn copy_counts(
+        &self,
+        ids: Vec<Uuid>,
+        include_machine: bool,
+    ) -> Result<Vec<CopyCounts>, StorageError> {
+        self.read(move |c| scoped_stats::copy_counts(c, &ids, include_machine))
+            .await
     }
 
     /// Stores a route's run-time settings (removes them when `o` sets

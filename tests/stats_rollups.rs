@@ -3,6 +3,9 @@
 //! through `Maintenance`, and every figure `Storage::route_stats` and
 //! `route_links` answer compared with a straightforward recount of the
 //! rows (events joined to their copies, uniques by order of storing).
+//! The same for the tag and message-as-sent rollups (issue 17):
+//! `Storage::group_stats` and `group_links` against the same recount over
+//! the copies carrying the tag or the Message-ID.
 
 mod support;
 
@@ -11,7 +14,9 @@ use std::path::Path;
 
 use rusqlite::{Connection, params};
 use trackrelay::storage::retention::Maintenance;
-use trackrelay::storage::{Counts, Event, LinkClicks, RelayedCopy, StatsQuery, Storage};
+use trackrelay::storage::{
+    Counts, Event, Group, GroupQuery, LinkClicks, RelayedCopy, StatsQuery, Storage,
+};
 use trackrelay::token::Kind;
 
 /// 2026-01-01T00:00:00Z.
@@ -31,8 +36,22 @@ impl Rng {
     }
 }
 
+/// Tags a copy may carry (some twice), and the Message-IDs of its sends.
+const TAGS: [&[&str]; 4] = [&[], &["spring"], &["spring", "all"], &["all", "all"]];
+const SENDS: [Option<&str>; 4] = [
+    None,
+    Some("<send-1@example.com>"),
+    Some("send-2@example.com"),
+    Some(" <send-3@example.com> "),
+];
+
 fn copy(route: &str, user: u64, at_ms: i64, failed: bool) -> RelayedCopy {
     RelayedCopy {
+        tags: TAGS[(user % 4) as usize]
+            .iter()
+            .map(|t| t.to_string())
+            .collect(),
+        message_id_header: SENDS[((user / 4 + at_ms as u64) % 4) as usize].map(str::to_owned),
         recipient_id: Some(format!("rid-{user}")),
         links: (0..3).map(|i| format!("https://example.com/{i}")).collect(),
         status: if failed {
@@ -91,7 +110,7 @@ fn n(r: &rusqlite::Row<'_>, i: usize) -> u64 {
 
 const RECOUNT: &str = "
     WITH e AS (
-        SELECT e.kind, e.url, e.at_ms, e.counts, m.route,
+        SELECT e.kind, e.url, e.at_ms, e.counts, m.route, m.tags, m.message_id_header,
             e.counts = 1 AND row_number() OVER (PARTITION BY e.message_id, e.recipient_id,
                 e.kind, e.counts ORDER BY e.rowid) = 1 AS first_counting,
             row_number() OVER (PARTITION BY e.message_id, e.recipient_id, e.kind
@@ -102,18 +121,78 @@ const RECOUNT: &str = "
                 ORDER BY e.rowid) = 1 AS url_first_any
         FROM events e JOIN messages m ON m.id = e.message_id)";
 
-/// The figures recounted from the rows, as `route_stats` should answer.
-fn recount(conn: &Connection, q: &StatsQuery) -> (Vec<(i64, Counts)>, Counts) {
+/// Which copies a recount counts: a condition on a copy's `route`,
+/// `tags` and `message_id_header` columns with `?6` (route) and `?7`
+/// (tag or Message-ID) bound, and the query's times.
+struct Recount<'a> {
+    copies: &'static str,
+    route: Option<&'a str>,
+    key: Option<&'a str>,
+    from_ms: i64,
+    to_ms: i64,
+    bucket_ms: i64,
+    include_machine: bool,
+}
+
+const OF_ROUTE: &str = "route = ?6 AND ?7 IS NULL";
+const OF_TAG: &str = "(?6 IS NULL OR route = ?6)
+    AND ?7 IN (SELECT value FROM json_each(tags))";
+const OF_MESSAGE: &str = "ltrim(rtrim(message_id_header, ' >'), ' <') = ?7 AND ?6 IS NULL";
+
+impl<'a> From<&'a StatsQuery> for Recount<'a> {
+    fn from(q: &'a StatsQuery) -> Recount<'a> {
+        Recount {
+            copies: OF_ROUTE,
+            route: Some(&q.route),
+            key: None,
+            from_ms: q.from_ms,
+            to_ms: q.to_ms,
+            bucket_ms: q.bucket_ms,
+            include_machine: q.include_machine,
+        }
+    }
+}
+
+impl<'a> From<&'a GroupQuery> for Recount<'a> {
+    fn from(q: &'a GroupQuery) -> Recount<'a> {
+        Recount {
+            copies: match q.group {
+                Group::Tag => OF_TAG,
+                Group::Message => OF_MESSAGE,
+            },
+            route: q.route.as_deref(),
+            // The Message-ID compares without its brackets.
+            key: Some(q.key.trim_matches([' ', '<', '>'])),
+            from_ms: q.from_ms,
+            to_ms: q.to_ms,
+            bucket_ms: q.bucket_ms,
+            include_machine: q.include_machine,
+        }
+    }
+}
+
+/// The figures recounted from the rows, as `route_stats` (or
+/// `group_stats`) should answer.
+fn recount(conn: &Connection, q: &Recount<'_>) -> (Vec<(i64, Counts)>, Counts) {
     let mut buckets: BTreeMap<i64, Counts> = BTreeMap::new();
     let mut stmt = conn
-        .prepare(
+        .prepare(&format!(
             "SELECT (relayed_at_ms / ?4) * ?4, count(*) FROM messages
-             WHERE route = ?1 AND relayed_at_ms >= ?2 AND relayed_at_ms < ?3
-               AND status != 'failed' GROUP BY 1",
-        )
+             WHERE relayed_at_ms >= ?2 AND relayed_at_ms < ?3
+               AND status != 'failed' AND ?1 = ?1 AND ?5 = ?5 AND {} GROUP BY 1",
+            q.copies
+        ))
         .unwrap();
     let mut rows = stmt
-        .query(params![q.route, q.from_ms, q.to_ms, q.bucket_ms])
+        .query(params![
+            0,
+            q.from_ms,
+            q.to_ms,
+            q.bucket_ms,
+            q.include_machine,
+            q.route,
+            q.key
+        ])
         .unwrap();
     while let Some(r) = rows.next().unwrap() {
         buckets.entry(r.get(0).unwrap()).or_default().relayed = n(r, 1);
@@ -125,17 +204,21 @@ fn recount(conn: &Connection, q: &StatsQuery) -> (Vec<(i64, Counts)>, Counts) {
             sum(kind = 'open' AND CASE WHEN ?5 THEN first_any ELSE first_counting END),
             sum(kind = 'click' AND (?5 OR counts = 1)),
             sum(kind = 'click' AND CASE WHEN ?5 THEN first_any ELSE first_counting END)
-        FROM e WHERE route = ?1 AND at_ms >= ?2 AND at_ms < ?3 AND (?5 OR counts = 1)
-        GROUP BY 1"
+        FROM e WHERE ?1 = ?1 AND at_ms >= ?2 AND at_ms < ?3 AND (?5 OR counts = 1)
+          AND {}
+        GROUP BY 1",
+        q.copies
     );
     let mut stmt = conn.prepare(&sql).unwrap();
     let mut rows = stmt
         .query(params![
-            q.route,
+            0,
             q.from_ms,
             q.to_ms,
             q.bucket_ms,
-            q.include_machine
+            q.include_machine,
+            q.route,
+            q.key
         ])
         .unwrap();
     while let Some(r) = rows.next().unwrap() {
@@ -157,18 +240,19 @@ fn recount(conn: &Connection, q: &StatsQuery) -> (Vec<(i64, Counts)>, Counts) {
     (buckets.into_iter().collect(), totals)
 }
 
-fn recount_links(conn: &Connection, q: &StatsQuery) -> Vec<LinkClicks> {
+fn recount_links(conn: &Connection, q: &Recount<'_>) -> Vec<LinkClicks> {
     let sql = format!(
         "{RECOUNT}
         SELECT url, count(*),
             sum(CASE WHEN ?4 THEN url_first_any ELSE url_first_counting END)
-        FROM e WHERE route = ?1 AND at_ms >= ?2 AND at_ms < ?3 AND (?4 OR counts = 1)
-          AND kind = 'click' AND url IS NOT NULL
-        GROUP BY url ORDER BY count(*) DESC, url"
+        FROM e WHERE ?1 = ?1 AND at_ms >= ?2 AND at_ms < ?3 AND (?4 OR counts = 1)
+          AND kind = 'click' AND url IS NOT NULL AND ?5 = ?5 AND {}
+        GROUP BY url ORDER BY count(*) DESC, url",
+        q.copies
     );
     let mut stmt = conn.prepare(&sql).unwrap();
     stmt.query_map(
-        params![q.route, q.from_ms, q.to_ms, q.include_machine],
+        params![0, q.from_ms, q.to_ms, q.include_machine, 0, q.route, q.key],
         |r| {
             Ok(LinkClicks {
                 url: r.get(0)?,
@@ -205,11 +289,57 @@ async fn check_all(storage: &Storage, path: &Path) -> u64 {
                         include_machine,
                     };
                     let got = storage.route_stats(q.clone()).await.unwrap();
-                    assert_eq!(got, recount(&conn, &q), "{q:?}");
+                    assert_eq!(got, recount(&conn, &(&q).into()), "{q:?}");
                     counted += got.1.opens + got.1.clicks;
                     let links = storage.route_links(q.clone()).await.unwrap();
-                    assert_eq!(links, recount_links(&conn, &q), "{q:?}");
+                    assert_eq!(links, recount_links(&conn, &(&q).into()), "{q:?}");
                 }
+            }
+        }
+    }
+    let in_groups = check_groups(storage, &conn).await;
+    assert!(in_groups > 0, "the tags and sends have events");
+    counted + in_groups
+}
+
+/// Every tag (across routes and within each), every Message-ID (with and
+/// without its brackets), with the same ranges and settings: the group
+/// figures equal the recount. Returns how many events were counted.
+async fn check_groups(storage: &Storage, conn: &Connection) -> u64 {
+    let mut groups: Vec<(Group, &str, Option<&str>)> = Vec::new();
+    for tag in ["spring", "all", "none"] {
+        for route in [None, Some("big"), Some("small")] {
+            groups.push((Group::Tag, tag, route));
+        }
+    }
+    for send in [
+        "send-1@example.com",
+        "<send-2@example.com>",
+        "send-3@example.com",
+    ] {
+        groups.push((Group::Message, send, None));
+    }
+    let mut counted = 0;
+    for (group, key, route) in groups {
+        for (from_ms, to_ms) in [
+            (T0 - DAY, T0 + 10 * DAY),
+            (T0 + 7 * HOUR + 1_234, T0 + 2 * DAY),
+        ] {
+            for (bucket_ms, include_machine) in [(HOUR, false), (DAY, true), (DAY, false)] {
+                let q = GroupQuery {
+                    group,
+                    key: key.into(),
+                    route: route.map(str::to_owned),
+                    from_ms,
+                    to_ms,
+                    bucket_ms,
+                    include_machine,
+                };
+                let got = storage.group_stats(q.clone()).await.unwrap();
+                assert_eq!(got, recount(conn, &(&q).into()), "{q:?}");
+                counted += got.1.opens + got.1.clicks;
+                let links = storage.group_links(q.clone()).await.unwrap();
+                assert_eq!(links, recount_links(conn, &(&q).into()), "{q:?}");
             }
         }
     }

@@ -6,7 +6,8 @@
 //! `/dashboard/routes/{id}?from=&to=&interval=&include_machine=` (one
 //! route: the API's `/v1/routes/{id}/stats` parameters), and
 //! `/dashboard/messages/{id}?include_machine=` (one relayed copy's
-//! timeline). Figures come
+//! timeline), `/dashboard/tag?tag=&route=` (a tag's copies) and
+//! `/dashboard/sent?message=` (a message as sent, `report.rs`). Figures come
 //! from the same storage functions as the API's answers.
 //!
 //! Access: the API's bearer token in `Authorization`, or a session cookie
@@ -25,6 +26,7 @@ mod csrf;
 mod layout;
 mod message;
 mod overview;
+mod report;
 mod route;
 mod session;
 mod throttle;
@@ -111,6 +113,8 @@ async fn page(
         [""] => overview::page(api).await,
         ["routes", id] => route::page(api, id, query, form_token).await,
         ["messages", id] => message::page(api, id, query).await,
+        ["tag"] => report::page(api, report::Kind::Tag, query).await,
+        ["sent"] => report::page(api, report::Kind::Sent, query).await,
         _ => Err(ApiError::NotFound(format!("no dashboard page {rest:?}"))),
     }
 }

@@ -45,8 +45,12 @@ pub async fn list(
     } else {
         None
     };
+    let ids = copies.iter().map(|c| c.id).collect();
+    let counts = storage.copy_counts(ids, false).await?;
     Ok(json!({
-        "messages": copies.iter().map(summary).collect::<Vec<_>>(),
+        "messages": copies.iter().zip(&counts)
+            .map(|(c, n)| super::stats::with_counts(summary(c), n))
+            .collect::<Vec<_>>(),
         "next_cursor": next_cursor,
     }))
 }
@@ -61,7 +65,9 @@ pub async fn one(storage: &Storage, id: &str, query: Option<&str>) -> Result<Val
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no message {id}")))?;
     let observations = storage.observations(id).await?;
-    let mut value = summary(&copy);
+    let counts = storage.copy_counts(vec![id], false).await?;
+    let counts = counts.first().copied().unwrap_or_default();
+    let mut value = super::stats::with_counts(summary(&copy), &counts);
     value["sender"] = json!(copy.sender);
     value["recipient_id"] = json!(copy.recipient_id);
     value["tags"] = json!(copy.tags);

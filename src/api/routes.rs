@@ -7,20 +7,17 @@
 //!
 //! Parameters: `from`, `to` (RFC 3339 time or a date, UTC; default the 30
 //! days up to the end of the current hour), `interval=hour|day` (default
-//! day), `include_machine`.
+//! day), `include_machine`; `/stats` also `tag` (only the route's copies
+//! carrying it). The figures are [`crate::report`]'s.
 
 use serde_json::{Value, json};
 
 use super::ApiError;
 use crate::config::Route;
+use crate::report::Scope;
 use crate::routes::{Change, Registry, RoutesError, Snapshot};
-use crate::storage::{Counts, RouteOverride, StatsQuery, Storage};
+use crate::storage::{RouteOverride, StatsQuery, Storage};
 use crate::time::rfc3339;
-
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 24 * HOUR_MS;
-/// Most buckets one answer holds.
-const BUCKETS_MAX: i64 = 24 * 400;
 
 /// `GET /v1/routes`: every route with its settings, in matching order.
 pub fn list(routes: &Snapshot) -> Value {
@@ -135,39 +132,23 @@ fn route(r: &Route, o: Option<&RouteOverride>) -> Value {
     })
 }
 
-/// The end of a range given without `to`: the end of the current hour, so
-/// that the default range (30 days up to it) is made of whole hours, which
-/// the hourly rollups answer without reading events (storage/stats.rs).
-pub(super) fn default_to(now_ms: i64) -> i64 {
-    (now_ms.div_euclid(HOUR_MS) + 1) * HOUR_MS
-}
-
-/// `GET /v1/routes/{id}/stats`.
+/// `GET /v1/routes/{id}/stats`: the route's [`crate::report::Report`];
+/// `tag=` keeps only its copies carrying that tag.
 pub async fn stats(
     storage: &Storage,
     routes: &[String],
     id: &str,
     query: Option<&str>,
 ) -> Result<Value, ApiError> {
-    let q = parse(routes, id, query, true)?;
-    let (buckets, totals) = storage.route_stats(q.clone()).await?;
-    let buckets: Vec<Value> = buckets
-        .iter()
-        .map(|(start, c)| {
-            let mut v = counts(c);
-            v["start"] = json!(rfc3339(*start));
-            v
-        })
-        .collect();
-    Ok(json!({
-        "route": q.route,
-        "from": rfc3339(q.from_ms),
-        "to": rfc3339(q.to_ms),
-        "interval": if q.bucket_ms == HOUR_MS { "hour" } else { "day" },
-        "include_machine": q.include_machine,
-        "totals": counts(&totals),
-        "buckets": buckets,
-    }))
+    let p = super::stats::params(query, &["from", "to", "interval", "include_machine", "tag"])?;
+    let scope = Scope::Route {
+        id: id.to_owned(),
+        tag: p.tag.clone(),
+    };
+    let q = p.query(scope, routes)?;
+    Ok(super::stats::to_json(
+        &crate::report::run(storage, &q).await?,
+    ))
 }
 
 /// `GET /v1/routes/{id}/links`.
@@ -190,21 +171,6 @@ pub async fn links(
     }))
 }
 
-/// The figures of SPEC §8; rates are unique counts over relayed copies
-/// (null without any).
-fn counts(c: &Counts) -> Value {
-    let rate = |n: u64| (c.relayed > 0).then(|| n as f64 / c.relayed as f64);
-    json!({
-        "relayed": c.relayed,
-        "opens": c.opens,
-        "unique_opens": c.unique_opens,
-        "clicks": c.clicks,
-        "unique_clicks": c.unique_clicks,
-        "open_rate": rate(c.unique_opens),
-        "click_rate": rate(c.unique_clicks),
-    })
-}
-
 /// The route and `from`, `to`, `interval`, `include_machine` of a query
 /// (the dashboard's route page takes the same).
 pub(super) fn parse(
@@ -213,74 +179,23 @@ pub(super) fn parse(
     query: Option<&str>,
     interval_allowed: bool,
 ) -> Result<StatsQuery, ApiError> {
-    if !routes.iter().any(|r| r == id) {
-        return Err(ApiError::NotFound(format!("no route {id:?}")));
-    }
-    let now = crate::time::now_ms();
-    let (mut from, mut to, mut bucket, mut machine) = (None, None, DAY_MS, false);
-    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        match key.as_ref() {
-            "from" => from = Some(super::time("from", &value)?),
-            "to" => to = Some(super::time("to", &value)?),
-            "interval" if interval_allowed => {
-                bucket = match value.as_ref() {
-                    "hour" => HOUR_MS,
-                    "day" => DAY_MS,
-                    other => {
-                        return Err(ApiError::BadRequest(format!(
-                            "interval must be hour or day, not {other:?}"
-                        )));
-                    }
-                }
-            }
-            "include_machine" => machine = super::params::flag("include_machine", &value)?,
-            other => {
-                let known = if interval_allowed {
-                    "from, to, interval, include_machine"
-                } else {
-                    "from, to, include_machine"
-                };
-                return Err(ApiError::BadRequest(format!(
-                    "unknown parameter {other:?} ({known})"
-                )));
-            }
-        }
-    }
-    let to_ms = to.unwrap_or_else(|| default_to(now));
-    let from_ms = from.unwrap_or(to_ms - 30 * DAY_MS);
-    if from_ms >= to_ms {
-        return Err(ApiError::BadRequest("from must be before to".into()));
-    }
-    if (to_ms - from_ms) / bucket > BUCKETS_MAX {
-        return Err(ApiError::BadRequest(format!(
-            "at most {BUCKETS_MAX} buckets: use interval=day or a shorter range"
-        )));
-    }
-    Ok(StatsQuery {
-        route: id.to_owned(),
-        from_ms,
-        to_ms,
-        bucket_ms: bucket,
-        include_machine: machine,
-    })
+    let known: &[&str] = if interval_allowed {
+        &["from", "to", "interval", "include_machine"]
+    } else {
+        &["from", "to", "include_machine"]
+    };
+    let scope = Scope::Route {
+        id: id.to_owned(),
+        tag: None,
+    };
+    let q = super::stats::params(query, known)?.query(scope, routes)?;
+    q.route_query()
+        .ok_or_else(|| ApiError::BadRequest("not a route's query".into()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_default_range_is_whole_hours_up_to_the_end_of_this_one() {
-        // 2026-11-27T08:37:06.5Z → 09:00:00Z; on the hour → the next hour.
-        let now = 1_795_768_626_500;
-        let to = default_to(now);
-        assert_eq!(rfc3339(to), "2026-11-27T09:00:00Z");
-        assert_eq!(default_to(to), to + HOUR_MS);
-        let q = parse(&["r".into()], "r", None, true).unwrap();
-        assert_eq!(q.to_ms % HOUR_MS, 0);
-        assert_eq!(q.to_ms - q.from_ms, 30 * DAY_MS);
-        assert!(q.to_ms > crate::time::now_ms());
-    }
 
     #[test]
     fn settings_may_come_nested_as_the_sdks_send_them() {

@@ -1,11 +1,13 @@
-//! `trackrelay stats`: a route's figures in the terminal, from the same
-//! code as `GET /v1/routes/{id}/stats` (same parameters, same JSON with
-//! `--json`).
+//! `trackrelay stats`: the figures of a route, a tag (within a route with
+//! `--route`), or a message as sent (`--message`) in the terminal: the
+//! same [`crate::report::Report`] as `GET /v1/stats`, as a table or, with
+//! `--json`, the API's JSON.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use serde_json::Value;
+
+use crate::report::{self, Figures, Interval, Query, Report, Scope};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -14,19 +16,26 @@ pub struct Args {
     /// Only this route (default: every route of the config).
     #[arg(long)]
     pub route: Option<String>,
+    /// Only copies carrying this X-LM-Tag (within --route if given).
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// The message as sent: every copy with this Message-ID header (with
+    /// or without <>).
+    #[arg(long, conflicts_with_all = ["route", "tag"])]
+    pub message: Option<String>,
     /// Start (RFC 3339 time or a date, UTC); default 30 days before --to.
     #[arg(long)]
     pub from: Option<String>,
-    /// End (excluded); default now.
+    /// End (excluded); default the end of the current hour.
     #[arg(long)]
     pub to: Option<String>,
-    /// `hour` or `day` buckets.
-    #[arg(long, default_value = "day")]
-    pub interval: String,
+    /// Bucket length.
+    #[arg(long, value_enum, default_value = "day")]
+    pub interval: Interval,
     /// Count machine activity too (scanners, proxies, previews).
     #[arg(long)]
     pub include_machine: bool,
-    /// Print the API's JSON, one line per route.
+    /// Print the API's JSON, one line per report.
     #[arg(long)]
     pub json: bool,
 }
@@ -34,40 +43,46 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let config = super::load_config(&args.config)?;
     let routes: Vec<String> = config.routes.iter().map(|r| r.id.clone()).collect();
-    let wanted: Vec<String> = match &args.route {
-        Some(r) => vec![r.clone()],
-        None => routes.clone(),
+    let time = |flag: &str, text: &Option<String>| -> anyhow::Result<Option<i64>> {
+        text.as_deref()
+            .map(|t| {
+                crate::time::parse(t)
+                    .map(|t| t.as_millisecond())
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "--{flag} must be an RFC 3339 time or a date (2026-11-27), not {t:?}"
+                        )
+                    })
+            })
+            .transpose()
     };
-    let mut query = url::form_urlencoded::Serializer::new(String::new());
-    for (key, value) in [("from", &args.from), ("to", &args.to)] {
-        if let Some(v) = value {
-            query.append_pair(key, v);
-        }
-    }
-    query.append_pair("interval", &args.interval);
-    query.append_pair(
-        "include_machine",
-        if args.include_machine {
-            "true"
-        } else {
-            "false"
-        },
-    );
-    let query = query.finish();
+    let (from_ms, to_ms) = (time("from", &args.from)?, time("to", &args.to)?);
+    let queries = scopes(args, &routes)
+        .into_iter()
+        .map(|scope| {
+            Query::new(
+                scope,
+                from_ms,
+                to_ms,
+                args.interval,
+                args.include_machine,
+                &routes,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
         let storage = crate::storage::Storage::open(&config.storage_path)?;
-        for id in &wanted {
-            let v = crate::api::route_stats(&storage, &routes, id, Some(&query))
-                .await
-                .map_err(|e| anyhow::anyhow!("--route {id}: {e}"))?;
+        for q in &queries {
+            let r = report::run(&storage, q).await?;
             if args.json {
-                crate::outln!("{v}");
+                crate::outln!("{}", serde_json::to_string(&r)?);
             } else {
-                print_table(&v)?;
+                print_table(&r)?;
             }
         }
         anyhow::Ok(())
@@ -75,18 +90,39 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_table(v: &Value) -> std::io::Result<()> {
-    let n = |b: &Value, k: &str| b[k].as_u64().unwrap_or(0);
-    let rate = |b: &Value, k: &str| {
-        b[k].as_f64()
-            .map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", r * 100.0))
-    };
+/// What the flags ask for: a message, a tag (in a route or across them),
+/// one route, or every route of the config.
+fn scopes(args: &Args, routes: &[String]) -> Vec<Scope> {
+    match (&args.message, &args.route, &args.tag) {
+        (Some(m), _, _) => vec![Scope::Message(m.clone())],
+        (None, None, Some(t)) => vec![Scope::Tag(t.clone())],
+        (None, Some(id), tag) => vec![Scope::Route {
+            id: id.clone(),
+            tag: tag.clone(),
+        }],
+        (None, None, None) => routes
+            .iter()
+            .map(|id| Scope::Route {
+                id: id.clone(),
+                tag: None,
+            })
+            .collect(),
+    }
+}
+
+fn print_table(r: &Report) -> std::io::Result<()> {
+    let what = [
+        r.route.as_ref().map(|v| format!("route {v}")),
+        r.tag.as_ref().map(|v| format!("tag {v}")),
+        r.message_id.as_ref().map(|v| format!("message <{v}>")),
+    ];
+    let what: Vec<String> = what.into_iter().flatten().collect();
     crate::outln!(
-        "route {} from {} to {}{}",
-        v["route"].as_str().unwrap_or(""),
-        v["from"].as_str().unwrap_or(""),
-        v["to"].as_str().unwrap_or(""),
-        if v["include_machine"] == true {
+        "{} from {} to {}{}",
+        what.join(", "),
+        r.from,
+        r.to,
+        if r.include_machine {
             " (machine activity included)"
         } else {
             ""
@@ -103,20 +139,31 @@ fn print_table(v: &Value) -> std::io::Result<()> {
         "open%",
         "click%"
     );
-    let rows = v["buckets"].as_array().into_iter().flatten();
-    for b in rows.chain(std::iter::once(&v["totals"])) {
-        let start = b["start"].as_str().unwrap_or("total");
-        crate::outln!(
-            "{:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-            start,
-            n(b, "relayed"),
-            n(b, "opens"),
-            n(b, "unique_opens"),
-            n(b, "clicks"),
-            n(b, "unique_clicks"),
-            rate(b, "open_rate"),
-            rate(b, "click_rate"),
-        );
+    let rows = r.buckets.iter().map(|b| (b.start.as_str(), &b.figures));
+    for (start, f) in rows.chain(std::iter::once(("total", &r.totals))) {
+        row(start, f)?;
     }
+    if !r.links.is_empty() {
+        crate::outln!("{:>8} {:>8}  link", "clicks", "u.clicks");
+        for l in &r.links {
+            crate::outln!("{:>8} {:>8}  {}", l.clicks, l.unique_clicks, l.url);
+        }
+    }
+    Ok(())
+}
+
+fn row(start: &str, f: &Figures) -> std::io::Result<()> {
+    let rate = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", r * 100.0));
+    crate::outln!(
+        "{:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        start,
+        f.relayed,
+        f.opens,
+        f.unique_opens,
+        f.clicks,
+        f.unique_clicks,
+        rate(f.open_rate),
+        rate(f.click_rate),
+    );
     Ok(())
 }

@@ -424,6 +424,9 @@ const MIGRATIONS: &[&str] = &[
         DELETE FROM event_feed WHERE event_id = OLD.id;
     END;
     "#,
+    // 12: statistics per tag and per message as sent (issue 17): rollups
+    // keyed by (scope, key, route), kept by triggers like migration 8's.
+    super::scoped_stats::migration::MIGRATION,
 ];
 
 /// The schema version this program writes.

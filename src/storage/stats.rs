@@ -52,7 +52,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, other: Counts) {
+    pub(super) fn add(&mut self, other: Counts) {
         self.relayed += other.relayed;
         self.opens += other.opens;
         self.unique_opens += other.unique_opens;
@@ -60,7 +60,7 @@ impl Counts {
         self.unique_clicks += other.unique_clicks;
     }
 
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         *self == Counts::default()
     }
 }
@@ -75,29 +75,34 @@ pub struct LinkClicks {
 
 /// How `[from_ms, to_ms)` splits: whole hours read from the rollups, the
 /// rest (at most an hour at each end) from the events.
-struct Split {
+pub(super) struct Split {
     /// Whole hours `[start, end)`; empty when `start >= end`.
-    hours: (i64, i64),
+    pub hours: (i64, i64),
     /// Pieces counted from the events.
-    raw: Vec<(i64, i64)>,
+    pub raw: Vec<(i64, i64)>,
 }
 
 fn split(q: &StatsQuery) -> Split {
+    split_range(q.from_ms, q.to_ms, q.bucket_ms)
+}
+
+/// How `[from_ms, to_ms)` in buckets of `bucket_ms` splits.
+pub(super) fn split_range(from_ms: i64, to_ms: i64, bucket_ms: i64) -> Split {
     let whole = |from: i64, to: i64| Split {
         hours: (0, 0),
         raw: vec![(from, to)],
     };
     // Buckets that are not whole hours, or times before the epoch (where
     // SQL's division rounds the other way): everything from the events.
-    if q.bucket_ms <= 0 || q.bucket_ms % HOUR != 0 || q.from_ms < 0 || q.to_ms <= q.from_ms {
-        return whole(q.from_ms, q.to_ms.max(q.from_ms));
+    if bucket_ms <= 0 || bucket_ms % HOUR != 0 || from_ms < 0 || to_ms <= from_ms {
+        return whole(from_ms, to_ms.max(from_ms));
     }
-    let start = (q.from_ms + HOUR - 1) / HOUR * HOUR;
-    let end = q.to_ms / HOUR * HOUR;
+    let start = (from_ms + HOUR - 1) / HOUR * HOUR;
+    let end = to_ms / HOUR * HOUR;
     if start >= end {
-        return whole(q.from_ms, q.to_ms);
+        return whole(from_ms, to_ms);
     }
-    let raw = [(q.from_ms, start), (end, q.to_ms)]
+    let raw = [(from_ms, start), (end, to_ms)]
         .into_iter()
         .filter(|(a, b)| a < b)
         .collect();
@@ -107,6 +112,24 @@ fn split(q: &StatsQuery) -> Split {
     }
 }
 
+/// A row of `(bucket start, relayed, opens, unique opens, clicks, unique
+/// clicks)`, sums that may be NULL.
+pub(super) fn counts_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Counts)> {
+    let n = |i: usize| -> rusqlite::Result<u64> {
+        Ok(r.get::<_, Option<i64>>(i)?.unwrap_or(0).unsigned_abs())
+    };
+    Ok((
+        r.get(0)?,
+        Counts {
+            relayed: n(1)?,
+            opens: n(2)?,
+            unique_opens: n(3)?,
+            clicks: n(4)?,
+            unique_clicks: n(5)?,
+        },
+    ))
+}
+
 /// The buckets that have anything, oldest first, and the totals.
 pub(super) fn route_stats(
     conn: &Connection,
@@ -114,21 +137,7 @@ pub(super) fn route_stats(
 ) -> Result<(Vec<(i64, Counts)>, Counts), StorageError> {
     let mut buckets: BTreeMap<i64, Counts> = BTreeMap::new();
     let split = split(q);
-    let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, Counts)> {
-        let n = |i: usize| -> rusqlite::Result<u64> {
-            Ok(r.get::<_, Option<i64>>(i)?.unwrap_or(0).unsigned_abs())
-        };
-        Ok((
-            r.get(0)?,
-            Counts {
-                relayed: n(1)?,
-                opens: n(2)?,
-                unique_opens: n(3)?,
-                clicks: n(4)?,
-                unique_clicks: n(5)?,
-            },
-        ))
-    };
+    let read = counts_row;
     if split.hours.0 < split.hours.1 {
         let sql = if q.include_machine {
             "SELECT (hour_ms / ?4) * ?4 AS start, sum(relayed), sum(all_opens),

@@ -113,6 +113,33 @@ pub fn message_href(id: &uuid::Uuid) -> String {
     href(&["messages", &id.to_string()])
 }
 
+/// The Message-ID as a link to the message-as-sent page, "–" without.
+pub fn sent_link(message_id: Option<&str>) -> Markup {
+    match message_id {
+        Some(m) => html! { a href=(query_href("sent", &[("message", m)])) data-sent=(m) { (m) } },
+        None => html! { "–" },
+    }
+}
+
+/// Each tag as a link to its page, "–" without any.
+pub fn tag_links(tags: &[String]) -> Markup {
+    html! {
+        @if tags.is_empty() { "–" }
+        @for (i, tag) in tags.iter().enumerate() {
+            @if i > 0 { ", " }
+            a href=(query_href("tag", &[("tag", tag)])) data-tag=(tag) { (tag) }
+        }
+    }
+}
+
+/// `/dashboard/{page}?{pairs}`, the values form-encoded.
+fn query_href(page: &str, pairs: &[(&str, &str)]) -> String {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    format!("/dashboard/{page}?{query}")
+}
+
 fn href(segments: &[&str]) -> String {
     // A fixed base URL always parses and can have path segments.
     let mut url = url::Url::parse("http://dashboard.invalid/dashboard").expect("a valid URL");

@@ -73,8 +73,8 @@ fn relaying(c: &RelayedCopy) -> Markup {
                 dt { "Relayed" } dd { (layout::time(c.relayed_at_ms)) }
                 dt { "Sender" } dd { (c.sender) }
                 dt { "Recipients" } dd { (c.recipients.join(", ")) }
-                dt { "Message-ID" } dd { (c.message_id_header.as_deref().unwrap_or("–")) }
-                dt { "Tags" } dd { (if c.tags.is_empty() { "–".into() } else { c.tags.join(", ") }) }
+                dt { "Message-ID" } dd { (layout::sent_link(c.message_id_header.as_deref())) }
+                dt { "Tags" } dd { (layout::tag_links(&c.tags)) }
                 dt { "Upstream reply" } dd { (c.upstream_reply) }
             }
         }

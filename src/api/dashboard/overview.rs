@@ -26,7 +26,7 @@ struct Row {
 
 /// The overview page.
 pub async fn page(api: &Api) -> Result<Markup, ApiError> {
-    let to_ms = super::super::routes::default_to(crate::time::now_ms());
+    let to_ms = crate::report::default_to(crate::time::now_ms());
     let from_ms = to_ms - RANGE_DAYS * DAY_MS;
     let mut rows = Vec::new();
     let routes = api.routes.snapshot();

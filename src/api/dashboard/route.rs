@@ -147,7 +147,7 @@ fn params_form(q: &StatsQuery, interval: &str) -> Markup {
 }
 
 /// The figures of `/v1/routes/{id}/stats`'s `totals`.
-fn figures(t: &Counts, include_machine: bool) -> Markup {
+pub(super) fn figures(t: &Counts, include_machine: bool) -> Markup {
     let (open_rate, click_rate) = (
         ratio(t.unique_opens, t.relayed),
         ratio(t.unique_clicks, t.relayed),
@@ -207,7 +207,7 @@ fn share(classes: &[ClassCounts]) -> Markup {
     }
 }
 
-fn links(links: &[LinkClicks]) -> Markup {
+pub(super) fn links(links: &[LinkClicks]) -> Markup {
     html! {
         section {
             h2 { "Top links" }
