@@ -43,8 +43,20 @@ pub async fn list(
     } else {
         None
     };
+    // The sending API's metadata (null for SMTP mail), from its own table.
+    let metadata = storage
+        .metadata(copies.iter().map(|c| c.id).collect())
+        .await?;
+    let messages: Vec<Value> = copies
+        .iter()
+        .map(|c| {
+            let mut v = summary(c);
+            v["metadata"] = json!(metadata.get(&c.id));
+            v
+        })
+        .collect();
     Ok(json!({
-        "messages": copies.iter().map(summary).collect::<Vec<_>>(),
+        "messages": messages,
         "next_cursor": next_cursor,
     }))
 }
@@ -61,6 +73,7 @@ pub async fn one(storage: &Storage, id: &str) -> Result<Value, ApiError> {
     value["sender"] = json!(copy.sender);
     value["recipient_id"] = json!(copy.recipient_id);
     value["tags"] = json!(copy.tags);
+    value["metadata"] = json!(storage.metadata(vec![id]).await?.remove(&id));
     value["upstream_reply"] = json!(copy.upstream_reply);
     value["links"] = copy
         .links

@@ -409,6 +409,18 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX send_idempotency_created ON send_idempotency (created_at_ms);
     "#,
+    // 11: the `metadata` object of a sending API copy (storage/
+    // metadata.rs), gone with its copy whoever deletes it (forget,
+    // retention).
+    r#"
+    CREATE TABLE copy_metadata (
+        copy_id TEXT PRIMARY KEY,
+        json    TEXT NOT NULL                 -- JSON object of strings
+    ) WITHOUT ROWID;
+    CREATE TRIGGER copy_metadata_forget AFTER DELETE ON messages BEGIN
+        DELETE FROM copy_metadata WHERE copy_id = OLD.id;
+    END;
+    "#,
 ];
 
 /// The schema version this program writes.
