@@ -183,7 +183,7 @@ impl Pipeline {
             crate::metrics::event(verdict.bot.classification.as_str());
             let event = event(obs, &verdict, first);
             let deliveries = self.webhooks.as_ref().map_or_else(Vec::new, |w| {
-                w.for_event(obs, &event, copy.relayed.as_ref())
+                w.for_event(obs, &event, copy.relayed.as_ref(), copy.metadata.as_ref())
             });
             events.push((event, deliveries));
         }
@@ -258,6 +258,8 @@ struct JudgedCopy {
     first_open_ms: Option<i64>,
     /// The stored copy, for webhooks (route, recipient, tags).
     relayed: Option<RelayedCopy>,
+    /// Its sending API `metadata`, for webhooks.
+    metadata: Option<serde_json::Value>,
     /// (kind, recipient) pairs that have a counting event.
     counted: HashSet<(Kind, Option<String>)>,
 }
@@ -268,6 +270,7 @@ impl JudgedCopy {
             hits: c.hits,
             first_open_ms: c.first_open_ms,
             relayed: c.relayed,
+            metadata: c.metadata,
             counted: c.counted.into_iter().collect(),
         }
     }
@@ -414,6 +417,7 @@ mod tests {
             hits,
             first_open_ms: Some(50_000),
             relayed: None,
+            metadata: None,
             counted: HashSet::new(),
         };
         let ctx = copy.context(&me, 2_000);

@@ -46,6 +46,9 @@ pub struct Transaction {
     pub upstream: Connection,
     /// Set when the session reads the message: for the Received field.
     pub trace: Trace,
+    /// The sending API's `metadata` object, stored with each copy (SMTP:
+    /// none; no `X-LM-*` header carries it, docs/send-api.md).
+    pub metadata: Option<serde_json::Value>,
 }
 
 /// Who sent the message, for the Received field and logs.
@@ -346,12 +349,19 @@ impl Relay {
             recipients,
             report,
         };
-        self.record_copy(copy, reply.to_string(), reply.is_positive());
+        let copy = self.relayed_copy(copy, reply.to_string(), reply.is_positive());
+        self.records.record(copy, txn.metadata.clone());
     }
 
     /// Records one copy with the reply it got (`accepted`: relayed, else
     /// failed); the milter records its messages through this too.
     pub(crate) fn record_copy(&self, copy: CopyRecord<'_>, reply: String, accepted: bool) {
+        let copy = self.relayed_copy(copy, reply, accepted);
+        self.records.record(copy, None);
+    }
+
+    /// The stored form of a copy with the reply it got.
+    fn relayed_copy(&self, copy: CopyRecord<'_>, reply: String, accepted: bool) -> RelayedCopy {
         let CopyRecord {
             id,
             route,
@@ -359,7 +369,7 @@ impl Relay {
             recipients,
             report,
         } = copy;
-        self.records.record(RelayedCopy {
+        RelayedCopy {
             id,
             route: route.to_owned(),
             sender: sender.to_owned(),
@@ -375,7 +385,7 @@ impl Relay {
             } else {
                 CopyStatus::Failed
             },
-        });
+        }
     }
 
     /// Hands the copies still gathering to storage (at shutdown, once the

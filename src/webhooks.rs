@@ -25,6 +25,7 @@ pub mod worker;
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
+use serde_json::Value;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -75,27 +76,39 @@ impl Webhooks {
     }
 
     /// The deliveries of a classified hit on a copy of `copy` (none when
-    /// the copy is not stored here: its route is unknown).
+    /// the copy is not stored here: its route is unknown); `metadata` is
+    /// the copy's sending API metadata.
     pub fn for_event(
         &self,
         obs: &Observation,
         event: &Event,
         copy: Option<&RelayedCopy>,
+        metadata: Option<&Value>,
     ) -> Vec<NewDelivery> {
         let Some(copy) = copy else {
             return Vec::new();
         };
         let event_type = payload::engagement_type(event.kind);
         self.deliveries(&copy.route, event_type, event.id, event.machine, || {
-            payload::engagement(obs, event, Some(copy))
+            payload::engagement(obs, event, Some(copy), metadata)
         })
     }
 
-    /// The deliveries of a relayed (or failed) copy.
+    /// The deliveries of a relayed (or failed) copy without metadata.
     pub fn for_relayed(&self, copy: &RelayedCopy) -> Vec<NewDelivery> {
+        self.for_relayed_with(copy, None)
+    }
+
+    /// The deliveries of a relayed (or failed) copy with its sending API
+    /// `metadata`.
+    pub fn for_relayed_with(
+        &self,
+        copy: &RelayedCopy,
+        metadata: Option<&Value>,
+    ) -> Vec<NewDelivery> {
         let event_type = payload::relay_type(copy);
         self.deliveries(&copy.route, event_type, copy.id, false, || {
-            payload::relayed(copy)
+            payload::relayed(copy, metadata)
         })
     }
 

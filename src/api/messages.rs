@@ -45,12 +45,21 @@ pub async fn list(
     } else {
         None
     };
-    let ids = copies.iter().map(|c| c.id).collect();
-    let counts = storage.copy_counts(ids, false).await?;
+    let ids: Vec<_> = copies.iter().map(|c| c.id).collect();
+    let counts = storage.copy_counts(ids.clone(), false).await?;
+    // The sending API's metadata (null for SMTP mail), from its own table.
+    let metadata = storage.metadata(ids).await?;
+    let messages: Vec<Value> = copies
+        .iter()
+        .zip(&counts)
+        .map(|(c, n)| {
+            let mut v = super::stats::with_counts(summary(c), n);
+            v["metadata"] = json!(metadata.get(&c.id));
+            v
+        })
+        .collect();
     Ok(json!({
-        "messages": copies.iter().zip(&counts)
-            .map(|(c, n)| super::stats::with_counts(summary(c), n))
-            .collect::<Vec<_>>(),
+        "messages": messages,
         "next_cursor": next_cursor,
     }))
 }
@@ -71,6 +80,7 @@ pub async fn one(storage: &Storage, id: &str, query: Option<&str>) -> Result<Val
     value["sender"] = json!(copy.sender);
     value["recipient_id"] = json!(copy.recipient_id);
     value["tags"] = json!(copy.tags);
+    value["metadata"] = json!(storage.metadata(vec![id]).await?.remove(&id));
     value["upstream_reply"] = json!(copy.upstream_reply);
     value["links"] = copy
         .links

@@ -95,6 +95,7 @@ impl Session {
             recipients: Vec::new(),
             upstream,
             trace,
+            metadata: None,
         };
         self.state = State::Mail(Box::new(Pending::Relayed(Box::new(txn))));
         reply

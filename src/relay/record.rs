@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::storage::{RelayedCopy, Storage};
 use crate::webhooks::Webhooks;
 
@@ -32,7 +34,8 @@ pub struct Recorder {
 
 #[derive(Default)]
 struct Queue {
-    copies: Vec<RelayedCopy>,
+    /// Each copy with its sending API metadata, if any.
+    copies: Vec<(RelayedCopy, Option<Value>)>,
     /// A task is waiting out [`GATHER`] to hand them.
     gathering: bool,
 }
@@ -52,11 +55,12 @@ impl Recorder {
         self
     }
 
-    /// Queues a copy; it reaches the writer within [`GATHER`].
-    pub fn record(&self, copy: RelayedCopy) {
+    /// Queues a copy with its `metadata`; it reaches the writer within
+    /// [`GATHER`].
+    pub fn record(&self, copy: RelayedCopy, metadata: Option<Value>) {
         let start = {
             let mut queue = self.lock();
-            queue.copies.push(copy);
+            queue.copies.push((copy, metadata));
             !std::mem::replace(&mut queue.gathering, true)
         };
         if start {
@@ -75,8 +79,14 @@ impl Recorder {
             queue.gathering = false;
             std::mem::take(&mut queue.copies)
         };
-        for copy in copies {
+        for (copy, metadata) in copies {
             let id = copy.id;
+            // Queued before the copy: committed with it or earlier.
+            if let Some(m) = &metadata
+                && let Err(e) = self.storage.record_metadata(id, m.clone())
+            {
+                tracing::error!(%id, error = %e, "copy metadata not recorded");
+            }
             // `record_relayed` sends on its first poll and then waits for the
             // commit, which we do not: dropping it after that poll is allowed
             // (the copy stays queued). An error on the first poll means the
@@ -84,7 +94,7 @@ impl Recorder {
             let deliveries = self
                 .webhooks
                 .as_ref()
-                .map_or_else(Vec::new, |w| w.for_relayed(&copy));
+                .map_or_else(Vec::new, |w| w.for_relayed_with(&copy, metadata.as_ref()));
             let mut stored = pin!(self.storage.record_relayed_with_webhooks(copy, deliveries));
             let first = std::future::poll_fn(|cx| Poll::Ready(stored.as_mut().poll(cx))).await;
             if let Poll::Ready(Err(e)) = first {

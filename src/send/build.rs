@@ -29,6 +29,9 @@ pub struct Built {
     pub recipients: Vec<String>,
     /// The whole message, CRLF line ends.
     pub bytes: Vec<u8>,
+    /// The request's `metadata` (stored with each copy, never a header);
+    /// `None` when it has none.
+    pub metadata: Option<serde_json::Value>,
 }
 
 /// Builds `email` (already validated); `hostname` is Message-ID's right side.
@@ -61,6 +64,7 @@ pub fn build(email: &Email, hostname: &str) -> Built {
         sender: split_address(from).1.to_owned(),
         recipients: email.recipients(),
         bytes,
+        metadata: (!email.metadata.is_empty()).then(|| serde_json::json!(email.metadata)),
     }
 }
 

@@ -26,6 +26,7 @@ pub async fn send(
         sender,
         recipients,
         bytes,
+        metadata,
         ..
     } = built;
     let params = MailParams {
@@ -70,6 +71,7 @@ pub async fn send(
             peer: peer.to_canonical().to_string(),
             protocol: "HTTP",
         },
+        metadata,
     };
     let mut message = relay.message_buffer(&txn);
     message.extend_from_slice(&bytes);

@@ -191,6 +191,8 @@ pub struct CopyContext {
     pub first_open_ms: Option<i64>,
     /// The copy itself, if this database has it.
     pub relayed: Option<RelayedCopy>,
+    /// Its sending API `metadata`, if any.
+    pub metadata: Option<serde_json::Value>,
     /// (kind, recipient id) pairs that already have a counting event.
     pub counted: Vec<(Kind, Option<String>)>,
 }
@@ -210,6 +212,7 @@ pub(super) fn contexts(
             hits: hits_between(conn, id, from_ms, to_ms)?,
             first_open_ms: first_open_at(conn, id)?,
             relayed: messages::get(conn, id)?,
+            metadata: super::metadata::get(conn, id)?,
             counted: counted
                 .query_map([&text], |r| Ok((r.get("kind")?, r.get("recipient_id")?)))?
                 .collect::<Result<_, _>>()?,

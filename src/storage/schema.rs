@@ -427,6 +427,18 @@ const MIGRATIONS: &[&str] = &[
     // 12: statistics per tag and per message as sent (issue 17): rollups
     // keyed by (scope, key, route), kept by triggers like migration 8's.
     super::scoped_stats::migration::MIGRATION,
+    // 13: the `metadata` object of a sending API copy (storage/
+    // metadata.rs), gone with its copy whoever deletes it (forget,
+    // retention).
+    r#"
+    CREATE TABLE copy_metadata (
+        copy_id TEXT PRIMARY KEY,
+        json    TEXT NOT NULL                 -- JSON object of strings
+    ) WITHOUT ROWID;
+    CREATE TRIGGER copy_metadata_forget AFTER DELETE ON messages BEGIN
+        DELETE FROM copy_metadata WHERE copy_id = OLD.id;
+    END;
+    "#,
 ];
 
 /// The schema version this program writes.

@@ -43,6 +43,8 @@ pub enum Record {
     /// A sending API response to replay, and how long rows are kept
     /// (storage/idempotency.rs).
     Idempotent(Box<super::IdempotentResponse>, i64),
+    /// A sending API copy's `metadata` (storage/metadata.rs).
+    Metadata(Box<super::CopyMetadata>),
 }
 
 /// Told when a row is committed (`Ok`) or refused for good (`Err`).
@@ -249,6 +251,7 @@ fn write_batch<'a>(
             Record::RouteOverride(o) => super::routes::write(&tx, o),
             Record::TrackingDomains(d) => super::routes::seen(&tx, d),
             Record::Idempotent(r, keep_ms) => super::idempotency::write(&tx, r, *keep_ms),
+            Record::Metadata(m) => super::metadata::write(&tx, m),
         };
         match result {
             Ok(()) => {}

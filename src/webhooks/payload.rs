@@ -3,7 +3,8 @@
 //! `id` is the event's id (an open's or click's observation id, or the
 //! relayed copy's id), `timestamp` when it happened (RFC 3339, UTC, ms).
 //! The shape is stable: every key of a type is always present (null
-//! when unknown), new keys may be added.
+//! when unknown), new keys may be added. `metadata` is the sending API
+//! request's object (null for SMTP mail).
 
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -29,8 +30,13 @@ pub fn relay_type(copy: &RelayedCopy) -> &'static str {
 }
 
 /// The body of an open or click.
-pub fn engagement(obs: &Observation, event: &Event, copy: Option<&RelayedCopy>) -> Value {
-    let mut data = message_fields(event.message_id, copy);
+pub fn engagement(
+    obs: &Observation,
+    event: &Event,
+    copy: Option<&RelayedCopy>,
+    metadata: Option<&Value>,
+) -> Value {
+    let mut data = message_fields(event.message_id, copy, metadata);
     let fields = json!({
         "recipient_id": event.recipient_id,
         "url": event.url,
@@ -49,8 +55,8 @@ pub fn engagement(obs: &Observation, event: &Event, copy: Option<&RelayedCopy>) 
 }
 
 /// The body of a relayed or failed copy.
-pub fn relayed(copy: &RelayedCopy) -> Value {
-    let mut data = message_fields(copy.id, Some(copy));
+pub fn relayed(copy: &RelayedCopy, metadata: Option<&Value>) -> Value {
+    let mut data = message_fields(copy.id, Some(copy), metadata);
     merge(
         &mut data,
         json!({
@@ -63,7 +69,7 @@ pub fn relayed(copy: &RelayedCopy) -> Value {
 }
 
 /// What every type says about the message.
-fn message_fields(id: Uuid, copy: Option<&RelayedCopy>) -> Value {
+fn message_fields(id: Uuid, copy: Option<&RelayedCopy>, metadata: Option<&Value>) -> Value {
     // One recipient per copy unless the route sends one copy to all.
     let recipient = copy.and_then(|c| match c.recipients.as_slice() {
         [one] => Some(one.clone()),
@@ -75,6 +81,7 @@ fn message_fields(id: Uuid, copy: Option<&RelayedCopy>) -> Value {
         "recipient": recipient,
         "message_id_header": copy.and_then(|c| c.message_id_header.clone()),
         "tags": copy.map_or_else(Vec::new, |c| c.tags.clone()),
+        "metadata": metadata,
     })
 }
 
