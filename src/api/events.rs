@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::cursor::{Cursors, Scope};
 use super::{ApiError, LIMIT_DEFAULT};
-use crate::storage::{FeedFilter, FeedItem, Observation, Storage};
+use crate::storage::{FeedFilter, FeedItem, Observation, Storage, StorageError};
 use crate::token::Kind;
 
 const PARAMETERS: &str = "route, type, since, include_machine, limit, cursor";
@@ -52,13 +52,24 @@ pub async fn feed(
     };
     Ok(json!({
         "order": if filter.ascending { "oldest_first" } else { "newest_first" },
-        "events": items.iter().map(body).collect::<Vec<_>>(),
+        "events": bodies(storage, &items).await?,
         "next_cursor": next_cursor,
     }))
 }
 
+/// The webhook bodies of a page of events, each with its copy's metadata
+/// (the sending API's; null for SMTP mail), read in one query.
+pub async fn bodies(storage: &Storage, items: &[FeedItem]) -> Result<Vec<Value>, StorageError> {
+    let ids = items.iter().map(|i| i.event.message_id).collect();
+    let metadata = storage.metadata(ids).await?;
+    Ok(items
+        .iter()
+        .map(|i| body(i, metadata.get(&i.event.message_id)))
+        .collect())
+}
+
 /// What the webhook for this event sends (its JSON body).
-pub fn body(item: &FeedItem) -> Value {
+fn body(item: &FeedItem, metadata: Option<&Value>) -> Value {
     let e = &item.event;
     // An event whose observation is gone says what a minimised one says.
     let gone = Observation {
@@ -77,7 +88,7 @@ pub fn body(item: &FeedItem) -> Value {
         key_id: String::new(),
     };
     let observation = item.observation.as_ref().unwrap_or(&gone);
-    crate::webhooks::payload::engagement(observation, e, item.copy.as_ref())
+    crate::webhooks::payload::engagement(observation, e, item.copy.as_ref(), metadata)
 }
 
 /// The filter (and the cursor's text) of a query.

@@ -95,8 +95,8 @@ async fn newest(storage: &Storage, mut filter: FeedFilter, limit: u32) -> anyhow
     while left > 0 {
         filter.limit = left.min(PAGE);
         let items = storage.feed(filter.clone()).await?;
-        for item in &items {
-            crate::outln!("{}", crate::api::events::body(item));
+        for body in crate::api::events::bodies(storage, &items).await? {
+            crate::outln!("{body}");
         }
         match items.last() {
             Some(last) if items.len() == filter.limit as usize => filter.after = Some(last.seq),
@@ -121,8 +121,8 @@ async fn forward(
     let poll = Duration::from_millis(args.poll_ms.max(10));
     loop {
         let items = storage.feed(filter.clone()).await?;
-        for item in &items {
-            crate::outln!("{}", crate::api::events::body(item));
+        for body in crate::api::events::bodies(storage, &items).await? {
+            crate::outln!("{body}");
         }
         if let Some(last) = items.last() {
             filter.after = Some(last.seq);
