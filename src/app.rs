@@ -153,9 +153,8 @@ impl App {
     /// so a port 0 in the config gives a real port here). They run until
     /// `shutdown` is cancelled; then [`App::wait`].
     pub async fn start(config: Config, shutdown: CancellationToken) -> Result<App, AppError> {
-        let storage =
-            Storage::open_with_capacity(&config.storage_path, config.tracking.queue_capacity)?;
-        tracing::info!(path = %config.storage_path.display(), "storage open");
+        let storage = Storage::connect(&config.storage, config.tracking.queue_capacity).await?;
+        tracing::info!(storage = %config.storage, "storage open");
         let mut tasks = Tasks {
             set: JoinSet::new(),
             shutdown,

@@ -14,6 +14,7 @@ pub mod raw;
 mod retention;
 pub mod routes;
 pub mod secrets;
+mod storage;
 mod tracking;
 mod webhooks;
 
@@ -46,6 +47,8 @@ pub struct Config {
     pub tracking: Tracking,
     pub api: Api,
     pub storage_path: PathBuf,
+    /// `[storage]`: the SQLite file or the PostgreSQL database.
+    pub storage: crate::storage::Location,
     pub classifier: Classifier,
     pub raw_signal_retention: Duration,
     /// `[retention]` beyond `raw_signal_days`: event lifetime, IP hash key.
@@ -317,6 +320,7 @@ impl Config {
             tracking,
             api,
             storage_path: PathBuf::from(&raw.storage.path),
+            storage: p.storage(&raw.storage),
             classifier: p.classifier(&raw.classifier),
             raw_signal_retention: p
                 .days("retention.raw_signal_days", raw.retention.raw_signal_days),

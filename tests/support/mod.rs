@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod corpus;
+pub mod db;
 pub mod fake_upstream;
 pub mod mime_equiv;
 pub mod postfix;
