@@ -188,11 +188,20 @@ impl App {
             .spawn(pipeline.clone().run(tasks.shutdown.clone()));
 
         // Minimisation and deletion (SPEC §9), on its own connection.
-        tasks.set.spawn(crate::retention::run(
-            config.storage_path.clone(),
-            config.retention.clone(),
-            tasks.shutdown.clone(),
-        ));
+        match &config.storage {
+            crate::storage::Location::Sqlite(path) => tasks.set.spawn(crate::retention::run(
+                path.clone(),
+                config.retention.clone(),
+                tasks.shutdown.clone(),
+            )),
+            crate::storage::Location::Postgres(_) => {
+                tasks.set.spawn(crate::retention::postgres::run(
+                    storage.clone(),
+                    config.retention.clone(),
+                    tasks.shutdown.clone(),
+                ))
+            }
+        };
 
         let tracking = Arc::new(Tracking::new(&config, storage.clone(), routes.clone()));
         let tls = tls::acceptor(&config.tracking.tls)?;

@@ -9,6 +9,7 @@ mod dkim;
 mod forget;
 mod hash_password;
 mod man;
+mod migrate;
 pub mod out;
 mod prune;
 mod rewrite;
@@ -81,6 +82,8 @@ pub enum Command {
     Prune(prune::Args),
     /// Remove everything stored about one recipient.
     Forget(forget::Args),
+    /// Bring the database's schema up to date (also done at every start).
+    Migrate(migrate::Args),
     /// A route's opens, clicks and rates over time (as GET /v1/routes/{id}/stats).
     Stats(stats::Args),
     /// The webhook outbox: list deliveries, retry one.
@@ -108,6 +111,7 @@ impl Command {
             Command::Serve(a) => Some(&a.config),
             Command::Prune(a) => Some(&a.config),
             Command::Forget(a) => Some(&a.config),
+            Command::Migrate(a) => Some(&a.config),
             Command::Stats(a) => Some(&a.config),
             Command::Webhooks(a) => Some(&a.config),
             Command::Token(token::Command::Inspect { config, .. }) => Some(config),
@@ -139,6 +143,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(cmd) => token::run(&cmd),
         Command::Prune(args) => prune::run(&args),
         Command::Forget(args) => forget::run(&args),
+        Command::Migrate(args) => migrate::run(&args),
         Command::Stats(args) => stats::run(&args),
         Command::Webhooks(args) => webhooks::run(&args),
         Command::Man(args) => man::run(&args),

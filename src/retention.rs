@@ -13,6 +13,8 @@
 //! batch. Events are never touched: they already hold every verdict, so
 //! metrics and reports stay the same.
 
+pub mod postgres;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

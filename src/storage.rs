@@ -392,6 +392,15 @@ impl Storage {
             })
     }
 
+    /// The PostgreSQL backend, when that is the one (retention works on it
+    /// directly: storage/postgres/retention.rs).
+    pub fn postgres(&self) -> Option<&postgres::Postgres> {
+        match &self.inner.backend {
+            Backend::Postgres(pg) => Some(pg),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
     /// Rows queued and not yet committed.
     pub fn queue_depth(&self) -> usize {
         self.inner.depth.load(Ordering::Acquire)

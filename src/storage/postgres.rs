@@ -11,6 +11,7 @@
 mod events;
 mod messages;
 mod observations;
+pub mod retention;
 mod routes;
 pub mod schema;
 mod settings;
@@ -35,7 +36,7 @@ use super::{
 const READERS_MAX: usize = 8;
 
 /// The read side: a pool of connections.
-pub(super) struct Postgres {
+pub struct Postgres {
     pool: Pool,
 }
 
