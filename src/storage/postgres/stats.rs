@@ -22,7 +22,7 @@ pub(super) async fn route_stats(
     let bucket = q.bucket_ms.max(1);
     let relayed = client
         .query(
-            "SELECT floor(relayed_at_ms::numeric / $4)::bigint * $4 AS start, count(*)
+            "SELECT (relayed_at_ms / $4) * $4 AS start, count(*)
              FROM messages
              WHERE route = $1 AND relayed_at_ms >= $2 AND relayed_at_ms < $3
                AND status <> 'failed'
@@ -41,7 +41,7 @@ pub(super) async fn route_stats(
     };
     let rows = client
         .query(
-            "SELECT floor(at_ms::numeric / $4)::bigint * $4 AS start,
+            "SELECT (at_ms / $4) * $4 AS start,
                     count(*) FILTER (WHERE kind = 'open' AND (counts OR NOT $5)),
                     count(*) FILTER (WHERE kind = 'open' AND firsts & $6 <> 0),
                     count(*) FILTER (WHERE kind = 'click' AND (counts OR NOT $5)),
