@@ -166,6 +166,12 @@ impl App {
         // reads them.
         let routes = Arc::new(Registry::open(&config, storage.clone()).await?);
         tasks.set.spawn(routes.clone().run(tasks.shutdown.clone()));
+        if matches!(config.storage, crate::storage::Location::Postgres(_)) {
+            // Other nodes change route settings too (routes/follow.rs).
+            tasks
+                .set
+                .spawn(routes.clone().follow_overrides(tasks.shutdown.clone()));
+        }
 
         let webhooks = Arc::new(Webhooks::new(
             config.webhooks.clone(),

@@ -142,6 +142,39 @@ async fn mail_relayed_through_one_node_is_tracked_through_the_other() {
         assert_eq!((sa, sb), (200, 200), "{path}: {ba}\n{bb}");
         assert_eq!(ba, bb, "{path}");
     }
+    // A route setting changed through A applies on B.
+    let auth = format!("Bearer {API_TOKEN}");
+    let patched = http
+        .send_body(
+            "PATCH",
+            a.api,
+            "api",
+            "/v1/routes/default",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            r#"{"track_clicks": false}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.status, 200, "{:?}", patched.body);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, route) = api_get(&http, &b, "/v1/routes/default").await;
+        if route.contains("\"track_clicks\":false") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B never took A's change: {route}\n{}",
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.logged("route settings changed by another node taken", 1)
+        .await;
+
     let (_, stats) = api_get(&http, &a, "/v1/routes/default/stats").await;
     assert!(stats.contains("\"unique_opens\":1"), "{stats}");
     assert!(stats.contains("\"relayed\":1"), "{stats}");
@@ -203,4 +236,42 @@ async fn database_commands_work_on_both_backends(db: Db) {
 
     let storage = db.open().await;
     assert_eq!(storage.message(copy.id).await.unwrap(), None);
+}
+
+/// Two nodes (two `Storage` handles on one database) looking for due
+/// webhook deliveries at once get disjoint sets: each delivery is claimed
+/// by one node; a claim lasts its lease, after which another node (the
+/// first one died mid-try) takes the delivery over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_deliveries_are_claimed_by_one_node_at_a_time() {
+    use trackrelay::storage::{NewDelivery, WebhookWrite};
+    let db = Db::new(support::db::Kind::Postgres);
+    let (a, b) = (db.open().await, db.open().await);
+    let now = trackrelay::time::now_ms();
+    let copy = support::rows::copy("default", "dave@example.com", now);
+    let deliveries: Vec<NewDelivery> = (0..40)
+        .map(|i| NewDelivery {
+            id: uuid::Uuid::now_v7(),
+            route: "default".into(),
+            url: format!("http://127.0.0.1:9/hook{i}"),
+            event_type: "message.relayed".into(),
+            event_id: copy.id,
+            payload: "{}".into(),
+            created_at_ms: now - 1,
+        })
+        .collect();
+    a.write_webhook(WebhookWrite::Relayed(Box::new(copy), deliveries.clone()))
+        .await
+        .unwrap();
+    let (x, y) = tokio::join!(a.due_deliveries(now, 25), b.due_deliveries(now, 25));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    let mut ids: Vec<_> = x.iter().chain(&y).map(|d| d.id).collect();
+    assert_eq!(ids.len(), 40, "{} + {}", x.len(), y.len());
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "a delivery claimed by both nodes");
+    // Claimed: not due for anyone until the lease ends, then due again.
+    assert!(b.due_deliveries(now + 1_000, 100).await.unwrap().is_empty());
+    let lease = trackrelay::storage::postgres::CLAIM_LEASE_MS;
+    assert_eq!(b.due_deliveries(now + lease, 100).await.unwrap().len(), 40);
 }

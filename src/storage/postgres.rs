@@ -25,6 +25,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use uuid::Uuid;
 
 pub use settings::{PostgresSettings, SslMode};
+pub use webhooks::CLAIM_LEASE_MS;
 
 use super::{
     Attempt, ClassCounts, CopyContext, Counts, Delivery, DisabledEndpoint, Event, KnownDomain,

@@ -148,7 +148,15 @@ async fn retry(
     Ok(())
 }
 
-/// Pending deliveries due at `now_ms`, endpoint not disabled, soonest first.
+/// How long a node's claim on a delivery lasts: longer than a try takes.
+/// A node killed mid-try leaves the delivery due again after it, and
+/// another node sends it.
+pub const CLAIM_LEASE_MS: i64 = 120_000;
+
+/// Pending deliveries due at `now_ms`, endpoint not disabled, claimed for
+/// this node: their next try moves [`CLAIM_LEASE_MS`] ahead, so no other
+/// node takes them meanwhile (rows another node is claiming are skipped,
+/// not waited for). The try's outcome sets the real next time.
 pub(super) async fn due(
     client: &impl GenericClient,
     now_ms: i64,
@@ -156,15 +164,22 @@ pub(super) async fn due(
 ) -> Result<Vec<Delivery>, StorageError> {
     let rows = client
         .query(
-            "SELECT * FROM webhook_deliveries d
-             WHERE d.status = 'pending' AND d.next_at_ms <= $1
-               AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e
-                               WHERE e.route = d.route AND e.url = d.url)
-             ORDER BY d.next_at_ms, d.id LIMIT $2",
-            &[&now_ms, &i64::from(limit)],
+            "WITH picked AS (
+                 SELECT d.id FROM webhook_deliveries d
+                 WHERE d.status = 'pending' AND d.next_at_ms <= $1
+                   AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e
+                                   WHERE e.route = d.route AND e.url = d.url)
+                 ORDER BY d.next_at_ms, d.id LIMIT $2
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE webhook_deliveries w SET next_at_ms = $1 + $3
+             FROM picked WHERE w.id = picked.id
+             RETURNING w.*",
+            &[&now_ms, &i64::from(limit), &CLAIM_LEASE_MS],
         )
         .await?;
-    rows.iter().map(from_row).collect()
+    let mut out: Vec<Delivery> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+    out.sort_by_key(|d| (d.created_at_ms, d.id));
+    Ok(out)
 }
 
 /// When the next pending delivery is due.
