@@ -275,3 +275,36 @@ async fn webhook_deliveries_are_claimed_by_one_node_at_a_time() {
     let lease = trackrelay::storage::postgres::CLAIM_LEASE_MS;
     assert_eq!(b.due_deliveries(now + lease, 100).await.unwrap().len(), 40);
 }
+
+/// Redirects never wait for the database: a click while PostgreSQL is
+/// stopped still gets its 302, and the hit, queued, is stored once the
+/// database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_while_postgres_is_down_is_redirected_and_stored_later() {
+    let cluster = Cluster::start();
+    let (node, _) = start_node(&cluster).await;
+    let (id, token) = support::server::token(
+        trackrelay::token::Kind::Click,
+        Some("https://example.com/later"),
+        support::server::next_week(),
+    );
+    cluster.pg_ctl("stop");
+    let http = Http::default();
+    let r = http
+        .send("GET", node.tracking, HOST, &format!("/c/{token}"), &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), "https://example.com/later");
+    cluster.pg_ctl("start");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = api_get(&http, &node, &format!("/v1/messages/{id}/observations")).await;
+        if status == 200 && body.contains("https://example.com/later") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "hit never stored: {status} {body}\n{}", node.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    node.logged("database writable again", 1).await;
+}
