@@ -52,7 +52,7 @@ pub enum Location {
     /// A SQLite file (the default).
     Sqlite(PathBuf),
     /// A PostgreSQL database that several nodes may share.
-    Postgres(PostgresSettings),
+    Postgres(Box<PostgresSettings>),
 }
 
 impl std::fmt::Display for Location {

@@ -299,11 +299,16 @@ async fn a_click_while_postgres_is_down_is_redirected_and_stored_later() {
     cluster.pg_ctl("start");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (status, body) = api_get(&http, &node, &format!("/v1/messages/{id}/observations")).await;
+        let (status, body) =
+            api_get(&http, &node, &format!("/v1/messages/{id}/observations")).await;
         if status == 200 && body.contains("https://example.com/later") {
             break;
         }
-        assert!(Instant::now() < deadline, "hit never stored: {status} {body}\n{}", node.log());
+        assert!(
+            Instant::now() < deadline,
+            "hit never stored: {status} {body}\n{}",
+            node.log()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     node.logged("database writable again", 1).await;

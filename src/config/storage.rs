@@ -24,7 +24,7 @@ impl Collector {
             return Location::Sqlite(PathBuf::from(&raw.path));
         }
         match PostgresSettings::parse(url) {
-            Ok(settings) => Location::Postgres(settings),
+            Ok(settings) => Location::Postgres(Box::new(settings)),
             Err(e) => {
                 self.push("storage.url", e);
                 Location::Sqlite(PathBuf::from(&raw.path))

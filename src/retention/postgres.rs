@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{FIRST_RUN_AFTER, Forgotten, IpHashKey, Pace, Pruned, WATERMARK_SLACK_MS, millis};
+use super::{FIRST_RUN_AFTER, Forgotten, IpHashKey, Pace, Pruned, WATERMARK_SLACK_MS};
 use crate::config::Retention;
 use crate::storage::{Storage, StorageError};
 use crate::token::KeyRing;
@@ -27,13 +27,8 @@ pub async fn prune(
     let Some(mut pass) = pg.retention_pass().await? else {
         return Ok(None);
     };
-    let raw_before_ms = as_of_ms.saturating_sub(millis(retention.raw_signals));
-    let delete_before_ms = retention.events.map(|d| as_of_ms.saturating_sub(millis(d)));
-    let mut out = Pruned {
-        raw_before_ms,
-        delete_before_ms,
-        ..Pruned::default()
-    };
+    let mut out = Pruned::planned(retention, as_of_ms);
+    let (raw_before_ms, delete_before_ms) = (out.raw_before_ms, out.delete_before_ms);
     if dry_run {
         if let Some(before) = delete_before_ms {
             out.deleted = pass.count_before(before).await?;

@@ -22,6 +22,7 @@ pub(super) mod writer;
 use std::net::IpAddr;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 pub use settings::{PostgresSettings, SslMode};
@@ -193,4 +194,32 @@ fn parse_ip(text: String) -> Result<Option<IpAddr>, StorageError> {
     text.parse()
         .map(Some)
         .map_err(|e| StorageError::Corrupt(format!("ip {text:?}: {e}")))
+}
+
+/// The values bound to a statement made of fixed fragments, in order.
+#[derive(Default)]
+struct Params(Vec<Box<dyn ToSql + Sync + Send>>);
+
+impl Params {
+    /// Binds `value`; returns its placeholder (`$n`).
+    fn bind(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
+        self.0.push(Box::new(value));
+        format!("${}", self.0.len())
+    }
+
+    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.0
+            .iter()
+            .map(|v| v.as_ref() as &(dyn ToSql + Sync))
+            .collect()
+    }
+}
+
+/// `conditions` joined with AND (`true` when there is none).
+fn all_of(conditions: &[String]) -> String {
+    if conditions.is_empty() {
+        "true".to_owned()
+    } else {
+        conditions.join(" AND ")
+    }
 }

@@ -52,7 +52,8 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, other: Counts) {
+    /// Adds `other` to these counts.
+    pub(super) fn add(&mut self, other: Counts) {
         self.relayed += other.relayed;
         self.opens += other.opens;
         self.unique_opens += other.unique_opens;

@@ -40,7 +40,7 @@ impl Db {
     pub fn location(&self) -> Location {
         match &self.cluster {
             None => Location::Sqlite(self.dir.path().join("t.db")),
-            Some(c) => Location::Postgres(PostgresSettings::parse(&c.url()).unwrap()),
+            Some(c) => Location::Postgres(Box::new(PostgresSettings::parse(&c.url()).unwrap())),
         }
     }
 

@@ -3,11 +3,10 @@
 //! `ON DELETE CASCADE`). The listing's order and cursor are SQLite's
 //! (storage/messages.rs): newest `relayed_at_ms` first, ties by id.
 
-use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use super::parse;
+use super::{Params, all_of, parse};
 use crate::storage::{CopyStatus, MessageFilter, RelayedCopy, StorageError};
 
 /// A copy's engagement from its counting events: 2 clicked, 1 opened.
@@ -74,16 +73,12 @@ pub(super) async fn list(
     client: &impl GenericClient,
     filter: &MessageFilter,
 ) -> Result<Vec<RelayedCopy>, StorageError> {
-    let mut values: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-    let mut next = |v: Box<dyn ToSql + Sync + Send>| {
-        values.push(v);
-        format!("${}", values.len())
-    };
+    let mut p = Params::default();
     let mut conditions = Vec::new();
     let (source, at, id) = if let Some(address) = &filter.recipient {
         conditions.push(format!(
             "r.address = {}",
-            next(Box::new(address.trim().to_lowercase()))
+            p.bind(address.trim().to_lowercase())
         ));
         (
             "message_recipients r JOIN messages m ON m.id = r.message_id",
@@ -91,7 +86,7 @@ pub(super) async fn list(
             "r.message_id",
         )
     } else if let Some(tag) = &filter.tag {
-        conditions.push(format!("t.tag = {}", next(Box::new(tag.clone()))));
+        conditions.push(format!("t.tag = {}", p.bind(tag.clone())));
         (
             "message_tags t JOIN messages m ON m.id = t.message_id",
             "t.relayed_at_ms",
@@ -101,37 +96,28 @@ pub(super) async fn list(
         ("messages m", "m.relayed_at_ms", "m.id")
     };
     if let (Some(tag), Some(_)) = (&filter.tag, &filter.recipient) {
-        conditions.push(format!("{} = ANY (m.tags)", next(Box::new(tag.clone()))));
+        conditions.push(format!("{} = ANY (m.tags)", p.bind(tag.clone())));
     }
     if let Some(route) = &filter.route {
-        conditions.push(format!("m.route = {}", next(Box::new(route.clone()))));
+        conditions.push(format!("m.route = {}", p.bind(route.clone())));
     }
     if let Some(from) = filter.from_ms {
-        conditions.push(format!("{at} >= {}", next(Box::new(from))));
+        conditions.push(format!("{at} >= {}", p.bind(from)));
     }
     if let Some(to) = filter.to_ms {
-        conditions.push(format!("{at} < {}", next(Box::new(to))));
+        conditions.push(format!("{at} < {}", p.bind(to)));
     }
     if let Some((after_at, after_id)) = filter.after {
-        let a = next(Box::new(after_at));
-        let b = next(Box::new(after_id));
+        let (a, b) = (p.bind(after_at), p.bind(after_id));
         conditions.push(format!("({at}, {id}) < ({a}, {b})"));
     }
-    let limit = next(Box::new(i64::from(filter.limit)));
-    let condition = if conditions.is_empty() {
-        "true".to_owned()
-    } else {
-        conditions.join(" AND ")
-    };
+    let limit = p.bind(i64::from(filter.limit));
     let sql = format!(
         "SELECT m.*, ({ENGAGEMENT}) AS engagement FROM {source}
-         WHERE {condition} ORDER BY {at} DESC, {id} DESC LIMIT {limit}"
+         WHERE {} ORDER BY {at} DESC, {id} DESC LIMIT {limit}",
+        all_of(&conditions)
     );
-    let params: Vec<&(dyn ToSql + Sync)> = values
-        .iter()
-        .map(|v| v.as_ref() as &(dyn ToSql + Sync))
-        .collect();
-    let rows = client.query(&sql, &params).await?;
+    let rows = client.query(&sql, &p.refs()).await?;
     rows.iter().map(from_row).collect()
 }
 

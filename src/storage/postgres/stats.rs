@@ -63,11 +63,7 @@ pub(super) async fn route_stats(
     buckets.retain(|_, c| *c != Counts::default());
     let mut totals = Counts::default();
     for c in buckets.values() {
-        totals.relayed += c.relayed;
-        totals.opens += c.opens;
-        totals.unique_opens += c.unique_opens;
-        totals.clicks += c.clicks;
-        totals.unique_clicks += c.unique_clicks;
+        totals.add(*c);
     }
     Ok((buckets.into_iter().collect(), totals))
 }

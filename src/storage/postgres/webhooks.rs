@@ -2,11 +2,10 @@
 //! An event's deliveries are written with the event in the writer's
 //! transaction; an event judged twice queues nothing again.
 
-use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use super::{events, messages};
+use super::{Params, all_of, events, messages};
 use crate::storage::{
     Attempt, Delivery, DisabledEndpoint, NewDelivery, Next, StorageError, WebhookWrite,
 };
@@ -200,34 +199,22 @@ pub(super) async fn list(
     after: Option<(i64, Uuid)>,
     limit: u32,
 ) -> Result<Vec<Delivery>, StorageError> {
-    let mut values: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    let mut p = Params::default();
     let mut conditions = Vec::new();
     if let Some(status) = status {
-        values.push(Box::new(status.to_owned()));
-        conditions.push(format!("status = ${}", values.len()));
+        conditions.push(format!("status = {}", p.bind(status.to_owned())));
     }
     if let Some((at_ms, id)) = after {
-        values.push(Box::new(at_ms));
-        values.push(Box::new(id));
-        let n = values.len();
-        conditions.push(format!("(created_at_ms, id) < (${}, ${n})", n - 1));
+        let (a, b) = (p.bind(at_ms), p.bind(id));
+        conditions.push(format!("(created_at_ms, id) < ({a}, {b})"));
     }
-    values.push(Box::new(i64::from(limit)));
-    let condition = if conditions.is_empty() {
-        "true".to_owned()
-    } else {
-        conditions.join(" AND ")
-    };
     let sql = format!(
-        "SELECT * FROM webhook_deliveries WHERE {condition}
-         ORDER BY created_at_ms DESC, id DESC LIMIT ${}",
-        values.len()
+        "SELECT * FROM webhook_deliveries WHERE {}
+         ORDER BY created_at_ms DESC, id DESC LIMIT {}",
+        all_of(&conditions),
+        p.bind(i64::from(limit))
     );
-    let params: Vec<&(dyn ToSql + Sync)> = values
-        .iter()
-        .map(|v| v.as_ref() as &(dyn ToSql + Sync))
-        .collect();
-    let rows = client.query(&sql, &params).await?;
+    let rows = client.query(&sql, &p.refs()).await?;
     rows.iter().map(from_row).collect()
 }
 
