@@ -205,9 +205,8 @@ impl App {
     /// so a port 0 in the config gives a real port here). They run until
     /// `shutdown` is cancelled; then [`App::wait`].
     pub async fn start(config: Config, shutdown: CancellationToken) -> Result<App, AppError> {
-        let storage =
-            Storage::open_with_capacity(&config.storage_path, config.tracking.queue_capacity)?;
-        tracing::info!(path = %config.storage_path.display(), "storage open");
+        let storage = Storage::connect(&config.storage, config.tracking.queue_capacity).await?;
+        tracing::info!(storage = %config.storage, "storage open");
         let mut tasks = Tasks {
             set: JoinSet::new(),
             shutdown,
@@ -219,6 +218,12 @@ impl App {
         // reads them.
         let routes = Arc::new(Registry::open(&config, storage.clone()).await?);
         tasks.set.spawn(routes.clone().run(tasks.shutdown.clone()));
+        if matches!(config.storage, crate::storage::Location::Postgres(_)) {
+            // Other nodes change route settings too (routes/follow.rs).
+            tasks
+                .set
+                .spawn(routes.clone().follow_overrides(tasks.shutdown.clone()));
+        }
 
         let webhooks = Arc::new(Webhooks::new(
             config.webhooks.clone(),
@@ -241,11 +246,20 @@ impl App {
             .spawn(pipeline.clone().run(tasks.shutdown.clone()));
 
         // Minimisation and deletion (SPEC §9), on its own connection.
-        tasks.set.spawn(crate::retention::run(
-            config.storage_path.clone(),
-            config.retention.clone(),
-            tasks.shutdown.clone(),
-        ));
+        match &config.storage {
+            crate::storage::Location::Sqlite(path) => tasks.set.spawn(crate::retention::run(
+                path.clone(),
+                config.retention.clone(),
+                tasks.shutdown.clone(),
+            )),
+            crate::storage::Location::Postgres(_) => {
+                tasks.set.spawn(crate::retention::postgres::run(
+                    storage.clone(),
+                    config.retention.clone(),
+                    tasks.shutdown.clone(),
+                ))
+            }
+        };
 
         let tracking_addr = tasks.tracking(&config, &storage, &routes).await?;
 

@@ -10,6 +10,7 @@ mod events;
 mod forget;
 mod hash_password;
 mod man;
+mod migrate;
 pub mod out;
 mod prune;
 mod rewrite;
@@ -82,6 +83,8 @@ pub enum Command {
     Prune(prune::Args),
     /// Remove everything stored about one recipient.
     Forget(forget::Args),
+    /// Bring the database's schema up to date (also done at every start).
+    Migrate(migrate::Args),
     /// Opens, clicks and rates over time of a route, a tag or a message as
     /// sent (as GET /v1/stats).
     Stats(stats::Args),
@@ -112,6 +115,7 @@ impl Command {
             Command::Serve(a) => Some(&a.config),
             Command::Prune(a) => Some(&a.config),
             Command::Forget(a) => Some(&a.config),
+            Command::Migrate(a) => Some(&a.config),
             Command::Stats(a) => Some(&a.config),
             Command::Webhooks(a) => Some(&a.config),
             Command::Events(a) => Some(&a.config),
@@ -144,6 +148,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(cmd) => token::run(&cmd),
         Command::Prune(args) => prune::run(&args),
         Command::Forget(args) => forget::run(&args),
+        Command::Migrate(args) => migrate::run(&args),
         Command::Stats(args) => stats::run(&args),
         Command::Webhooks(args) => webhooks::run(&args),
         Command::Events(args) => events::run(&args),

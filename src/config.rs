@@ -30,6 +30,7 @@ pub mod routes;
 pub mod secrets;
 pub mod send;
 mod smtp;
+mod storage;
 mod tracking;
 mod upstream;
 mod webhooks;
@@ -65,6 +66,8 @@ pub struct Config {
     pub tracking: Tracking,
     pub api: Api,
     pub storage_path: PathBuf,
+    /// `[storage]`: the SQLite file or the PostgreSQL database.
+    pub storage: crate::storage::Location,
     pub classifier: Classifier,
     pub raw_signal_retention: Duration,
     /// `[retention]` beyond `raw_signal_days`: event lifetime, IP hash key.
@@ -152,6 +155,7 @@ impl Config {
             tracking,
             api,
             storage_path: PathBuf::from(&raw.storage.path),
+            storage: p.storage(&raw.storage),
             classifier: p.classifier(&raw.classifier),
             raw_signal_retention: p
                 .days("retention.raw_signal_days", raw.retention.raw_signal_days),

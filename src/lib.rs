@@ -38,8 +38,9 @@
 //!   lists (`conf/classify/`, downloaded ranges) loaded once.
 //! - [`events`]: the pipeline that judges stored hits after a short wait
 //!   and stores them as events (first open/click, message status).
-//! - [`storage`]: SQLite, the only module with SQL; one writer thread
-//!   committing in batches, read-only readers.
+//! - [`storage`]: SQLite or PostgreSQL (several nodes, docs/scaling.md),
+//!   the only module with SQL; one writer thread committing in batches,
+//!   separate readers.
 //! - [`retention`]: raw signals minimised after `raw_signal_days`, old
 //!   data deleted, a recipient forgotten (SPEC §9).
 //! - [`webhooks`]: per-route endpoints, signed deliveries from a durable

@@ -13,6 +13,8 @@
 //! batch. Events are never touched: they already hold every verdict, so
 //! metrics and reports stay the same.
 
+pub mod postgres;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -118,6 +120,17 @@ pub struct Pruned {
     pub interrupted: bool,
 }
 
+impl Pruned {
+    /// Nothing done yet: the two cut-off times `retention` gives at `as_of_ms`.
+    fn planned(retention: &Policy, as_of_ms: i64) -> Pruned {
+        Pruned {
+            raw_before_ms: as_of_ms.saturating_sub(millis(retention.raw_signals)),
+            delete_before_ms: retention.events.map(|d| as_of_ms.saturating_sub(millis(d))),
+            ..Pruned::default()
+        }
+    }
+}
+
 /// Applies `retention` as if it were `as_of_ms`: deletes what is older
 /// than `event_days`, then minimises what is older than `raw_signal_days`.
 /// `dry_run` only counts. `stop` is asked between batches.
@@ -130,13 +143,8 @@ pub fn prune(
     stop: &dyn Fn() -> bool,
 ) -> Result<Pruned, StorageError> {
     let mut db = Maintenance::open(path)?;
-    let raw_before_ms = as_of_ms.saturating_sub(millis(retention.raw_signals));
-    let delete_before_ms = retention.events.map(|d| as_of_ms.saturating_sub(millis(d)));
-    let mut out = Pruned {
-        raw_before_ms,
-        delete_before_ms,
-        ..Pruned::default()
-    };
+    let mut out = Pruned::planned(retention, as_of_ms);
+    let (raw_before_ms, delete_before_ms) = (out.raw_before_ms, out.delete_before_ms);
     if dry_run {
         if let Some(before) = delete_before_ms {
             out.deleted = db.count_before(before)?;

@@ -18,6 +18,7 @@
 //! already sent (`routes/domains.rs` says how long, and why).
 
 pub mod domains;
+mod follow;
 mod snapshot;
 
 use std::sync::{Arc, RwLock};

@@ -1,8 +1,9 @@
-//! Storage: the SQLite database, and the only module with SQL (SPEC
-//! "Growing past one machine": a PostgreSQL backend can replace it behind
-//! this narrow interface).
+//! Storage: the database, SQLite (the default) or PostgreSQL (several
+//! nodes on one database, docs/scaling.md), and the only module with SQL.
+//! Callers see one [`Storage`] whichever backend is behind it.
 //!
-//! One file per table under `storage/`, migrations in `schema.rs`. Writes
+//! One file per table under `storage/` (and `storage/postgres/`),
+//! migrations in `schema.rs`. Writes
 //! from every task go through one writer thread that commits in batches
 //! (`writer.rs`, group commit); reads use separate read-only connections
 //! on tokio's blocking pool, so a slow read never holds up a write.
@@ -19,6 +20,7 @@ mod idempotency;
 mod messages;
 mod metadata;
 mod observations;
+pub mod postgres;
 pub mod retention;
 mod routes;
 mod schema;
@@ -48,7 +50,39 @@ pub use routes::{DomainsSeen, KnownDomain, RouteOverride};
 pub use scoped_stats::{CopyCounts, Group, GroupQuery};
 pub use stats::{Counts, LinkClicks, StatsQuery};
 pub use webhooks::{Attempt, Delivery, DisabledEndpoint, NewDelivery, Next, WebhookWrite};
-use writer::{Command, Record, Writer};
+use writer::{Command, Record, SqliteSink, Writer};
+
+pub use postgres::PostgresSettings;
+
+/// Where the records live: `[storage] path` or `[storage] url`.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// A SQLite file (the default).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database that several nodes may share.
+    Postgres(Box<PostgresSettings>),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            Location::Postgres(settings) => settings.fmt(f),
+        }
+    }
+}
+
+/// Runs one read on whichever backend holds the data: `$sqlite` on a
+/// read-only SQLite connection `$c`, or `$postgres` with the pool `$pg`.
+macro_rules! read {
+    ($self:ident, |$c:ident| $sqlite:expr, |$pg:ident| $postgres:expr) => {
+        match &$self.inner.backend {
+            Backend::Sqlite(_) => $self.read(move |$c| $sqlite).await,
+            Backend::Postgres($pg) => $postgres.await,
+        }
+    };
+}
+use read;
 
 /// Observations that may wait for the writer before new ones are refused
 /// (counted and logged) instead of growing memory without bound.
@@ -151,6 +185,12 @@ pub enum StorageError {
     Closed,
     #[error("a database read task failed: {0}")]
     Task(String),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("cannot reach PostgreSQL: {0}")]
+    Connect(String),
+    #[error("a stored value cannot be read: {0}")]
+    Corrupt(String),
 }
 
 /// What became of an observation handed to [`Storage::record_observation`].
@@ -181,11 +221,21 @@ pub struct Storage {
 }
 
 struct Inner {
-    path: PathBuf,
     tx: Sender<Command>,
     /// Rows sent to the writer and not yet committed or refused.
     depth: Arc<AtomicUsize>,
     capacity: usize,
+    backend: Backend,
+}
+
+/// What reads need of each backend.
+enum Backend {
+    Sqlite(SqliteReaders),
+    Postgres(postgres::Postgres),
+}
+
+struct SqliteReaders {
+    path: PathBuf,
     readers: Mutex<Vec<Connection>>,
     /// The checkpoint thread runs while this is held.
     _alive: Arc<()>,
@@ -193,13 +243,58 @@ struct Inner {
 
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let backend = match &self.inner.backend {
+            Backend::Sqlite(s) => s.path.display().to_string(),
+            Backend::Postgres(_) => "postgres".to_owned(),
+        };
         f.debug_struct("Storage")
-            .field("path", &self.inner.path)
+            .field("backend", &backend)
             .finish_non_exhaustive()
     }
 }
 
 impl Storage {
+    /// Opens the database at `location` (creating and migrating it) and
+    /// starts the writer, with `capacity` observations allowed to wait.
+    pub async fn connect(location: &Location, capacity: usize) -> Result<Storage, StorageError> {
+        match location {
+            Location::Sqlite(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || Self::open_with_capacity(&path, capacity))
+                    .await
+                    .map_err(|e| StorageError::Task(e.to_string()))?
+            }
+            Location::Postgres(settings) => {
+                let pg = postgres::Postgres::connect(settings).await?;
+                let sink = postgres::writer::PgSink::new(settings)?;
+                Self::start(sink, capacity, Backend::Postgres(pg))
+            }
+        }
+    }
+
+    /// Starts the writer thread over `sink`.
+    fn start(
+        sink: impl writer::Sink,
+        capacity: usize,
+        backend: Backend,
+    ) -> Result<Storage, StorageError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let depth = Arc::new(AtomicUsize::new(0));
+        let writer = Writer::new(sink, rx, depth.clone());
+        std::thread::Builder::new()
+            .name("storage-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StorageError::Task(e.to_string()))?;
+        Ok(Storage {
+            inner: Arc::new(Inner {
+                tx,
+                depth,
+                capacity,
+                backend,
+            }),
+        })
+    }
+
     /// Opens (creating if needed) and migrates the database, and starts the
     /// writer thread, with the default queue capacity.
     pub fn open(path: &Path) -> Result<Storage, StorageError> {
@@ -236,27 +331,25 @@ impl Storage {
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(open_err)?;
         schema::migrate(&mut conn)?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        let depth = Arc::new(AtomicUsize::new(0));
         let catch_up = Arc::new(checkpoint::CatchUp::default());
-        let writer = Writer::new(conn, rx, depth.clone(), catch_up.clone());
-        std::thread::Builder::new()
-            .name("storage-writer".into())
-            .spawn(move || writer.run())
-            .map_err(|e| StorageError::Task(e.to_string()))?;
         let alive = Arc::new(());
-        checkpoint::spawn(path.to_owned(), Arc::downgrade(&alive), policy, catch_up)
-            .map_err(|e| StorageError::Task(e.to_string()))?;
-        Ok(Storage {
-            inner: Arc::new(Inner {
-                path: path.to_owned(),
-                tx,
-                depth,
-                capacity,
-                readers: Mutex::new(Vec::new()),
-                _alive: alive,
-            }),
-        })
+        checkpoint::spawn(
+            path.to_owned(),
+            Arc::downgrade(&alive),
+            policy,
+            catch_up.clone(),
+        )
+        .map_err(|e| StorageError::Task(e.to_string()))?;
+        let readers = SqliteReaders {
+            path: path.to_owned(),
+            readers: Mutex::new(Vec::new()),
+            _alive: alive,
+        };
+        Self::start(
+            SqliteSink { conn, catch_up },
+            capacity,
+            Backend::Sqlite(readers),
+        )
     }
 
     /// Records a relayed copy; resolves once it is committed. While the
@@ -307,6 +400,15 @@ impl Storage {
             })
     }
 
+    /// The PostgreSQL backend, when that is the one (retention works on it
+    /// directly: storage/postgres/retention.rs).
+    pub fn postgres(&self) -> Option<&postgres::Postgres> {
+        match &self.inner.backend {
+            Backend::Postgres(pg) => Some(pg),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
     /// Rows queued and not yet committed.
     pub fn queue_depth(&self) -> usize {
         self.inner.depth.load(Ordering::Acquire)
@@ -330,18 +432,19 @@ impl Storage {
 
     /// Relayed copies matching `filter`, newest first.
     pub async fn messages(&self, filter: MessageFilter) -> Result<Vec<RelayedCopy>, StorageError> {
-        self.read(move |c| messages::list(c, &filter)).await
+        read!(self, |c| messages::list(c, &filter), |pg| pg
+            .messages(&filter))
     }
 
     /// One relayed copy.
     pub async fn message(&self, id: Uuid) -> Result<Option<RelayedCopy>, StorageError> {
-        self.read(move |c| messages::get(c, id)).await
+        read!(self, |c| messages::get(c, id), |pg| pg.message(id))
     }
 
     /// The observations of one copy, oldest first.
     pub async fn observations(&self, message_id: Uuid) -> Result<Vec<Observation>, StorageError> {
-        self.read(move |c| observations::for_message(c, message_id))
-            .await
+        read!(self, |c| observations::for_message(c, message_id), |pg| pg
+            .observations(message_id))
     }
 
     /// Stores classified observations; resolves once all are committed
@@ -361,7 +464,8 @@ impl Storage {
 
     /// The events of one copy, oldest first.
     pub async fn events(&self, message_id: Uuid) -> Result<Vec<Event>, StorageError> {
-        self.read(move |c| events::for_message(c, message_id)).await
+        read!(self, |c| events::for_message(c, message_id), |pg| pg
+            .events(message_id))
     }
 
     /// What the classification pipeline needs about each copy (its hits
@@ -371,7 +475,8 @@ impl Storage {
         &self,
         wanted: Vec<(Uuid, i64, i64)>,
     ) -> Result<Vec<CopyContext>, StorageError> {
-        self.read(move |c| events::contexts(c, &wanted)).await
+        read!(self, |c| events::contexts(c, &wanted), |pg| pg
+            .copy_contexts(&wanted))
     }
 
     /// Observations of `(from_ms, to_ms]` without an event, oldest first.
@@ -381,8 +486,11 @@ impl Storage {
         to_ms: i64,
         limit: u32,
     ) -> Result<Vec<Observation>, StorageError> {
-        self.read(move |c| events::unclassified(c, from_ms, to_ms, limit))
-            .await
+        read!(
+            self,
+            |c| events::unclassified(c, from_ms, to_ms, limit),
+            |pg| pg.unclassified(from_ms, to_ms, limit)
+        )
     }
 
     /// A route's counts in buckets, and over the whole range.
@@ -390,12 +498,12 @@ impl Storage {
         &self,
         q: StatsQuery,
     ) -> Result<(Vec<(i64, Counts)>, Counts), StorageError> {
-        self.read(move |c| stats::route_stats(c, &q)).await
+        read!(self, |c| stats::route_stats(c, &q), |pg| pg.route_stats(&q))
     }
 
     /// A route's clicks per destination, most clicked first.
     pub async fn route_links(&self, q: StatsQuery) -> Result<Vec<LinkClicks>, StorageError> {
-        self.read(move |c| stats::route_links(c, &q)).await
+        read!(self, |c| stats::route_links(c, &q), |pg| pg.route_links(&q))
     }
 
     /// A group's counts (a tag's, a message's as sent) in buckets, and
@@ -419,8 +527,11 @@ impl Storage {
         ids: Vec<Uuid>,
         include_machine: bool,
     ) -> Result<Vec<CopyCounts>, StorageError> {
-        self.read(move |c| scoped_stats::copy_counts(c, &ids, include_machine))
-            .await
+        read!(
+            self,
+            |c| scoped_stats::copy_counts(c, &ids, include_machine),
+            |pg| pg.copy_counts(&ids, include_machine)
+        )
     }
 
     /// Stores a route's run-time settings (removes them when `o` sets
@@ -449,13 +560,13 @@ impl Storage {
         token_digest: [u8; 32],
         key: String,
     ) -> Result<Option<IdempotentResponse>, StorageError> {
-        self.read(move |c| idempotency::get(c, token_digest, &key))
-            .await
+        read!(self, |c| idempotency::get(c, token_digest, &key), |pg| pg
+            .idempotent(token_digest, &key))
     }
 
     /// Every route's run-time settings.
     pub async fn route_overrides(&self) -> Result<Vec<RouteOverride>, StorageError> {
-        self.read(routes::all).await
+        read!(self, |c| routes::all(c), |pg| pg.route_overrides())
     }
 
     /// Records that these tracking domains are configured (queued; the
@@ -466,7 +577,7 @@ impl Storage {
 
     /// Every tracking domain ever recorded as configured, with when last.
     pub async fn tracking_domains(&self) -> Result<Vec<KnownDomain>, StorageError> {
-        self.read(routes::domains).await
+        read!(self, |c| routes::domains(c), |pg| pg.tracking_domains())
     }
 
     /// A route's events per classification over a range, human and
@@ -475,7 +586,8 @@ impl Storage {
         &self,
         q: StatsQuery,
     ) -> Result<Vec<ClassCounts>, StorageError> {
-        self.read(move |c| dashboard::classifications(c, &q)).await
+        read!(self, |c| dashboard::classifications(c, &q), |pg| pg
+            .route_classifications(&q))
     }
 
     /// A route's newest `limit` events over a range, newest first, with
@@ -485,8 +597,8 @@ impl Storage {
         q: StatsQuery,
         limit: u32,
     ) -> Result<Vec<RouteEvent>, StorageError> {
-        self.read(move |c| dashboard::recent_events(c, &q, limit))
-            .await
+        read!(self, |c| dashboard::recent_events(c, &q, limit), |pg| pg
+            .route_events(&q, limit))
     }
 
     /// One page of the event feed (storage/feed.rs).
@@ -501,7 +613,8 @@ impl Storage {
 
     /// How many observations are stored.
     pub async fn observation_count(&self) -> Result<u64, StorageError> {
-        self.read(observations::count).await
+        read!(self, |c| observations::count(c), |pg| pg
+            .observation_count())
     }
 
     /// Runs `f` on a read-only connection on the blocking pool.
@@ -512,9 +625,12 @@ impl Storage {
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = inner.take_reader()?;
+            let Backend::Sqlite(readers) = &inner.backend else {
+                return Err(StorageError::Task("not a SQLite database".into()));
+            };
+            let conn = readers.take_reader()?;
             let result = f(&conn);
-            inner.give_back(conn);
+            readers.give_back(conn);
             result
         })
         .await
@@ -522,7 +638,7 @@ impl Storage {
     }
 }
 
-impl Inner {
+impl SqliteReaders {
     fn take_reader(&self) -> Result<Connection, StorageError> {
         if let Some(conn) = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(conn);

@@ -1,8 +1,12 @@
 //! The events table through the storage interface: which observations
 //! still wait for a verdict, events read back as written, and a message's
-//! status moving only on counting events.
+//! status moving only on counting events. On both backends.
+
+mod support;
 
 use std::time::Duration;
+
+use support::db::Db;
 
 use serde_json::json;
 use trackrelay::storage::{Event, Observation, RelayedCopy, Storage};
@@ -73,10 +77,13 @@ async fn status(storage: &Storage, id: Uuid) -> String {
         .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_moves_only_on_counting_events() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open(&dir.path().join("t.db")).unwrap();
+crate::on_both_backends!(
+    status_moves_only_on_counting_events,
+    first_open_is_taken_once_per_recipient,
+);
+
+async fn status_moves_only_on_counting_events(db: Db) {
+    let storage = db.open().await;
     let id = Uuid::now_v7();
     storage.record_relayed(copy(id)).await.unwrap();
     let hits = [
@@ -149,4 +156,42 @@ async fn status_moves_only_on_counting_events() {
     assert_eq!(events.len(), 4);
     assert_eq!(events[0], event(&hits[0], "privacy_proxy", false));
     assert_eq!(events[3], event(&hits[3], "genuine", true));
+}
+
+/// Two verdicts of "first open" for one recipient (two nodes judging its
+/// hits at once): only one is stored as the first; another recipient of
+/// the same copy has its own.
+async fn first_open_is_taken_once_per_recipient(db: Db) {
+    let storage = db.open().await;
+    let id = Uuid::now_v7();
+    storage.record_relayed(copy(id)).await.unwrap();
+    let a = observation(id, Kind::Open, 10_000);
+    let b = observation(id, Kind::Open, 10_001);
+    let mut other = observation(id, Kind::Open, 10_002);
+    other.recipient_id = Some("r2".into());
+    for o in [&a, &b, &other] {
+        storage
+            .record_observation(o.clone(), Duration::from_secs(5))
+            .await;
+    }
+    let (ea, eb, eo) = (
+        event(&a, "genuine", true),
+        event(&b, "genuine", true),
+        event(&other, "genuine", true),
+    );
+    assert!(ea.first && eb.first && eo.first);
+    let (x, y) = tokio::join!(
+        storage.record_events(vec![ea]),
+        storage.record_events(vec![eb, eo]),
+    );
+    x.unwrap();
+    y.unwrap();
+    let events = storage.events(id).await.unwrap();
+    let firsts = |r: &str| {
+        events
+            .iter()
+            .filter(|e| e.first && e.recipient_id.as_deref() == Some(r))
+            .count()
+    };
+    assert_eq!((firsts("r1"), firsts("r2")), (1, 1), "{events:#?}");
 }

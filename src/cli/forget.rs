@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::retention::postgres;
+use crate::storage::Location;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -25,13 +28,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if !address.contains('@') {
         anyhow::bail!("--recipient {address:?}: not an email address");
     }
-    let done = crate::retention::forget(
-        &config.storage_path,
-        address,
-        &config.tracking.keys,
-        args.vacuum,
-    )
-    .with_context(|| format!("forgetting {address} in {}", config.storage_path.display()))?;
+    let keys = &config.tracking.keys;
+    let done = match &config.storage {
+        Location::Sqlite(path) => crate::retention::forget(path, address, keys, args.vacuum),
+        Location::Postgres(_) => postgres::with_storage(&config.storage, async |s| {
+            postgres::forget(s, address, keys).await
+        }),
+    }
+    .with_context(|| format!("forgetting {address} in {}", config.storage))?;
     let r = done.removed;
     crate::outln!("{address}:");
     crate::outln!("  copies deleted: {}", r.copies);

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::retention::{Pace, prune};
+use crate::retention::{Pace, postgres, prune};
+use crate::storage::{Location, StorageError};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -37,15 +38,25 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         pause: Duration::from_millis(args.pause_ms),
     };
     let started = std::time::Instant::now();
-    let done = prune(
-        &config.storage_path,
-        &config.retention,
-        as_of.as_millisecond(),
-        args.dry_run,
-        pace,
-        &|| false,
-    )
-    .with_context(|| format!("pruning {}", config.storage_path.display()))?;
+    let as_of_ms = as_of.as_millisecond();
+    let done = match &config.storage {
+        Location::Sqlite(path) => prune(
+            path,
+            &config.retention,
+            as_of_ms,
+            args.dry_run,
+            pace,
+            &|| false,
+        ),
+        Location::Postgres(_) => postgres::with_storage(&config.storage, async |s| {
+            let r = &config.retention;
+            postgres::prune(s, r, as_of_ms, args.dry_run, pace, &|| false).await
+        })
+        .and_then(|done| {
+            done.ok_or_else(|| StorageError::Task("another node is pruning; try again".into()))
+        }),
+    }
+    .with_context(|| format!("pruning {}", config.storage))?;
     let verb = if args.dry_run { "would be" } else { "were" };
     let time =
         |ms: i64| jiff::Timestamp::from_millisecond(ms).map_or(ms.to_string(), |t| t.to_string());

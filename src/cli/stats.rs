@@ -76,7 +76,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
-        let storage = crate::storage::Storage::open(&config.storage_path)?;
+        let storage = crate::storage::Storage::connect(
+            &config.storage,
+            crate::storage::DEFAULT_QUEUE_CAPACITY,
+        )
+        .await?;
         for q in &queries {
             let r = report::run(&storage, q).await?;
             if args.json {

@@ -205,12 +205,15 @@ impl Default for RawApi {
 #[serde(default)]
 pub struct RawStorage {
     pub path: String,
+    /// PostgreSQL instead of the SQLite file (config/storage.rs).
+    pub url: Option<String>,
 }
 
 impl Default for RawStorage {
     fn default() -> Self {
         Self {
             path: "var/trackrelay.db".into(),
+            url: None,
         }
     }
 }

@@ -51,7 +51,10 @@ pub struct Event {
 
 /// Inserts one event (inside the writer's transaction). An observation
 /// classified twice (a restart between the verdict and its commit) keeps
-/// its first event.
+/// its first event. `first` (first_open / first_click) is kept only when
+/// no counting event of its kind for the recipient is stored yet: one per
+/// copy and recipient, as PostgreSQL's claims make it
+/// (storage/postgres/events.rs).
 ///
 /// The row also gets its copy's route and `firsts`, the unique counts it
 /// is the first of for its copy and recipient (bits: 1 first counting
@@ -63,7 +66,10 @@ pub(super) fn insert(conn: &Connection, e: &Event) -> rusqlite::Result<()> {
         "INSERT OR IGNORE INTO events (id, message_id, recipient_id, kind, link, url, at_ms,
              classification, counts, machine, first, bot, device_type, client_type, client_name,
              route, firsts)
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
+             ?11 AND ?9 AND NOT EXISTS (SELECT 1 FROM events WHERE message_id = ?2
+                  AND kind = ?4 AND recipient_id IS ?3 AND counts = 1),
+             ?12, ?13, ?14, ?15,
              (SELECT route FROM messages WHERE id = ?2),
              (CASE WHEN ?9 AND NOT EXISTS (SELECT 1 FROM events WHERE message_id = ?2
                   AND kind = ?4 AND recipient_id IS ?3 AND counts = 1) THEN 1 ELSE 0 END)

@@ -10,7 +10,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::writer::Record;
-use super::{Storage, StorageError};
+use super::{Backend, Storage, StorageError};
 
 /// One copy's metadata: a JSON object of string values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,16 +29,19 @@ impl Storage {
 
     /// The metadata of each of `ids` that has some.
     pub async fn metadata(&self, ids: Vec<Uuid>) -> Result<HashMap<Uuid, Value>, StorageError> {
-        self.read(move |c| {
-            let mut out = HashMap::new();
-            for id in ids {
-                if let Some(m) = get(c, id)? {
-                    out.insert(id, m);
+        super::read!(
+            self,
+            |c| {
+                let mut out = HashMap::new();
+                for id in ids {
+                    if let Some(m) = get(c, id)? {
+                        out.insert(id, m);
+                    }
                 }
-            }
-            Ok(out)
-        })
-        .await
+                Ok(out)
+            },
+            |pg| pg.metadata(&ids)
+        )
     }
 }
 

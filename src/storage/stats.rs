@@ -52,6 +52,7 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// Adds `other` to these counts.
     pub(super) fn add(&mut self, other: Counts) {
         self.relayed += other.relayed;
         self.opens += other.opens;

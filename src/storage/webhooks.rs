@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
 use super::writer::Record;
-use super::{Event, RelayedCopy, Storage, StorageError, events, messages};
+use super::{Backend, Event, RelayedCopy, Storage, StorageError, events, messages, read};
 
 /// A delivery to queue with its event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -420,12 +420,13 @@ impl Storage {
         now_ms: i64,
         limit: u32,
     ) -> Result<Vec<Delivery>, StorageError> {
-        self.read(move |c| due(c, now_ms, limit)).await
+        read!(self, |c| due(c, now_ms, limit), |pg| pg
+            .due_deliveries(now_ms, limit))
     }
 
     /// When the next pending delivery is due.
     pub async fn next_delivery_at(&self) -> Result<Option<i64>, StorageError> {
-        self.read(next_due).await
+        read!(self, |c| next_due(c), |pg| pg.next_delivery_at())
     }
 
     /// Deliveries newest first, of `status` (or all), at most `limit`.
@@ -445,23 +446,23 @@ impl Storage {
         after: Option<(i64, Uuid)>,
         limit: u32,
     ) -> Result<Vec<Delivery>, StorageError> {
-        self.read(move |c| list(c, status.as_deref(), after, limit))
-            .await
+        read!(self, |c| list(c, status.as_deref(), after, limit), |pg| pg
+            .deliveries_after(status.as_deref(), after, limit))
     }
 
     /// One delivery.
     pub async fn delivery(&self, id: Uuid) -> Result<Option<Delivery>, StorageError> {
-        self.read(move |c| get(c, id)).await
+        read!(self, |c| get(c, id), |pg| pg.delivery(id))
     }
 
     /// The tries of one delivery.
     pub async fn delivery_attempts(&self, id: Uuid) -> Result<Vec<Attempt>, StorageError> {
-        self.read(move |c| attempts(c, id)).await
+        read!(self, |c| attempts(c, id), |pg| pg.delivery_attempts(id))
     }
 
     /// Endpoints disabled by a 410.
     pub async fn disabled_endpoints(&self) -> Result<Vec<DisabledEndpoint>, StorageError> {
-        self.read(disabled).await
+        read!(self, |c| disabled(c), |pg| pg.disabled_endpoints())
     }
 }
 

@@ -9,6 +9,10 @@
 //! and is retried with a growing pause (10 ms to 1 s); nothing is dropped
 //! here. A row the database refuses for good (a constraint) is reported to
 //! its waiter and skipped, so one bad row cannot block the rest.
+//!
+//! The queue, batching and retries are the backend's business only
+//! through [`Sink`]: SQLite's connection here, PostgreSQL's in
+//! storage/postgres/writer.rs.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -65,9 +69,58 @@ struct Pending {
     done: Option<Done>,
 }
 
+/// Where a batch goes: one backend's connection.
+pub trait Sink: Send + 'static {
+    /// Writes `batch` in one transaction and commits it. Rows refused for
+    /// good come back by position with why (the rest is committed); an
+    /// error leaves the whole batch for a retry.
+    fn write_batch(&mut self, batch: &[&Record]) -> Result<Vec<(usize, String)>, String>;
+
+    /// Between batches (SQLite: the checkpoint thread's catch-up).
+    fn idle(&mut self) {}
+
+    /// Test hook: puts the connection in a fault, or back.
+    fn fault(&mut self, fault: Option<super::Fault>);
+}
+
+/// SQLite's sink: the one read-write connection.
+pub struct SqliteSink {
+    pub conn: Connection,
+    /// The checkpoint thread's requests to copy the last WAL frames.
+    pub catch_up: Arc<CatchUp>,
+}
+
+impl Sink for SqliteSink {
+    fn write_batch(&mut self, batch: &[&Record]) -> Result<Vec<(usize, String)>, String> {
+        write_batch(&mut self.conn, batch.iter().copied())
+            .map(|refused| {
+                refused
+                    .into_iter()
+                    .map(|(i, e)| (i, e.to_string()))
+                    .collect()
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    fn idle(&mut self) {
+        // Between batches, when the checkpoint thread asks: the WAL
+        // then starts over at the next commit (storage/checkpoint.rs).
+        self.catch_up.run(&self.conn);
+    }
+
+    fn fault(&mut self, fault: Option<super::Fault>) {
+        let on = matches!(fault, Some(super::Fault::ReadOnly));
+        // query_only makes every write fail with SQLITE_READONLY, exactly as
+        // a database on a read-only file system does.
+        if let Err(e) = self.conn.pragma_update(None, "query_only", on) {
+            tracing::error!(error = %e, "cannot set the test fault");
+        }
+    }
+}
+
 /// The writer's state; [`Writer::run`] is the thread's body.
-pub struct Writer {
-    conn: Connection,
+pub struct Writer<S: Sink> {
+    sink: S,
     rx: Receiver<Command>,
     queue: VecDeque<Pending>,
     flushes: Vec<(usize, oneshot::Sender<()>)>,
@@ -76,21 +129,14 @@ pub struct Writer {
     received_total: usize,
     depth: Arc<AtomicUsize>,
     retry: Option<(Instant, Duration)>,
-    /// The checkpoint thread's requests to copy the last WAL frames.
-    catch_up: Arc<CatchUp>,
 }
 
-impl Writer {
-    /// A writer over `conn` (migrated, WAL), fed by `rx`; `depth` counts
-    /// rows not yet committed; `catch_up` comes from the checkpoint thread.
-    pub fn new(
-        conn: Connection,
-        rx: Receiver<Command>,
-        depth: Arc<AtomicUsize>,
-        catch_up: Arc<CatchUp>,
-    ) -> Self {
+impl<S: Sink> Writer<S> {
+    /// A writer into `sink` (migrated), fed by `rx`; `depth` counts rows
+    /// not yet committed.
+    pub fn new(sink: S, rx: Receiver<Command>, depth: Arc<AtomicUsize>) -> Self {
         Self {
-            conn,
+            sink,
             rx,
             queue: VecDeque::new(),
             flushes: Vec::new(),
@@ -98,7 +144,6 @@ impl Writer {
             received_total: 0,
             depth,
             retry: None,
-            catch_up,
         }
     }
 
@@ -115,9 +160,7 @@ impl Writer {
                 self.commit_batch();
             }
             self.answer_flushes();
-            // Between batches, when the checkpoint thread asks: the WAL
-            // then starts over at the next commit (storage/checkpoint.rs).
-            self.catch_up.run(&self.conn);
+            self.sink.idle();
         }
     }
 
@@ -162,7 +205,7 @@ impl Writer {
                 self.queue.push_back(Pending { record, done });
             }
             Command::Flush(tx) => self.flushes.push((self.received_total, tx)),
-            Command::Fault(fault) => self.apply_fault(fault),
+            Command::Fault(fault) => self.sink.fault(fault),
         }
     }
 
@@ -171,7 +214,8 @@ impl Writer {
     fn commit_batch(&mut self) {
         let n = self.queue.len().min(BATCH_MAX);
         let started = Instant::now();
-        match write_batch(&mut self.conn, self.queue.range(..n)) {
+        let batch: Vec<&Record> = self.queue.range(..n).map(|p| &p.record).collect();
+        match self.sink.write_batch(&batch) {
             Ok(refused) => {
                 metrics::batch_committed(n, started.elapsed());
                 if self.retry.take().is_some() {
@@ -182,7 +226,7 @@ impl Writer {
                     let result = match refused.next_if(|(j, _)| *j == i) {
                         Some((_, e)) => {
                             tracing::error!(error = %e, "row refused by the database, skipped");
-                            Err(StorageError::Refused(e.to_string()))
+                            Err(StorageError::Refused(e))
                         }
                         None => Ok(()),
                     };
@@ -199,7 +243,7 @@ impl Writer {
         }
     }
 
-    fn schedule_retry(&mut self, e: &rusqlite::Error) {
+    fn schedule_retry(&mut self, e: &str) {
         metrics::commit_failed();
         let pause = match self.retry {
             None => {
@@ -221,29 +265,20 @@ impl Writer {
             let _ = tx.send(());
         }
     }
-
-    fn apply_fault(&mut self, fault: Option<super::Fault>) {
-        let on = matches!(fault, Some(super::Fault::ReadOnly));
-        // query_only makes every write fail with SQLITE_READONLY, exactly as
-        // a database on a read-only file system does.
-        if let Err(e) = self.conn.pragma_update(None, "query_only", on) {
-            tracing::error!(error = %e, "cannot set the test fault");
-        }
-    }
 }
 
 /// Writes `batch` in one transaction. Rows refused for good are returned by
 /// position (the rest is committed); any other error rolls everything back.
 fn write_batch<'a>(
     conn: &mut Connection,
-    batch: impl Iterator<Item = &'a Pending>,
+    batch: impl Iterator<Item = &'a Record>,
 ) -> rusqlite::Result<Vec<(usize, rusqlite::Error)>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut refused = Vec::new();
     // Observations are most of every batch: one statement for all of them.
     let mut insert_observation = observations::insert_statement(&tx)?;
-    for (i, pending) in batch.enumerate() {
-        let result = match &pending.record {
+    for (i, record) in batch.enumerate() {
+        let result = match record {
             Record::Observation(o) => observations::insert(&mut insert_observation, o),
             Record::Relayed(c) => messages::insert(&tx, c),
             Record::Event(e) => events::insert(&tx, e),

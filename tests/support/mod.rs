@@ -3,6 +3,7 @@
 
 pub mod bob;
 pub mod corpus;
+pub mod db;
 pub mod dkim;
 pub mod fake_upstream;
 pub mod mime_equiv;
