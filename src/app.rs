@@ -104,6 +104,25 @@ struct Tasks {
 }
 
 impl Tasks {
+    /// Minimisation and deletion (SPEC §9): on SQLite on its own
+    /// connection, on PostgreSQL one node at a time (an advisory lock).
+    fn retention(&mut self, config: &Config, storage: &Storage) {
+        match &config.storage {
+            crate::storage::Location::Sqlite(path) => self.set.spawn(crate::retention::run(
+                path.clone(),
+                config.retention.clone(),
+                self.shutdown.clone(),
+            )),
+            crate::storage::Location::Postgres(_) => {
+                self.set.spawn(crate::retention::postgres::run(
+                    storage.clone(),
+                    config.retention.clone(),
+                    self.shutdown.clone(),
+                ))
+            }
+        };
+    }
+
     /// Binds `addr` (config key `{name}.listen`) and serves HTTP on it with
     /// `handler` until shutdown; returns the bound address.
     async fn listen<H, F>(
@@ -245,21 +264,7 @@ impl App {
             .set
             .spawn(pipeline.clone().run(tasks.shutdown.clone()));
 
-        // Minimisation and deletion (SPEC §9), on its own connection.
-        match &config.storage {
-            crate::storage::Location::Sqlite(path) => tasks.set.spawn(crate::retention::run(
-                path.clone(),
-                config.retention.clone(),
-                tasks.shutdown.clone(),
-            )),
-            crate::storage::Location::Postgres(_) => {
-                tasks.set.spawn(crate::retention::postgres::run(
-                    storage.clone(),
-                    config.retention.clone(),
-                    tasks.shutdown.clone(),
-                ))
-            }
-        };
+        tasks.retention(&config, &storage);
 
         let tracking_addr = tasks.tracking(&config, &storage, &routes).await?;
 
