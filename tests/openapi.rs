@@ -321,7 +321,11 @@ async fn schemathesis_finds_nothing_on_the_send_api() {
             &format!("x-lettermint-token: {}", support::sdk::SEND_TOKEN),
         ])
         .args(["--checks", "all", "--exclude-checks", EXCLUDED_CHECKS])
-        .args(["--phases", "examples,coverage,fuzzing"])
+        // No examples phase: building the batch body's example from its
+        // schema failed inside hypothesis ("FlakyFailure … Inconsistent results", once a
+        // RecursionError) before any request was sent. Coverage and
+        // fuzzing still send every operation schema-derived bodies.
+        .args(["--phases", "coverage,fuzzing"])
         .args([
             "--max-examples",
             &env_or("TRACKRELAY_SCHEMATHESIS_EXAMPLES", "40"),

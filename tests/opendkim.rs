@@ -110,7 +110,14 @@ async fn through_postfix(order: [&str; 2], senders: &[&str]) -> (TestKey, Vec<St
         postfix.wait_for_log(&["status=sent"], n + 1);
         let dumps = sink.dumps();
         assert_eq!(dumps.len(), n + 1, "{}", postfix.maillog_tail(30));
-        copies.push(String::from_utf8(dumps[n].message.clone()).unwrap());
+        // The sink's dumps are named by a queue id, not in arrival order:
+        // this message's copy is the one not seen before.
+        let copy = dumps
+            .iter()
+            .map(|d| String::from_utf8(d.message.clone()).unwrap())
+            .find(|c| !copies.contains(c))
+            .expect("a new copy");
+        copies.push(copy);
     }
     drop(postfix);
     relay.stop().await;

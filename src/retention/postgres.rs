@@ -7,15 +7,14 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{FIRST_RUN_AFTER, Forgotten, IpHashKey, Pace, Pruned, WATERMARK_SLACK_MS};
-use crate::config::Retention;
+use super::{FIRST_RUN_AFTER, Forgotten, IpHashKey, Pace, Policy, Pruned, WATERMARK_SLACK_MS};
 use crate::storage::{Storage, StorageError};
 use crate::token::KeyRing;
 
 /// [`super::prune`] on PostgreSQL; `None` when another node is pruning.
 pub async fn prune(
     storage: &Storage,
-    retention: &Retention,
+    retention: &Policy,
     as_of_ms: i64,
     dry_run: bool,
     pace: Pace,
@@ -99,7 +98,7 @@ pub async fn forget(
 }
 
 /// The periodic task inside `serve` on PostgreSQL.
-pub async fn run(storage: Storage, retention: Retention, shutdown: CancellationToken) {
+pub async fn run(storage: Storage, retention: Policy, shutdown: CancellationToken) {
     let mut wait = FIRST_RUN_AFTER.min(retention.interval);
     loop {
         tokio::select! {
