@@ -175,10 +175,19 @@ fn with_examples(doc: &Value, copies: &[RelayedCopy], dir: &std::path::Path) -> 
 static SCHEMATHESIS_RUNS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// schemathesis's command line, through the python3 that .ci/packages
-/// installed it for (whatever PATH holds).
+/// installed it for (whatever PATH holds), as `python3 -m schemathesis.cli`
+/// but with a deeper recursion limit: building the send API's batch body
+/// (an array of emails with nested arrays) in hypothesis sometimes went
+/// past the default 1,000 frames while it parsed a lambda's source,
+/// failing the run with a FlakyFailure or "AST constructor recursion
+/// depth mismatch" before any request was sent.
 fn schemathesis() -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new("python3");
-    cmd.args(["-m", "schemathesis.cli"]);
+    cmd.args([
+        "-c",
+        "import runpy, sys; sys.setrecursionlimit(5000); \
+         runpy.run_module('schemathesis.cli', run_name='__main__', alter_sys=True)",
+    ]);
     cmd
 }
 
