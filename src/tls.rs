@@ -71,6 +71,28 @@ pub fn client_without_verification() -> Arc<ClientConfig> {
     UNVERIFIED.clone()
 }
 
+/// A client that checks the chain against `roots` only (PostgreSQL's
+/// `sslrootcert`); without `check_name` any name is taken
+/// (`sslmode=verify-ca`), with it the name too (`verify-full`).
+pub fn client_with_roots(roots: RootCertStore, check_name: bool) -> Result<ClientConfig, String> {
+    let verify = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        PROVIDER.clone(),
+    )
+    .build()
+    .map_err(|e| e.to_string())?;
+    Ok(if check_name {
+        client_builder()
+            .with_webpki_verifier(verify)
+            .with_no_client_auth()
+    } else {
+        client_builder()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(RootsOnly(verify)))
+            .with_no_client_auth()
+    })
+}
+
 /// A server with one certificate chain and key, read from PEM files.
 pub fn server_from_files(cert: &Path, key: &Path) -> Result<ServerConfig, String> {
     let chain = read_chain(cert).map_err(|e| e.to_string())?;
@@ -206,5 +228,53 @@ impl ServerCertVerifier for AnyCertificate {
         PROVIDER
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// The chain checked against the roots, any name (`sslmode=verify-ca`).
+#[derive(Debug)]
+struct RootsOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl ServerCertVerifier for RootsOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
+            | Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
     }
 }
