@@ -220,17 +220,7 @@ pub(super) fn group_links(
             add(r.get(0)?, r.get(1)?, r.get(2)?);
         }
     }
-    let mut out: Vec<LinkClicks> = by_url
-        .into_iter()
-        .filter(|(_, (clicks, _))| *clicks > 0)
-        .map(|(url, (clicks, unique_clicks))| LinkClicks {
-            url,
-            clicks,
-            unique_clicks,
-        })
-        .collect();
-    out.sort_by(|a, b| b.clicks.cmp(&a.clicks).then_with(|| a.url.cmp(&b.url)));
-    Ok(out)
+    Ok(super::stats::ranked_links(by_url))
 }
 
 /// Each copy's counting events, in the order of `ids`; machine ones too

@@ -237,6 +237,12 @@ pub(super) fn route_links(
             add(r.get(0)?, r.get(1)?, r.get(2)?);
         }
     }
+    Ok(ranked_links(by_url))
+}
+
+/// Clicks per destination, those with any, most clicked first (ties by
+/// URL): how routes, tags and messages list their links.
+pub(super) fn ranked_links(by_url: HashMap<String, (u64, u64)>) -> Vec<LinkClicks> {
     let mut out: Vec<LinkClicks> = by_url
         .into_iter()
         .filter(|(_, (clicks, _))| *clicks > 0)
@@ -247,7 +253,7 @@ pub(super) fn route_links(
         })
         .collect();
     out.sort_by(|a, b| b.clicks.cmp(&a.clicks).then_with(|| a.url.cmp(&b.url)));
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
