@@ -83,7 +83,7 @@ impl Webhooks {
         let busy = (lock(&in_flight.ids).len() + lock(&in_flight.finished).len()) as u32;
         let due = self
             .storage
-            .due_deliveries(now_ms(), LOOK_MAX + busy)
+            .due_deliveries(now_ms(), LOOK_MAX + busy, self.settings.claim_lease)
             .await?;
         for delivery in due {
             if lock(&in_flight.finished).contains_key(&delivery.id)
