@@ -50,10 +50,7 @@ async fn a_node_killed_under_load_loses_no_answered_hit_and_its_claimed_deliveri
     let port = free_port();
     let hold_arg = hold.to_str().unwrap();
     let receiver = Receiver::start(dir.path(), "hooks", port, &[SECRET], &["--hold", hold_arg]);
-    let hook = format!(
-        "\n[[routes.webhooks]]\nurl = \"http://127.0.0.1:{port}/hook\"\n\
-         secret = \"{SECRET}\"\nevents = [\"message.relayed\"]\n"
-    );
+    let hook = hook(port);
     let extra = Extra {
         tracking: AFTER_COMMIT,
         route: &hook,
@@ -82,10 +79,19 @@ async fn a_node_killed_under_load_loses_no_answered_hit_and_its_claimed_deliveri
         })
         .await;
     std::fs::remove_file(&hold).unwrap();
-    let deliveries = delivered_once_each(&cluster, &receiver).await;
+    let deliveries = delivered_once_each(&cluster, &receiver, COPIES).await;
     assert!(in_flight.is_subset(&deliveries));
 
     // B judges the hits A stored and had not judged.
+    every_hit_judged(&cluster).await;
+    let (status, list) = api_get(&Http::default(), &b.bin, "/v1/messages?limit=100").await;
+    assert_eq!(status, 200, "{list}");
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["messages"].as_array().unwrap().len(), COPIES, "{list}");
+}
+
+/// Waits (at most a minute) until every stored hit has its event.
+async fn every_hit_judged(cluster: &Cluster) {
     let unjudged = cluster
         .wait_ids(
             "SELECT o.id FROM observations o
@@ -95,10 +101,6 @@ async fn a_node_killed_under_load_loses_no_answered_hit_and_its_claimed_deliveri
         )
         .await;
     assert!(unjudged.is_empty(), "{} hits not judged", unjudged.len());
-    let (status, list) = api_get(&Http::default(), &b.bin, "/v1/messages?limit=100").await;
-    assert_eq!(status, 200, "{list}");
-    let list: Value = serde_json::from_str(&list).unwrap();
-    assert_eq!(list["messages"].as_array().unwrap().len(), COPIES, "{list}");
 }
 
 /// Drives hits at `a` and kills it (SIGKILL) while they come and while
@@ -119,9 +121,9 @@ async fn kill_under_load(mut a: Binary, cluster: &Cluster, receiver: &Receiver) 
 
 /// Waits until every delivery is delivered; checks that each was answered
 /// once by the receiver and has one successful try stored. Returns them.
-async fn delivered_once_each(cluster: &Cluster, receiver: &Receiver) -> HashSet<Uuid> {
+async fn delivered_once_each(cluster: &Cluster, receiver: &Receiver, n: usize) -> HashSet<Uuid> {
     let deliveries = cluster.ids("SELECT id FROM webhook_deliveries").await;
-    assert_eq!(deliveries.len(), COPIES);
+    assert_eq!(deliveries.len(), n);
     let delivered = cluster
         .wait_ids(
             "SELECT id FROM webhook_deliveries WHERE status = 'delivered'",
@@ -145,6 +147,15 @@ async fn delivered_once_each(cluster: &Cluster, receiver: &Receiver) -> HashSet<
     let once: HashMap<Uuid, usize> = deliveries.iter().map(|id| (*id, 1)).collect();
     assert_eq!(answered, once, "each answered once");
     deliveries
+}
+
+/// The `[[routes.webhooks]]` of route "default": relayed copies to a
+/// receiver on `port`.
+fn hook(port: u16) -> String {
+    format!(
+        "\n[[routes.webhooks]]\nurl = \"http://127.0.0.1:{port}/hook\"\n\
+         secret = \"{SECRET}\"\nevents = [\"message.relayed\"]\n"
+    )
 }
 
 /// Waits until `n` deliveries are queued and claimed (their next try a
@@ -185,6 +196,71 @@ fn abandoned(lines: &[Value]) -> HashSet<Uuid> {
         .collect()
 }
 
+/// Tries lasting their whole `timeout_seconds` (the receiver answers
+/// nothing), one at a time per node, and claims barely longer.
+const SLOW_WEBHOOKS: &str = "[webhooks]\nallow_private_networks = true\ntimeout_seconds = 2\n\
+                             claim_lease_seconds = 3\nconcurrency_per_endpoint = 1\n\
+                             retry_base_ms = 500\n";
+
+/// A node claims every due delivery but sends one at a time: one queued
+/// behind slow tries must not be sent once its claim is over (the other
+/// node may have claimed it since). At no time does the receiver hold two
+/// requests of one delivery; once it answers, each is delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_is_never_sent_by_two_nodes_at_once() {
+    const SLOW_COPIES: usize = 4;
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, "").unwrap();
+    let port = free_port();
+    let hold_arg = hold.to_str().unwrap();
+    let receiver = Receiver::start(dir.path(), "hooks", port, &[SECRET], &["--hold", hold_arg]);
+    let hook = hook(port);
+    let extra = Extra {
+        route: &hook,
+        sections: SLOW_WEBHOOKS,
+        ..Extra::default()
+    };
+    let a = node::start_with(&cluster, extra).await;
+    let _b = node::start_with(&cluster, extra).await;
+    for i in 0..SLOW_COPIES {
+        let out = support::smtplib_send(a.smtp, &format!("r{i}@example.com"), BODY);
+        assert!(out.status.success(), "{out:?}");
+    }
+    // Tries time out one after the other, on both nodes.
+    receiver
+        .wait_until(Duration::from_secs(90), |got| abandoned_count(got) >= 8)
+        .await;
+    std::fs::remove_file(&hold).unwrap();
+    delivered_once_each(&cluster, &receiver, SLOW_COPIES).await;
+    let lines = receiver.requests();
+    assert_eq!(concurrent_sends(&lines), Vec::<String>::new(), "{lines:#?}");
+}
+
+/// How many requests were cut by their sender.
+fn abandoned_count(lines: &[Value]) -> usize {
+    lines.iter().filter(|l| l["abandoned"] == true).count()
+}
+
+/// Deliveries of which the receiver held two requests at once, in the
+/// order of its log.
+fn concurrent_sends(lines: &[Value]) -> Vec<String> {
+    let mut waiting = HashSet::new();
+    let mut twice = Vec::new();
+    for line in lines {
+        let id = line["id"].as_str().unwrap_or_default().to_owned();
+        if line["held"] == true {
+            if !waiting.insert(id.clone()) {
+                twice.push(id);
+            }
+        } else {
+            waiting.remove(&id);
+        }
+    }
+    twice
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clicks_through_a_database_restart_are_redirected_and_stored_and_mail_is_relayed() {
     let cluster = Cluster::start();
@@ -209,6 +285,7 @@ async fn clicks_through_a_database_restart_are_redirected_and_stored_and_mail_is
     let outcome = load.finish().await;
     assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
     all_stored_eventually(&cluster, &outcome).await;
+    every_hit_judged(&cluster).await;
     let http = Http::default();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
