@@ -6,10 +6,11 @@
 
 mod support;
 
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::receiver::Receiver;
 use support::relay::Running;
 use support::sdk::{SEND_TOKEN, python};
 use support::server::{HOST, Http};
@@ -17,20 +18,58 @@ use support::server::{HOST, Http};
 const SECRET: &str = "whsec_Wohz8vFyz3th8zv63w2PNHNhoHtlmYWf";
 const API_TOKEN: &str = "test-token-4Hn8Vq2Lx7Rk9Pw3Zs6Jd";
 
-/// The verified bodies of type `event_type` the receiver got, once there
-/// are `n` (at most a minute).
-async fn wait_for(receiver: &Receiver, event_type: &str, n: usize) -> Vec<Value> {
-    let bodies = |got: &[Value]| -> Vec<Value> {
-        got.iter()
-            .inspect(|r| assert_eq!(r["verified"], json!([true]), "{r}"))
-            .map(|r| r["body"].clone())
-            .filter(|b| b["type"] == event_type)
-            .collect()
-    };
-    let got = receiver
-        .wait_until(Duration::from_secs(60), |got| bodies(got).len() >= n)
-        .await;
-    bodies(&got)
+/// The webhook receiver process; its log has one JSON line per request.
+struct Receiver {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Receiver {
+    fn start(dir: &Path, port: u16) -> Receiver {
+        let log = dir.join("hooks.jsonl");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/webhook_receiver.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(["--port", &port.to_string(), "--secret", SECRET, "--log"])
+            .arg(&log)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        let out = child.stdout.take().expect("stdout is piped");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "receiver did not start");
+        Receiver { child, log }
+    }
+
+    /// The verified bodies of type `event_type`, once there are `n` (at
+    /// most a minute).
+    async fn wait_for(&self, event_type: &str, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let got: Vec<Value> = std::fs::read_to_string(&self.log)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .inspect(|r| assert_eq!(r["verified"], json!([true]), "{r}"))
+                .map(|r| r["body"].clone())
+                .filter(|b| b["type"] == event_type)
+                .collect();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(Instant::now() < deadline, "{n} {event_type} expected");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// trackrelay relaying to a `dir:` outbox, with `[send]` and a webhook of
@@ -96,7 +135,7 @@ async fn send(relay: &Running, message: Value) {
 async fn python_metadata_is_in_the_messages_api_and_webhooks_and_forgotten_with_the_copy() {
     let dir = tempfile::tempdir().unwrap();
     let port = support::server::free_port();
-    let receiver = Receiver::start(dir.path(), "hooks", port, &[SECRET], &[]);
+    let receiver = Receiver::start(dir.path(), port);
     let relay = start(port).await;
     let metadata = json!({ "customer": "42", "plan": "pro ✓" });
     send(
@@ -136,7 +175,7 @@ async fn python_metadata_is_in_the_messages_api_and_webhooks_and_forgotten_with_
     assert_eq!(one["metadata"], metadata);
 
     // Webhooks: the relayed copy, then a click on its link.
-    let relayed = wait_for(&receiver, "message.relayed", 2).await;
+    let relayed = receiver.wait_for("message.relayed", 2).await;
     let of = |bodies: &[Value], id: &str| {
         bodies
             .iter()
@@ -168,7 +207,7 @@ async fn python_metadata_is_in_the_messages_api_and_webhooks_and_forgotten_with_
         .await
         .unwrap();
     assert_eq!(resp.status, 302);
-    let clicked = wait_for(&receiver, "message.clicked", 1).await;
+    let clicked = receiver.wait_for("message.clicked", 1).await;
     assert_eq!(of(&clicked, &id)["data"]["metadata"], metadata);
 
     // forget: the copy and its metadata row go together.

@@ -10,11 +10,11 @@ pub mod load;
 pub mod mime_equiv;
 pub mod node;
 pub mod postfix;
-pub mod receiver;
 pub mod relay;
 pub mod rows;
 pub mod sdk;
 pub mod server;
+pub mod webhook_receiver;
 
 use trackrelay::config::RouteSettings;
 use trackrelay::rewrite::{Outcome, Request};
