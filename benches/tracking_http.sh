@@ -17,6 +17,7 @@
 #   TRACKING_EXTRA='commit_wait_ms = 5' benches/tracking_http.sh   # other [tracking] keys
 #   TRACKRELAY_BIN=/path/to/trackrelay benches/tracking_http.sh    # another build
 #   PG=1 TARGETS=pixel benches/tracking_http.sh    # also trackrelay on PostgreSQL
+#   PG=1 PG_OPTIONS='-c synchronous_commit=off' benches/tracking_http.sh  # server settings
 #
 # PG=1 starts a private PostgreSQL cluster on the same machine (initdb as
 # the postgres user in the work directory, Unix socket, fsync on: the
@@ -134,7 +135,7 @@ if [ "$PG" = 1 ]; then
     chown postgres:postgres "$work/pg"
     runuser -u postgres -- "$PGBIN/initdb" --auth=trust -U postgres -D "$work/pg" >/dev/null
     runuser -u postgres -- "$PGBIN/pg_ctl" -D "$work/pg" -l "$work/pg/server.log" -w \
-        -o "-k $work/pg -c listen_addresses=''" start >/dev/null
+        -o "-k $work/pg -c listen_addresses='' ${PG_OPTIONS:-}" start >/dev/null
     PGMASTER=$(head -1 "$work/pg/postmaster.pid")
     config pg "url = \"postgresql://postgres@/postgres?host=$work/pg&sslmode=disable\""
     nice -n "$NICE" "$BIN" serve --config "$work/pg.toml" 2>"$work/trackrelay-pg.log" &
