@@ -15,6 +15,7 @@ mod checkpoint;
 mod columns;
 mod dashboard;
 mod events;
+mod export;
 mod feed;
 mod idempotency;
 mod messages;
@@ -26,6 +27,7 @@ mod routes;
 mod schema;
 mod scoped_stats;
 mod stats;
+pub mod transfer;
 mod webhooks;
 mod writer;
 
