@@ -275,7 +275,9 @@ async fn a_sqlite_node_moves_to_postgres_with_everything_it_had() {
         list.len() == 6
             && status("delivered") == 3
             && status("pending") == 3
-            && list.iter().all(|d| d["attempts"] == 1)
+            && list
+                .iter()
+                .all(|d| d["attempts"].as_array().is_some_and(|a| a.len() == 1))
     })
     .await;
     assert_eq!(received.load(Ordering::SeqCst), 3);
