@@ -410,3 +410,244 @@ fn bad_input_is_named_in_the_error() {
     assert!(!ok);
     assert!(stderr.contains("--to"), "{stderr}");
 }
+
+/// What a SQLite database holds beside copies and hits: a copy's sending
+/// API metadata, an Idempotency-Key answer, an endpoint disabled by a 410,
+/// minimised hits (their IP hash) and retention's watermark, tracking
+/// domains, first counts; all of it on the SQLite side read back through
+/// the storage API.
+struct Seeded {
+    copies: Vec<trackrelay::storage::RelayedCopy>,
+    digest: [u8; 32],
+    delivery: uuid::Uuid,
+}
+
+async fn seed(storage: &trackrelay::storage::Storage, path: &Path) -> Seeded {
+    use trackrelay::storage::retention::{Cursor, Maintenance};
+    use trackrelay::storage::{
+        Attempt, DomainsSeen, IdempotentResponse, NewDelivery, Next, Observation, RouteOverride,
+        WebhookWrite,
+    };
+    use trackrelay::token::Kind;
+    let now = trackrelay::time::now_ms();
+    let (a, b) = (
+        support::rows::copy("default", "ann@example.com", now - 5_000),
+        support::rows::copy("news", "ben@example.com", now - 4_000),
+    );
+    storage.record_relayed(a.clone()).await.unwrap();
+    storage
+        .record_metadata(b.id, serde_json::json!({"campaign": "spring"}))
+        .unwrap();
+    let delivery = uuid::Uuid::now_v7();
+    let queued = NewDelivery {
+        id: delivery,
+        route: "news".into(),
+        url: "http://127.0.0.1:9/gone".into(),
+        event_type: "message.relayed".into(),
+        event_id: b.id,
+        payload: "{}".into(),
+        created_at_ms: now - 4_000,
+    };
+    let write = WebhookWrite::Relayed(Box::new(b.clone()), vec![queued]);
+    storage.write_webhook(write).await.unwrap();
+    let gone = Attempt {
+        delivery_id: delivery,
+        number: 1,
+        at_ms: now - 3_900,
+        duration_ms: 3,
+        status_code: Some(410),
+        error: Some("HTTP 410".into()),
+    };
+    let write = WebhookWrite::Attempt(gone, Next::Disable);
+    storage.write_webhook(write).await.unwrap();
+    for (i, at_ms) in [now - 3_000, now - 2_000].into_iter().enumerate() {
+        let hit = Observation {
+            id: uuid::Uuid::now_v7(),
+            message_id: a.id,
+            kind: Kind::Open,
+            recipient_id: a.recipient_id.clone(),
+            link: None,
+            url: None,
+            at_ms,
+            method: "GET".into(),
+            host: HOST.into(),
+            ip: Some(format!("192.0.2.{i}").parse().unwrap()),
+            user_agent: Some(BROWSER.into()),
+            headers: vec![("user-agent".into(), BROWSER.into())],
+            key_id: "k1".into(),
+        };
+        let stored = storage
+            .record_observation(hit, Duration::from_secs(10))
+            .await;
+        assert_eq!(stored, trackrelay::storage::Stored::Committed);
+    }
+    // Two human opens the pipeline both took for a first; a machine click.
+    let open = |at_ms| trackrelay::storage::Event {
+        first: true,
+        ..support::rows::event(&a, Kind::Open, None, at_ms, true, "")
+    };
+    let click = support::rows::event(&a, Kind::Click, Some(0), now - 1_000, false, "generic_bot");
+    storage
+        .record_events(vec![open(now - 3_000), open(now - 2_000), click])
+        .await
+        .unwrap();
+    let digest = [7u8; 32];
+    let answer = IdempotentResponse {
+        token_digest: digest,
+        key: "order-1".into(),
+        body_digest: [9u8; 32],
+        status: 202,
+        body: br#"{"status":"queued"}"#.to_vec(),
+        created_at_ms: now - 1_000,
+    };
+    storage.store_idempotent(answer, 86_400_000).await.unwrap();
+    let o = RouteOverride {
+        route: "news".into(),
+        track_opens: Some(false),
+        track_clicks: None,
+        updated_at_ms: now - 500,
+    };
+    storage.set_route_override(o).await.unwrap();
+    let urls = vec![
+        "https://t.example.com/".into(),
+        "https://old.example.net/".into(),
+    ];
+    let seen = DomainsSeen {
+        urls,
+        at_ms: now - 100,
+    };
+    storage.tracking_domains_seen(seen).unwrap();
+    assert!(storage.flush(Duration::from_secs(10)).await);
+    // Retention minimised the hits: IP hash kept, raw signals gone.
+    let mut m = Maintenance::open(path).unwrap();
+    let start = Cursor {
+        at_ms: i64::MIN,
+        rowid: 0,
+    };
+    let rows = m.after(start, i64::MAX, 100).unwrap();
+    let hashed: Vec<(i64, String)> = rows
+        .iter()
+        .map(|r| (r.rowid, format!("hash{}", r.rowid)))
+        .collect();
+    assert_eq!(m.minimise(&hashed).unwrap(), 2);
+    m.set_watermark(now).unwrap();
+    Seeded {
+        copies: vec![a, b],
+        digest,
+        delivery,
+    }
+}
+
+/// Everything the storage API reads about `s`, for comparing backends.
+async fn read_back(storage: &trackrelay::storage::Storage, s: &Seeded) -> String {
+    let mut out = Vec::new();
+    for c in &s.copies {
+        out.push(format!("{:?}", storage.message(c.id).await.unwrap()));
+        out.push(format!("{:?}", storage.observations(c.id).await.unwrap()));
+        out.push(format!("{:?}", storage.events(c.id).await.unwrap()));
+    }
+    let ids = s.copies.iter().map(|c| c.id).collect();
+    out.push(format!("{:?}", storage.metadata(ids).await.unwrap()));
+    let answer = storage
+        .idempotent(s.digest, "order-1".into())
+        .await
+        .unwrap();
+    out.push(format!("{answer:?}"));
+    out.push(format!("{:?}", storage.deliveries(None, 10).await.unwrap()));
+    out.push(format!(
+        "{:?}",
+        storage.delivery_attempts(s.delivery).await.unwrap()
+    ));
+    out.push(format!("{:?}", storage.disabled_endpoints().await.unwrap()));
+    out.push(format!("{:?}", storage.route_overrides().await.unwrap()));
+    out.push(format!("{:?}", storage.tracking_domains().await.unwrap()));
+    out.join("\n")
+}
+
+/// The tables the end-to-end test leaves empty, with a node still running
+/// on the file (it is read in one read-only snapshot); then a run that
+/// stopped part way (rows missing from the target) is resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_table_is_copied_and_a_resumed_run_fills_what_is_missing() {
+    use trackrelay::storage::{Location, PostgresSettings, Storage};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    let sqlite = Storage::open(&path).unwrap();
+    let seeded = seed(&sqlite, &path).await;
+    let expected = read_back(&sqlite, &seeded).await;
+    assert!(
+        expected.contains("first: true") && expected.contains("first: false"),
+        "{expected}"
+    );
+
+    let cluster = Cluster::start();
+    let from = format!("sqlite:{}", path.display());
+    let (ok, stdout, stderr) = migrate_storage(&["--from", &from, "--to", &cluster.url()]);
+    assert!(ok, "{stdout}\n{stderr}");
+    for line in [
+        "copy_metadata: 1 of 1 copied",
+        "webhook_endpoints: 1 of 1 copied",
+        "send_idempotency: 1 of 1 copied",
+        "tracking_domains: 2 of 2 copied",
+        "retention_state: 1 of 1 copied",
+    ] {
+        assert!(stdout.contains(line), "{line:?} in\n{stdout}");
+    }
+    let location = Location::Postgres(Box::new(PostgresSettings::parse(&cluster.url()).unwrap()));
+    let pg = Storage::connect(&location, 1000).await.unwrap();
+    assert_eq!(read_back(&pg, &seeded).await, expected);
+    let (client, connection) = tokio_postgres::connect(&cluster.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let hashes: Vec<Option<String>> = client
+        .query("SELECT ip_hash FROM observations ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        hashes.len() == 2
+            && hashes
+                .iter()
+                .all(|h| h.as_deref().is_some_and(|h| h.starts_with("hash"))),
+        "{hashes:?}"
+    );
+
+    // As if the run had stopped before the last events and hits.
+    let a = seeded.copies[0].id;
+    for sql in [
+        "DELETE FROM event_firsts WHERE event_id IN (SELECT id FROM events WHERE message_id = $1 AND at_ms > (SELECT min(at_ms) FROM events WHERE message_id = $1))",
+        "DELETE FROM events WHERE message_id = $1 AND at_ms > (SELECT min(at_ms) FROM events WHERE message_id = $1)",
+        "DELETE FROM observations WHERE message_id = $1 AND at_ms > (SELECT min(at_ms) FROM observations WHERE message_id = $1)",
+    ] {
+        client.execute(sql, &[&a]).await.unwrap();
+    }
+    let (ok, _, stderr) = migrate_storage(&["--from", &from, "--to", &cluster.url()]);
+    assert!(!ok && stderr.contains("already holds data"), "{stderr}");
+    let (ok, stdout, stderr) = migrate_storage(&[
+        "--from",
+        &from,
+        "--to",
+        &cluster.url(),
+        "--resume",
+        "--batch-rows",
+        "1",
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("events: 2 of 3 copied, 1 already there"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("observations: 1 of 2 copied, 1 already there"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("messages: 0 of 2 copied, 2 already there"),
+        "{stdout}"
+    );
+    assert_eq!(read_back(&pg, &seeded).await, expected);
+    drop(sqlite);
+}
