@@ -23,8 +23,8 @@ pub struct Args {
     #[arg(long, value_name = "sqlite:PATH", value_parser = sqlite_path)]
     pub from: PathBuf,
     /// The PostgreSQL database to fill, as `[storage] url` takes it.
-    #[arg(long, value_name = "URL", value_parser = PostgresSettings::parse)]
-    pub to: PostgresSettings,
+    #[arg(long, value_name = "URL", value_parser = postgres_url)]
+    pub to: Box<PostgresSettings>,
     /// Continue a migration into this target that stopped: rows whose key
     /// is there already are kept and skipped. Without it, a target holding
     /// any row is refused.
@@ -42,6 +42,11 @@ fn sqlite_path(text: &str) -> Result<PathBuf, String> {
         return Err("give the SQLite file as sqlite:PATH".into());
     }
     Ok(PathBuf::from(path))
+}
+
+/// `[storage] url`'s forms, parsed as a node parses them.
+fn postgres_url(text: &str) -> Result<Box<PostgresSettings>, String> {
+    PostgresSettings::parse(text).map(Box::new)
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
