@@ -178,22 +178,6 @@ fn migrate_storage(args: &[&str]) -> (bool, String, String) {
     (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
 
-/// The relayed copy in `node`'s outbox: its open and click tokens.
-fn tokens(node: &Binary) -> (String, String) {
-    let eml = std::fs::read_dir(node.dir.path().join("outbox"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "eml"))
-        .expect("the relayed copy in the outbox");
-    let raw = std::fs::read(eml).unwrap();
-    let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
-    let html = parsed.body_html(0).unwrap().into_owned();
-    let open = support::tracking_tokens(&html, "o")[0].to_owned();
-    let click = support::tracking_tokens(&html, "c")[0].to_owned();
-    (open, click)
-}
-
 async fn hit(http: &Http, node: &Binary, path: &str) -> support::server::Resp {
     http.send("GET", node.tracking, HOST, path, &[("user-agent", BROWSER)])
         .await
@@ -238,7 +222,7 @@ async fn a_sqlite_node_moves_to_postgres_with_everything_it_had() {
                 <a href=\"https://example.com/more\">more</a></body></html>";
     let out = support::smtplib_send(ports.smtp, "bob@example.com", html);
     assert!(out.status.success(), "{out:?}");
-    let (open, click) = tokens(&old);
+    let (open, click) = support::outbox_tokens(&old.dir.path().join("outbox"));
     assert_eq!(hit(&http, &old, &format!("/o/{open}")).await.status, 200);
     let redirect = hit(&http, &old, &format!("/c/{click}")).await;
     assert_eq!(redirect.status, 302);
