@@ -10,6 +10,10 @@
 //! The database runs in WAL mode with `synchronous = NORMAL`: a committed
 //! row survives the process being killed (it is in the WAL, in the OS page
 //! cache); only a power loss can take the last commits.
+//!
+//! `transfer.rs` moves a SQLite database into PostgreSQL (`trackrelay
+//! migrate-storage`): `export.rs` reads the file, `postgres/import.rs`
+//! writes through the PostgreSQL writer's functions.
 
 mod checkpoint;
 mod columns;

@@ -10,10 +10,13 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::types::Value;
+use rusqlite::types::{Type, Value};
 use rusqlite::{Connection, OpenFlags, Row};
 
-use super::{StorageError, schema};
+use super::{
+    Attempt, CopyMetadata, DisabledEndpoint, IdempotentResponse, RouteOverride, StorageError,
+    schema, uuid_column,
+};
 
 /// Why a SQLite file cannot be read out.
 #[derive(Debug, thiserror::Error)]
@@ -183,4 +186,58 @@ fn read_error(path: &Path, source: StorageError) -> SourceError {
         path: path.to_owned(),
         source,
     }
+}
+
+// How the tables without a reader of their own read a row.
+
+pub(super) fn metadata_row(r: &Row<'_>) -> rusqlite::Result<CopyMetadata> {
+    let json: String = r.get("json")?;
+    let metadata = serde_json::from_str(&json).map_err(|e| {
+        let index = r.as_ref().column_index("json").unwrap_or(0);
+        rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e))
+    })?;
+    Ok(CopyMetadata {
+        copy_id: uuid_column(r, "copy_id")?,
+        metadata,
+    })
+}
+
+pub(super) fn attempt_row(r: &Row<'_>) -> rusqlite::Result<Attempt> {
+    Ok(Attempt {
+        delivery_id: uuid_column(r, "delivery_id")?,
+        number: r.get("number")?,
+        at_ms: r.get("at_ms")?,
+        duration_ms: r.get("duration_ms")?,
+        status_code: r.get("status_code")?,
+        error: r.get("error")?,
+    })
+}
+
+pub(super) fn endpoint_row(r: &Row<'_>) -> rusqlite::Result<DisabledEndpoint> {
+    Ok(DisabledEndpoint {
+        route: r.get("route")?,
+        url: r.get("url")?,
+        disabled_at_ms: r.get("disabled_at_ms")?,
+        reason: r.get("reason")?,
+    })
+}
+
+pub(super) fn override_row(r: &Row<'_>) -> rusqlite::Result<RouteOverride> {
+    Ok(RouteOverride {
+        route: r.get("route")?,
+        track_opens: r.get("track_opens")?,
+        track_clicks: r.get("track_clicks")?,
+        updated_at_ms: r.get("updated_at_ms")?,
+    })
+}
+
+pub(super) fn idempotent_row(r: &Row<'_>) -> rusqlite::Result<IdempotentResponse> {
+    Ok(IdempotentResponse {
+        token_digest: r.get("token_digest")?,
+        key: r.get("key")?,
+        body_digest: r.get("body_digest")?,
+        status: r.get("status")?,
+        body: r.get("body")?,
+        created_at_ms: r.get("created_at_ms")?,
+    })
 }

@@ -17,16 +17,16 @@
 
 use std::path::Path;
 
-use rusqlite::Row;
-use rusqlite::types::{Type, Value};
+use rusqlite::types::Value;
 use uuid::Uuid;
 
-use super::export::{Cursor, Source, Walk};
+use super::export::{
+    Cursor, Source, Walk, attempt_row, endpoint_row, idempotent_row, metadata_row, override_row,
+};
 use super::postgres::import::Target;
 use super::writer::Record;
 use super::{
-    Attempt, CopyMetadata, DisabledEndpoint, DomainsSeen, IdempotentResponse, PostgresSettings,
-    RouteOverride, StorageError, events, messages, observations, uuid_column, webhooks,
+    DomainsSeen, PostgresSettings, StorageError, events, messages, observations, webhooks,
 };
 
 pub use super::export::SourceError;
@@ -463,56 +463,4 @@ fn describe(after: Option<&Cursor>) -> String {
         })
         .collect();
     format!("key {}", parts.join(", "))
-}
-
-fn metadata_row(r: &Row<'_>) -> rusqlite::Result<CopyMetadata> {
-    let json: String = r.get("json")?;
-    let metadata = serde_json::from_str(&json).map_err(|e| {
-        let index = r.as_ref().column_index("json").unwrap_or(0);
-        rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e))
-    })?;
-    Ok(CopyMetadata {
-        copy_id: uuid_column(r, "copy_id")?,
-        metadata,
-    })
-}
-
-fn attempt_row(r: &Row<'_>) -> rusqlite::Result<Attempt> {
-    Ok(Attempt {
-        delivery_id: uuid_column(r, "delivery_id")?,
-        number: r.get("number")?,
-        at_ms: r.get("at_ms")?,
-        duration_ms: r.get("duration_ms")?,
-        status_code: r.get("status_code")?,
-        error: r.get("error")?,
-    })
-}
-
-fn endpoint_row(r: &Row<'_>) -> rusqlite::Result<DisabledEndpoint> {
-    Ok(DisabledEndpoint {
-        route: r.get("route")?,
-        url: r.get("url")?,
-        disabled_at_ms: r.get("disabled_at_ms")?,
-        reason: r.get("reason")?,
-    })
-}
-
-fn override_row(r: &Row<'_>) -> rusqlite::Result<RouteOverride> {
-    Ok(RouteOverride {
-        route: r.get("route")?,
-        track_opens: r.get("track_opens")?,
-        track_clicks: r.get("track_clicks")?,
-        updated_at_ms: r.get("updated_at_ms")?,
-    })
-}
-
-fn idempotent_row(r: &Row<'_>) -> rusqlite::Result<IdempotentResponse> {
-    Ok(IdempotentResponse {
-        token_digest: r.get("token_digest")?,
-        key: r.get("key")?,
-        body_digest: r.get("body_digest")?,
-        status: r.get("status")?,
-        body: r.get("body")?,
-        created_at_ms: r.get("created_at_ms")?,
-    })
 }
