@@ -324,20 +324,11 @@ async fn clicks_through_a_database_restart_are_redirected_and_stored_and_mail_is
     node.bin.logged("database writable again", 1).await;
 }
 
-/// The message id of the one copy in a `dir:` upstream's outbox, from
+/// The message id of the first copy in a `dir:` upstream's outbox, from
 /// its open pixel's token.
 fn relayed_copy_id(outbox: &Path) -> Uuid {
-    let eml = std::fs::read_dir(outbox)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "eml"))
-        .expect("the relayed copy in the outbox");
-    let raw = std::fs::read(eml).unwrap();
-    let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
-    let html = parsed.body_html(0).unwrap().into_owned();
-    let token = support::tracking_tokens(&html, "o")[0];
-    support::keys().verify(token).unwrap().0.message_id
+    let (open, _) = support::outbox_tokens(outbox);
+    support::keys().verify(&open).unwrap().0.message_id
 }
 
 /// Waits (at most two minutes) until every answered hit is stored.
