@@ -15,7 +15,10 @@ use support::server::{API_TOKEN, HOST, Http, config_text};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_relayed_through_one_node_is_tracked_through_the_other() {
     let cluster = Cluster::start();
-    let Node { bin: a, smtp: smtp_a } = node::start(&cluster).await;
+    let Node {
+        bin: a,
+        smtp: smtp_a,
+    } = node::start(&cluster).await;
     let Node { bin: b, .. } = node::start(&cluster).await;
 
     let out = support::smtplib_send(

@@ -21,8 +21,8 @@ use serde_json::Value;
 use support::db::Cluster;
 use support::load::{Load, Mix, Outcome};
 use support::node::{self, Extra, api_get};
-use support::webhook_receiver::Receiver;
 use support::server::{Binary, Http, free_port};
+use support::webhook_receiver::Receiver;
 use uuid::Uuid;
 
 /// Concurrent clients of a load run.
@@ -41,8 +41,7 @@ const WEBHOOKS: &str = "[webhooks]\nallow_private_networks = true\ntimeout_secon
 const AFTER_COMMIT: &str = "commit_wait_ms = 60000";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_killed_under_load_loses_no_answered_hit_and_its_claimed_deliveries_are_sent_once()
-{
+async fn a_node_killed_under_load_loses_no_answered_hit_and_its_claimed_deliveries_are_sent_once() {
     let cluster = Cluster::start();
     let dir = tempfile::tempdir().unwrap();
     let hold = dir.path().join("hold");
@@ -65,7 +64,10 @@ async fn a_node_killed_under_load_loses_no_answered_hit_and_its_claimed_deliveri
         assert!(out.status.success(), "{out:?}");
     }
     all_claimed(&cluster, COPIES).await;
-    wait_lines(&receiver, Duration::from_secs(30), |got| held(got).len() == 2).await;
+    wait_lines(&receiver, Duration::from_secs(30), |got| {
+        held(got).len() == 2
+    })
+    .await;
     let b = node::start_with(&cluster, extra).await;
 
     let in_flight = kill_under_load(a.bin, &cluster, &receiver).await;
@@ -185,7 +187,9 @@ async fn wait_lines(receiver: &Receiver, limit: Duration, done: impl Fn(&[Value]
 fn answered_by_id(lines: &[Value]) -> HashMap<Uuid, usize> {
     let mut counts = HashMap::new();
     for l in lines {
-        let ok = l["status"].as_u64().is_some_and(|s| (200..300).contains(&s));
+        let ok = l["status"]
+            .as_u64()
+            .is_some_and(|s| (200..300).contains(&s));
         if let (true, Some(id)) = (ok, l["id"].as_str()) {
             *counts.entry(id.parse().unwrap()).or_default() += 1;
         }
@@ -294,9 +298,8 @@ async fn clicks_through_a_database_restart_are_redirected_and_stored_and_mail_is
     // A longer outage, long enough to relay a message through it.
     tokio::task::block_in_place(|| cluster.pg_ctl("stop"));
     load.wait_answered(load.answered() + 200).await;
-    let out = tokio::task::block_in_place(|| {
-        support::smtplib_send(node.smtp, "carol@example.com", BODY)
-    });
+    let out =
+        tokio::task::block_in_place(|| support::smtplib_send(node.smtp, "carol@example.com", BODY));
     assert!(out.status.success(), "{out:?}");
     let copy = relayed_copy_id(&node.bin.dir.path().join("outbox"));
     load.wait_answered(load.answered() + 200).await;

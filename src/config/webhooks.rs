@@ -98,7 +98,10 @@ impl Collector {
         // A claim shorter than a try would let another node send the
         // delivery again while the first try still waits for its answer.
         if w.claim_lease_seconds > 86_400 {
-            self.push("webhooks.claim_lease_seconds", "must be at most 86400 (a day)");
+            self.push(
+                "webhooks.claim_lease_seconds",
+                "must be at most 86400 (a day)",
+            );
         } else if w.claim_lease_seconds <= w.timeout_seconds {
             self.push(
                 "webhooks.claim_lease_seconds",
