@@ -106,15 +106,11 @@ async fn fill(storage: &Storage) -> Vec<RelayedCopy> {
 /// The recount of `q` over the rows stored now.
 fn recount_route(stored: &Stored, q: &StatsQuery) -> (Vec<(i64, Counts)>, Counts, Vec<LinkClicks>) {
     let of_route = |c: &stored::Copy| c.route == q.route;
-    let r = Recount {
-        copies: &of_route,
-        from_ms: q.from_ms,
-        to_ms: q.to_ms,
-        bucket_ms: q.bucket_ms,
-        include_machine: q.include_machine,
-    };
-    let (buckets, totals) = stored.counts(&r);
-    (buckets, totals, stored.links(&r))
+    recount(
+        stored,
+        &of_route,
+        (q.from_ms, q.to_ms, q.bucket_ms, q.include_machine),
+    )
 }
 
 /// The recount of a group query: the copies carrying the tag (of the
@@ -130,12 +126,26 @@ fn recount_group(stored: &Stored, q: &GroupQuery) -> (Vec<(i64, Counts)>, Counts
                     .is_some_and(|h| stored::bare(h) == stored::bare(&q.key)),
             }
     };
+    recount(
+        stored,
+        &in_group,
+        (q.from_ms, q.to_ms, q.bucket_ms, q.include_machine),
+    )
+}
+
+/// Buckets, totals and links of `copies` over `(from, to, bucket,
+/// include_machine)`.
+fn recount(
+    stored: &Stored,
+    copies: &dyn Fn(&stored::Copy) -> bool,
+    (from_ms, to_ms, bucket_ms, include_machine): (i64, i64, i64, bool),
+) -> (Vec<(i64, Counts)>, Counts, Vec<LinkClicks>) {
     let r = Recount {
-        copies: &in_group,
-        from_ms: q.from_ms,
-        to_ms: q.to_ms,
-        bucket_ms: q.bucket_ms,
-        include_machine: q.include_machine,
+        copies,
+        from_ms,
+        to_ms,
+        bucket_ms,
+        include_machine,
     };
     let (buckets, totals) = stored.counts(&r);
     (buckets, totals, stored.links(&r))

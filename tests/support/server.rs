@@ -218,24 +218,22 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server; `tracking_extra` as in [`config_text`].
     pub async fn start(tracking_extra: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let text = config_text(dir.path(), "127.0.0.1:0", "127.0.0.1:0", tracking_extra);
-        let config = Config::parse(&text).unwrap();
-        let app = App::start(config, tokio_util::sync::CancellationToken::new())
-            .await
-            .unwrap();
-        Self {
-            app: Some(app),
-            dir,
-            http: Http::default(),
-        }
+        Self::start_with(tracking_extra, |text, _| text).await
     }
 
     /// Starts a server with its records in `db` (either backend).
     pub async fn start_on(db: &super::db::Db, tracking_extra: &str) -> Self {
+        Self::start_with(tracking_extra, |text, dir| {
+            text.replace(&storage_section(dir), &db.config_section())
+        })
+        .await
+    }
+
+    /// Starts a server on the test config as `edit` changes it.
+    async fn start_with(tracking_extra: &str, edit: impl FnOnce(String, &Path) -> String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let text = config_text(dir.path(), "127.0.0.1:0", "127.0.0.1:0", tracking_extra);
-        let text = text.replace(&storage_section(dir.path()), &db.config_section());
+        let text = edit(text, dir.path());
         let config = Config::parse(&text).unwrap();
         let app = App::start(config, tokio_util::sync::CancellationToken::new())
             .await

@@ -18,7 +18,7 @@
 //! Deletions (retention, forget) take rows out in the statement that
 //! deletes them (`DELETE … RETURNING` feeding the same upsert with the
 //! sign turned), so a row written meanwhile is never taken out uncounted.
-//! Rollup rows emptied by deletions stay, as on SQLite; reads skip them.
+//! Rollup rows emptied by deletions stay, as on SQLite; the reads skip them.
 
 use tokio_postgres::GenericClient;
 use uuid::Uuid;

@@ -17,13 +17,17 @@ use crate::storage::{
     StorageError,
 };
 
-/// Which copies a read counts: a route's, or a group's (of one route
-/// or all), as the rollups key them.
+/// What a read counts: a route's copies, or a group's (of one route or
+/// all), as the rollups key them; over which range.
 struct Scope<'a> {
     scope: &'static str,
     /// '' for a route; the tag; the Message-ID without `<>`.
     key: &'a str,
     route: Option<&'a str>,
+    from_ms: i64,
+    to_ms: i64,
+    bucket_ms: i64,
+    include_machine: bool,
 }
 
 impl<'a> Scope<'a> {
@@ -32,6 +36,10 @@ impl<'a> Scope<'a> {
             scope: "route",
             key: "",
             route: Some(&q.route),
+            from_ms: q.from_ms,
+            to_ms: q.to_ms,
+            bucket_ms: q.bucket_ms,
+            include_machine: q.include_machine,
         }
     }
 
@@ -44,6 +52,10 @@ impl<'a> Scope<'a> {
             scope,
             key,
             route: q.route.as_deref(),
+            from_ms: q.from_ms,
+            to_ms: q.to_ms,
+            bucket_ms: q.bucket_ms,
+            include_machine: q.include_machine,
         }
     }
 
@@ -129,15 +141,7 @@ pub(super) async fn route_stats(
     client: &impl GenericClient,
     q: &StatsQuery,
 ) -> Result<(Vec<(i64, Counts)>, Counts), StorageError> {
-    counts(
-        client,
-        &Scope::route(q),
-        q.from_ms,
-        q.to_ms,
-        q.bucket_ms,
-        q.include_machine,
-    )
-    .await
+    counts(client, &Scope::route(q)).await
 }
 
 /// A group's buckets that have anything, oldest first, and the totals.
@@ -145,15 +149,7 @@ pub(super) async fn group_stats(
     client: &impl GenericClient,
     q: &GroupQuery,
 ) -> Result<(Vec<(i64, Counts)>, Counts), StorageError> {
-    counts(
-        client,
-        &Scope::group(q),
-        q.from_ms,
-        q.to_ms,
-        q.bucket_ms,
-        q.include_machine,
-    )
-    .await
+    counts(client, &Scope::group(q)).await
 }
 
 /// A route's clicks per destination URL, most clicked first.
@@ -161,15 +157,7 @@ pub(super) async fn route_links(
     client: &impl GenericClient,
     q: &StatsQuery,
 ) -> Result<Vec<LinkClicks>, StorageError> {
-    links(
-        client,
-        &Scope::route(q),
-        q.from_ms,
-        q.to_ms,
-        q.bucket_ms,
-        q.include_machine,
-    )
-    .await
+    links(client, &Scope::route(q)).await
 }
 
 /// A group's clicks per destination URL, most clicked first.
@@ -177,28 +165,17 @@ pub(super) async fn group_links(
     client: &impl GenericClient,
     q: &GroupQuery,
 ) -> Result<Vec<LinkClicks>, StorageError> {
-    links(
-        client,
-        &Scope::group(q),
-        q.from_ms,
-        q.to_ms,
-        q.bucket_ms,
-        q.include_machine,
-    )
-    .await
+    links(client, &Scope::group(q)).await
 }
 
 /// Whole hours from the rollups, the ends of the range from the rows.
 async fn counts(
     client: &impl GenericClient,
     s: &Scope<'_>,
-    from_ms: i64,
-    to_ms: i64,
-    bucket_ms: i64,
-    include_machine: bool,
 ) -> Result<(Vec<(i64, Counts)>, Counts), StorageError> {
+    let (bucket_ms, include_machine) = (s.bucket_ms, s.include_machine);
     let mut buckets: BTreeMap<i64, Counts> = BTreeMap::new();
-    let split = split_range(from_ms, to_ms, bucket_ms);
+    let split = split_range(s.from_ms, s.to_ms, s.bucket_ms);
     let bucket = bucket_ms.max(1);
     if split.hours.0 < split.hours.1 {
         let pre = if include_machine { "all_" } else { "" };
@@ -280,11 +257,8 @@ fn add_rows(buckets: &mut BTreeMap<i64, Counts>, rows: Vec<Row>) -> Result<(), S
 async fn links(
     client: &impl GenericClient,
     s: &Scope<'_>,
-    from_ms: i64,
-    to_ms: i64,
-    bucket_ms: i64,
-    include_machine: bool,
 ) -> Result<Vec<LinkClicks>, StorageError> {
+    let include_machine = s.include_machine;
     let mut by_url: HashMap<String, (u64, u64)> = HashMap::new();
     let mut add = |rows: Vec<Row>| -> Result<(), StorageError> {
         for r in rows {
@@ -297,7 +271,7 @@ async fn links(
         }
         Ok(())
     };
-    let split = split_range(from_ms, to_ms, bucket_ms);
+    let split = split_range(s.from_ms, s.to_ms, s.bucket_ms);
     if split.hours.0 < split.hours.1 {
         let pre = if include_machine { "all_" } else { "" };
         let mut p = Params::default();
