@@ -324,6 +324,31 @@ async fn rollups_equal_a_recount_through_writes_forget_and_prune(db: Db) {
     );
     check_all(&storage, &db).await;
 
+    // A copy Ann shares with Bob stays when she is forgotten; her events
+    // on it go, and their counts with them.
+    let shared = RelayedCopy {
+        recipients: vec!["ann@example.org".into(), "bob@example.org".into()],
+        ..copy("big", 900, T0 + 40 * HOUR, false)
+    };
+    storage.record_relayed(shared.clone()).await.unwrap();
+    let hers = |link, minutes: i64| Event {
+        recipient_id: Some("rid-ann".into()),
+        ..event(&shared, link, T0 + 41 * HOUR + minutes * 60_000, true)
+    };
+    let his = event(&shared, Some(1), T0 + 42 * HOUR, true);
+    storage
+        .record_events(vec![hers(None, 1), hers(Some(0), 2), his])
+        .await
+        .unwrap();
+    check_all(&storage, &db).await;
+    let removed = forget(&db, &storage, "ann@example.org", "rid-ann").await;
+    assert_eq!(
+        (removed.events, removed.copies_edited),
+        (2, 1),
+        "{removed:?}"
+    );
+    check_all(&storage, &db).await;
+
     // Pruning the first day and a half: copies, events and their counts go.
     prune(&db, &storage, T0 + 36 * HOUR).await;
     for route in ["big", "small"] {
