@@ -14,7 +14,7 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -23,6 +23,7 @@ use support::load::{Load, Mix, Outcome};
 use support::node::{self, Extra, api_get};
 use support::server::{Binary, Http, free_port};
 use support::webhook_receiver::Receiver;
+use tempfile::TempDir;
 use uuid::Uuid;
 
 /// Concurrent clients of a load run.
@@ -43,42 +44,33 @@ const AFTER_COMMIT: &str = "commit_wait_ms = 60000";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_under_load_loses_no_answered_hit_and_its_claimed_deliveries_are_sent_once() {
     let cluster = Cluster::start();
-    let dir = tempfile::tempdir().unwrap();
-    let hold = dir.path().join("hold");
-    std::fs::write(&hold, "").unwrap();
-    let port = free_port();
-    let hold_arg = hold.to_str().unwrap();
-    let receiver = Receiver::start(dir.path(), "hooks", port, &[SECRET], &["--hold", hold_arg]);
-    let hook = hook(port);
+    let endpoint = Endpoint::holding();
     let extra = Extra {
         tracking: AFTER_COMMIT,
-        route: &hook,
+        route: &endpoint.hook,
         sections: WEBHOOKS,
     };
 
     // A relays the copies and claims every delivery; its first tries wait
     // at the receiver. B starts once nothing is left for it to claim.
     let a = node::start_with(&cluster, extra).await;
-    for i in 0..COPIES {
-        let out = support::smtplib_send(a.smtp, &format!("r{i}@example.com"), BODY);
-        assert!(out.status.success(), "{out:?}");
-    }
+    relay(a.smtp, COPIES);
     all_claimed(&cluster, COPIES).await;
-    wait_lines(&receiver, Duration::from_secs(30), |got| {
+    wait_lines(&endpoint.receiver, Duration::from_secs(30), |got| {
         held(got).len() == 2
     })
     .await;
     let b = node::start_with(&cluster, extra).await;
 
-    let in_flight = kill_under_load(a.bin, &cluster, &receiver).await;
+    let in_flight = kill_under_load(a.bin, &cluster, &endpoint.receiver).await;
     // A's tries were cut: the receiver saw their connections close
     // unanswered. Then it answers, and B sends every delivery A held.
-    wait_lines(&receiver, Duration::from_secs(20), |got| {
+    wait_lines(&endpoint.receiver, Duration::from_secs(20), |got| {
         in_flight.iter().all(|id| abandoned(got).contains(id))
     })
     .await;
-    std::fs::remove_file(&hold).unwrap();
-    let deliveries = delivered_once_each(&cluster, &receiver, COPIES).await;
+    endpoint.release();
+    let deliveries = delivered_once_each(&cluster, &endpoint.receiver, COPIES).await;
     assert!(in_flight.is_subset(&deliveries));
 
     // B judges the hits A stored and had not judged.
@@ -144,13 +136,48 @@ async fn delivered_once_each(cluster: &Cluster, receiver: &Receiver, n: usize) -
     deliveries
 }
 
-/// The `[[routes.webhooks]]` of route "default": relayed copies to a
-/// receiver on `port`.
-fn hook(port: u16) -> String {
-    format!(
-        "\n[[routes.webhooks]]\nurl = \"http://127.0.0.1:{port}/hook\"\n\
-         secret = \"{SECRET}\"\nevents = [\"message.relayed\"]\n"
-    )
+/// A webhook endpoint that answers nothing until released.
+struct Endpoint {
+    receiver: Receiver,
+    /// The route "default"'s `[[routes.webhooks]]`: relayed copies to it.
+    hook: String,
+    /// While this file exists, the receiver holds every request.
+    hold: PathBuf,
+    _dir: TempDir,
+}
+
+impl Endpoint {
+    fn holding() -> Endpoint {
+        let dir = tempfile::tempdir().unwrap();
+        let hold = dir.path().join("hold");
+        std::fs::write(&hold, "").unwrap();
+        let port = free_port();
+        let hold_arg = ["--hold", hold.to_str().unwrap()];
+        let receiver = Receiver::start(dir.path(), "hooks", port, &[SECRET], &hold_arg);
+        let hook = format!(
+            "\n[[routes.webhooks]]\nurl = \"http://127.0.0.1:{port}/hook\"\n\
+             secret = \"{SECRET}\"\nevents = [\"message.relayed\"]\n"
+        );
+        Endpoint {
+            receiver,
+            hook,
+            hold,
+            _dir: dir,
+        }
+    }
+
+    /// From now on every request is answered (204).
+    fn release(&self) {
+        std::fs::remove_file(&self.hold).unwrap();
+    }
+}
+
+/// Relays `n` messages through the SMTP listener on `port`, one copy each.
+fn relay(port: u16, n: usize) {
+    for i in 0..n {
+        let out = support::smtplib_send(port, &format!("r{i}@example.com"), BODY);
+        assert!(out.status.success(), "{out:?}");
+    }
 }
 
 /// Waits until `n` deliveries are queued and claimed (their next try a
@@ -234,32 +261,23 @@ const SLOW_WEBHOOKS: &str = "[webhooks]\nallow_private_networks = true\ntimeout_
 async fn a_delivery_is_never_sent_by_two_nodes_at_once() {
     const SLOW_COPIES: usize = 4;
     let cluster = Cluster::start();
-    let dir = tempfile::tempdir().unwrap();
-    let hold = dir.path().join("hold");
-    std::fs::write(&hold, "").unwrap();
-    let port = free_port();
-    let hold_arg = hold.to_str().unwrap();
-    let receiver = Receiver::start(dir.path(), "hooks", port, &[SECRET], &["--hold", hold_arg]);
-    let hook = hook(port);
+    let endpoint = Endpoint::holding();
     let extra = Extra {
-        route: &hook,
+        route: &endpoint.hook,
         sections: SLOW_WEBHOOKS,
         ..Extra::default()
     };
     let a = node::start_with(&cluster, extra).await;
     let _b = node::start_with(&cluster, extra).await;
-    for i in 0..SLOW_COPIES {
-        let out = support::smtplib_send(a.smtp, &format!("r{i}@example.com"), BODY);
-        assert!(out.status.success(), "{out:?}");
-    }
+    relay(a.smtp, SLOW_COPIES);
     // Tries time out one after the other, on both nodes.
-    wait_lines(&receiver, Duration::from_secs(90), |got| {
+    wait_lines(&endpoint.receiver, Duration::from_secs(90), |got| {
         abandoned_count(got) >= 8
     })
     .await;
-    std::fs::remove_file(&hold).unwrap();
-    delivered_once_each(&cluster, &receiver, SLOW_COPIES).await;
-    let lines = receiver.requests();
+    endpoint.release();
+    delivered_once_each(&cluster, &endpoint.receiver, SLOW_COPIES).await;
+    let lines = endpoint.receiver.requests();
     assert_eq!(concurrent_sends(&lines), Vec::<String>::new(), "{lines:#?}");
 }
 

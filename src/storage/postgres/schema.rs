@@ -155,6 +155,8 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 2: the sending API's metadata and Idempotency-Key answers.
     super::sending::MIGRATION,
+    // 3: hourly rollups per route, tag and message as sent (rollups.rs).
+    super::rollups::MIGRATION,
 ];
 
 /// The schema version this program writes.
