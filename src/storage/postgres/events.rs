@@ -137,14 +137,31 @@ pub(super) async fn unclassified(
     rows.iter().map(observations::from_row).collect()
 }
 
-/// The context of each `(copy, from_ms, to_ms)`, in order.
+/// The context of each `(copy, from_ms, to_ms)`, in order. Every query of
+/// every copy is sent at once: tokio-postgres pipelines them on the one
+/// connection, so a pass waits for about one round trip, not five per copy.
 pub(super) async fn contexts(
     client: &impl GenericClient,
     wanted: &[(Uuid, i64, i64)],
 ) -> Result<Vec<CopyContext>, StorageError> {
-    let mut out = Vec::with_capacity(wanted.len());
-    for &(id, from_ms, to_ms) in wanted {
-        let counted = client
+    futures_util::future::try_join_all(
+        wanted
+            .iter()
+            .map(|&(id, from_ms, to_ms)| context(client, id, from_ms, to_ms)),
+    )
+    .await
+}
+
+/// One copy's context: its hits in the range, its first open, the copy, the
+/// kinds and recipients already counted, its metadata.
+async fn context(
+    client: &impl GenericClient,
+    id: Uuid,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<CopyContext, StorageError> {
+    let counted = async {
+        client
             .query(
                 "SELECT DISTINCT kind, recipient_id FROM events WHERE message_id = $1 AND counts",
                 &[&id],
@@ -152,24 +169,35 @@ pub(super) async fn contexts(
             .await?
             .iter()
             .map(|r| Ok((parse(r.try_get("kind")?)?, r.try_get("recipient_id")?)))
-            .collect::<Result<_, StorageError>>()?;
-        let first_open_ms = client
-            .query_opt(
-                "SELECT at_ms FROM observations WHERE message_id = $1 AND kind = 'open'
-                 ORDER BY id LIMIT 1",
-                &[&id],
-            )
-            .await?
-            .map(|r| r.get(0));
-        out.push(CopyContext {
-            hits: hits_between(client, id, from_ms, to_ms).await?,
-            first_open_ms,
-            relayed: super::messages::get(client, id).await?,
-            counted,
-            metadata: super::sending::metadata(client, &[id]).await?.remove(&id),
-        });
-    }
-    Ok(out)
+            .collect::<Result<_, StorageError>>()
+    };
+    let first_open_ms = async {
+        Ok::<_, StorageError>(
+            client
+                .query_opt(
+                    "SELECT at_ms FROM observations WHERE message_id = $1 AND kind = 'open'
+                     ORDER BY id LIMIT 1",
+                    &[&id],
+                )
+                .await?
+                .map(|r| r.get(0)),
+        )
+    };
+    let ids = [id];
+    let (hits, first_open_ms, relayed, counted, mut metadata) = tokio::try_join!(
+        hits_between(client, id, from_ms, to_ms),
+        first_open_ms,
+        super::messages::get(client, id),
+        counted,
+        super::sending::metadata(client, &ids),
+    )?;
+    Ok(CopyContext {
+        hits,
+        first_open_ms,
+        relayed,
+        counted,
+        metadata: metadata.remove(&id),
+    })
 }
 
 /// The hits on one copy in `[from_ms, to_ms]`, oldest first; the UUIDv7
