@@ -53,6 +53,7 @@ pub use webhooks::{Attempt, Delivery, DisabledEndpoint, NewDelivery, Next, Webho
 use writer::{Command, Record, SqliteSink, Writer};
 
 pub use postgres::PostgresSettings;
+pub use postgres::lease::{Claim, Held};
 
 /// Where the records live: `[storage] path` or `[storage] url`.
 #[derive(Debug, Clone)]
@@ -603,12 +604,31 @@ impl Storage {
 
     /// One page of the event feed (storage/feed.rs).
     pub async fn feed(&self, filter: FeedFilter) -> Result<Vec<FeedItem>, StorageError> {
-        self.read(move |c| feed::page(c, &filter)).await
+        read!(self, |c| feed::page(c, &filter), |pg| pg.feed(&filter))
     }
 
     /// The feed position of the newest event, if any.
     pub async fn feed_end(&self) -> Result<Option<i64>, StorageError> {
-        self.read(feed::last_seq).await
+        read!(self, |c| feed::last_seq(c), |pg| pg.feed_end())
+    }
+
+    /// Claims (or keeps) the lease on shared work for this node
+    /// (storage/postgres/lease.rs); what was stored with it when held.
+    /// Always held on SQLite: one process has the file, nothing stored.
+    pub async fn claim(&self, claim: Claim<'_>) -> Result<Option<Held>, StorageError> {
+        match &self.inner.backend {
+            Backend::Sqlite(_) => Ok(Some(Held::default())),
+            Backend::Postgres(pg) => pg.claim(&claim).await,
+        }
+    }
+
+    /// Gives the lease `name` up at once if `holder` has it (a clean stop:
+    /// another node takes the work over without waiting for the lease).
+    pub async fn release(&self, name: &str, holder: &str) -> Result<(), StorageError> {
+        match &self.inner.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(pg) => pg.release(name, holder).await,
+        }
     }
 
     /// How many observations are stored.

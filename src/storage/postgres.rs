@@ -9,6 +9,8 @@
 //! under an advisory lock (`schema.rs`).
 
 mod events;
+mod feed;
+pub mod lease;
 mod messages;
 mod observations;
 pub mod retention;
@@ -33,8 +35,8 @@ pub use webhooks::CLAIM_LEASE_MS;
 
 use super::{
     Attempt, ClassCounts, CopyContext, CopyCounts, Counts, Delivery, DisabledEndpoint, Event,
-    IdempotentResponse, KnownDomain, LinkClicks, MessageFilter, Observation, RelayedCopy,
-    RouteEvent, RouteOverride, StatsQuery, StorageError,
+    FeedFilter, FeedItem, IdempotentResponse, KnownDomain, LinkClicks, MessageFilter, Observation,
+    RelayedCopy, RouteEvent, RouteOverride, StatsQuery, StorageError,
 };
 
 /// Connections kept for reads.
@@ -163,6 +165,25 @@ impl Postgres {
         limit: u32,
     ) -> Result<Vec<RouteEvent>, StorageError> {
         stats::recent_events(&**self.client().await?, q, limit).await
+    }
+
+    pub(super) async fn feed(&self, filter: &FeedFilter) -> Result<Vec<FeedItem>, StorageError> {
+        feed::page(&**self.client().await?, filter).await
+    }
+
+    pub(super) async fn feed_end(&self) -> Result<Option<i64>, StorageError> {
+        feed::last_seq(&**self.client().await?).await
+    }
+
+    pub(super) async fn claim(
+        &self,
+        claim: &lease::Claim<'_>,
+    ) -> Result<Option<lease::Held>, StorageError> {
+        lease::claim(&**self.client().await?, claim).await
+    }
+
+    pub(super) async fn release(&self, name: &str, holder: &str) -> Result<(), StorageError> {
+        lease::release(&**self.client().await?, name, holder).await
     }
 
     pub(super) async fn route_overrides(&self) -> Result<Vec<RouteOverride>, StorageError> {

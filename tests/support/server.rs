@@ -74,6 +74,24 @@ track_clicks = true
     )
 }
 
+/// [`config_text`] with its `[storage]` section on `db` (a SQLite file in
+/// its directory, or its PostgreSQL cluster) instead of `dir`.
+pub fn config_text_on(
+    db: &super::db::Db,
+    dir: &Path,
+    tracking: &str,
+    api: &str,
+    tracking_extra: &str,
+) -> String {
+    let text = config_text(dir, tracking, api, tracking_extra);
+    let path_line = format!(
+        "[storage]\npath = \"{}\"\n",
+        dir.join("trackrelay.db").display()
+    );
+    assert!(text.contains(&path_line));
+    text.replace(&path_line, &db.config_section())
+}
+
 /// Signs a token of `kind` for a fresh message id with the test key.
 pub fn token(kind: Kind, url: Option<&str>, expires_at: u32) -> (Uuid, String) {
     token_with(&super::keys(), kind, url, expires_at)
@@ -212,7 +230,19 @@ impl TestServer {
     pub async fn start(tracking_extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let text = config_text(dir.path(), "127.0.0.1:0", "127.0.0.1:0", tracking_extra);
-        let config = Config::parse(&text).unwrap();
+        Self::start_with(dir, &text).await
+    }
+
+    /// [`TestServer::start`] on `db`.
+    pub async fn start_on(db: &super::db::Db, tracking_extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = "127.0.0.1:0";
+        let text = config_text_on(db, dir.path(), addr, addr, tracking_extra);
+        Self::start_with(dir, &text).await
+    }
+
+    async fn start_with(dir: tempfile::TempDir, text: &str) -> Self {
+        let config = Config::parse(text).unwrap();
         let app = App::start(config, tokio_util::sync::CancellationToken::new())
             .await
             .unwrap();
@@ -350,10 +380,25 @@ impl Binary {
     /// Starts it on [`config_text`] and waits until `/healthz` answers on
     /// both listeners.
     pub async fn start(tracking_extra: &str) -> Self {
+        Self::start_with(tracking_extra, config_text).await
+    }
+
+    /// [`Binary::start`] on `db`.
+    pub async fn start_on(db: &super::db::Db, tracking_extra: &str) -> Self {
+        Self::start_with(tracking_extra, |dir, tracking, api, extra| {
+            config_text_on(db, dir, tracking, api, extra)
+        })
+        .await
+    }
+
+    async fn start_with(
+        tracking_extra: &str,
+        config: impl FnOnce(&Path, &str, &str, &str) -> String,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let tracking: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let text = config_text(
+        let text = config(
             dir.path(),
             &tracking.to_string(),
             &api.to_string(),

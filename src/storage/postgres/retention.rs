@@ -104,9 +104,7 @@ impl Pass {
             .map(|r| r.get(0))
             .collect();
         let mut removed = delete_copies(&*tx, &ids).await?;
-        removed.events += tx
-            .execute("DELETE FROM events WHERE at_ms < $1", &[&before_ms])
-            .await?;
+        removed.events += super::feed::delete_events(&*tx, "at_ms < $1", &before_ms).await?;
         removed.observations += tx
             .execute("DELETE FROM observations WHERE at_ms < $1", &[&before_ms])
             .await?;
@@ -212,12 +210,8 @@ impl Pass {
                 &[&recipient_ids],
             )
             .await?;
-        removed.events += tx
-            .execute(
-                "DELETE FROM events WHERE recipient_id = ANY ($1)",
-                &[&recipient_ids],
-            )
-            .await?;
+        removed.events +=
+            super::feed::delete_events(&*tx, "recipient_id = ANY ($1)", &recipient_ids).await?;
         tx.execute(
             "DELETE FROM event_firsts WHERE recipient = ANY ($1)",
             &[&recipient_ids],
@@ -247,9 +241,7 @@ async fn delete_copies(client: &impl GenericClient, ids: &[Uuid]) -> Result<Remo
             &[&ids],
         )
         .await?;
-    let events = client
-        .execute("DELETE FROM events WHERE message_id = ANY ($1)", &[&ids])
-        .await?;
+    let events = super::feed::delete_events(client, "message_id = ANY ($1)", &ids).await?;
     client
         .execute(
             "DELETE FROM event_firsts WHERE message_id = ANY ($1)",

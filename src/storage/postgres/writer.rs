@@ -5,15 +5,17 @@
 //! for good, PostgreSQL aborts the whole transaction (unlike SQLite), so
 //! the batch is written again with a savepoint per record to find it and
 //! commit the rest. A lost connection is opened again at the next try;
-//! meanwhile the batch waits in the queue (storage/writer.rs).
+//! meanwhile the batch waits in the queue (storage/writer.rs). The events a
+//! batch stored get their feed positions last, just before the commit
+//! (feed.rs says why).
 
 use tokio::runtime::Runtime;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient};
 
-use super::{PostgresSettings, events, messages, observations, routes, sending, webhooks};
+use super::{PostgresSettings, events, feed, messages, observations, routes, sending, webhooks};
 use crate::storage::writer::{Record, Sink};
-use crate::storage::{Fault, Observation, StorageError};
+use crate::storage::{Event, Fault, Observation, StorageError, WebhookWrite};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// PostgreSQL's sink for the writer.
@@ -109,9 +111,11 @@ async fn write_all(client: &mut Client, batch: &[&Record]) -> Result<(), tokio_p
         })
         .collect();
     observations::insert_all(&tx, &hits).await?;
+    let mut stored = Vec::new();
     for record in batch {
-        write_one(&tx, record).await?;
+        stored.extend(write_one(&tx, record).await?);
     }
+    feed::append(&tx, &stored).await?;
     tx.commit().await
 }
 
@@ -123,37 +127,49 @@ async fn write_each(
 ) -> Result<Vec<(usize, String)>, tokio_postgres::Error> {
     let mut tx = client.transaction().await?;
     let mut refused = Vec::new();
+    let mut stored = Vec::new();
     for (i, record) in batch.iter().enumerate() {
         let sp = tx.savepoint("record").await?;
         let result = match record {
-            Record::Observation(o) => observations::insert_all(&sp, &[&**o]).await,
+            Record::Observation(o) => observations::insert_all(&sp, &[&**o]).await.map(|()| None),
             other => write_one(&sp, other).await,
         };
         match result {
-            Ok(()) => sp.commit().await?,
+            Ok(event) => {
+                sp.commit().await?;
+                stored.extend(event);
+            }
             // Dropping the savepoint rolls it back.
             Err(e) if is_permanent(&e) => refused.push((i, e.to_string())),
             Err(e) => return Err(e),
         }
     }
+    feed::append(&tx, &stored).await?;
     tx.commit().await?;
     Ok(refused)
 }
 
-/// One record other than a hit (hits go in one statement).
-async fn write_one(
+/// One record other than a hit (hits go in one statement); the event it
+/// stored, if it stored one (an event judged twice is stored once).
+async fn write_one<'r>(
     client: &impl GenericClient,
-    record: &Record,
-) -> Result<(), tokio_postgres::Error> {
+    record: &'r Record,
+) -> Result<Option<&'r Event>, tokio_postgres::Error> {
+    let stored = |inserted: bool, e: &'r Event| inserted.then_some(e);
     match record {
-        Record::Observation(_) => Ok(()),
-        Record::Relayed(c) => messages::insert(client, c).await,
-        Record::Event(e) => events::insert(client, e).await.map(drop),
-        Record::Webhook(w) => webhooks::write(client, w).await,
-        Record::RouteOverride(o) => routes::write(client, o).await,
-        Record::TrackingDomains(d) => routes::seen(client, d).await,
-        Record::Idempotent(r, keep_ms) => sending::write_idempotent(client, r, *keep_ms).await,
-        Record::Metadata(m) => sending::write_metadata(client, m).await,
+        Record::Observation(_) => Ok(None),
+        Record::Relayed(c) => messages::insert(client, c).await.map(|()| None),
+        Record::Event(e) => Ok(stored(events::insert(client, e).await?, &**e)),
+        Record::Webhook(w) => match &**w {
+            WebhookWrite::Event(e, _) => Ok(stored(webhooks::write(client, w).await?, &**e)),
+            _ => webhooks::write(client, w).await.map(|_| None),
+        },
+        Record::RouteOverride(o) => routes::write(client, o).await.map(|()| None),
+        Record::TrackingDomains(d) => routes::seen(client, d).await.map(|()| None),
+        Record::Idempotent(r, keep_ms) => sending::write_idempotent(client, r, *keep_ms)
+            .await
+            .map(|()| None),
+        Record::Metadata(m) => sending::write_metadata(client, m).await.map(|()| None),
     }
 }
 
