@@ -174,7 +174,16 @@ async fn node_writes(storage: Storage, batches: usize, per_batch: usize) -> Vec<
     let mut ids = Vec::new();
     for n in 0..batches {
         let events: Vec<Event> = (0..per_batch)
-            .map(|i| support::rows::event(&c, Kind::Open, None, T0 + (n * per_batch + i) as i64, i % 2 == 0, "generic_bot"))
+            .map(|i| {
+                support::rows::event(
+                    &c,
+                    Kind::Open,
+                    None,
+                    T0 + (n * per_batch + i) as i64,
+                    i.is_multiple_of(2),
+                    "generic_bot",
+                )
+            })
             .collect();
         ids.extend(events.iter().map(|e| e.id));
         storage.record_events(events).await.unwrap();
@@ -225,7 +234,11 @@ async fn a_follower_misses_nothing_while_two_nodes_store_events() {
     assert_eq!(unique.len(), seen.len(), "no event twice");
     for stored in [from_a, from_b] {
         let mine: HashSet<_> = stored.iter().collect();
-        let order: Vec<_> = seen.iter().filter(|id| mine.contains(id)).copied().collect();
+        let order: Vec<_> = seen
+            .iter()
+            .filter(|id| mine.contains(id))
+            .copied()
+            .collect();
         assert_eq!(order, stored, "a node's events in the order it stored them");
     }
     assert_eq!(

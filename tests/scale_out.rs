@@ -353,9 +353,18 @@ async fn opens(storage: &Storage, http: &Http, node: &Binary, n: usize) -> Vec<R
     for i in 0..n {
         let copy = support::rows::copy("default", &format!("r{i}@example.com"), now_ms());
         storage.record_relayed(copy.clone()).await.unwrap();
-        let ua = [("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")];
+        let ua = [(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
+        )];
         let pixel = http
-            .send("GET", node.tracking, HOST, &support::bob::path(&copy, None), &ua)
+            .send(
+                "GET",
+                node.tracking,
+                HOST,
+                &support::bob::path(&copy, None),
+                &ua,
+            )
             .await
             .unwrap();
         assert_eq!(pixel.status, 200);
@@ -416,7 +425,11 @@ async fn the_pipeline_is_judged_by_one_node_and_taken_over_when_it_dies() {
         claimed.contains(&format!("pid {a_pid} ")) && claimed.contains("cursor_ms=Some("),
         "B took the lease from A with its checkpoint: {claimed}"
     );
-    assert_eq!(events(&b.metrics().await), 3.0, "B judged the new hits only");
+    assert_eq!(
+        events(&b.metrics().await),
+        3.0,
+        "B judged the new hits only"
+    );
 
     // Every event once, every webhook once (none left to send).
     copies.extend(later);
@@ -429,4 +442,42 @@ async fn the_pipeline_is_judged_by_one_node_and_taken_over_when_it_dies() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!((requests.len(), ids.len()), (9, 9), "{requests:#?}");
+}
+
+/// The lease on shared work (storage/postgres/lease.rs), on two nodes'
+/// handles: one holder at a time; the holder's checkpoint is stored when
+/// it renews; once its lease has run out another node takes it, with the
+/// checkpoint, and its own is not stored; a released lease is free at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_has_one_holder_and_passes_on_with_its_checkpoint() {
+    use trackrelay::storage::{Claim, Held};
+    let db = Db::new(support::db::Kind::Postgres);
+    let (a, b) = (db.open().await, db.open().await);
+    let claim = |holder, lease_ms, cursor_ms| Claim {
+        name: "classification",
+        holder,
+        lease_ms,
+        cursor_ms,
+    };
+    let first = a.claim(claim("a", 60_000, None)).await.unwrap();
+    assert_eq!(first, Some(Held::default()), "nobody held it before");
+    assert_eq!(b.claim(claim("b", 60_000, Some(7))).await.unwrap(), None);
+    let renewed = a.claim(claim("a", 60_000, Some(42))).await.unwrap();
+    assert_eq!(renewed.and_then(|h| h.cursor_ms), Some(42));
+    // A renews one last time with a lease already over (it died).
+    a.claim(claim("a", -1, None)).await.unwrap().unwrap();
+    let taken = b.claim(claim("b", 60_000, Some(7))).await.unwrap();
+    assert_eq!(
+        taken,
+        Some(Held {
+            cursor_ms: Some(42),
+            previous: Some("a".into())
+        }),
+        "B continues from A's checkpoint"
+    );
+    assert_eq!(a.claim(claim("a", 60_000, Some(43))).await.unwrap(), None);
+    b.release("classification", "b").await.unwrap();
+    let back = a.claim(claim("a", 60_000, None)).await.unwrap().unwrap();
+    assert_eq!(back.cursor_ms, Some(42));
+    assert_eq!(back.previous.as_deref(), Some("b"));
 }

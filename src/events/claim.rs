@@ -26,8 +26,10 @@ use super::State;
 use crate::storage::{Claim, Storage, StorageError};
 
 /// How long a claim on the pipeline lasts without renewal: how long hits
-/// wait for a verdict after their judge died. Many passes long (a pass
-/// comes at least every second), so a slow pass does not lose it.
+/// wait for a verdict after their judge died. Many passes long (one starts
+/// every second, or after a full one as long again as it took), so a slow
+/// pass does not lose it; one that does anyway costs double work, not
+/// double events (they are keyed by their hit).
 pub const LEASE: Duration = Duration::from_secs(10);
 /// The lease's name in `work_leases`.
 const NAME: &str = "classification";

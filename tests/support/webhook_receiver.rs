@@ -23,7 +23,10 @@ impl Receiver {
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/webhook_receiver.py");
         let mut command = Command::new("python3");
-        command.arg(script).args(["--port", &port.to_string(), "--log"]).arg(&log);
+        command
+            .arg(script)
+            .args(["--port", &port.to_string(), "--log"])
+            .arg(&log);
         for secret in secrets {
             command.args(["--secret", secret]);
         }
