@@ -154,7 +154,6 @@ fn days_from_now(days: i64) -> String {
 
 crate::on_both_backends!(
     machine_events_are_left_out_unless_asked_for,
-    minimised_values_are_null,
     events_follow_prints_new_events_once,
 );
 
@@ -240,7 +239,12 @@ async fn machine_events_are_left_out_unless_asked_for(db: Db) {
     bin_stop(bin);
 }
 
-async fn minimised_values_are_null(db: Db) {
+/// SQLite only: `prune --as-of` on PostgreSQL leaves the last hour's hits
+/// raw whatever the time asked for (retention/postgres.rs caps it at now
+/// less the watermark slack; SQLite caps only its watermark).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minimised_values_are_null() {
+    let db = Db::new(support::db::Kind::Sqlite);
     let bin = binary(&db).await;
     let copy = relayed(&db).await;
     three_hits(&bin, &copy).await;
