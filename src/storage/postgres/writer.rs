@@ -159,9 +159,9 @@ async fn write_one<'r>(
     match record {
         Record::Observation(_) => Ok(None),
         Record::Relayed(c) => messages::insert(client, c).await.map(|()| None),
-        Record::Event(e) => Ok(stored(events::insert(client, e).await?, &**e)),
+        Record::Event(e) => Ok(stored(events::insert(client, e).await?, e)),
         Record::Webhook(w) => match &**w {
-            WebhookWrite::Event(e, _) => Ok(stored(webhooks::write(client, w).await?, &**e)),
+            WebhookWrite::Event(e, _) => Ok(stored(webhooks::write(client, w).await?, e)),
             _ => webhooks::write(client, w).await.map(|_| None),
         },
         Record::RouteOverride(o) => routes::write(client, o).await.map(|()| None),
