@@ -20,6 +20,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::{events, messages, observations};
+use crate::storage::feed::Start;
 use crate::storage::{Event, FeedFilter, FeedItem, StorageError};
 
 /// The advisory lock feed positions are taken under ("trackfed").
@@ -71,19 +72,13 @@ pub(super) async fn page(
     client: &impl GenericClient,
     f: &FeedFilter,
 ) -> Result<Vec<FeedItem>, StorageError> {
-    let (order, position) = if f.ascending {
-        ("ASC", ">")
-    } else {
-        ("DESC", "<")
-    };
-    let bound = match (f.after, f.ascending, f.since_ms) {
-        (Some(seq), _, _) => seq,
-        (None, true, Some(since_ms)) => match first_since(client, since_ms).await? {
+    let (order, position) = f.direction();
+    let bound = match f.start() {
+        Start::Past(seq) => seq,
+        Start::Since(since_ms) => match first_since(client, since_ms).await? {
             Some(seq) => seq - 1,
             None => return Ok(Vec::new()),
         },
-        (None, true, None) => 0,
-        (None, false, _) => i64::MAX,
     };
     let sql = format!(
         "SELECT f.seq AS feed_seq, e.* FROM event_feed f JOIN events e ON e.id = f.event_id
