@@ -10,6 +10,7 @@
 
 mod events;
 mod feed;
+pub mod import;
 pub mod lease;
 mod messages;
 mod observations;
