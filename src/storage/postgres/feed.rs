@@ -27,7 +27,10 @@ use crate::storage::{Event, FeedFilter, FeedItem, StorageError};
 const FEED_LOCK: i64 = 0x7472_6163_6b66_6564;
 
 /// Gives `stored` (events this transaction inserted) their positions, in
-/// order, under [`FEED_LOCK`]; call it last, just before the commit.
+/// order, under [`FEED_LOCK`]; call it last, just before the commit. An
+/// event whose id still has a position (its row was deleted without it,
+/// then stored again: `migrate-storage --resume` after a partial copy)
+/// moves to the new one, as stored now; it never fails the batch.
 pub(super) async fn append(
     client: &impl GenericClient,
     stored: &[&Event],
@@ -44,7 +47,8 @@ pub(super) async fn append(
         .execute(
             "INSERT INTO event_feed (event_id, at_ms)
              SELECT id, at_ms FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS t(id, at_ms, n)
-             ORDER BY n",
+             ORDER BY n
+             ON CONFLICT (event_id) DO UPDATE SET seq = excluded.seq, at_ms = excluded.at_ms",
             &[&ids, &times],
         )
         .await?;
