@@ -74,22 +74,12 @@ track_clicks = true
     )
 }
 
-/// [`config_text`] with its `[storage]` section on `db` (a SQLite file in
-/// its directory, or its PostgreSQL cluster) instead of `dir`.
-pub fn config_text_on(
-    db: &super::db::Db,
-    dir: &Path,
-    tracking: &str,
-    api: &str,
-    tracking_extra: &str,
-) -> String {
-    let text = config_text(dir, tracking, api, tracking_extra);
-    let path_line = format!(
+/// The `[storage]` section [`config_text`] writes for `dir`.
+pub fn storage_section(dir: &Path) -> String {
+    format!(
         "[storage]\npath = \"{}\"\n",
         dir.join("trackrelay.db").display()
-    );
-    assert!(text.contains(&path_line));
-    text.replace(&path_line, &db.config_section())
+    )
 }
 
 /// Signs a token of `kind` for a fresh message id with the test key.
@@ -228,21 +218,23 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server; `tracking_extra` as in [`config_text`].
     pub async fn start(tracking_extra: &str) -> Self {
+        Self::start_with(tracking_extra, |text, _| text).await
+    }
+
+    /// Starts a server with its records in `db` (either backend).
+    pub async fn start_on(db: &super::db::Db, tracking_extra: &str) -> Self {
+        Self::start_with(tracking_extra, |text, dir| {
+            text.replace(&storage_section(dir), &db.config_section())
+        })
+        .await
+    }
+
+    /// Starts a server on the test config as `edit` changes it.
+    async fn start_with(tracking_extra: &str, edit: impl FnOnce(String, &Path) -> String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let text = config_text(dir.path(), "127.0.0.1:0", "127.0.0.1:0", tracking_extra);
-        Self::start_with(dir, &text).await
-    }
-
-    /// [`TestServer::start`] on `db`.
-    pub async fn start_on(db: &super::db::Db, tracking_extra: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let addr = "127.0.0.1:0";
-        let text = config_text_on(db, dir.path(), addr, addr, tracking_extra);
-        Self::start_with(dir, &text).await
-    }
-
-    async fn start_with(dir: tempfile::TempDir, text: &str) -> Self {
-        let config = Config::parse(text).unwrap();
+        let text = edit(text, dir.path());
+        let config = Config::parse(&text).unwrap();
         let app = App::start(config, tokio_util::sync::CancellationToken::new())
             .await
             .unwrap();
@@ -380,30 +372,29 @@ impl Binary {
     /// Starts it on [`config_text`] and waits until `/healthz` answers on
     /// both listeners.
     pub async fn start(tracking_extra: &str) -> Self {
-        Self::start_with(tracking_extra, config_text).await
+        Self::start_with(tracking_extra, |text, _| text).await
     }
 
-    /// [`Binary::start`] on `db`.
+    /// [`Binary::start`] with its records in `db` (either backend).
     pub async fn start_on(db: &super::db::Db, tracking_extra: &str) -> Self {
-        Self::start_with(tracking_extra, |dir, tracking, api, extra| {
-            config_text_on(db, dir, tracking, api, extra)
+        Self::start_with(tracking_extra, |text, dir| {
+            text.replace(&storage_section(dir), &db.config_section())
         })
         .await
     }
 
-    async fn start_with(
-        tracking_extra: &str,
-        config: impl FnOnce(&Path, &str, &str, &str) -> String,
-    ) -> Self {
+    /// Starts it on the test config as `edit` changes it.
+    async fn start_with(tracking_extra: &str, edit: impl FnOnce(String, &Path) -> String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let tracking: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let text = config(
+        let text = config_text(
             dir.path(),
             &tracking.to_string(),
             &api.to_string(),
             tracking_extra,
         );
+        let text = edit(text, dir.path());
         std::fs::write(dir.path().join("trackrelay.toml"), text).unwrap();
         Self::run(dir, tracking, api).await
     }

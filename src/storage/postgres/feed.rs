@@ -21,54 +21,64 @@ use uuid::Uuid;
 
 use super::{events, messages, observations};
 use crate::storage::feed::Start;
-use crate::storage::{Event, FeedFilter, FeedItem, StorageError};
+use crate::storage::{FeedFilter, FeedItem, StorageError};
 
 /// The advisory lock feed positions are taken under ("trackfed").
 const FEED_LOCK: i64 = 0x7472_6163_6b66_6564;
 
-/// Gives `stored` (events this transaction inserted) their positions, in
-/// order, under [`FEED_LOCK`]; call it last, just before the commit. An
-/// event whose id still has a position (its row was deleted without it,
-/// then stored again: `migrate-storage --resume` after a partial copy)
-/// moves to the new one, as stored now; it never fails the batch.
+/// Gives `stored` (ids of the events this transaction inserted, in order)
+/// their positions, in that order, under [`FEED_LOCK`]; call it last, just
+/// before the commit. An event whose id still has a position (its row was
+/// deleted without it, then stored again: `migrate-storage --resume` after
+/// a partial copy) moves to the new one, as stored now; it never fails the
+/// batch.
 pub(super) async fn append(
     client: &impl GenericClient,
-    stored: &[&Event],
+    stored: &[Uuid],
 ) -> Result<(), tokio_postgres::Error> {
     if stored.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = stored.iter().map(|e| e.id).collect();
-    let times: Vec<i64> = stored.iter().map(|e| e.at_ms).collect();
     client
         .execute("SELECT pg_advisory_xact_lock($1)", &[&FEED_LOCK])
         .await?;
     client
         .execute(
             "INSERT INTO event_feed (event_id, at_ms)
-             SELECT id, at_ms FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS t(id, at_ms, n)
-             ORDER BY n
+             SELECT e.id, e.at_ms FROM unnest($1::uuid[]) WITH ORDINALITY AS t(id, n)
+             JOIN events e ON e.id = t.id
+             ORDER BY t.n
              ON CONFLICT (event_id) DO UPDATE SET seq = excluded.seq, at_ms = excluded.at_ms",
-            &[&ids, &times],
+            &[&stored],
         )
         .await?;
     Ok(())
 }
 
-/// Deletes the events `condition` picks (a condition on `events` with one
-/// parameter, `$1`) and their positions; how many events.
-pub(super) async fn delete_events(
+/// Deletes the positions of the events `condition` picks (a condition on
+/// `events` with one parameter, `$1`); call it before deleting them.
+pub(super) async fn forget(
     client: &impl GenericClient,
     condition: &str,
     value: &(dyn ToSql + Sync),
-) -> Result<u64, tokio_postgres::Error> {
+) -> Result<(), tokio_postgres::Error> {
     let sql = format!(
-        "WITH gone AS (DELETE FROM events WHERE {condition} RETURNING id),
-              unfed AS (DELETE FROM event_feed WHERE event_id IN (SELECT id FROM gone))
-         SELECT count(*) FROM gone"
+        "DELETE FROM event_feed WHERE event_id IN (SELECT id FROM events WHERE {condition})"
     );
-    let n: i64 = client.query_one(&sql, &[value]).await?.get(0);
-    Ok(n.unsigned_abs())
+    client.execute(&sql, &[value]).await?;
+    Ok(())
+}
+
+/// Deletes the positions of events older than `before_ms` (with or
+/// without their events: they go together).
+pub(super) async fn forget_before(
+    client: &impl GenericClient,
+    before_ms: i64,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute("DELETE FROM event_feed WHERE at_ms < $1", &[&before_ms])
+        .await?;
+    Ok(())
 }
 
 /// One page of the feed.

@@ -3,14 +3,15 @@
 //! a pooled connection. One node at a time prunes: the pass holds an
 //! advisory lock, and a node that cannot take it skips its pass.
 //! Partitions by time (dropping a month instead of deleting its rows) are
-//! not built yet (docs/scaling.md).
+//! not built yet (docs/scaling.md). Deleted copies and events leave the
+//! hourly rollups in the same statement (`rollups.rs`).
 
 use std::net::IpAddr;
 
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::{Postgres, parse_ip};
+use super::{Postgres, parse_ip, rollups};
 use crate::storage::StorageError;
 use crate::storage::retention::Removed;
 
@@ -104,12 +105,19 @@ impl Pass {
             .map(|r| r.get(0))
             .collect();
         let mut removed = delete_copies(&*tx, &ids).await?;
-        removed.events += super::feed::delete_events(&*tx, "at_ms < $1", &before_ms).await?;
+        super::feed::forget_before(&*tx, before_ms).await?;
+        removed.events += rollups::delete_events_before(&*tx, before_ms).await?;
         removed.observations += tx
             .execute("DELETE FROM observations WHERE at_ms < $1", &[&before_ms])
             .await?;
         tx.commit().await?;
         Ok(removed)
+    }
+
+    /// Deletes the per-address counts of minutes before `before_ms`.
+    pub async fn forget_address_counts(&mut self, before_ms: i64) -> Result<u64, StorageError> {
+        let client: &tokio_postgres::Client = self.conn()?;
+        super::addresses::forget_before(client, before_ms).await
     }
 
     /// Observations before `before_ms` not minimised yet: id and IP, at
@@ -210,8 +218,8 @@ impl Pass {
                 &[&recipient_ids],
             )
             .await?;
-        removed.events +=
-            super::feed::delete_events(&*tx, "recipient_id = ANY ($1)", &recipient_ids).await?;
+        super::feed::forget(&*tx, "recipient_id = ANY ($1)", &recipient_ids).await?;
+        removed.events += rollups::delete_events_of(&*tx, recipient_ids).await?;
         tx.execute(
             "DELETE FROM event_firsts WHERE recipient = ANY ($1)",
             &[&recipient_ids],
@@ -233,7 +241,8 @@ impl Pass {
 }
 
 /// Deletes copies with their hits, events and first-count claims (their
-/// recipient and tag rows go by `ON DELETE CASCADE`).
+/// recipient and tag rows go by `ON DELETE CASCADE`); copies and events
+/// leave the rollups in the statement that deletes them.
 async fn delete_copies(client: &impl GenericClient, ids: &[Uuid]) -> Result<Removed, StorageError> {
     let observations = client
         .execute(
@@ -241,15 +250,13 @@ async fn delete_copies(client: &impl GenericClient, ids: &[Uuid]) -> Result<Remo
             &[&ids],
         )
         .await?;
-    let events = super::feed::delete_events(client, "message_id = ANY ($1)", &ids).await?;
+    super::feed::forget(client, "message_id = ANY ($1)", &ids).await?;
+    let (events, copies) = rollups::delete_copies(client, ids).await?;
     client
         .execute(
             "DELETE FROM event_firsts WHERE message_id = ANY ($1)",
             &[&ids],
         )
-        .await?;
-    let copies = client
-        .execute("DELETE FROM messages WHERE id = ANY ($1)", &[&ids])
         .await?;
     Ok(Removed {
         copies,

@@ -155,6 +155,8 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 2: the sending API's metadata and Idempotency-Key answers.
     super::sending::MIGRATION,
+    // 3: hourly rollups per route, tag and message as sent (rollups.rs).
+    super::rollups::MIGRATION,
     // 4: the event feed's positions (feed.rs) and the classification
     // pipeline's lease (lease.rs).
     r#"

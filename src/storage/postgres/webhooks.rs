@@ -10,8 +10,8 @@ use crate::storage::{
     Attempt, Delivery, DisabledEndpoint, NewDelivery, Next, StorageError, WebhookWrite,
 };
 
-/// Writes one outbox record inside the writer's transaction; true when it
-/// stored an event (false for an event stored before, and other records).
+/// Writes one outbox record inside the writer's transaction; true when
+/// it stored an event or a copy (the rollups count it).
 pub(super) async fn write(
     client: &impl GenericClient,
     w: &WebhookWrite,
@@ -26,7 +26,7 @@ pub(super) async fn write(
         }
         WebhookWrite::Relayed(c, d) => {
             messages::insert(client, c).await?;
-            insert_deliveries(client, d).await.map(|()| false)
+            insert_deliveries(client, d).await.map(|()| true)
         }
         WebhookWrite::Attempt(a, next) => record_attempt(client, a, *next).await.map(|()| false),
         WebhookWrite::Retry { id, at_ms } => retry(client, *id, *at_ms).await.map(|()| false),

@@ -5,18 +5,23 @@
 //! for good, PostgreSQL aborts the whole transaction (unlike SQLite), so
 //! the batch is written again with a savepoint per record to find it and
 //! commit the rest. A lost connection is opened again at the next try;
-//! meanwhile the batch waits in the queue (storage/writer.rs). The events a
-//! batch stored get their feed positions last, just before the commit
-//! (feed.rs says why).
+//! meanwhile the batch waits in the queue (storage/writer.rs). Before the
+//! commit, the hourly rollups get the batch's sums (`rollups.rs`), and
+//! the per-address counts its hits (`addresses.rs`); last, the events the
+//! batch stored get their feed positions (`feed.rs` says why last).
 
 use tokio::runtime::Runtime;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient};
 
-use super::{PostgresSettings, events, feed, messages, observations, routes, sending, webhooks};
+use super::{
+    PostgresSettings, addresses, events, feed, messages, observations, rollups, routes, sending,
+    webhooks,
+};
 use crate::storage::writer::{Record, Sink};
-use crate::storage::{Event, Fault, Observation, StorageError, WebhookWrite};
+use crate::storage::{Fault, Observation, StorageError, WebhookWrite};
 use tokio_postgres_rustls::MakeRustlsConnect;
+use uuid::Uuid;
 
 /// PostgreSQL's sink for the writer.
 pub struct PgSink {
@@ -100,6 +105,22 @@ impl Sink for PgSink {
     }
 }
 
+/// What a batch stored that the rollups count.
+#[derive(Default)]
+struct Written {
+    /// Events stored (not those judged twice), in order.
+    events: Vec<Uuid>,
+    /// Copies stored.
+    copies: Vec<Uuid>,
+}
+
+impl Written {
+    fn append(&mut self, other: Written) {
+        self.events.extend(other.events);
+        self.copies.extend(other.copies);
+    }
+}
+
 /// The batch in one transaction, the hits in one statement (also
 /// `trackrelay migrate-storage`'s way in: postgres/import.rs).
 pub(super) async fn write_all(
@@ -115,11 +136,13 @@ pub(super) async fn write_all(
         })
         .collect();
     observations::insert_all(&tx, &hits).await?;
-    let mut stored = Vec::new();
+    addresses::add(&tx, &hits).await?;
+    let mut written = Written::default();
     for record in batch {
-        stored.extend(write_one(&tx, record).await?);
+        write_one(&tx, record, &mut written).await?;
     }
-    feed::append(&tx, &stored).await?;
+    rollups::add_written(&tx, &written.events, &written.copies).await?;
+    feed::append(&tx, &written.events).await?;
     tx.commit().await
 }
 
@@ -131,49 +154,69 @@ async fn write_each(
 ) -> Result<Vec<(usize, String)>, tokio_postgres::Error> {
     let mut tx = client.transaction().await?;
     let mut refused = Vec::new();
-    let mut stored = Vec::new();
+    let mut written = Written::default();
+    let mut hits = Vec::new();
     for (i, record) in batch.iter().enumerate() {
         let sp = tx.savepoint("record").await?;
+        let mut mine = Written::default();
         let result = match record {
-            Record::Observation(o) => observations::insert_all(&sp, &[&**o]).await.map(|()| None),
-            other => write_one(&sp, other).await,
+            Record::Observation(o) => observations::insert_all(&sp, &[&**o]).await,
+            other => write_one(&sp, other, &mut mine).await,
         };
         match result {
-            Ok(event) => {
+            Ok(()) => {
                 sp.commit().await?;
-                stored.extend(event);
+                written.append(mine);
+                if let Record::Observation(o) = record {
+                    hits.push(&**o);
+                }
             }
             // Dropping the savepoint rolls it back.
             Err(e) if is_permanent(&e) => refused.push((i, e.to_string())),
             Err(e) => return Err(e),
         }
     }
-    feed::append(&tx, &stored).await?;
+    addresses::add(&tx, &hits).await?;
+    rollups::add_written(&tx, &written.events, &written.copies).await?;
+    feed::append(&tx, &written.events).await?;
     tx.commit().await?;
     Ok(refused)
 }
 
-/// One record other than a hit (hits go in one statement); the event it
-/// stored, if it stored one (an event judged twice is stored once).
-async fn write_one<'r>(
+/// One record other than a hit (hits go in one statement); notes in
+/// `written` what the rollups count.
+async fn write_one(
     client: &impl GenericClient,
-    record: &'r Record,
-) -> Result<Option<&'r Event>, tokio_postgres::Error> {
-    let stored = |inserted: bool, e: &'r Event| inserted.then_some(e);
+    record: &Record,
+    written: &mut Written,
+) -> Result<(), tokio_postgres::Error> {
     match record {
-        Record::Observation(_) => Ok(None),
-        Record::Relayed(c) => messages::insert(client, c).await.map(|()| None),
-        Record::Event(e) => Ok(stored(events::insert(client, e).await?, e)),
-        Record::Webhook(w) => match &**w {
-            WebhookWrite::Event(e, _) => Ok(stored(webhooks::write(client, w).await?, e)),
-            _ => webhooks::write(client, w).await.map(|_| None),
-        },
-        Record::RouteOverride(o) => routes::write(client, o).await.map(|()| None),
-        Record::TrackingDomains(d) => routes::seen(client, d).await.map(|()| None),
-        Record::Idempotent(r, keep_ms) => sending::write_idempotent(client, r, *keep_ms)
-            .await
-            .map(|()| None),
-        Record::Metadata(m) => sending::write_metadata(client, m).await.map(|()| None),
+        Record::Observation(_) => Ok(()),
+        Record::Relayed(c) => {
+            messages::insert(client, c).await?;
+            written.copies.push(c.id);
+            Ok(())
+        }
+        Record::Event(e) => {
+            if events::insert(client, e).await? {
+                written.events.push(e.id);
+            }
+            Ok(())
+        }
+        Record::Webhook(w) => {
+            if webhooks::write(client, w).await? {
+                match &**w {
+                    WebhookWrite::Event(e, _) => written.events.push(e.id),
+                    WebhookWrite::Relayed(c, _) => written.copies.push(c.id),
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+        Record::RouteOverride(o) => routes::write(client, o).await,
+        Record::TrackingDomains(d) => routes::seen(client, d).await,
+        Record::Idempotent(r, keep_ms) => sending::write_idempotent(client, r, *keep_ms).await,
+        Record::Metadata(m) => sending::write_metadata(client, m).await,
     }
 }
 
