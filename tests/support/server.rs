@@ -74,6 +74,12 @@ track_clicks = true
     )
 }
 
+/// A config edit: the records in `db` (either backend) instead of the
+/// test directory's SQLite file.
+fn on(db: &super::db::Db) -> impl FnOnce(String, &Path) -> String + '_ {
+    |text, dir| text.replace(&storage_section(dir), &db.config_section())
+}
+
 /// The `[storage]` section [`config_text`] writes for `dir`.
 pub fn storage_section(dir: &Path) -> String {
     format!(
@@ -223,10 +229,7 @@ impl TestServer {
 
     /// Starts a server with its records in `db` (either backend).
     pub async fn start_on(db: &super::db::Db, tracking_extra: &str) -> Self {
-        Self::start_with(tracking_extra, |text, dir| {
-            text.replace(&storage_section(dir), &db.config_section())
-        })
-        .await
+        Self::start_with(tracking_extra, on(db)).await
     }
 
     /// Starts a server on the test config as `edit` changes it.
@@ -377,10 +380,7 @@ impl Binary {
 
     /// [`Binary::start`] with its records in `db` (either backend).
     pub async fn start_on(db: &super::db::Db, tracking_extra: &str) -> Self {
-        Self::start_with(tracking_extra, |text, dir| {
-            text.replace(&storage_section(dir), &db.config_section())
-        })
-        .await
+        Self::start_with(tracking_extra, on(db)).await
     }
 
     /// Starts it on the test config as `edit` changes it.
