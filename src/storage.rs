@@ -84,7 +84,7 @@ impl std::fmt::Display for Location {
 macro_rules! read {
     ($self:ident, |$c:ident| $sqlite:expr, |$pg:ident| $postgres:expr) => {
         match &$self.inner.backend {
-            Backend::Sqlite(_) => $self.read(move |$c| $sqlite).await,
+            Backend::Sqlite(readers) => readers.clone().read(move |$c| $sqlite).await,
             Backend::Postgres($pg) => $postgres.await,
         }
     };
@@ -237,7 +237,7 @@ struct Inner {
 
 /// What reads need of each backend.
 enum Backend {
-    Sqlite(SqliteReaders),
+    Sqlite(Arc<SqliteReaders>),
     Postgres(postgres::Postgres),
 }
 
@@ -355,7 +355,7 @@ impl Storage {
         Self::start(
             SqliteSink { conn, catch_up },
             capacity,
-            Backend::Sqlite(readers),
+            Backend::Sqlite(Arc::new(readers)),
         )
     }
 
@@ -658,29 +658,25 @@ impl Storage {
         read!(self, |c| observations::count(c), |pg| pg
             .observation_count())
     }
+}
 
+impl SqliteReaders {
     /// Runs `f` on a read-only connection on the blocking pool.
-    async fn read<T, F>(&self, f: F) -> Result<T, StorageError>
+    async fn read<T, F>(self: Arc<Self>, f: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
     {
-        let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let Backend::Sqlite(readers) = &inner.backend else {
-                return Err(StorageError::Task("not a SQLite database".into()));
-            };
-            let conn = readers.take_reader()?;
+            let conn = self.take_reader()?;
             let result = f(&conn);
-            readers.give_back(conn);
+            self.give_back(conn);
             result
         })
         .await
         .map_err(|e| StorageError::Task(e.to_string()))?
     }
-}
 
-impl SqliteReaders {
     fn take_reader(&self) -> Result<Connection, StorageError> {
         if let Some(conn) = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(conn);
