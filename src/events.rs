@@ -13,6 +13,9 @@
 //! After a start the first passes sweep every observation without an
 //! event; an observation judged twice keeps its first event.
 //!
+//! With several nodes on one PostgreSQL database, one node at a time runs
+//! the passes, under a lease (`claim.rs`).
+//!
 //! The lists are swapped whole on SIGHUP ([`Pipeline::set_lists`]).
 
 use std::collections::hash_map::Entry;
@@ -29,6 +32,10 @@ use crate::storage::{CopyContext, Event, HitRow, Observation, RelayedCopy, Stora
 use crate::time::Clock;
 use crate::token::Kind;
 use crate::webhooks::Webhooks;
+
+mod claim;
+
+pub use claim::LEASE;
 
 /// Most observations judged in one pass.
 const PASS_MAX: u32 = 1000;
@@ -102,10 +109,16 @@ impl Pipeline {
     /// start (observations are stored before they are judged).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut state = State::default();
+        let mut lease = claim::Lease::new();
         let tick = (self.wait / 2).clamp(Duration::from_millis(50), TICK_MAX);
         loop {
             let started = std::time::Instant::now();
-            let judged = match self.pass(&mut state).await {
+            let pass = match lease.renew(&self.storage, &mut state).await {
+                Ok(true) => self.pass(&mut state).await,
+                Ok(false) => Ok(0),
+                Err(e) => Err(e),
+            };
+            let judged = match pass {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(error = %e, "classification pass failed; retrying");
@@ -121,10 +134,11 @@ impl Pipeline {
                 tick
             };
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(pause) => {}
             }
         }
+        lease.release(&self.storage).await;
     }
 
     /// Judges the observations old enough and not judged yet; returns how

@@ -59,6 +59,7 @@ pub use webhooks::{Attempt, Delivery, DisabledEndpoint, NewDelivery, Next, Webho
 use writer::{Command, Record, SqliteSink, Writer};
 
 pub use postgres::PostgresSettings;
+pub use postgres::lease::{Claim, Held};
 
 /// Where the records live: `[storage] path` or `[storage] url`.
 #[derive(Debug, Clone)]
@@ -83,7 +84,7 @@ impl std::fmt::Display for Location {
 macro_rules! read {
     ($self:ident, |$c:ident| $sqlite:expr, |$pg:ident| $postgres:expr) => {
         match &$self.inner.backend {
-            Backend::Sqlite(_) => $self.read(move |$c| $sqlite).await,
+            Backend::Sqlite(readers) => readers.clone().read(move |$c| $sqlite).await,
             Backend::Postgres($pg) => $postgres.await,
         }
     };
@@ -236,7 +237,7 @@ struct Inner {
 
 /// What reads need of each backend.
 enum Backend {
-    Sqlite(SqliteReaders),
+    Sqlite(Arc<SqliteReaders>),
     Postgres(postgres::Postgres),
 }
 
@@ -354,7 +355,7 @@ impl Storage {
         Self::start(
             SqliteSink { conn, catch_up },
             capacity,
-            Backend::Sqlite(readers),
+            Backend::Sqlite(Arc::new(readers)),
         )
     }
 
@@ -625,12 +626,31 @@ impl Storage {
 
     /// One page of the event feed (storage/feed.rs).
     pub async fn feed(&self, filter: FeedFilter) -> Result<Vec<FeedItem>, StorageError> {
-        self.read(move |c| feed::page(c, &filter)).await
+        read!(self, |c| feed::page(c, &filter), |pg| pg.feed(&filter))
     }
 
     /// The feed position of the newest event, if any.
     pub async fn feed_end(&self) -> Result<Option<i64>, StorageError> {
-        self.read(feed::last_seq).await
+        read!(self, |c| feed::last_seq(c), |pg| pg.feed_end())
+    }
+
+    /// Claims (or keeps) the lease on shared work for this node
+    /// (storage/postgres/lease.rs); what was stored with it when held.
+    /// Always held on SQLite: one process has the file, nothing stored.
+    pub async fn claim(&self, claim: Claim<'_>) -> Result<Option<Held>, StorageError> {
+        match &self.inner.backend {
+            Backend::Sqlite(_) => Ok(Some(Held::default())),
+            Backend::Postgres(pg) => pg.claim(&claim).await,
+        }
+    }
+
+    /// Gives the lease `name` up at once if `holder` has it (a clean stop:
+    /// another node takes the work over without waiting for the lease).
+    pub async fn release(&self, name: &str, holder: &str) -> Result<(), StorageError> {
+        match &self.inner.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(pg) => pg.release(name, holder).await,
+        }
     }
 
     /// How many observations are stored.
@@ -638,29 +658,25 @@ impl Storage {
         read!(self, |c| observations::count(c), |pg| pg
             .observation_count())
     }
+}
 
+impl SqliteReaders {
     /// Runs `f` on a read-only connection on the blocking pool.
-    async fn read<T, F>(&self, f: F) -> Result<T, StorageError>
+    async fn read<T, F>(self: Arc<Self>, f: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
     {
-        let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let Backend::Sqlite(readers) = &inner.backend else {
-                return Err(StorageError::Task("not a SQLite database".into()));
-            };
-            let conn = readers.take_reader()?;
+            let conn = self.take_reader()?;
             let result = f(&conn);
-            readers.give_back(conn);
+            self.give_back(conn);
             result
         })
         .await
         .map_err(|e| StorageError::Task(e.to_string()))?
     }
-}
 
-impl SqliteReaders {
     fn take_reader(&self) -> Result<Connection, StorageError> {
         if let Some(conn) = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(conn);

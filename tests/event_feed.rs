@@ -1,7 +1,8 @@
 //! `GET /v1/events` pages without gaps or repeats while events arrive
 //! (issue 17): a writer task stores events in small batches while a
 //! client pages the feed, oldest first by cursor and newest first; every
-//! event shows up exactly once.
+//! event shows up exactly once. On both backends, and on PostgreSQL with
+//! two nodes storing events at once (issue 16).
 
 mod support;
 
@@ -9,8 +10,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::db::{Db, Kind as Backend};
 use support::server::{API_TOKEN, TestServer};
-use trackrelay::storage::Event;
+use trackrelay::storage::{Event, FeedFilter, Storage};
 use trackrelay::token::Kind;
 
 /// 2026-01-01T00:00:00Z.
@@ -82,9 +84,10 @@ fn writer(server: &TestServer) -> tokio::task::JoinHandle<(Vec<String>, Vec<Stri
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_feed_pages_without_gaps_or_repeats_while_events_arrive() {
-    let server = TestServer::start("").await;
+crate::on_both_backends!(the_feed_pages_without_gaps_or_repeats_while_events_arrive);
+
+async fn the_feed_pages_without_gaps_or_repeats_while_events_arrive(db: Db) {
+    let server = TestServer::start_on(&db, "").await;
     let writing = writer(&server);
     // Oldest first from a time, by cursor, for machine events too; and a
     // second reader of human events only, small pages.
@@ -161,4 +164,86 @@ async fn the_feed_pages_without_gaps_or_repeats_while_events_arrive() {
     let unique: HashSet<&String> = seen.iter().collect();
     assert_eq!(unique.len(), seen.len());
     server.stop().await;
+}
+
+/// Events two nodes stored, as one node's writer stores them: `batches`
+/// batches of `per_batch` on one copy; their ids in the order stored.
+async fn node_writes(storage: Storage, batches: usize, per_batch: usize) -> Vec<uuid::Uuid> {
+    let c = support::rows::copy("default", "eve@example.com", T0);
+    storage.record_relayed(c.clone()).await.unwrap();
+    let mut ids = Vec::new();
+    for n in 0..batches {
+        let events: Vec<Event> = (0..per_batch)
+            .map(|i| {
+                support::rows::event(
+                    &c,
+                    Kind::Open,
+                    None,
+                    T0 + (n * per_batch + i) as i64,
+                    i.is_multiple_of(2),
+                    "generic_bot",
+                )
+            })
+            .collect();
+        ids.extend(events.iter().map(|e| e.id));
+        storage.record_events(events).await.unwrap();
+    }
+    ids
+}
+
+/// Two nodes (two writers on one PostgreSQL database) store events at once
+/// while a third handle follows the feed oldest first by position, as
+/// `trackrelay events --follow` does: it gets every event once, and each
+/// node's in the order that node stored them. A position taken later never
+/// becomes visible before one taken earlier (storage/postgres/feed.rs), so
+/// following "after the last position seen" skips nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_misses_nothing_while_two_nodes_store_events() {
+    const BATCHES: usize = 300;
+    const PER_BATCH: usize = 4;
+    let db = Db::new(Backend::Postgres);
+    let (a, b, follower) = (db.open().await, db.open().await, db.open().await);
+    let writing_a = tokio::spawn(node_writes(a, BATCHES, PER_BATCH));
+    let writing_b = tokio::spawn(node_writes(b, BATCHES, PER_BATCH));
+    let mut filter = FeedFilter {
+        include_machine: true,
+        ascending: true,
+        after: Some(0),
+        limit: 50,
+        ..FeedFilter::default()
+    };
+    let mut seen = Vec::new();
+    let mut last_round = false;
+    loop {
+        let done = writing_a.is_finished() && writing_b.is_finished();
+        let page = follower.feed(filter.clone()).await.unwrap();
+        for item in &page {
+            assert!(Some(item.seq) > filter.after, "positions go up");
+            filter.after = Some(item.seq);
+            seen.push(item.event.id);
+        }
+        if page.is_empty() && last_round {
+            break;
+        }
+        // One more round once both are done and a page came back empty.
+        last_round = done && page.is_empty();
+    }
+    let (from_a, from_b) = (writing_a.await.unwrap(), writing_b.await.unwrap());
+    assert_eq!(seen.len(), 2 * BATCHES * PER_BATCH, "every event once");
+    let unique: HashSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no event twice");
+    for stored in [from_a, from_b] {
+        let mine: HashSet<_> = stored.iter().collect();
+        let order: Vec<_> = seen
+            .iter()
+            .filter(|id| mine.contains(id))
+            .copied()
+            .collect();
+        assert_eq!(order, stored, "a node's events in the order it stored them");
+    }
+    assert_eq!(
+        follower.feed_end().await.unwrap(),
+        filter.after,
+        "the end of the feed is the last position followed"
+    );
 }

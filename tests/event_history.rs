@@ -4,7 +4,8 @@
 //! HEAD on a link shows one event by default and three with
 //! `include_machine=true`, on the API, the dashboard and `trackrelay
 //! events`; after `trackrelay prune` the raw values are null. Unknown
-//! query parameters are a 400 on every API path.
+//! query parameters are a 400 on every API path. The feed's tests run on
+//! both backends.
 
 mod support;
 
@@ -14,8 +15,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::bob::{claims, path};
+use support::db::Db;
 use support::server::{API_TOKEN, Binary, HOST, Http, Resp};
-use trackrelay::storage::{RelayedCopy, Storage};
+use trackrelay::storage::RelayedCopy;
 use uuid::Uuid;
 
 const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
@@ -27,14 +29,14 @@ const HOME_IP: &str = "198.51.100.20";
 const OFFICE_IP: &str = "203.0.113.7";
 const DAY_MS: i64 = 86_400_000;
 
-async fn binary() -> Binary {
-    Binary::start(&support::bob::classifier_with_apple_ranges()).await
+async fn binary(db: &Db) -> Binary {
+    Binary::start_on(db, &support::bob::classifier_with_apple_ranges()).await
 }
 
 /// Records, through a second handle on the binary's database, a copy to
 /// bob relayed three hours ago with five links.
-async fn relayed(bin: &Binary) -> RelayedCopy {
-    let storage = Storage::open(&bin.db_path()).unwrap();
+async fn relayed(db: &Db) -> RelayedCopy {
+    let storage = db.open().await;
     let copy = RelayedCopy {
         recipient_id: claims(Uuid::nil(), None).recipient_id_text(),
         links: (0..5).map(|i| format!("https://example.com/{i}")).collect(),
@@ -150,10 +152,14 @@ fn days_from_now(days: i64) -> String {
         .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn machine_events_are_left_out_unless_asked_for() {
-    let bin = binary().await;
-    let copy = relayed(&bin).await;
+crate::on_both_backends!(
+    machine_events_are_left_out_unless_asked_for,
+    events_follow_prints_new_events_once,
+);
+
+async fn machine_events_are_left_out_unless_asked_for(db: Db) {
+    let bin = binary(&db).await;
+    let copy = relayed(&db).await;
     three_hits(&bin, &copy).await;
 
     let default = get_json(&bin, &format!("/v1/messages/{}", copy.id)).await;
@@ -233,10 +239,14 @@ async fn machine_events_are_left_out_unless_asked_for() {
     bin_stop(bin);
 }
 
+/// SQLite only: `prune --as-of` on PostgreSQL leaves the last hour's hits
+/// raw whatever the time asked for (retention/postgres.rs caps it at now
+/// less the watermark slack; SQLite caps only its watermark).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minimised_values_are_null() {
-    let bin = binary().await;
-    let copy = relayed(&bin).await;
+    let db = Db::new(support::db::Kind::Sqlite);
+    let bin = binary(&db).await;
+    let copy = relayed(&db).await;
     three_hits(&bin, &copy).await;
     let out = cli(&bin, &["prune", "--as-of", &days_from_now(29)]);
     assert!(
@@ -273,7 +283,7 @@ async fn minimised_values_are_null() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_parameters_are_refused_on_every_path() {
-    let bin = binary().await;
+    let bin = binary(&Db::new(support::db::Kind::Sqlite)).await;
     let id = Uuid::now_v7();
     for path in [
         "/healthz".to_owned(),
@@ -322,10 +332,9 @@ async fn unknown_parameters_are_refused_on_every_path() {
 }
 
 /// `trackrelay events --follow` prints every new event once, as it comes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_follow_prints_new_events_once() {
-    let bin = binary().await;
-    let copy = relayed(&bin).await;
+async fn events_follow_prints_new_events_once(db: Db) {
+    let bin = binary(&db).await;
+    let copy = relayed(&db).await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_trackrelay"))
         .args([
             "events",

@@ -1,7 +1,9 @@
 //! Several nodes on one PostgreSQL (issue 16, docs/scaling.md): two real
 //! `trackrelay serve` processes share a private cluster; mail relayed
 //! through one is tracked through the other, and both APIs answer the
-//! same. And the CLI's database commands on both backends.
+//! same. And the CLI's database commands on both backends. The
+//! classification pipeline is judged by one node at a time and taken over
+//! when that node dies.
 
 mod support;
 
@@ -9,8 +11,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::db::{Cluster, Db};
-use support::node::{self, Node, api_get};
-use support::server::{API_TOKEN, HOST, Http, config_text};
+use support::node::{self, Extra, Node, api_get};
+use support::server::{API_TOKEN, Binary, HOST, Http, config_text, free_port};
+use support::webhook_receiver::Receiver;
+use trackrelay::storage::{Location, PostgresSettings, RelayedCopy, Storage};
+use trackrelay::time::now_ms;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_relayed_through_one_node_is_tracked_through_the_other() {
@@ -269,4 +274,167 @@ async fn a_click_while_postgres_is_down_is_redirected_and_stored_later() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     node.logged("database writable again", 1).await;
+}
+
+/// The sum of a counter's series in a `/metrics` text.
+fn counter_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Waits until `node`'s API lists no pending webhook delivery.
+async fn all_delivered(http: &Http, node: &Binary) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let path = "/v1/webhooks/deliveries?status=pending";
+    while !api_get(http, node, path)
+        .await
+        .1
+        .contains("\"deliveries\":[]")
+    {
+        assert!(Instant::now() < deadline, "deliveries left pending");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Opens copies relayed through `storage` (a human browser's, on `node`'s
+/// tracking listener); returns the copies.
+async fn opens(storage: &Storage, http: &Http, node: &Binary, n: usize) -> Vec<RelayedCopy> {
+    let mut copies = Vec::new();
+    for i in 0..n {
+        let copy = support::rows::copy("default", &format!("r{i}@example.com"), now_ms());
+        storage.record_relayed(copy.clone()).await.unwrap();
+        let ua = [(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
+        )];
+        let pixel = http
+            .send(
+                "GET",
+                node.tracking,
+                HOST,
+                &support::bob::path(&copy, None),
+                &ua,
+            )
+            .await
+            .unwrap();
+        assert_eq!(pixel.status, 200);
+        copies.push(copy);
+    }
+    copies
+}
+
+/// Two nodes on one database: the classification pipeline is judged by
+/// the node holding its lease alone (its events counter has every hit, the
+/// other's none), whichever node took the hits; each event is stored and
+/// each webhook delivered once. Killed with -9, the holder stops renewing:
+/// after the lease the other node takes the pipeline over from the stored
+/// checkpoint and judges the hits that came since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_is_judged_by_one_node_and_taken_over_when_it_dies() {
+    const SECRET: &str = "whsec_Wohz8vFyz3th8zv63w2PNHNhoHtlmYWf";
+    let cluster = Cluster::start();
+    let hooks = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let receiver = Receiver::start(hooks.path(), "hooks", port, &[SECRET], &[]);
+    let hook = format!(
+        "\n[[routes.webhooks]]\nurl = \"http://127.0.0.1:{port}/hook\"\nsecrets = [\"{SECRET}\"]\n"
+    );
+    let extra = Extra {
+        route: &hook,
+        sections: "[webhooks]\nallow_private_networks = true\n",
+        ..Extra::default()
+    };
+    let mut a = node::start_with(&cluster, extra).await.bin;
+    a.logged("classification pipeline claimed", 1).await;
+    let b = node::start_with(&cluster, extra).await.bin;
+    b.logged("classification pipeline held by another node", 1)
+        .await;
+    let location = Location::Postgres(Box::new(PostgresSettings::parse(&cluster.url()).unwrap()));
+    let storage = Storage::connect(&location, 1000).await.unwrap();
+    let http = Http::default();
+
+    // Hits on both nodes, judged by A alone.
+    let mut copies = opens(&storage, &http, &a, 3).await;
+    copies.extend(opens(&storage, &http, &b, 3).await);
+    receiver.wait_for(6, Duration::from_secs(30)).await;
+    let events = |m: &str| counter_sum(m, "trackrelay_events_total");
+    assert_eq!(events(&a.metrics().await), 6.0, "A judged every hit");
+    assert_eq!(events(&b.metrics().await), 0.0, "B judged none");
+
+    // A dies (its deliveries' outcomes stored: none is sent again); B
+    // takes over from the checkpoint A stored.
+    all_delivered(&http, &a).await;
+    let a_pid = a.child.id();
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let later = opens(&storage, &http, &b, 3).await;
+    receiver.wait_for(9, Duration::from_secs(60)).await;
+    let claimed = b
+        .log()
+        .lines()
+        .find(|l| l.contains("classification pipeline claimed"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(
+        claimed.contains(&format!("pid {a_pid} ")) && claimed.contains("cursor_ms=Some("),
+        "B took the lease from A with its checkpoint: {claimed}"
+    );
+    assert_eq!(
+        events(&b.metrics().await),
+        3.0,
+        "B judged the new hits only"
+    );
+
+    // Every event once, every webhook once (none left to send).
+    copies.extend(later);
+    for copy in &copies {
+        assert_eq!(storage.events(copy.id).await.unwrap().len(), 1);
+    }
+    all_delivered(&http, &b).await;
+    let requests = receiver.requests();
+    let mut ids: Vec<&str> = requests.iter().filter_map(|r| r["id"].as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!((requests.len(), ids.len()), (9, 9), "{requests:#?}");
+}
+
+/// The lease on shared work (storage/postgres/lease.rs), on two nodes'
+/// handles: one holder at a time; the holder's checkpoint is stored when
+/// it renews; once its lease has run out another node takes it, with the
+/// checkpoint, and its own is not stored; a released lease is free at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_has_one_holder_and_passes_on_with_its_checkpoint() {
+    use trackrelay::storage::{Claim, Held};
+    let db = Db::new(support::db::Kind::Postgres);
+    let (a, b) = (db.open().await, db.open().await);
+    let claim = |holder, lease_ms, cursor_ms| Claim {
+        name: "classification",
+        holder,
+        lease_ms,
+        cursor_ms,
+    };
+    let first = a.claim(claim("a", 60_000, None)).await.unwrap();
+    assert_eq!(first, Some(Held::default()), "nobody held it before");
+    assert_eq!(b.claim(claim("b", 60_000, Some(7))).await.unwrap(), None);
+    let renewed = a.claim(claim("a", 60_000, Some(42))).await.unwrap();
+    assert_eq!(renewed.and_then(|h| h.cursor_ms), Some(42));
+    // A renews one last time with a lease already over (it died).
+    a.claim(claim("a", -1, None)).await.unwrap().unwrap();
+    let taken = b.claim(claim("b", 60_000, Some(7))).await.unwrap();
+    assert_eq!(
+        taken,
+        Some(Held {
+            cursor_ms: Some(42),
+            previous: Some("a".into())
+        }),
+        "B continues from A's checkpoint"
+    );
+    assert_eq!(a.claim(claim("a", 60_000, Some(43))).await.unwrap(), None);
+    b.release("classification", "b").await.unwrap();
+    let back = a.claim(claim("a", 60_000, None)).await.unwrap().unwrap();
+    assert_eq!(back.cursor_ms, Some(42));
+    assert_eq!(back.previous.as_deref(), Some("b"));
 }

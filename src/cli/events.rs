@@ -52,8 +52,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
-        let storage = Storage::open(&config.storage_path)
-            .with_context(|| format!("opening {}", config.storage_path.display()))?;
+        let storage = Storage::connect(&config.storage, crate::storage::DEFAULT_QUEUE_CAPACITY)
+            .await
+            .with_context(|| format!("opening {}", config.storage))?;
         if filter.ascending {
             forward(&storage, filter, args).await
         } else {

@@ -47,22 +47,47 @@ pub struct FeedItem {
     pub copy: Option<RelayedCopy>,
 }
 
+/// Where a page starts, for both backends.
+pub(super) enum Start {
+    /// Past this position (exclusive).
+    Past(i64),
+    /// At the first position of an event at or after this time (ms),
+    /// which the backend looks up.
+    Since(i64),
+}
+
+impl FeedFilter {
+    /// The `ORDER BY` direction of this filter's pages and how a position
+    /// compares with its bound.
+    pub(super) fn direction(&self) -> (&'static str, &'static str) {
+        if self.ascending {
+            ("ASC", ">")
+        } else {
+            ("DESC", "<")
+        }
+    }
+
+    /// Where the page starts. A plain bound (no "or none"), so the scan
+    /// starts at the position.
+    pub(super) fn start(&self) -> Start {
+        match (self.after, self.ascending, self.since_ms) {
+            (Some(seq), _, _) => Start::Past(seq),
+            (None, true, Some(since_ms)) => Start::Since(since_ms),
+            (None, true, None) => Start::Past(0),
+            (None, false, _) => Start::Past(i64::MAX),
+        }
+    }
+}
+
 /// One page of the feed.
 pub(super) fn page(conn: &Connection, f: &FeedFilter) -> Result<Vec<FeedItem>, StorageError> {
-    let (order, position) = if f.ascending {
-        ("ASC", ">")
-    } else {
-        ("DESC", "<")
-    };
-    // A plain bound (no "or none"), so the scan starts at the position.
-    let bound = match (f.after, f.ascending, f.since_ms) {
-        (Some(seq), _, _) => seq,
-        (None, true, Some(since_ms)) => match first_since(conn, since_ms)? {
+    let (order, position) = f.direction();
+    let bound = match f.start() {
+        Start::Past(seq) => seq,
+        Start::Since(since_ms) => match first_since(conn, since_ms)? {
             Some(seq) => seq - 1,
             None => return Ok(Vec::new()),
         },
-        (None, true, None) => 0,
-        (None, false, _) => i64::MAX,
     };
     // Two fixed texts (one per order), so each is prepared once.
     let sql = format!(

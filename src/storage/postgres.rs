@@ -10,7 +10,9 @@
 
 mod addresses;
 mod events;
+mod feed;
 pub mod import;
+pub mod lease;
 mod messages;
 mod observations;
 pub mod retention;
@@ -36,8 +38,8 @@ pub use settings::{PostgresSettings, SslMode};
 
 use super::{
     Attempt, ClassCounts, CopyContext, CopyCounts, Counts, Delivery, DisabledEndpoint, Event,
-    GroupQuery, IdempotentResponse, KnownDomain, LinkClicks, MessageFilter, Observation,
-    RelayedCopy, RouteEvent, RouteOverride, StatsQuery, StorageError,
+    FeedFilter, FeedItem, GroupQuery, IdempotentResponse, KnownDomain, LinkClicks, MessageFilter,
+    Observation, RelayedCopy, RouteEvent, RouteOverride, StatsQuery, StorageError,
 };
 
 /// Connections kept for reads.
@@ -194,6 +196,25 @@ impl Postgres {
         limit: u32,
     ) -> Result<Vec<RouteEvent>, StorageError> {
         stats::recent_events(&**self.client().await?, q, limit).await
+    }
+
+    pub(super) async fn feed(&self, filter: &FeedFilter) -> Result<Vec<FeedItem>, StorageError> {
+        feed::page(&**self.client().await?, filter).await
+    }
+
+    pub(super) async fn feed_end(&self) -> Result<Option<i64>, StorageError> {
+        feed::last_seq(&**self.client().await?).await
+    }
+
+    pub(super) async fn claim(
+        &self,
+        claim: &lease::Claim<'_>,
+    ) -> Result<Option<lease::Held>, StorageError> {
+        lease::claim(&**self.client().await?, claim).await
+    }
+
+    pub(super) async fn release(&self, name: &str, holder: &str) -> Result<(), StorageError> {
+        lease::release(&**self.client().await?, name, holder).await
     }
 
     pub(super) async fn route_overrides(&self) -> Result<Vec<RouteOverride>, StorageError> {

@@ -74,6 +74,12 @@ track_clicks = true
     )
 }
 
+/// A config edit: the records in `db` (either backend) instead of the
+/// test directory's SQLite file.
+fn on(db: &super::db::Db) -> impl FnOnce(String, &Path) -> String + '_ {
+    |text, dir| text.replace(&storage_section(dir), &db.config_section())
+}
+
 /// The `[storage]` section [`config_text`] writes for `dir`.
 pub fn storage_section(dir: &Path) -> String {
     format!(
@@ -223,10 +229,7 @@ impl TestServer {
 
     /// Starts a server with its records in `db` (either backend).
     pub async fn start_on(db: &super::db::Db, tracking_extra: &str) -> Self {
-        Self::start_with(tracking_extra, |text, dir| {
-            text.replace(&storage_section(dir), &db.config_section())
-        })
-        .await
+        Self::start_with(tracking_extra, on(db)).await
     }
 
     /// Starts a server on the test config as `edit` changes it.
@@ -372,6 +375,16 @@ impl Binary {
     /// Starts it on [`config_text`] and waits until `/healthz` answers on
     /// both listeners.
     pub async fn start(tracking_extra: &str) -> Self {
+        Self::start_with(tracking_extra, |text, _| text).await
+    }
+
+    /// [`Binary::start`] with its records in `db` (either backend).
+    pub async fn start_on(db: &super::db::Db, tracking_extra: &str) -> Self {
+        Self::start_with(tracking_extra, on(db)).await
+    }
+
+    /// Starts it on the test config as `edit` changes it.
+    async fn start_with(tracking_extra: &str, edit: impl FnOnce(String, &Path) -> String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let tracking: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -381,6 +394,7 @@ impl Binary {
             &api.to_string(),
             tracking_extra,
         );
+        let text = edit(text, dir.path());
         std::fs::write(dir.path().join("trackrelay.toml"), text).unwrap();
         Self::run(dir, tracking, api).await
     }

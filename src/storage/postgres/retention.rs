@@ -105,6 +105,7 @@ impl Pass {
             .map(|r| r.get(0))
             .collect();
         let mut removed = delete_copies(&*tx, &ids).await?;
+        super::feed::forget_before(&*tx, before_ms).await?;
         removed.events += rollups::delete_events_before(&*tx, before_ms).await?;
         removed.observations += tx
             .execute("DELETE FROM observations WHERE at_ms < $1", &[&before_ms])
@@ -217,6 +218,7 @@ impl Pass {
                 &[&recipient_ids],
             )
             .await?;
+        super::feed::forget(&*tx, "recipient_id = ANY ($1)", &recipient_ids).await?;
         removed.events += rollups::delete_events_of(&*tx, recipient_ids).await?;
         tx.execute(
             "DELETE FROM event_firsts WHERE recipient = ANY ($1)",
@@ -248,6 +250,7 @@ async fn delete_copies(client: &impl GenericClient, ids: &[Uuid]) -> Result<Remo
             &[&ids],
         )
         .await?;
+    super::feed::forget(client, "message_id = ANY ($1)", &ids).await?;
     let (events, copies) = rollups::delete_copies(client, ids).await?;
     client
         .execute(

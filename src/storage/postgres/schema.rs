@@ -157,6 +157,23 @@ const MIGRATIONS: &[&str] = &[
     super::sending::MIGRATION,
     // 3: hourly rollups per route, tag and message as sent (rollups.rs).
     super::rollups::MIGRATION,
+    // 4: the event feed's positions (feed.rs) and the classification
+    // pipeline's lease (lease.rs).
+    r#"
+    CREATE TABLE event_feed (
+        seq      bigserial PRIMARY KEY,
+        event_id uuid NOT NULL UNIQUE,
+        at_ms    bigint NOT NULL
+    );
+    CREATE INDEX event_feed_at ON event_feed (at_ms);
+    INSERT INTO event_feed (event_id, at_ms) SELECT id, at_ms FROM events ORDER BY id;
+    CREATE TABLE work_leases (
+        name           text PRIMARY KEY,
+        holder         text NOT NULL,
+        lease_until_ms bigint NOT NULL,
+        cursor_ms      bigint
+    );
+    "#,
 ];
 
 /// The schema version this program writes.

@@ -7,14 +7,16 @@
 //! commit the rest. A lost connection is opened again at the next try;
 //! meanwhile the batch waits in the queue (storage/writer.rs). Before the
 //! commit, the hourly rollups get the batch's sums (`rollups.rs`), and
-//! the per-address counts its hits (`addresses.rs`).
+//! the per-address counts its hits (`addresses.rs`); last, the events the
+//! batch stored get their feed positions (`feed.rs` says why last).
 
 use tokio::runtime::Runtime;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient};
 
 use super::{
-    PostgresSettings, addresses, events, messages, observations, rollups, routes, sending, webhooks,
+    PostgresSettings, addresses, events, feed, messages, observations, rollups, routes, sending,
+    webhooks,
 };
 use crate::storage::writer::{Record, Sink};
 use crate::storage::{Fault, Observation, StorageError, WebhookWrite};
@@ -106,7 +108,7 @@ impl Sink for PgSink {
 /// What a batch stored that the rollups count.
 #[derive(Default)]
 struct Written {
-    /// Events stored (not those judged twice).
+    /// Events stored (not those judged twice), in order.
     events: Vec<Uuid>,
     /// Copies stored.
     copies: Vec<Uuid>,
@@ -140,6 +142,7 @@ pub(super) async fn write_all(
         write_one(&tx, record, &mut written).await?;
     }
     rollups::add_written(&tx, &written.events, &written.copies).await?;
+    feed::append(&tx, &written.events).await?;
     tx.commit().await
 }
 
@@ -175,6 +178,7 @@ async fn write_each(
     }
     addresses::add(&tx, &hits).await?;
     rollups::add_written(&tx, &written.events, &written.copies).await?;
+    feed::append(&tx, &written.events).await?;
     tx.commit().await?;
     Ok(refused)
 }
