@@ -11,6 +11,7 @@
 mod events;
 mod messages;
 mod observations;
+mod partitions;
 pub mod retention;
 mod routes;
 pub mod schema;
@@ -64,6 +65,11 @@ impl Postgres {
         let pg = Postgres { pool };
         let mut client = pg.client().await?;
         schema::migrate(&mut client).await?;
+        // Not fatal: hits of a month not made yet go to the default
+        // partition, and the retention pass tries again.
+        if let Err(e) = partitions::ensure(&client, crate::time::now_ms()).await {
+            tracing::warn!(error = %e, "time partitions not made at start");
+        }
         Ok(pg)
     }
 

@@ -111,6 +111,20 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// A plain connection to the `postgres` database, for tests that read
+    /// the catalog or seed an older schema.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::Config::new()
+            .host_path(self.dir.path())
+            .user("postgres")
+            .dbname("postgres")
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    }
+
     /// `pg_ctl stop` (fast) or `start`, waiting until done.
     pub fn pg_ctl(&self, action: &str) {
         let data = self.dir.path().join("data");

@@ -1,0 +1,231 @@
+//! Time partitions of `observations` and `events` on PostgreSQL: one range
+//! partition of `at_ms` per UTC month (`observations_p202612`), and a
+//! DEFAULT partition for any row no month holds (a clock far off, a month
+//! not made yet, rows imported from long ago), so no hit is ever refused
+//! for its time. Retention drops the months wholly past its deletion
+//! horizon instead of deleting their rows (docs/scaling.md says why
+//! monthly, and what stays row by row).
+//!
+//! One SQL function makes a month's partition, `trackrelay_month_partition`
+//! ([`MIGRATION`]), used by the migration itself and by every node: under
+//! an advisory lock, the month's table is created beside its parent, that
+//! month's rows are moved out of the default partition, and the table is
+//! attached. ATTACH takes SHARE UPDATE EXCLUSIVE on the parent, which the
+//! writers' inserts do not wait for; only the default partition (kept
+//! nearly empty by [`tidy`]) is locked while it is checked.
+//!
+//! Dropping a month takes ACCESS EXCLUSIVE on its parent, which waits for
+//! the writers' open transactions and holds new ones back meanwhile; so a
+//! drop waits at most [`DROP_LOCK_TIMEOUT`], and when it cannot have the
+//! lock the month's rows are deleted row by row instead (the caller's
+//! next step), the empty table dropped at a later pass. A hit written
+//! while its month is dropped is either dropped with it (committed
+//! before: it was past the horizon) or lands in the default partition.
+
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+/// The partitioned tables.
+pub(super) const TABLES: [&str; 2] = ["observations", "events"];
+
+/// How long dropping a partition may hold the writers back.
+const DROP_LOCK_TIMEOUT: &str = "1s";
+
+/// The migration turning both tables into partitioned ones, their rows
+/// kept. Each table is renamed, the partitioned one created with its
+/// indexes (unique keys must hold the partition key: the primary keys
+/// become `(id, at_ms)`), the months of its rows made, the rows copied
+/// over, the old table dropped.
+///
+/// `(id, at_ms)` is as exact as `id` was: an observation's id and time
+/// are both taken when the hit is answered, and its event carries the
+/// hit's id and time (events.rs), so the same hit always has the same
+/// pair and a hit judged twice still meets `ON CONFLICT (id, at_ms)`.
+pub(super) const MIGRATION: &str = r#"
+    -- The first millisecond of the UTC month holding `at_ms`, `months` later.
+    CREATE FUNCTION trackrelay_month_start(at_ms bigint, months integer DEFAULT 0)
+    RETURNS bigint LANGUAGE sql IMMUTABLE STRICT AS $$
+        SELECT (extract(epoch FROM date_trunc('month', to_timestamp(at_ms / 1000.0)
+                                               AT TIME ZONE 'UTC')
+                       + make_interval(months => months)) * 1000)::bigint
+    $$;
+
+    -- The partition of `parent` for the month of `at_ms`, made unless it
+    -- exists: created beside the parent, the month's rows moved out of the
+    -- default partition (locked against new ones meanwhile), attached.
+    -- One caller at a time (the advisory lock "trackpar"); waits for a
+    -- lock at most 5 s, then fails and is tried again later.
+    CREATE FUNCTION trackrelay_month_partition(parent text, at_ms bigint)
+    RETURNS text LANGUAGE plpgsql SET lock_timeout = '5s' AS $$
+    DECLARE
+        low  bigint := trackrelay_month_start(at_ms);
+        high bigint := trackrelay_month_start(at_ms, 1);
+        part text := parent || '_p'
+                     || to_char(to_timestamp(low / 1000) AT TIME ZONE 'UTC', 'YYYYMM');
+    BEGIN
+        PERFORM pg_advisory_xact_lock(8390876135376839026);
+        IF to_regclass(part) IS NULL THEN
+            EXECUTE format('LOCK TABLE %I IN EXCLUSIVE MODE', parent || '_default');
+            EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+                           part, parent);
+            EXECUTE format('WITH moved AS (DELETE FROM %I WHERE at_ms >= %s AND at_ms < %s
+                                           RETURNING *)
+                            INSERT INTO %I SELECT * FROM moved',
+                           parent || '_default', low, high, part);
+            EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (%s) TO (%s)',
+                           parent, part, low, high);
+        END IF;
+        RETURN part;
+    END $$;
+
+    ALTER TABLE observations RENAME TO observations_unpartitioned;
+    ALTER TABLE observations_unpartitioned DROP CONSTRAINT observations_pkey;
+    DROP INDEX observations_message, observations_at;
+    CREATE TABLE observations (
+        LIKE observations_unpartitioned INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
+        PRIMARY KEY (id, at_ms)
+    ) PARTITION BY RANGE (at_ms);
+    CREATE INDEX observations_message ON observations (message_id, id);
+    CREATE INDEX observations_at ON observations (at_ms);
+    CREATE TABLE observations_default PARTITION OF observations DEFAULT;
+    SELECT trackrelay_month_partition('observations', month)
+    FROM (SELECT DISTINCT trackrelay_month_start(at_ms) AS month FROM observations_unpartitioned
+          WHERE at_ms >= 0
+            AND at_ms < trackrelay_month_start((extract(epoch FROM now()) * 1000)::bigint, 2)
+         ) months;
+    INSERT INTO observations SELECT * FROM observations_unpartitioned;
+    DROP TABLE observations_unpartitioned;
+
+    ALTER TABLE events RENAME TO events_unpartitioned;
+    ALTER TABLE events_unpartitioned DROP CONSTRAINT events_pkey;
+    DROP INDEX events_message, events_at, events_route_at;
+    CREATE TABLE events (
+        LIKE events_unpartitioned INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
+        PRIMARY KEY (id, at_ms)
+    ) PARTITION BY RANGE (at_ms);
+    CREATE INDEX events_message ON events (message_id, at_ms);
+    CREATE INDEX events_at ON events (at_ms);
+    CREATE INDEX events_route_at ON events (route, at_ms);
+    CREATE TABLE events_default PARTITION OF events DEFAULT;
+    SELECT trackrelay_month_partition('events', month)
+    FROM (SELECT DISTINCT trackrelay_month_start(at_ms) AS month FROM events_unpartitioned
+          WHERE at_ms >= 0
+            AND at_ms < trackrelay_month_start((extract(epoch FROM now()) * 1000)::bigint, 2)
+         ) months;
+    INSERT INTO events SELECT * FROM events_unpartitioned;
+    DROP TABLE events_unpartitioned;
+"#;
+
+/// Makes this month's and next month's partitions of both tables (as of
+/// `now_ms`), each in its own short transaction.
+pub(super) async fn ensure(client: &Client, now_ms: i64) -> Result<(), tokio_postgres::Error> {
+    for table in TABLES {
+        for months in [0, 1] {
+            client
+                .execute(
+                    "SELECT trackrelay_month_partition($1, trackrelay_month_start($2, $3))",
+                    &[&table, &now_ms, &months],
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Moves the rows of the default partitions from `from_ms` to the end of
+/// next month into their months' partitions (made as needed): rows
+/// imported, or written while their month did not exist. Rows before
+/// `from_ms` stay (retention deletes them), and so do rows of later months
+/// (moved when their month is made).
+pub(super) async fn tidy(client: &Client, from_ms: i64) -> Result<(), tokio_postgres::Error> {
+    for table in TABLES {
+        // `table` is one of our two names, never input.
+        let months: Vec<i64> = client
+            .query(
+                &format!(
+                    "SELECT DISTINCT trackrelay_month_start(at_ms) FROM {table}_default
+                     WHERE at_ms >= greatest($1::bigint, 0)
+                       AND at_ms < trackrelay_month_start(
+                               (extract(epoch FROM now()) * 1000)::bigint, 2)"
+                ),
+                &[&from_ms],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for month in months {
+            client
+                .execute(
+                    "SELECT trackrelay_month_partition($1, $2)",
+                    &[&table, &month],
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The month partitions of `table` (not the default) whose every row is
+/// before `before_ms`: their upper bound, read from the catalog, is at
+/// most `before_ms`.
+pub(super) async fn expired(
+    client: &Client,
+    table: &str,
+    before_ms: i64,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            r"SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+              WHERE i.inhparent = to_regclass($1)
+                AND substring(pg_get_expr(c.relpartbound, c.oid)
+                              FROM 'TO \(''(-?[0-9]+)''\)')::bigint <= $2
+              ORDER BY c.relname",
+            &[&table, &before_ms],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Drops partition `name` with its rows; returns how many it held, or
+/// `None` when the lock was not had in time (or a writer deadlocked with
+/// it): the partition stays, for the row-by-row delete.
+pub(super) async fn drop_partition(
+    client: &mut Client,
+    name: &str,
+) -> Result<Option<u64>, tokio_postgres::Error> {
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    let result = async {
+        let tx = client.transaction().await?;
+        tx.batch_execute(&format!(
+            "SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}';
+             LOCK TABLE {quoted} IN ACCESS EXCLUSIVE MODE"
+        ))
+        .await?;
+        // Counted under the lock: no row comes or goes before the drop.
+        let rows: i64 = tx
+            .query_one(&format!("SELECT count(*) FROM {quoted}"), &[])
+            .await?
+            .get(0);
+        tx.batch_execute(&format!("DROP TABLE {quoted}")).await?;
+        tx.commit().await?;
+        Ok(rows.unsigned_abs())
+    }
+    .await;
+    match result {
+        Ok(rows) => Ok(Some(rows)),
+        Err(e) if is_lock_wait(&e) => {
+            tracing::warn!(partition = name, error = %e,
+                "partition not dropped (busy); its rows are deleted instead");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A lock not had within `lock_timeout`, or a deadlock broken.
+fn is_lock_wait(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    })
+}
