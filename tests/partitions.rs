@@ -453,3 +453,35 @@ async fn hits_written_while_another_node_drops_months_are_all_stored() {
     let stored = a.observations(message).await.unwrap().len() as u64;
     assert_eq!(stored, written.load(Ordering::Relaxed));
 }
+
+/// A month that cannot be dropped at once (a reader holds it) has its rows
+/// deleted row by row instead, counted the same; the emptied table is
+/// dropped by the next pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_month_is_emptied_row_by_row_and_dropped_later() {
+    let db = Db::new(Kind::Postgres);
+    let storage = db.open().await;
+    let mut client = db.cluster().unwrap().client().await;
+    let now = trackrelay::time::now_ms();
+    let at = now - 400 * DAY_MS;
+    for _ in 0..2 {
+        store(&storage, &hit(Uuid::now_v7(), at)).await;
+    }
+    prune(&db, &storage, &policy(None), now).await;
+    let month = month_of("observations", at);
+    assert!(partitions(&client, "observations").await.contains(&month));
+
+    let reader = client.transaction().await.unwrap();
+    let sql = format!("SELECT count(*) FROM {month}");
+    let held: i64 = reader.query_one(&sql, &[]).await.unwrap().get(0);
+    assert_eq!(held, 2);
+    let pruned = prune(&db, &storage, &policy(Some(300)), now).await;
+    assert_eq!(pruned.deleted.observations, 2, "{pruned:?}");
+    reader.commit().await.unwrap();
+    assert!(partitions(&client, "observations").await.contains(&month));
+    assert_eq!(storage.observation_count().await.unwrap(), 0);
+
+    let pruned = prune(&db, &storage, &policy(Some(300)), now).await;
+    assert!(pruned.deleted.is_empty(), "{pruned:?}");
+    assert!(!partitions(&client, "observations").await.contains(&month));
+}
