@@ -187,6 +187,18 @@ async fn the_migration_keeps_every_row_and_puts_it_in_its_month() {
         i64::MAX,
     ];
     let seeded = seed_unpartitioned(&client, &times).await;
+    // As an earlier migration may have: an index and a trigger of its own.
+    client
+        .batch_execute(
+            "CREATE INDEX events_kind ON events (kind);
+             CREATE TABLE noted (id uuid NOT NULL);
+             CREATE FUNCTION note_event() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN INSERT INTO noted VALUES (NEW.id); RETURN NEW; END $$;
+             CREATE TRIGGER events_noted AFTER INSERT ON events
+                 FOR EACH ROW EXECUTE FUNCTION note_event();",
+        )
+        .await
+        .unwrap();
     let before = (
         snapshot(&client, "observations").await,
         snapshot(&client, "events").await,
@@ -225,6 +237,38 @@ async fn the_migration_keeps_every_row_and_puts_it_in_its_month() {
         assert_eq!(placed(&client, table).await, expected, "{table}");
     }
 
+    let indexes = |table: &'static str| {
+        let client = &client;
+        async move {
+            let rows = client
+                .query(
+                    "SELECT indexname::text FROM pg_indexes WHERE tablename = $1 ORDER BY 1",
+                    &[&table],
+                )
+                .await
+                .unwrap();
+            rows.iter().map(|r| r.get(0)).collect::<Vec<String>>()
+        }
+    };
+    assert_eq!(
+        indexes("observations").await,
+        [
+            "observations_at",
+            "observations_message",
+            "observations_pkey"
+        ]
+    );
+    assert_eq!(
+        indexes("events").await,
+        [
+            "events_at",
+            "events_kind",
+            "events_message",
+            "events_pkey",
+            "events_route_at"
+        ]
+    );
+
     // A migrated hit judged again (by a node of the new version) is still
     // stored once: its key is (id, at_ms).
     let storage = db.open().await;
@@ -241,6 +285,18 @@ async fn the_migration_keeps_every_row_and_puts_it_in_its_month() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1);
+    // The trigger came along: silent for the copied rows and the
+    // conflict, it notes a new event.
+    let noted = async || -> i64 {
+        let row = client.query_one("SELECT count(*) FROM noted", &[]);
+        row.await.unwrap().get(0)
+    };
+    assert_eq!(noted().await, 0);
+    storage
+        .record_events(vec![event_of(&hit(Uuid::now_v7(), now))])
+        .await
+        .unwrap();
+    assert_eq!(noted().await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -394,6 +450,19 @@ async fn event_days_deletes_exactly_the_older_rows(db: Db) {
     }
 }
 
+/// Returns once `written` has moved: the writers are at work (a bounded
+/// wait, nothing asserted about how long it took).
+async fn writers_running(written: &AtomicU64) {
+    let before = written.load(Ordering::Relaxed);
+    for _ in 0..2000 {
+        if written.load(Ordering::Relaxed) > before {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the writers stopped");
+}
+
 /// Node A writes hits of now without a pause while node B, round after
 /// round, makes months long past (hits 400 to 340 days old, then a pass
 /// that partitions them) and drops them (a pass with `event_days = 300`).
@@ -433,11 +502,9 @@ async fn hits_written_while_another_node_drops_months_are_all_stored() {
                 .all(|&at| found.contains(&month_of("observations", at)))
         );
 
-        let before = written.load(Ordering::Relaxed);
+        writers_running(&written).await;
         let pruned = prune(&db, &b, &policy(Some(300)), now).await;
         assert_eq!(pruned.deleted.observations, 3, "{pruned:?}");
-        // A's hits went on being committed while the months were dropped.
-        assert!(written.load(Ordering::Relaxed) > before);
         let found = partitions(&client, "observations").await;
         assert!(
             old.iter()

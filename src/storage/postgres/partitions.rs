@@ -31,11 +31,11 @@ pub(super) const TABLES: [&str; 2] = ["observations", "events"];
 /// How long dropping a partition may hold the writers back.
 const DROP_LOCK_TIMEOUT: &str = "1s";
 
-/// The migration turning both tables into partitioned ones, their rows
-/// kept. Each table is renamed, the partitioned one created with its
-/// indexes (unique keys must hold the partition key: the primary keys
-/// become `(id, at_ms)`), the months of its rows made, the rows copied
-/// over, the old table dropped.
+/// The migration turning both tables into partitioned ones, their rows,
+/// indexes and triggers kept (`trackrelay_partition_by_month`; unique keys
+/// must hold the partition key, so the primary keys become `(id, at_ms)`).
+/// It works on whatever the tables are when it runs, so indexes and
+/// triggers added by earlier migrations come along.
 ///
 /// `(id, at_ms)` is as exact as `id` was: an observation's id and time
 /// are both taken when the hit is answered, and its event carries the
@@ -78,42 +78,61 @@ pub(super) const MIGRATION: &str = r#"
         RETURN part;
     END $$;
 
-    ALTER TABLE observations RENAME TO observations_unpartitioned;
-    ALTER TABLE observations_unpartitioned DROP CONSTRAINT observations_pkey;
-    DROP INDEX observations_message, observations_at;
-    CREATE TABLE observations (
-        LIKE observations_unpartitioned INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
-        PRIMARY KEY (id, at_ms)
-    ) PARTITION BY RANGE (at_ms);
-    CREATE INDEX observations_message ON observations (message_id, id);
-    CREATE INDEX observations_at ON observations (at_ms);
-    CREATE TABLE observations_default PARTITION OF observations DEFAULT;
-    SELECT trackrelay_month_partition('observations', month)
-    FROM (SELECT DISTINCT trackrelay_month_start(at_ms) AS month FROM observations_unpartitioned
-          WHERE at_ms >= 0
-            AND at_ms < trackrelay_month_start((extract(epoch FROM now()) * 1000)::bigint, 2)
-         ) months;
-    INSERT INTO observations SELECT * FROM observations_unpartitioned;
-    DROP TABLE observations_unpartitioned;
+    -- Turns `parent` into a table partitioned by month of `at_ms`, in
+    -- place: renamed, the new table created under its name with the same
+    -- columns, its primary key `(id, at_ms)`, the old table's other
+    -- indexes made again under their names, a partition made for each
+    -- month (1970 to next month) holding rows, the rows copied, then the
+    -- old table's triggers made again (after the copy: copied rows are
+    -- not new), the old table dropped. A unique index other than the
+    -- primary key cannot be carried (it would need `at_ms`): it stops the
+    -- migration, naming it.
+    CREATE FUNCTION trackrelay_partition_by_month(parent text)
+    RETURNS void LANGUAGE plpgsql AS $$
+    DECLARE
+        old      text := parent || '_unpartitioned';
+        on_new   text := ' ON ' || quote_ident(parent) || ' ';
+        indexes  text[];
+        triggers text[];
+        item     text;
+    BEGIN
+        EXECUTE format('ALTER TABLE %I RENAME TO %I', parent, old);
+        SELECT coalesce(array_agg(pg_get_indexdef(indexrelid)), '{}') INTO indexes
+        FROM pg_index WHERE indrelid = old::regclass AND NOT indisprimary;
+        SELECT coalesce(array_agg(pg_get_triggerdef(oid)), '{}') INTO triggers
+        FROM pg_trigger WHERE tgrelid = old::regclass AND NOT tgisinternal;
+        -- Their names are wanted for the new table's.
+        FOR item IN SELECT indexrelid::regclass::text FROM pg_index
+                    WHERE indrelid = old::regclass AND NOT indisprimary LOOP
+            EXECUTE 'DROP INDEX ' || item;
+        END LOOP;
+        FOR item IN SELECT conname FROM pg_constraint
+                    WHERE conrelid = old::regclass AND contype = 'p' LOOP
+            EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', old, item);
+        END LOOP;
+        EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
+                                         PRIMARY KEY (id, at_ms))
+                        PARTITION BY RANGE (at_ms)', parent, old);
+        FOREACH item IN ARRAY indexes LOOP
+            EXECUTE regexp_replace(item, ' ON (ONLY )?\S+ ', on_new);
+        END LOOP;
+        EXECUTE format('CREATE TABLE %I PARTITION OF %I DEFAULT', parent || '_default', parent);
+        EXECUTE format(
+            'SELECT trackrelay_month_partition(%L, month)
+             FROM (SELECT DISTINCT trackrelay_month_start(at_ms) AS month FROM %I
+                   WHERE at_ms >= 0 AND at_ms < trackrelay_month_start(
+                             (extract(epoch FROM now()) * 1000)::bigint, 2)) months',
+            parent, old);
+        EXECUTE format('INSERT INTO %I SELECT * FROM %I', parent, old);
+        FOREACH item IN ARRAY triggers LOOP
+            EXECUTE regexp_replace(item, ' ON \S+ ', on_new);
+        END LOOP;
+        EXECUTE format('DROP TABLE %I', old);
+    END $$;
 
-    ALTER TABLE events RENAME TO events_unpartitioned;
-    ALTER TABLE events_unpartitioned DROP CONSTRAINT events_pkey;
-    DROP INDEX events_message, events_at, events_route_at;
-    CREATE TABLE events (
-        LIKE events_unpartitioned INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
-        PRIMARY KEY (id, at_ms)
-    ) PARTITION BY RANGE (at_ms);
-    CREATE INDEX events_message ON events (message_id, at_ms);
-    CREATE INDEX events_at ON events (at_ms);
-    CREATE INDEX events_route_at ON events (route, at_ms);
-    CREATE TABLE events_default PARTITION OF events DEFAULT;
-    SELECT trackrelay_month_partition('events', month)
-    FROM (SELECT DISTINCT trackrelay_month_start(at_ms) AS month FROM events_unpartitioned
-          WHERE at_ms >= 0
-            AND at_ms < trackrelay_month_start((extract(epoch FROM now()) * 1000)::bigint, 2)
-         ) months;
-    INSERT INTO events SELECT * FROM events_unpartitioned;
-    DROP TABLE events_unpartitioned;
+    SELECT trackrelay_partition_by_month('observations');
+    SELECT trackrelay_partition_by_month('events');
+    DROP FUNCTION trackrelay_partition_by_month(text);
 "#;
 
 /// Makes this month's and next month's partitions of both tables (as of
