@@ -39,7 +39,7 @@ const DROP_LOCK_TIMEOUT: &str = "1s";
 ///
 /// `(id, at_ms)` is as exact as `id` was: an observation's id and time
 /// are both taken when the hit is answered, and its event carries the
-/// hit's id and time (events.rs), so the same hit always has the same
+/// hit's id and time (`crate::events`), so the same hit always has the same
 /// pair and a hit judged twice still meets `ON CONFLICT (id, at_ms)`.
 pub(super) const MIGRATION: &str = r#"
     -- The first millisecond of the UTC month holding `at_ms`, `months` later.
