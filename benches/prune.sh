@@ -48,7 +48,7 @@ listen = "127.0.0.1:$TPORT"
 base_url = "http://127.0.0.1:$TPORT"
 [[tracking.keys]]
 id = "k1"
-secret = "benchmark key, at least 32 bytes long"
+secret = "Hv3nQ8zL1pW6tR9xK2mB7cF4jD0sG5aY"
 [api]
 listen = "127.0.0.1:$APORT"
 token = "bench-token-9Fq2Lm7Xv4Rk8Pw3Zs6Jd"

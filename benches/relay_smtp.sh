@@ -25,7 +25,9 @@
 #   BENCH_DKIM (rsa or ed25519: trackrelay also DKIM-signs every copy),
 #   BENCH_TEMPLATE (an HTML file), TRACKRELAY_CORPUS (../shared/corpus),
 #   TRACKRELAY_BIN (a trackrelay binary to measure instead of building
-#   target/release/trackrelay, e.g. another branch's build).
+#   target/release/trackrelay, e.g. another branch's build),
+#   BENCH_PG=1 (a fourth path: trackrelay storing its records in a private
+#   PostgreSQL cluster on the same machine, started by this script).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,6 +53,9 @@ chmod 755 "$work" # Postfix daemons (user postfix) open files below it
 pids=()
 cleanup() {
     set +e
+    if [ -f "$work/pg/postmaster.pid" ]; then
+        runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1
+    fi
     if [ -f "$work/postfix/main.cf" ]; then
         local master
         master=$(cat "$work/postfix/queue/pid/master.pid" 2>/dev/null | tr -d ' ')
@@ -170,9 +175,10 @@ wait_sink() { # target count, what
 }
 
 # ------------------------------------------------------------ trackrelay
-start_trackrelay() {
+start_trackrelay() { # name, [storage] line
+    local name=$1 relay_port
     relay_port=$(free_port)
-    cat >"$work/trackrelay.toml" <<EOF
+    cat >"$work/$name.toml" <<EOF
 [smtp]
 listen = "127.0.0.1:$relay_port"
 hostname = "relay.bench"
@@ -191,7 +197,7 @@ secret = "relay-bench-secret-0123456789abcdef"
 listen = "127.0.0.1:$(free_port)"
 token = "relay-bench-token-9Fq2Lm7Xv4Rk8Pw3Z"
 [storage]
-path = "$work/trackrelay.db"
+$2
 [[routes]]
 id = "default"
 track_opens = true
@@ -202,20 +208,34 @@ EOF
         "$bin" dkim keygen --domain example.com --selector bench \
             --algorithm "$BENCH_DKIM" --out "$work/dkim.pem" >/dev/null
         printf '[[dkim.keys]]\ndomain = "example.com"\nselector = "bench"\nprivate_key = "%s"\n' \
-            "$work/dkim.pem" >>"$work/trackrelay.toml"
+            "$work/dkim.pem" >>"$work/$name.toml"
     fi
-    "$bin" check-config --config "$work/trackrelay.toml" >/dev/null
+    "$bin" check-config --config "$work/$name.toml" >/dev/null
     # What the relay will do to the message, with the same code and config.
     local rewritten
-    rewritten=$("$bin" rewrite --config "$work/trackrelay.toml" \
+    rewritten=$("$bin" rewrite --config "$work/$name.toml" \
         --route default --recipient reader@example.org <"$work/message.eml")
     clicks=$(grep -o 'https://t.example.com/c/' <<<"$rewritten" | wc -l)
     opens=$(grep -o 'https://t.example.com/o/' <<<"$rewritten" | wc -l)
     [ "$clicks" -gt 0 ] && [ "$opens" -eq 1 ] || die "the message is not tracked ($clicks clicks, $opens opens)"
-    "$bin" serve --config "$work/trackrelay.toml" 2>"$work/trackrelay.log" &
-    relay_pid=$!
-    pids+=("$relay_pid")
-    wait_listening "$relay_port" trackrelay
+    "$bin" serve --config "$work/$name.toml" 2>"$work/$name.log" &
+    relay_pid[$name]=$!
+    port[$name]=$relay_port
+    pids+=("${relay_pid[$name]}")
+    wait_listening "$relay_port" "$name"
+}
+declare -A relay_pid port
+
+# BENCH_PG=1: a private cluster (initdb as the postgres user in the work
+# directory, Unix socket only, fsync on: the server's defaults).
+start_postgres() {
+    pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    [ -n "$pgbin" ] || die "BENCH_PG=1 needs Debian's postgresql: run .ci/packages"
+    mkdir "$work/pg"
+    chown postgres "$work/pg"
+    runuser -u postgres -- "$pgbin/initdb" --auth=trust -U postgres -D "$work/pg" >/dev/null
+    runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pg" -l "$work/pg/server.log" -w \
+        -o "-k $work/pg -c listen_addresses=''" start >/dev/null
 }
 
 # CPU time (user + system, in clock ticks) a process has used so far.
@@ -265,9 +285,9 @@ EOF
 # One run: N sessions, M messages. Prints the wall time in seconds and the
 # CPU time of smtp-source, smtp-sink and trackrelay in milliseconds.
 run() { # path port sessions messages
-    local before relay0 sink0 out t0 rc source_cpu t1
+    local before relay0 sink0 out t0 rc source_cpu t1 relay=${relay_pid[${1/direct/trackrelay}]:-${relay_pid[trackrelay]}}
     before=$(sink_count)
-    relay0=$(cpu_ticks "$relay_pid")
+    relay0=$(cpu_ticks "$relay")
     sink0=$(cpu_ticks "$sink_pid")
     # smtp-source under a small Python parent that reports its CPU time.
     out=$(python3 - "$work/source.err" smtp-source -s "$3" -m "$4" \
@@ -287,7 +307,7 @@ EOF
     t1=$(now)
     echo "$(calc "$t1 - $t0") $(calc "round($source_cpu * 1000)")" \
         "$(ticks_ms $(($(cpu_ticks "$sink_pid") - sink0)))" \
-        "$(ticks_ms $(($(cpu_ticks "$relay_pid") - relay0)))"
+        "$(ticks_ms $(($(cpu_ticks "$relay") - relay0)))"
 }
 ticks_ms() { echo $(($1 * 1000 / $(getconf CLK_TCK))); }
 
@@ -343,15 +363,25 @@ size=${message_info% *}
 links=${message_info#* }
 log "message: $size bytes, $links placeholder links made real"
 start_sink
-start_trackrelay
+start_trackrelay trackrelay "path = \"$work/trackrelay.db\""
+paths="direct trackrelay postfix"
+if [ "${BENCH_PG:-0}" = 1 ]; then
+    start_postgres
+    start_trackrelay trackrelay-pg "url = \"postgresql://postgres@/postgres?host=$work/pg&sslmode=disable\""
+    paths="direct trackrelay trackrelay-pg postfix"
+fi
 start_postfix
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 
 for n in $levels; do
-    measure direct "$sink_port" "$n"
-    measure trackrelay "$relay_port" "$n"
-    measure postfix "$postfix_port" "$n"
-    hwm[$n]=$(awk '/VmHWM/ {print $2}' "/proc/$relay_pid/status")
+    for path in $paths; do
+        case $path in
+        direct) measure direct "$sink_port" "$n" ;;
+        postfix) measure postfix "$postfix_port" "$n" ;;
+        *) measure "$path" "${port[$path]}" "$n" ;;
+        esac
+    done
+    hwm[$n]=$(awk '/VmHWM/ {print $2}' "/proc/${relay_pid[trackrelay]}/status")
 done
 relays=$(grep -c 'relayed' "$work/trackrelay.log" || true)
 
@@ -384,6 +414,20 @@ report() {
             "$(calc "round(${rate[trackrelay,$n]} / ${rate[direct,$n]} * 100)")% |" \
             "$(calc "round(${hwm[$n]} / 1024, 1)") MiB |"
     done
+    if [ "${BENCH_PG:-0}" = 1 ]; then
+        echo
+        echo "Records in PostgreSQL (a private cluster on the same machine, Unix socket)"
+        echo "instead of SQLite, measured in the same run:"
+        echo
+        echo "| concurrency | trackrelay (SQLite) msg/s | trackrelay (PostgreSQL) msg/s | PostgreSQL ÷ SQLite | PostgreSQL ÷ Postfix | CPU ms/message, trackrelay (PostgreSQL) |"
+        echo "| ---: | ---: | ---: | ---: | ---: | ---: |"
+        for n in $levels; do
+            echo "| $n | ${rate[trackrelay,$n]} | ${rate[trackrelay-pg,$n]} |" \
+                "$(calc "round(${rate[trackrelay-pg,$n]} / ${rate[trackrelay,$n]}, 2)")× |" \
+                "$(calc "round(${rate[trackrelay-pg,$n]} / ${rate[postfix,$n]}, 2)")× |" \
+                "${cpu[trackrelay-pg,$n]##* / } |"
+        done
+    fi
     echo
     echo "Time per message at concurrency $first: direct ${per_msg[direct,$first]} ms," \
         "through trackrelay ${per_msg[trackrelay,$first]} ms, so trackrelay adds" \

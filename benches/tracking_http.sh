@@ -16,6 +16,16 @@
 #   NICE=-10 benches/tracking_http.sh              # not the outside check: both reniced
 #   TRACKING_EXTRA='commit_wait_ms = 5' benches/tracking_http.sh   # other [tracking] keys
 #   TRACKRELAY_BIN=/path/to/trackrelay benches/tracking_http.sh    # another build
+#   PG=1 TARGETS=pixel benches/tracking_http.sh    # also trackrelay on PostgreSQL
+#   PG=1 PG_OPTIONS='-c synchronous_commit=off' benches/tracking_http.sh  # server settings
+#
+# PG=1 starts a private PostgreSQL cluster on the same machine (initdb as
+# the postgres user in the work directory, Unix socket, fsync on: the
+# server's defaults) and a second `trackrelay serve` storing there; each
+# round then measures nginx, trackrelay on SQLite and trackrelay on
+# PostgreSQL in turn. The PostgreSQL server's own CPU (postmaster and
+# its backends) is reported per request apart from trackrelay's, which
+# gives the database cost per 1,000 hits (docs/scaling.md).
 #
 # Besides requests/s and latency it prints the CPU time each server used
 # per request (user + system, from /proc, nginx's workers summed): on a
@@ -42,6 +52,8 @@ need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
+PG=${PG:-0}
+if [ "$PG" = 1 ] && ! ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1; then need+=(postgresql); fi
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${need[@]}"
@@ -55,10 +67,15 @@ if [ -z "$BIN" ]; then
 fi
 
 work=$(mktemp -d)
+# nginx workers and PostgreSQL run as unprivileged users: let them in.
+chmod 755 "$work"
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    if [ "$PG" = 1 ]; then
+        runuser -u postgres -- "$PGBIN/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -66,32 +83,40 @@ trap cleanup EXIT
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-TPORT=$(free_port)
-APORT=$(free_port)
-SPORT=$(free_port)
-NPORT=$(free_port)
-
-# trackrelay: default settings but the ports and the database.
-cat >"$work/trackrelay.toml" <<TOML
+# config NAME STORAGE_LINE: trackrelay's default settings but fresh ports
+# and the database; sets TPORT_<NAME> and APORT_<NAME>.
+config() {
+    local tport aport sport
+    tport=$(free_port)
+    aport=$(free_port)
+    sport=$(free_port)
+    cat >"$work/$1.toml" <<TOML
 [smtp]
-listen = "127.0.0.1:$SPORT"
+listen = "127.0.0.1:$sport"
 [tracking]
-listen = "127.0.0.1:$TPORT"
-base_url = "http://127.0.0.1:$TPORT"
+listen = "127.0.0.1:$tport"
+base_url = "http://127.0.0.1:$tport"
 ${TRACKING_EXTRA:-}
 [[tracking.keys]]
 id = "k1"
 secret = "Zq8vN2kL5xR7tP1wY4mB9cF3hJ6dG0sA"
 [api]
-listen = "127.0.0.1:$APORT"
+listen = "127.0.0.1:$aport"
 token = "bench-token-9Fq2Lm7Xv4Rk8Pw3Zs6Jd"
 [storage]
-path = "$work/bench.db"
+$2
 [[routes]]
 id = "default"
 track_opens = true
 track_clicks = true
 TOML
+    printf -v "TPORT_$1" '%s' "$tport"
+    printf -v "APORT_$1" '%s' "$aport"
+}
+config trackrelay "path = \"$work/bench.db\""
+TPORT=$TPORT_trackrelay
+APORT=$APORT_trackrelay
+NPORT=$(free_port)
 
 # One real message through the rewriter gives a real pixel and click URL.
 printf 'From: a@example.com\nTo: bob@example.com\nSubject: bench\nMIME-Version: 1.0\nContent-Type: text/html\n\n<html><body><a href="https://example.com/landing?utm_source=mail">x</a></body></html>\n' |
@@ -103,9 +128,25 @@ nice -n "$NICE" "$BIN" serve --config "$work/trackrelay.toml" 2>"$work/trackrela
 TPID=$!
 pids+=("$TPID")
 
+SERVERS="nginx trackrelay"
+if [ "$PG" = 1 ]; then
+    PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    mkdir "$work/pg"
+    chown postgres:postgres "$work/pg"
+    runuser -u postgres -- "$PGBIN/initdb" --auth=trust -U postgres -D "$work/pg" >/dev/null
+    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$work/pg" -l "$work/pg/server.log" -w \
+        -o "-k $work/pg -c listen_addresses='' ${PG_OPTIONS:-}" start >/dev/null
+    PGMASTER=$(head -1 "$work/pg/postmaster.pid")
+    config pg "url = \"postgresql://postgres@/postgres?host=$work/pg&sslmode=disable\""
+    nice -n "$NICE" "$BIN" serve --config "$work/pg.toml" 2>"$work/trackrelay-pg.log" &
+    PPID_PG=$!
+    pids+=("$PPID_PG")
+    SERVERS="nginx trackrelay pg"
+fi
+
 mkdir -p "$work/www" "$work/tmp"
 # nginx workers run as an unprivileged user: let them read the GIF.
-chmod 755 "$work" "$work/www"
+chmod 755 "$work/www"
 printf 'GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff\x21\xf9\x04\x01\x00\x00\x00\x00\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00\x3b' >"$work/www/pixel.gif"
 sed -e "s#__PORT__#$NPORT#g" -e "s#__ROOT__#$work#g" -e "s#__WORKERS__#$WORKERS#g" \
     benches/nginx_tracking.conf >"$work/nginx.conf"
@@ -113,7 +154,7 @@ nice -n "$NICE" "$NGINX" -c "$work/nginx.conf" -e "$work/nginx-error.log" &
 NPID=$!
 pids+=("$NPID")
 
-for port in "$TPORT" "$NPORT"; do
+for port in "$TPORT" "$NPORT" ${TPORT_pg:-}; do
     for _ in $(seq 100); do
         curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break
         sleep 0.1
@@ -125,6 +166,10 @@ done
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TPORT$CLICK")" = "302" ]
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$NPORT$CLICK")" = "302" ]
 # (the two checks on trackrelay above stored one open and one click)
+if [ "$PG" = 1 ]; then
+    [ "$(curl -s -o /dev/null -w '%{http_code} %{size_download}' "http://127.0.0.1:$TPORT_pg$OPEN")" = "200 43" ]
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TPORT_pg$CLICK")" = "302" ]
+fi
 
 # CPU time (user + system, clock ticks) of the given processes.
 ticks() {
@@ -138,14 +183,26 @@ ticks() {
 HZ=$(getconf CLK_TCK)
 NGINX_WORKERS=$(pgrep -P "$NPID" | tr '\n' ' ')
 
+# PostgreSQL's processes: the postmaster and its backends (the writer's
+# and the pool's connections live as long as the server).
+db_pids() {
+    [ "$PG" = 1 ] || return 0
+    echo "$PGMASTER $(pgrep -P "$PGMASTER" | tr '\n' ' ')"
+}
+
 # run NAME URL PIDS...: wrk with latency percentiles; prints
-# "rps p50 p99 answered errors cpu_us_per_request load".
+# "rps p50 p99 answered errors cpu_us_per_request load db_cpu_us_per_request".
 run() {
-    local name=$1 url=$2 out c0 c1
+    local name=$1 url=$2 out c0 c1 dbpids d0 d1
     shift 2
+    dbpids=$(db_pids)
     c0=$(ticks "$@")
+    # shellcheck disable=SC2086 # the pids are words
+    d0=$(ticks $dbpids)
     out=$(nice -n "$NICE" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url")
     c1=$(ticks "$@")
+    # shellcheck disable=SC2086
+    d1=$(ticks $dbpids)
     echo "$out" >"$work/wrk-$name.txt"
     local rps p50 p99 answered bad cpu
     rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
@@ -154,11 +211,13 @@ run() {
     answered=$(awk '/requests in/ {print $1}' <<<"$out")
     bad=$(awk '/Non-2xx or 3xx responses/ {print $5}' <<<"$out")
     cpu=$(awk -v c=$((c1 - c0)) -v n="$answered" -v hz="$HZ" 'BEGIN {printf "%.1f", c * 1e6 / hz / n}')
-    echo "$rps $p50 $p99 $answered ${bad:-0} $cpu $(cut -d' ' -f1 /proc/loadavg)"
+    dbcpu=$(awk -v c=$((d1 - d0)) -v n="$answered" -v hz="$HZ" 'BEGIN {printf "%.1f", c * 1e6 / hz / n}')
+    echo "$rps $p50 $p99 $answered ${bad:-0} $cpu $(cut -d' ' -f1 /proc/loadavg) $dbcpu"
 }
 
 declare -A R
 declare -A ANSWERED=([pixel]=0 [click]=0)
+declare -A ANSWERED_PG=([pixel]=0 [click]=0)
 for target in $TARGETS; do
     path=$OPEN
     [ "$target" = click ] && path=$CLICK
@@ -168,6 +227,11 @@ for target in $TARGETS; do
         R[trackrelay-$target-$round]=$(run "trackrelay-$target-$round" "http://127.0.0.1:$TPORT$path" "$TPID")
         read -r _ _ _ answered _ <<<"${R[trackrelay-$target-$round]}"
         ANSWERED[$target]=$((ANSWERED[$target] + answered))
+        if [ "$PG" = 1 ]; then
+            R[pg-$target-$round]=$(run "pg-$target-$round" "http://127.0.0.1:$TPORT_pg$path" "$PPID_PG")
+            read -r _ _ _ answered _ <<<"${R[pg-$target-$round]}"
+            ANSWERED_PG[$target]=$((ANSWERED_PG[$target] + answered))
+        fi
     done
 done
 
@@ -178,21 +242,35 @@ kill -TERM "$TPID"
 wait "$TPID"
 opens=$(sqlite3 "$work/bench.db" "SELECT count(*) FROM observations WHERE kind = 'open'")
 clicks=$(sqlite3 "$work/bench.db" "SELECT count(*) FROM observations WHERE kind = 'click'")
+if [ "$PG" = 1 ]; then
+    kill -TERM "$PPID_PG"
+    wait "$PPID_PG"
+    pg_count() {
+        runuser -u postgres -- "$PGBIN/psql" -h "$work/pg" -U postgres -Atc \
+            "SELECT count(*) FROM observations WHERE kind = '$1'"
+    }
+    opens_pg=$(pg_count open)
+    clicks_pg=$(pg_count click)
+fi
 
 echo
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, each in turn; $(nproc) cores; nginx worker_processes $WORKERS; nice $NICE; $ROUNDS rounds"
 echo
-echo "| path | round | server | requests/s | p50 | p99 | CPU µs/request | load | trackrelay/nginx |"
-echo "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| path | round | server | requests/s | p50 | p99 | CPU µs/request | database CPU µs/request | load | /nginx |"
+echo "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for target in $TARGETS; do
     for round in $(seq "$ROUNDS"); do
         read -r nrps _ <<<"${R[nginx-$target-$round]}"
-        for server in nginx trackrelay; do
-            read -r rps p50 p99 _ bad cpu load <<<"${R[$server-$target-$round]}"
+        for server in $SERVERS; do
+            read -r rps p50 p99 _ bad cpu load dbcpu <<<"${R[$server-$target-$round]}"
             ratio="—"
-            [ "$server" = trackrelay ] && ratio=$(awk -v t="$rps" -v n="$nrps" 'BEGIN {printf "%.2f×", t / n}')
+            [ "$server" != nginx ] && ratio=$(awk -v t="$rps" -v n="$nrps" 'BEGIN {printf "%.2f×", t / n}')
             [ "$bad" = 0 ] || ratio="$ratio ($bad non-2xx/3xx)"
-            echo "| $([ "$target" = pixel ] && echo /o/ || echo /c/) | $round | $server | $rps | $p50 | $p99 | $cpu | $load | $ratio |"
+            label=$server
+            db="—"
+            [ "$server" = trackrelay ] && label="trackrelay (SQLite)" && db="(in process)"
+            [ "$server" = pg ] && label="trackrelay (PostgreSQL)" && db=$dbcpu
+            echo "| $([ "$target" = pixel ] && echo /o/ || echo /c/) | $round | $label | $rps | $p50 | $p99 | $cpu | $db | $load | $ratio |"
         done
     done
 done
@@ -203,6 +281,13 @@ for target in $TARGETS; do
     verdict="every answered hit stored"
     [ "$stored" -lt "$answered" ] && verdict="MISSING $((answered - stored)) answered hits"
     echo "$target: $verdict (stored $stored, wrk answered $answered; wrk does not count requests still in flight when it stops)"
+    if [ "$PG" = 1 ]; then
+        if [ "$target" = pixel ]; then stored=$((opens_pg - 1)); else stored=$((clicks_pg - 1)); fi
+        answered=${ANSWERED_PG[$target]}
+        verdict="every answered hit stored"
+        [ "$stored" -lt "$answered" ] && verdict="MISSING $((answered - stored)) answered hits"
+        echo "$target on PostgreSQL: $verdict (stored $stored, wrk answered $answered)"
+    fi
 done
 echo
 echo "trackrelay hit outcomes (queued = answered before its commit, stored after):"

@@ -11,6 +11,7 @@ mod forget;
 mod hash_password;
 mod man;
 mod migrate;
+mod migrate_storage;
 pub mod out;
 mod prune;
 mod rewrite;
@@ -85,6 +86,8 @@ pub enum Command {
     Forget(forget::Args),
     /// Bring the database's schema up to date (also done at every start).
     Migrate(migrate::Args),
+    /// Copy a SQLite database into an empty PostgreSQL one (docs/scaling.md).
+    MigrateStorage(migrate_storage::Args),
     /// Opens, clicks and rates over time of a route, a tag or a message as
     /// sent (as GET /v1/stats).
     Stats(stats::Args),
@@ -121,6 +124,7 @@ impl Command {
             Command::Events(a) => Some(&a.config),
             Command::Token(token::Command::Inspect { config, .. }) => Some(config),
             Command::HashPassword(_)
+            | Command::MigrateStorage(_)
             | Command::Man(_)
             | Command::Completions(_)
             | Command::Dkim(_) => None,
@@ -149,6 +153,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Prune(args) => prune::run(&args),
         Command::Forget(args) => forget::run(&args),
         Command::Migrate(args) => migrate::run(&args),
+        Command::MigrateStorage(args) => migrate_storage::run(&args),
         Command::Stats(args) => stats::run(&args),
         Command::Webhooks(args) => webhooks::run(&args),
         Command::Events(args) => events::run(&args),

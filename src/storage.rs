@@ -10,11 +10,16 @@
 //! The database runs in WAL mode with `synchronous = NORMAL`: a committed
 //! row survives the process being killed (it is in the WAL, in the OS page
 //! cache); only a power loss can take the last commits.
+//!
+//! `transfer.rs` moves a SQLite database into PostgreSQL (`trackrelay
+//! migrate-storage`): `export.rs` reads the file, `postgres/import.rs`
+//! writes through the PostgreSQL writer's functions.
 
 mod checkpoint;
 mod columns;
 mod dashboard;
 mod events;
+mod export;
 mod feed;
 mod idempotency;
 mod messages;
@@ -26,6 +31,7 @@ mod routes;
 mod schema;
 mod scoped_stats;
 mod stats;
+pub mod transfer;
 mod webhooks;
 mod writer;
 

@@ -65,17 +65,7 @@ async fn mail_relayed_through_one_node_is_tracked_through_the_other() {
         "<html><body><p>Hi</p><a href=\"https://example.com/offer\">offer</a></body></html>",
     );
     assert!(out.status.success(), "{out:?}");
-    let eml = std::fs::read_dir(a.dir.path().join("outbox"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "eml"))
-        .expect("the relayed copy in A's outbox");
-    let raw = std::fs::read(eml).unwrap();
-    let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
-    let html = parsed.body_html(0).unwrap().into_owned();
-    let open = support::tracking_tokens(&html, "o")[0].to_owned();
-    let click = support::tracking_tokens(&html, "c")[0].to_owned();
+    let (open, click) = support::outbox_tokens(&a.dir.path().join("outbox"));
 
     // The hits go to B.
     let http = Http::default();

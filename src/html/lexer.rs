@@ -69,21 +69,6 @@ enum Mode {
     Script,
 }
 
-/// What the markup at one `<` turned out to be.
-enum Found {
-    /// A token that borrows nothing from the lexer.
-    Token(Token<'static>),
-    /// A start tag; its attributes are in `Lexer::attrs`.
-    Start {
-        name: Range<usize>,
-        range: Range<usize>,
-    },
-    /// Nothing to report (skipped); the position moved past it.
-    Nothing,
-    /// The input ends inside it.
-    Eof,
-}
-
 pub struct Lexer<'a> {
     input: &'a [u8],
     pos: usize,
@@ -110,14 +95,33 @@ impl<'a> Lexer<'a> {
 
     /// The next token; `want_attrs(name)` says whether to collect the
     /// attributes of a start tag with that (raw) name.
+    ///
+    /// One function on purpose: this loop runs for every `<` of every HTML
+    /// part, and split into helpers (what `too_many_lines` asks) the
+    /// rewrite executed 5% more instructions (callgrind, corpus HTML
+    /// workload of `benches/rewrite.rs`; docs/benchmarks.md, issue 15).
+    #[allow(clippy::too_many_lines)]
     pub fn next_token(
         &mut self,
         want_attrs: impl Fn(&[u8]) -> bool,
     ) -> Result<Option<Token<'_>>, Unsupported> {
         let input = self.input;
         loop {
-            if !self.leave_text()? {
-                return Ok(self.finish());
+            if let Mode::Text(_) | Mode::Script = self.mode {
+                let name: &[u8] = match self.mode {
+                    Mode::Text(name) => name,
+                    _ => b"script",
+                };
+                let Some(at) = find_end_tag(input, self.pos, name) else {
+                    return Ok(self.finish());
+                };
+                if matches!(self.mode, Mode::Script)
+                    && memmem::find(&input[self.pos..at], b"<!--").is_some()
+                {
+                    return Err(Unsupported::EscapedScript);
+                }
+                self.mode = Mode::Data;
+                self.pos = at;
             }
             let Some(lt) = memchr(b'<', &input[self.pos..]).map(|i| self.pos + i) else {
                 return Ok(self.finish());
@@ -125,126 +129,73 @@ impl<'a> Lexer<'a> {
             let Some(&next) = input.get(lt + 1) else {
                 return Ok(self.finish());
             };
-            let found = match next {
-                b'!' => self.markup_declaration(lt),
-                b'/' => self.end_tag(lt),
-                b'?' => self.skip_to_gt(lt + 1),
-                c if c.is_ascii_alphabetic() => self.start_tag(lt, &want_attrs)?,
-                _ => {
-                    self.pos = lt + 1;
-                    Found::Nothing
+            match next {
+                b'!' => {
+                    let rest = &input[lt + 2..];
+                    if rest.starts_with(b"--") {
+                        match comment_end(input, lt + 4) {
+                            Some(end) => {
+                                self.pos = end;
+                                return Ok(Some(Token::Comment { range: lt..end }));
+                            }
+                            None => return Ok(self.finish()),
+                        }
+                    }
+                    // Doctype, bogus comment (`<!x>`, `<![CDATA[…]>` in HTML):
+                    // both end at the first `>`.
+                    if !self.skip_past_gt(lt + 2) {
+                        return Ok(self.finish());
+                    }
                 }
-            };
-            match found {
-                Found::Nothing => {}
-                Found::Eof => return Ok(self.finish()),
-                Found::Token(token) => return Ok(Some(token)),
-                Found::Start { name, range } => {
+                b'/' => match input.get(lt + 2) {
+                    Some(c) if c.is_ascii_alphabetic() => {
+                        let Some((name, end)) = self.tag(lt + 2, false) else {
+                            return Ok(self.finish());
+                        };
+                        self.pos = end;
+                        return Ok(Some(Token::End {
+                            name,
+                            range: lt..end,
+                        }));
+                    }
+                    Some(b'>') => self.pos = lt + 3,
+                    Some(_) => {
+                        if !self.skip_past_gt(lt + 2) {
+                            return Ok(self.finish());
+                        }
+                    }
+                    None => return Ok(self.finish()),
+                },
+                b'?' => {
+                    if !self.skip_past_gt(lt + 1) {
+                        return Ok(self.finish());
+                    }
+                }
+                c if c.is_ascii_alphabetic() => {
+                    let name_end = input[lt + 1..]
+                        .iter()
+                        .position(|&b| is_ws(b) || b == b'/' || b == b'>')
+                        .map_or(input.len(), |i| lt + 1 + i);
+                    let collect = want_attrs(&input[lt + 1..name_end]);
+                    let Some((name, end)) = self.tag(lt + 1, collect) else {
+                        return Ok(self.finish());
+                    };
+                    self.mode = text_mode(&input[name.clone()])?;
+                    if !matches!(self.mode, Mode::Data) && input[..end].ends_with(b"=>") {
+                        return Err(Unsupported::MissingValue);
+                    }
+                    self.pos = end;
+                    if !collect {
+                        self.attrs.clear();
+                    }
                     return Ok(Some(Token::Start {
                         name,
-                        range,
+                        range: lt..end,
                         attrs: &self.attrs,
                     }));
                 }
+                _ => self.pos = lt + 1,
             }
-        }
-    }
-
-    /// In RAWTEXT, RCDATA or script data, moves to the end tag that closes
-    /// it and back to data; false when the input ends first.
-    fn leave_text(&mut self) -> Result<bool, Unsupported> {
-        let name: &[u8] = match self.mode {
-            Mode::Data => return Ok(true),
-            Mode::Text(name) => name,
-            Mode::Script => b"script",
-        };
-        let Some(at) = find_end_tag(self.input, self.pos, name) else {
-            return Ok(false);
-        };
-        if matches!(self.mode, Mode::Script)
-            && memmem::find(&self.input[self.pos..at], b"<!--").is_some()
-        {
-            return Err(Unsupported::EscapedScript);
-        }
-        self.mode = Mode::Data;
-        self.pos = at;
-        Ok(true)
-    }
-
-    /// `<!` at `lt`: a comment, or a doctype or bogus comment skipped.
-    fn markup_declaration(&mut self, lt: usize) -> Found {
-        if self.input[lt + 2..].starts_with(b"--") {
-            return match comment_end(self.input, lt + 4) {
-                Some(end) => {
-                    self.pos = end;
-                    Found::Token(Token::Comment { range: lt..end })
-                }
-                None => Found::Eof,
-            };
-        }
-        // Doctype, bogus comment (`<!x>`, `<![CDATA[…]>` in HTML): both end
-        // at the first `>`.
-        self.skip_to_gt(lt + 2)
-    }
-
-    /// `</` at `lt`: an end tag, `</>` (ignored) or a bogus comment.
-    fn end_tag(&mut self, lt: usize) -> Found {
-        match self.input.get(lt + 2) {
-            Some(c) if c.is_ascii_alphabetic() => {
-                let Some((name, end)) = self.tag(lt + 2, false) else {
-                    return Found::Eof;
-                };
-                self.pos = end;
-                Found::Token(Token::End {
-                    name,
-                    range: lt..end,
-                })
-            }
-            Some(b'>') => {
-                self.pos = lt + 3;
-                Found::Nothing
-            }
-            Some(_) => self.skip_to_gt(lt + 2),
-            None => Found::Eof,
-        }
-    }
-
-    /// A start tag at `lt`; its attributes stay in `self.attrs` when
-    /// `want_attrs` asks for them. Enters the text mode the tag opens.
-    fn start_tag(
-        &mut self,
-        lt: usize,
-        want_attrs: impl Fn(&[u8]) -> bool,
-    ) -> Result<Found, Unsupported> {
-        let input = self.input;
-        let name_end = input[lt + 1..]
-            .iter()
-            .position(|&b| is_ws(b) || b == b'/' || b == b'>')
-            .map_or(input.len(), |i| lt + 1 + i);
-        let collect = want_attrs(&input[lt + 1..name_end]);
-        let Some((name, end)) = self.tag(lt + 1, collect) else {
-            return Ok(Found::Eof);
-        };
-        self.mode = text_mode(&input[name.clone()])?;
-        if !matches!(self.mode, Mode::Data) && input[..end].ends_with(b"=>") {
-            return Err(Unsupported::MissingValue);
-        }
-        self.pos = end;
-        if !collect {
-            self.attrs.clear();
-        }
-        Ok(Found::Start {
-            name,
-            range: lt..end,
-        })
-    }
-
-    /// [`Lexer::skip_past_gt`] as a step of [`Lexer::next_token`].
-    fn skip_to_gt(&mut self, from: usize) -> Found {
-        if self.skip_past_gt(from) {
-            Found::Nothing
-        } else {
-            Found::Eof
         }
     }
 

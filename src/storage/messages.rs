@@ -185,7 +185,7 @@ fn json(list: &[String]) -> String {
     serde_json::to_string(list).expect("a list of strings serialises")
 }
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<RelayedCopy> {
+pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<RelayedCopy> {
     Ok(RelayedCopy {
         id: super::uuid_column(row, "id")?,
         route: row.get("route")?,

@@ -9,6 +9,7 @@
 //! under an advisory lock (`schema.rs`).
 
 mod events;
+pub mod import;
 mod messages;
 mod observations;
 mod partitions;

@@ -350,7 +350,7 @@ pub(super) fn disabled(conn: &Connection) -> Result<Vec<DisabledEndpoint>, Stora
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
+pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
     Ok(Delivery {
         id: super::uuid_column(row, "id")?,
         route: row.get("route")?,

@@ -76,6 +76,23 @@ pub fn tokens_after<'a>(text: &'a str, base: &str, kind: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The first relayed copy in a `dir:` upstream's `outbox`: its first open
+/// and click tokens.
+pub fn outbox_tokens(outbox: &std::path::Path) -> (String, String) {
+    let eml = std::fs::read_dir(outbox)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "eml"))
+        .expect("a relayed copy in the outbox");
+    let raw = std::fs::read(eml).unwrap();
+    let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    let html = parsed.body_html(0).unwrap().into_owned();
+    let open = tracking_tokens(&html, "o")[0].to_owned();
+    let click = tracking_tokens(&html, "c")[0].to_owned();
+    (open, click)
+}
+
 /// Relays one message with Python's smtplib to `127.0.0.1:port` (retrying
 /// the connection while the server starts): `rcpt` gets `body`, an HTML
 /// message. Returns python3's output for the caller to check.

@@ -98,8 +98,12 @@ impl Sink for PgSink {
     }
 }
 
-/// The batch in one transaction, the hits in one statement.
-async fn write_all(client: &mut Client, batch: &[&Record]) -> Result<(), tokio_postgres::Error> {
+/// The batch in one transaction, the hits in one statement (also
+/// `trackrelay migrate-storage`'s way in: postgres/import.rs).
+pub(super) async fn write_all(
+    client: &mut Client,
+    batch: &[&Record],
+) -> Result<(), tokio_postgres::Error> {
     let tx = client.transaction().await?;
     let hits: Vec<&Observation> = batch
         .iter()
