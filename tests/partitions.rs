@@ -552,3 +552,50 @@ async fn a_busy_month_is_emptied_row_by_row_and_dropped_later() {
     assert!(pruned.deleted.is_empty(), "{pruned:?}");
     assert!(!partitions(&client, "observations").await.contains(&month));
 }
+
+/// `trackrelay migrate-storage` from a SQLite file with hits and events of
+/// past months: on PostgreSQL each is in its month's partition, not left
+/// in the default one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_moved_over_from_sqlite_are_put_in_their_months() {
+    let sqlite = Db::new(Kind::Sqlite);
+    let now = trackrelay::time::now_ms();
+    let times = [now - 100 * DAY_MS, now - 40 * DAY_MS, now];
+    {
+        let storage = sqlite.open().await;
+        for &at in &times {
+            let h = hit(Uuid::now_v7(), at);
+            store(&storage, &h).await;
+            storage.record_events(vec![event_of(&h)]).await.unwrap();
+        }
+        assert!(storage.flush(Duration::from_secs(10)).await);
+    }
+    let Location::Sqlite(path) = sqlite.location() else {
+        unreachable!("a SQLite database")
+    };
+    let target = Db::new(Kind::Postgres);
+    let cluster = target.cluster().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trackrelay"))
+        .arg("migrate-storage")
+        .arg("--from")
+        .arg(format!("sqlite:{}", path.display()))
+        .arg("--to")
+        .arg(cluster.url())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let client = cluster.client().await;
+    for table in ["observations", "events"] {
+        let sql = format!("SELECT at_ms, tableoid::regclass::text FROM {table} ORDER BY at_ms");
+        let found: Vec<(i64, String)> = client
+            .query(&sql, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let expected: Vec<(i64, String)> = times.iter().map(|&t| (t, month_of(table, t))).collect();
+        assert_eq!(found, expected, "{table}");
+    }
+}
