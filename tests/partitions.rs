@@ -126,6 +126,13 @@ async fn placed(client: &Client, table: &str) -> Vec<(Uuid, String)> {
     rows.iter().map(|r| (r.get(0), r.get(1))).collect()
 }
 
+/// The partition each row of `table` is in, by time.
+async fn placed_by_time(client: &Client, table: &str) -> Vec<(i64, String)> {
+    let sql = format!("SELECT at_ms, tableoid::regclass::text FROM {table} ORDER BY at_ms");
+    let rows = client.query(&sql, &[]).await.unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
 /// Every row of `table` as JSON text, by id.
 async fn snapshot(client: &Client, table: &str) -> Vec<String> {
     let sql = format!("SELECT row_to_json(t)::text FROM {table} t ORDER BY id");
@@ -358,14 +365,7 @@ async fn months_are_made_ahead_and_a_hit_of_any_time_is_stored() {
                 )
             })
             .collect();
-        let sql = format!("SELECT at_ms, tableoid::regclass::text FROM {table} ORDER BY at_ms");
-        let found: Vec<(i64, String)> = client
-            .query(&sql, &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
+        let found = placed_by_time(&client, table).await;
         assert_eq!(found, expected, "{table}");
     }
     assert_eq!(
@@ -587,14 +587,7 @@ async fn hits_moved_over_from_sqlite_are_put_in_their_months() {
 
     let client = cluster.client().await;
     for table in ["observations", "events"] {
-        let sql = format!("SELECT at_ms, tableoid::regclass::text FROM {table} ORDER BY at_ms");
-        let found: Vec<(i64, String)> = client
-            .query(&sql, &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
+        let found = placed_by_time(&client, table).await;
         let expected: Vec<(i64, String)> = times.iter().map(|&t| (t, month_of(table, t))).collect();
         assert_eq!(found, expected, "{table}");
     }
