@@ -163,12 +163,28 @@ impl Pipeline {
             .zip(contexts)
             .map(|((id, _, _), c)| (*id, JudgedCopy::new(c)))
             .collect();
+        // How many copies each hit's address hit lately: from the
+        // database where several nodes judge (PostgreSQL), else counted
+        // here in memory.
+        let from_ips: Vec<(IpAddr, i64)> = waiting
+            .iter()
+            .filter_map(|o| o.ip.map(|ip| (ip, o.at_ms)))
+            .collect();
+        let mut shared = self
+            .storage
+            .recipients_from_ips(from_ips)
+            .await?
+            .map(Vec::into_iter);
         let mut events = Vec::with_capacity(waiting.len());
         for obs in &waiting {
             let copy = copies
                 .get_mut(&obs.message_id)
                 .expect("every waiting copy was read");
-            let recipients_from_ip = obs.ip.map_or(1, |ip| state.ips.note(ip, obs));
+            let recipients_from_ip = match (obs.ip, shared.as_mut()) {
+                (Some(_), Some(counts)) => counts.next().unwrap_or(1),
+                (Some(ip), None) => state.ips.note(ip, obs),
+                (None, _) => 1,
+            };
             let hits = copy.context(obs, window);
             let ctx = Context {
                 hits: &hits,
@@ -209,7 +225,8 @@ pub struct State {
 }
 
 /// Per address, its hits of the last hour (oldest first) and how many of
-/// them fell on each copy.
+/// them fell on each copy. SQLite only: on PostgreSQL, where several nodes
+/// judge, the database counts them (storage/postgres/addresses.rs).
 #[derive(Debug, Default)]
 struct RecentIps {
     seen: HashMap<IpAddr, Recent>,

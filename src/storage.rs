@@ -518,12 +518,28 @@ impl Storage {
         &self,
         q: GroupQuery,
     ) -> Result<(Vec<(i64, Counts)>, Counts), StorageError> {
-        self.read(move |c| scoped_stats::group_stats(c, &q)).await
+        read!(self, |c| scoped_stats::group_stats(c, &q), |pg| pg
+            .group_stats(&q))
     }
 
     /// A group's clicks per destination, most clicked first.
     pub async fn group_links(&self, q: GroupQuery) -> Result<Vec<LinkClicks>, StorageError> {
-        self.read(move |c| scoped_stats::group_links(c, &q)).await
+        read!(self, |c| scoped_stats::group_links(c, &q), |pg| pg
+            .group_links(&q))
+    }
+
+    /// For each `(address, at_ms)`, how many distinct copies the address
+    /// hit in the hour up to `at_ms`, as every node stored them
+    /// (PostgreSQL: storage/postgres/addresses.rs); `None` on SQLite, where
+    /// the one pipeline counts them in memory (events.rs).
+    pub async fn recipients_from_ips(
+        &self,
+        hits: Vec<(std::net::IpAddr, i64)>,
+    ) -> Result<Option<Vec<u32>>, StorageError> {
+        match &self.inner.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(pg) => pg.recipients_from_ips(&hits).await.map(Some),
+        }
     }
 
     /// Each copy's own opens and clicks (counting events, machine ones too

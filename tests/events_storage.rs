@@ -195,3 +195,59 @@ async fn first_open_is_taken_once_per_recipient(db: Db) {
     };
     assert_eq!((firsts("r1"), firsts("r2")), (1, 1), "{events:#?}");
 }
+
+/// How many copies one address hit lately (the classifier's
+/// `many_recipients_from_ip`), on PostgreSQL: counted from what every node
+/// stored, and still there for a node started afresh (issue 16: in memory
+/// it was per node, and a restart forgot it). On SQLite the pipeline
+/// counts in memory: `None`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_per_address_are_counted_across_nodes_and_restarts() {
+    let sqlite = Db::new(support::db::Kind::Sqlite);
+    let storage = sqlite.open().await;
+    let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+    assert_eq!(
+        storage.recipients_from_ips(vec![(ip, 0)]).await.unwrap(),
+        None
+    );
+
+    let db = Db::new(support::db::Kind::Postgres);
+    let (a, b) = (db.open().await, db.open().await);
+    let t = 1_767_225_600_000;
+    let copies: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
+    // A hits three copies (one of them twice), B two others, and one of
+    // A's again; another address hits one.
+    let hits = [
+        (&a, 0, 0),
+        (&a, 0, 60_000),
+        (&a, 1, 120_000),
+        (&a, 2, 180_000),
+    ];
+    let more = [(&b, 3, 240_000), (&b, 4, 300_000), (&b, 1, 360_000)];
+    for (node, copy, at) in hits.into_iter().chain(more) {
+        let o = observation(copies[copy], Kind::Open, t + at);
+        assert_eq!(
+            node.record_observation(o, Duration::from_secs(10)).await,
+            trackrelay::storage::Stored::Committed
+        );
+    }
+    let mut other = observation(copies[0], Kind::Open, t);
+    other.ip = "198.51.100.7".parse().ok();
+    a.record_observation(other, Duration::from_secs(10)).await;
+    drop((a, b));
+
+    let fresh = db.open().await;
+    let other: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+    let asked = vec![
+        (ip, t + 360_000),
+        // Before B's hits: A's three copies.
+        (ip, t + 180_000),
+        (other, t + 360_000),
+        // An hour and more after the first hits: those have left the window.
+        (ip, t + 180_000 + 3_600_000),
+        // Nothing in the window at all: the hit itself.
+        (ip, t + 10 * 3_600_000),
+    ];
+    let counted = fresh.recipients_from_ips(asked).await.unwrap();
+    assert_eq!(counted, Some(vec![5, 3, 1, 4, 1]));
+}

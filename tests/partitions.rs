@@ -16,7 +16,7 @@ use support::rows;
 use tokio_postgres::Client;
 use trackrelay::retention::{IpHashKey, Pace, Policy, Pruned};
 use trackrelay::storage::postgres::schema;
-use trackrelay::storage::{Location, Observation, Storage, Stored};
+use trackrelay::storage::{Location, Observation, StatsQuery, Storage, Stored};
 use trackrelay::token::Kind as HitKind;
 use uuid::Uuid;
 
@@ -399,7 +399,29 @@ async fn event_days_deletes_exactly_the_older_rows(db: Db) {
         store(&storage, &h).await;
         storage.record_events(vec![event_of(&h)]).await.unwrap();
     }
+    // A copy relayed now with hits dated long ago, counted in those hours:
+    // a month dropped whole takes them out of the statistics, as deleting
+    // them does.
+    let live = rows::copy("default", "live@example.com", now);
+    storage.record_relayed(live.clone()).await.unwrap();
+    for days in [200, 150, 10] {
+        let h = hit(live.id, now - days * DAY_MS);
+        store(&storage, &h).await;
+        storage.record_events(vec![event_of(&h)]).await.unwrap();
+    }
     assert!(storage.flush(Duration::from_secs(10)).await);
+    let whole = StatsQuery {
+        route: "default".into(),
+        from_ms: now - 400 * DAY_MS,
+        to_ms: now + DAY_MS,
+        bucket_ms: DAY_MS,
+        include_machine: false,
+    };
+    let counted = async || {
+        let totals = storage.route_stats(whole.clone()).await.unwrap().1;
+        (totals.relayed, totals.opens)
+    };
+    assert_eq!(counted().await, (3, 5));
     let pg = match db.cluster() {
         Some(cluster) => Some(cluster.client().await),
         None => None,
@@ -419,8 +441,10 @@ async fn event_days_deletes_exactly_the_older_rows(db: Db) {
 
     let old = ages.iter().filter(|&&d| d > 90).count() as u64;
     assert_eq!(pruned.deleted.copies, 1, "{pruned:?}");
-    assert_eq!(pruned.deleted.observations, old + 1, "{pruned:?}");
-    assert_eq!(pruned.deleted.events, old + 1, "{pruned:?}");
+    assert_eq!(pruned.deleted.observations, old + 3, "{pruned:?}");
+    assert_eq!(pruned.deleted.events, old + 3, "{pruned:?}");
+    assert_eq!(counted().await, (2, 2));
+    assert_eq!(storage.events(live.id).await.unwrap().len(), 1);
     for (days, message) in loose {
         let kept = usize::from(days <= 90);
         assert_eq!(storage.observations(message).await.unwrap().len(), kept);

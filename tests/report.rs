@@ -1,17 +1,18 @@
 //! Message and tag analytics over real HTTP (issue 17, item 3): copies
 //! with tags and Message-IDs and their events stored through the storage
 //! interface; `/v1/stats?message=`, `?tag=`, `/v1/routes/{id}/stats?tag=`
-//! compared with a plain SQL recount of the database file, machine
-//! activity left out and let in; each copy's own counts in
+//! compared with a plain recount of the stored rows (support/stored.rs),
+//! machine activity left out and let in; each copy's own counts in
 //! `/v1/messages`; `trackrelay stats` (the real binary) printing the
-//! API's figures.
+//! API's figures. Every test on both backends.
 
 mod support;
 
-use rusqlite::Connection;
 use serde_json::Value;
+use support::db::Db;
 use support::rows::copy;
 use support::server::{API_TOKEN, TestServer};
+use support::stored::{self, Recount, Stored};
 use trackrelay::storage::{CopyStatus, Event, RelayedCopy};
 use trackrelay::token::Kind;
 
@@ -33,8 +34,8 @@ fn with(mut c: RelayedCopy, tags: &[&str], send: Option<&str>) -> RelayedCopy {
 
 /// One send of route news to Bob, Ann and Dan (refused), tagged spring
 /// (Ann's also all); Cy's copy of another route tagged spring too.
-async fn seeded() -> (TestServer, [RelayedCopy; 4]) {
-    let server = TestServer::start("").await;
+async fn seeded(db: &Db) -> (TestServer, [RelayedCopy; 4]) {
+    let server = TestServer::start_on(db, "").await;
     let storage = server.app().storage();
     let bob = with(copy("news", "bob@example.com", T0), &["spring"], Some(SEND));
     let ann = with(
@@ -65,29 +66,33 @@ async fn seeded() -> (TestServer, [RelayedCopy; 4]) {
 }
 
 /// `relayed, opens, unique opens, clicks, unique clicks` of the copies
-/// matching `copies` (SQL over `m`), recounted from the rows.
-fn recount(db: &Connection, copies: &str, include_machine: bool) -> [u64; 5] {
-    let n = |sql: String| -> u64 {
-        db.query_row(&sql, [include_machine], |r| r.get::<_, i64>(0))
-            .unwrap()
-            .unsigned_abs()
-    };
-    let events = |what: &str, kind: &str| {
-        n(format!(
-            "SELECT {what} FROM events e JOIN messages m ON m.id = e.message_id
-             WHERE {copies} AND e.kind = '{kind}' AND (?1 OR e.counts = 1)"
-        ))
-    };
-    let unique = "count(DISTINCT e.message_id || ' ' || e.recipient_id)";
+/// matching `copies`, recounted from the rows.
+fn recount(
+    stored: &Stored,
+    copies: &dyn Fn(&stored::Copy) -> bool,
+    include_machine: bool,
+) -> [u64; 5] {
+    let (_, c) = stored.counts(&Recount {
+        copies,
+        from_ms: 0,
+        to_ms: i64::MAX,
+        bucket_ms: 24 * HOUR,
+        include_machine,
+    });
     [
-        n(format!(
-            "SELECT count(*) FROM messages m WHERE {copies} AND m.status != 'failed' AND ?1 = ?1"
-        )),
-        events("count(*)", "open"),
-        events(unique, "open"),
-        events("count(*)", "click"),
-        events(unique, "click"),
+        c.relayed,
+        c.opens,
+        c.unique_opens,
+        c.clicks,
+        c.unique_clicks,
     ]
+}
+
+/// Which copies a case counts.
+type Copies<'a> = &'a dyn Fn(&stored::Copy) -> bool;
+
+fn tagged(c: &stored::Copy, tag: &str) -> bool {
+    c.tags.iter().any(|t| t == tag)
 }
 
 fn figures(v: &Value) -> [u64; 5] {
@@ -112,45 +117,46 @@ async fn get(server: &TestServer, path: &str) -> Value {
     r.json()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn message_and_tag_figures_equal_a_recount() {
-    let (server, _) = seeded().await;
-    let db = Connection::open(server.db_path()).unwrap();
+crate::on_both_backends!(
+    message_and_tag_figures_equal_a_recount,
+    each_copy_carries_its_own_counts,
+    bad_statistics_queries_are_refused,
+    the_cli_prints_the_api_figures,
+    the_dashboard_pages_show_the_api_figures,
+);
+
+async fn message_and_tag_figures_equal_a_recount(db: Db) {
+    let (server, _) = seeded(&db).await;
+    let stored = stored::load(&db).await;
     let send = url::form_urlencoded::byte_serialize(SEND.as_bytes()).collect::<String>();
-    let cases = [
+    let of_send = |c: &stored::Copy| {
+        c.message_id_header.as_deref().map(stored::bare) == Some("spring-1@news.example.com")
+    };
+    let spring = |c: &stored::Copy| tagged(c, "spring");
+    let spring_news = |c: &stored::Copy| tagged(c, "spring") && c.route == "news";
+    let all_news = |c: &stored::Copy| tagged(c, "all") && c.route == "news";
+    let cases: [(String, Copies); 5] = [
+        (format!("/v1/stats?message={send}"), &of_send),
+        // The same message without its brackets.
         (
-            format!("/v1/stats?message={send}"),
-            "trim(m.message_id_header, '<>') = 'spring-1@news.example.com'",
-        ),
-        (
-            // The same message without its brackets.
             "/v1/stats?message=spring-1%40news.example.com".to_owned(),
-            "trim(m.message_id_header, '<>') = 'spring-1@news.example.com'",
+            &of_send,
         ),
-        (
-            "/v1/stats?tag=spring".to_owned(),
-            "'spring' IN (SELECT value FROM json_each(m.tags))",
-        ),
-        (
-            "/v1/stats?tag=spring&route=news".to_owned(),
-            "'spring' IN (SELECT value FROM json_each(m.tags)) AND m.route = 'news'",
-        ),
-        (
-            "/v1/routes/news/stats?tag=all".to_owned(),
-            "'all' IN (SELECT value FROM json_each(m.tags)) AND m.route = 'news'",
-        ),
+        ("/v1/stats?tag=spring".to_owned(), &spring),
+        ("/v1/stats?tag=spring&route=news".to_owned(), &spring_news),
+        ("/v1/routes/news/stats?tag=all".to_owned(), &all_news),
     ];
     for (path, copies) in cases {
         let human = get(&server, &format!("{path}&{RANGE}&interval=hour")).await;
         let all = get(&server, &format!("{path}&{RANGE}&include_machine=true")).await;
         assert_eq!(
             figures(&human["totals"]),
-            recount(&db, copies, false),
+            recount(&stored, copies, false),
             "{path}"
         );
         assert_eq!(
             figures(&all["totals"]),
-            recount(&db, copies, true),
+            recount(&stored, copies, true),
             "{path}"
         );
         assert_eq!(all["include_machine"], true);
@@ -181,9 +187,8 @@ async fn message_and_tag_figures_equal_a_recount() {
     assert!(spring.get("route").is_none(), "{spring}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_copy_carries_its_own_counts() {
-    let (server, [bob, ann, dan, _]) = seeded().await;
+async fn each_copy_carries_its_own_counts(db: Db) {
+    let (server, [bob, ann, dan, _]) = seeded(&db).await;
     let list = get(&server, "/v1/messages?route=news").await;
     let find = |c: &RelayedCopy| {
         let all = list["messages"].as_array().unwrap();
@@ -215,9 +220,8 @@ async fn each_copy_carries_its_own_counts() {
     assert_eq!(one["first_click_at"], "2026-01-01T12:01:00Z");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_statistics_queries_are_refused() {
-    let (server, _) = seeded().await;
+async fn bad_statistics_queries_are_refused(db: Db) {
+    let (server, _) = seeded(&db).await;
     for (path, status, needle) in [
         ("/v1/stats", 400, "give route, tag"),
         ("/v1/stats?message=x&tag=y", 400, "cannot be combined"),
@@ -236,12 +240,12 @@ async fn bad_statistics_queries_are_refused() {
 
 /// `trackrelay stats` on the same database prints the API's JSON, and a
 /// table with the same totals.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cli_prints_the_api_figures() {
-    let (server, _) = seeded().await;
+async fn the_cli_prints_the_api_figures(db: Db) {
+    let (server, _) = seeded(&db).await;
     let dir = server.dir.path();
     let config = dir.join("trackrelay.toml");
-    let text = support::server::config_text(dir, "127.0.0.1:0", "127.0.0.1:0", "");
+    let text = support::server::config_text(dir, "127.0.0.1:0", "127.0.0.1:0", "")
+        .replace(&support::server::storage_section(dir), &db.config_section());
     std::fs::write(&config, text).unwrap();
     let range = ["--from", "2026-01-01T00:00:00Z", "--to", "2026-01-02"];
     let cases: [(&[&str], String); 3] = [
@@ -302,9 +306,8 @@ async fn the_cli_prints_the_api_figures() {
 
 /// The dashboard's tag and message-as-sent pages show the API's figures,
 /// and the copy page links to them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_pages_show_the_api_figures() {
-    let (server, [bob, ..]) = seeded().await;
+async fn the_dashboard_pages_show_the_api_figures(db: Db) {
+    let (server, [bob, ..]) = seeded(&db).await;
     let send = url::form_urlencoded::byte_serialize(SEND.as_bytes()).collect::<String>();
     for (page, api) in [
         (

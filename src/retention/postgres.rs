@@ -43,6 +43,10 @@ pub async fn prune(
     if let Some(before) = delete_before_ms {
         out.deleted = pass.delete_before(before).await?;
     }
+    // The per-address counts matter for an hour: older rows go, IPs too.
+    let window = crate::storage::postgres::ADDRESS_WINDOW_MS;
+    pass.forget_address_counts(crate::time::now_ms() - 2 * window)
+        .await?;
     out.minimised = minimise(&mut pass, &retention.ip_hash_key, raw_before_ms, pace, stop).await?;
     out.webhook_payloads = pass.minimise_webhook_payloads(raw_before_ms).await?;
     out.interrupted = stop();

@@ -8,12 +8,14 @@
 //! the caller's runtime. One file per table, as for SQLite; migrations run
 //! under an advisory lock (`schema.rs`).
 
+mod addresses;
 mod events;
 pub mod import;
 mod messages;
 mod observations;
 mod partitions;
 pub mod retention;
+mod rollups;
 mod routes;
 pub mod schema;
 mod sending;
@@ -30,13 +32,14 @@ use serde_json::Value;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+pub use addresses::WINDOW_MS as ADDRESS_WINDOW_MS;
 pub use settings::{PostgresSettings, SslMode};
 pub use webhooks::CLAIM_LEASE_MS;
 
 use super::{
     Attempt, ClassCounts, CopyContext, CopyCounts, Counts, Delivery, DisabledEndpoint, Event,
-    IdempotentResponse, KnownDomain, LinkClicks, MessageFilter, Observation, RelayedCopy,
-    RouteEvent, RouteOverride, StatsQuery, StorageError,
+    GroupQuery, IdempotentResponse, KnownDomain, LinkClicks, MessageFilter, Observation,
+    RelayedCopy, RouteEvent, RouteOverride, StatsQuery, StorageError,
 };
 
 /// Connections kept for reads.
@@ -155,6 +158,34 @@ impl Postgres {
         q: &StatsQuery,
     ) -> Result<Vec<LinkClicks>, StorageError> {
         stats::route_links(&**self.client().await?, q).await
+    }
+
+    pub(super) async fn group_stats(
+        &self,
+        q: &GroupQuery,
+    ) -> Result<(Vec<(i64, Counts)>, Counts), StorageError> {
+        stats::group_stats(&**self.client().await?, q).await
+    }
+
+    pub(super) async fn group_links(
+        &self,
+        q: &GroupQuery,
+    ) -> Result<Vec<LinkClicks>, StorageError> {
+        stats::group_links(&**self.client().await?, q).await
+    }
+
+    pub(super) async fn recipients_from_ips(
+        &self,
+        hits: &[(IpAddr, i64)],
+    ) -> Result<Vec<u32>, StorageError> {
+        addresses::recipients(&**self.client().await?, hits).await
+    }
+
+    /// Counts the hourly rollups again from every stored copy and event
+    /// (after rows were written around the writer, e.g. a bulk copy).
+    pub async fn rebuild_rollups(&self) -> Result<(), StorageError> {
+        let mut client = self.client().await?;
+        rollups::rebuild(&mut client).await
     }
 
     pub(super) async fn route_classifications(

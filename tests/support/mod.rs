@@ -12,6 +12,7 @@ pub mod relay;
 pub mod rows;
 pub mod sdk;
 pub mod server;
+pub mod stored;
 
 use trackrelay::config::RouteSettings;
 use trackrelay::rewrite::{Outcome, Request};

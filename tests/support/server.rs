@@ -74,6 +74,14 @@ track_clicks = true
     )
 }
 
+/// The `[storage]` section [`config_text`] writes for `dir`.
+pub fn storage_section(dir: &Path) -> String {
+    format!(
+        "[storage]\npath = \"{}\"\n",
+        dir.join("trackrelay.db").display()
+    )
+}
+
 /// Signs a token of `kind` for a fresh message id with the test key.
 pub fn token(kind: Kind, url: Option<&str>, expires_at: u32) -> (Uuid, String) {
     token_with(&super::keys(), kind, url, expires_at)
@@ -210,8 +218,22 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server; `tracking_extra` as in [`config_text`].
     pub async fn start(tracking_extra: &str) -> Self {
+        Self::start_with(tracking_extra, |text, _| text).await
+    }
+
+    /// Starts a server with its records in `db` (either backend).
+    pub async fn start_on(db: &super::db::Db, tracking_extra: &str) -> Self {
+        Self::start_with(tracking_extra, |text, dir| {
+            text.replace(&storage_section(dir), &db.config_section())
+        })
+        .await
+    }
+
+    /// Starts a server on the test config as `edit` changes it.
+    async fn start_with(tracking_extra: &str, edit: impl FnOnce(String, &Path) -> String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let text = config_text(dir.path(), "127.0.0.1:0", "127.0.0.1:0", tracking_extra);
+        let text = edit(text, dir.path());
         let config = Config::parse(&text).unwrap();
         let app = App::start(config, tokio_util::sync::CancellationToken::new())
             .await

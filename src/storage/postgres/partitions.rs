@@ -18,12 +18,15 @@
 //! the writers' open transactions and holds new ones back meanwhile; so a
 //! drop waits at most [`DROP_LOCK_TIMEOUT`], and when it cannot have the
 //! lock the month's rows are deleted row by row instead (the caller's
-//! next step), the empty table dropped at a later pass. A hit written
+//! next step), the empty table dropped at a later pass. A month of events
+//! leaves the hourly rollups in the transaction that drops it. A hit written
 //! while its month is dropped is either dropped with it (committed
 //! before: it was past the horizon) or lands in the default partition.
 
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
+
+use crate::storage::StorageError;
 
 /// The partitioned tables.
 pub(super) const TABLES: [&str; 2] = ["observations", "events"];
@@ -185,36 +188,61 @@ pub(super) async fn tidy(client: &Client, from_ms: i64) -> Result<(), tokio_post
     Ok(())
 }
 
+/// A month partition as the catalog has it.
+#[derive(Debug, Clone)]
+pub(super) struct Month {
+    pub table: &'static str,
+    pub name: String,
+    /// Its bounds: `[from_ms, to_ms)`.
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
 /// The month partitions of `table` (not the default) whose every row is
 /// before `before_ms`: their upper bound, read from the catalog, is at
 /// most `before_ms`.
 pub(super) async fn expired(
     client: &Client,
-    table: &str,
+    table: &'static str,
     before_ms: i64,
-) -> Result<Vec<String>, tokio_postgres::Error> {
+) -> Result<Vec<Month>, tokio_postgres::Error> {
     let rows = client
         .query(
-            r"SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-              WHERE i.inhparent = to_regclass($1)
-                AND substring(pg_get_expr(c.relpartbound, c.oid)
-                              FROM 'TO \(''(-?[0-9]+)''\)')::bigint <= $2
-              ORDER BY c.relname",
+            r"SELECT name, from_ms, to_ms FROM (
+                  SELECT c.relname::text AS name,
+                         substring(pg_get_expr(c.relpartbound, c.oid)
+                                   FROM 'FROM \(''(-?[0-9]+)''\)')::bigint AS from_ms,
+                         substring(pg_get_expr(c.relpartbound, c.oid)
+                                   FROM 'TO \(''(-?[0-9]+)''\)')::bigint AS to_ms
+                  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                  WHERE i.inhparent = to_regclass($1)) p
+              WHERE to_ms <= $2 AND from_ms IS NOT NULL
+              ORDER BY name",
             &[&table, &before_ms],
         )
         .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows
+        .iter()
+        .map(|r| Month {
+            table,
+            name: r.get(0),
+            from_ms: r.get(1),
+            to_ms: r.get(2),
+        })
+        .collect())
 }
 
-/// Drops partition `name` with its rows; returns how many it held, or
-/// `None` when the lock was not had in time (or a writer deadlocked with
-/// it): the partition stays, for the row-by-row delete.
+/// Drops `month` with its rows; returns how many it held, or `None` when
+/// the lock was not had in time (or a writer deadlocked with it): the
+/// partition stays, for the row-by-row delete. A month of events leaves
+/// the hourly rollups in the same transaction (rollups.rs), as deleted
+/// events do.
 pub(super) async fn drop_partition(
     client: &mut Client,
-    name: &str,
-) -> Result<Option<u64>, tokio_postgres::Error> {
-    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-    let result = async {
+    month: &Month,
+) -> Result<Option<u64>, StorageError> {
+    let quoted = format!("\"{}\"", month.name.replace('"', "\"\""));
+    let result: Result<u64, StorageError> = async {
         let tx = client.transaction().await?;
         tx.batch_execute(&format!(
             "SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}';
@@ -226,6 +254,9 @@ pub(super) async fn drop_partition(
             .query_one(&format!("SELECT count(*) FROM {quoted}"), &[])
             .await?
             .get(0);
+        if month.table == "events" {
+            super::rollups::take_out_events_between(&tx, month.from_ms, month.to_ms).await?;
+        }
         tx.batch_execute(&format!("DROP TABLE {quoted}")).await?;
         tx.commit().await?;
         Ok(rows.unsigned_abs())
@@ -233,8 +264,8 @@ pub(super) async fn drop_partition(
     .await;
     match result {
         Ok(rows) => Ok(Some(rows)),
-        Err(e) if is_lock_wait(&e) => {
-            tracing::warn!(partition = name, error = %e,
+        Err(StorageError::Postgres(e)) if is_lock_wait(&e) => {
+            tracing::warn!(partition = %month.name, error = %e,
                 "partition not dropped (busy); its rows are deleted instead");
             Ok(None)
         }

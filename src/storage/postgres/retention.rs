@@ -10,13 +10,16 @@
 //! before it (the month the horizon falls in, the default partition, and
 //! the copies relayed before it with all their hits). Minimisation
 //! rewrites columns and forget deletes rows, on every partition alike.
+//! Deleted copies and events leave the hourly rollups in the same
+//! statement (`rollups.rs`); a dropped month's events leave them in the
+//! transaction that drops it.
 
 use std::net::IpAddr;
 
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::{Postgres, parse_ip, partitions};
+use super::{Postgres, parse_ip, partitions, rollups};
 use crate::storage::StorageError;
 use crate::storage::retention::Removed;
 
@@ -101,11 +104,11 @@ impl Pass {
         let client = self.conn()?;
         let mut removed = Removed::default();
         for table in partitions::TABLES {
-            for name in partitions::expired(client, table, before_ms).await? {
-                let Some(rows) = partitions::drop_partition(client, &name).await? else {
+            for month in partitions::expired(client, table, before_ms).await? {
+                let Some(rows) = partitions::drop_partition(client, &month).await? else {
                     continue;
                 };
-                tracing::info!(partition = %name, rows, "expired partition dropped");
+                tracing::info!(partition = %month.name, rows, "expired partition dropped");
                 match table {
                     "events" => removed.events += rows,
                     _ => removed.observations += rows,
@@ -158,15 +161,19 @@ impl Pass {
             .map(|r| r.get(0))
             .collect();
         let mut removed = delete_copies(&*tx, &ids).await?;
-        removed.events += tx
-            .execute("DELETE FROM events WHERE at_ms < $1", &[&before_ms])
-            .await?;
+        removed.events += rollups::delete_events_before(&*tx, before_ms).await?;
         removed.observations += tx
             .execute("DELETE FROM observations WHERE at_ms < $1", &[&before_ms])
             .await?;
         tx.commit().await?;
         removed.add(dropped);
         Ok(removed)
+    }
+
+    /// Deletes the per-address counts of minutes before `before_ms`.
+    pub async fn forget_address_counts(&mut self, before_ms: i64) -> Result<u64, StorageError> {
+        let client: &tokio_postgres::Client = self.conn()?;
+        super::addresses::forget_before(client, before_ms).await
     }
 
     /// Observations before `before_ms` not minimised yet, at most
@@ -275,12 +282,7 @@ impl Pass {
                 &[&recipient_ids],
             )
             .await?;
-        removed.events += tx
-            .execute(
-                "DELETE FROM events WHERE recipient_id = ANY ($1)",
-                &[&recipient_ids],
-            )
-            .await?;
+        removed.events += rollups::delete_events_of(&*tx, recipient_ids).await?;
         tx.execute(
             "DELETE FROM event_firsts WHERE recipient = ANY ($1)",
             &[&recipient_ids],
@@ -302,7 +304,8 @@ impl Pass {
 }
 
 /// Deletes copies with their hits, events and first-count claims (their
-/// recipient and tag rows go by `ON DELETE CASCADE`).
+/// recipient and tag rows go by `ON DELETE CASCADE`); copies and events
+/// leave the rollups in the statement that deletes them.
 async fn delete_copies(client: &impl GenericClient, ids: &[Uuid]) -> Result<Removed, StorageError> {
     let observations = client
         .execute(
@@ -310,17 +313,12 @@ async fn delete_copies(client: &impl GenericClient, ids: &[Uuid]) -> Result<Remo
             &[&ids],
         )
         .await?;
-    let events = client
-        .execute("DELETE FROM events WHERE message_id = ANY ($1)", &[&ids])
-        .await?;
+    let (events, copies) = rollups::delete_copies(client, ids).await?;
     client
         .execute(
             "DELETE FROM event_firsts WHERE message_id = ANY ($1)",
             &[&ids],
         )
-        .await?;
-    let copies = client
-        .execute("DELETE FROM messages WHERE id = ANY ($1)", &[&ids])
         .await?;
     Ok(Removed {
         copies,

@@ -158,8 +158,10 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 2: the sending API's metadata and Idempotency-Key answers.
     super::sending::MIGRATION,
-    // 3 (5 once the event feed's 3 and 4 are in): `observations` and
-    // `events` partitioned by month of `at_ms`, their rows kept.
+    // 3: hourly rollups per route, tag and message as sent (rollups.rs).
+    super::rollups::MIGRATION,
+    // 4 (5 once the event feed's 3 and 4 are in, before this): `observations`
+    // and `events` partitioned by month of `at_ms`, their rows kept.
     super::partitions::MIGRATION,
 ];
 

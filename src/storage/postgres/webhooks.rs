@@ -10,24 +10,26 @@ use crate::storage::{
     Attempt, Delivery, DisabledEndpoint, NewDelivery, Next, StorageError, WebhookWrite,
 };
 
-/// Writes one outbox record inside the writer's transaction.
+/// Writes one outbox record inside the writer's transaction; true when
+/// it stored an event or a copy (the rollups count it).
 pub(super) async fn write(
     client: &impl GenericClient,
     w: &WebhookWrite,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<bool, tokio_postgres::Error> {
     match w {
         WebhookWrite::Event(e, d) => {
-            if events::insert(client, e).await? {
+            let stored = events::insert(client, e).await?;
+            if stored {
                 insert_deliveries(client, d).await?;
             }
-            Ok(())
+            Ok(stored)
         }
         WebhookWrite::Relayed(c, d) => {
             messages::insert(client, c).await?;
-            insert_deliveries(client, d).await
+            insert_deliveries(client, d).await.map(|()| true)
         }
-        WebhookWrite::Attempt(a, next) => record_attempt(client, a, *next).await,
-        WebhookWrite::Retry { id, at_ms } => retry(client, *id, *at_ms).await,
+        WebhookWrite::Attempt(a, next) => record_attempt(client, a, *next).await.map(|()| false),
+        WebhookWrite::Retry { id, at_ms } => retry(client, *id, *at_ms).await.map(|()| false),
     }
 }
 

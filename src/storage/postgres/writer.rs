@@ -5,16 +5,21 @@
 //! for good, PostgreSQL aborts the whole transaction (unlike SQLite), so
 //! the batch is written again with a savepoint per record to find it and
 //! commit the rest. A lost connection is opened again at the next try;
-//! meanwhile the batch waits in the queue (storage/writer.rs).
+//! meanwhile the batch waits in the queue (storage/writer.rs). Before the
+//! commit, the hourly rollups get the batch's sums (`rollups.rs`), and
+//! the per-address counts its hits (`addresses.rs`).
 
 use tokio::runtime::Runtime;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient};
 
-use super::{PostgresSettings, events, messages, observations, routes, sending, webhooks};
+use super::{
+    PostgresSettings, addresses, events, messages, observations, rollups, routes, sending, webhooks,
+};
 use crate::storage::writer::{Record, Sink};
-use crate::storage::{Fault, Observation, StorageError};
+use crate::storage::{Fault, Observation, StorageError, WebhookWrite};
 use tokio_postgres_rustls::MakeRustlsConnect;
+use uuid::Uuid;
 
 /// PostgreSQL's sink for the writer.
 pub struct PgSink {
@@ -98,6 +103,22 @@ impl Sink for PgSink {
     }
 }
 
+/// What a batch stored that the rollups count.
+#[derive(Default)]
+struct Written {
+    /// Events stored (not those judged twice).
+    events: Vec<Uuid>,
+    /// Copies stored.
+    copies: Vec<Uuid>,
+}
+
+impl Written {
+    fn append(&mut self, other: Written) {
+        self.events.extend(other.events);
+        self.copies.extend(other.copies);
+    }
+}
+
 /// The batch in one transaction, the hits in one statement (also
 /// `trackrelay migrate-storage`'s way in: postgres/import.rs).
 pub(super) async fn write_all(
@@ -113,9 +134,12 @@ pub(super) async fn write_all(
         })
         .collect();
     observations::insert_all(&tx, &hits).await?;
+    addresses::add(&tx, &hits).await?;
+    let mut written = Written::default();
     for record in batch {
-        write_one(&tx, record).await?;
+        write_one(&tx, record, &mut written).await?;
     }
+    rollups::add_written(&tx, &written.events, &written.copies).await?;
     tx.commit().await
 }
 
@@ -127,33 +151,64 @@ async fn write_each(
 ) -> Result<Vec<(usize, String)>, tokio_postgres::Error> {
     let mut tx = client.transaction().await?;
     let mut refused = Vec::new();
+    let mut written = Written::default();
+    let mut hits = Vec::new();
     for (i, record) in batch.iter().enumerate() {
         let sp = tx.savepoint("record").await?;
+        let mut mine = Written::default();
         let result = match record {
             Record::Observation(o) => observations::insert_all(&sp, &[&**o]).await,
-            other => write_one(&sp, other).await,
+            other => write_one(&sp, other, &mut mine).await,
         };
         match result {
-            Ok(()) => sp.commit().await?,
+            Ok(()) => {
+                sp.commit().await?;
+                written.append(mine);
+                if let Record::Observation(o) = record {
+                    hits.push(&**o);
+                }
+            }
             // Dropping the savepoint rolls it back.
             Err(e) if is_permanent(&e) => refused.push((i, e.to_string())),
             Err(e) => return Err(e),
         }
     }
+    addresses::add(&tx, &hits).await?;
+    rollups::add_written(&tx, &written.events, &written.copies).await?;
     tx.commit().await?;
     Ok(refused)
 }
 
-/// One record other than a hit (hits go in one statement).
+/// One record other than a hit (hits go in one statement); notes in
+/// `written` what the rollups count.
 async fn write_one(
     client: &impl GenericClient,
     record: &Record,
+    written: &mut Written,
 ) -> Result<(), tokio_postgres::Error> {
     match record {
         Record::Observation(_) => Ok(()),
-        Record::Relayed(c) => messages::insert(client, c).await,
-        Record::Event(e) => events::insert(client, e).await.map(drop),
-        Record::Webhook(w) => webhooks::write(client, w).await,
+        Record::Relayed(c) => {
+            messages::insert(client, c).await?;
+            written.copies.push(c.id);
+            Ok(())
+        }
+        Record::Event(e) => {
+            if events::insert(client, e).await? {
+                written.events.push(e.id);
+            }
+            Ok(())
+        }
+        Record::Webhook(w) => {
+            if webhooks::write(client, w).await? {
+                match &**w {
+                    WebhookWrite::Event(e, _) => written.events.push(e.id),
+                    WebhookWrite::Relayed(c, _) => written.copies.push(c.id),
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
         Record::RouteOverride(o) => routes::write(client, o).await,
         Record::TrackingDomains(d) => routes::seen(client, d).await,
         Record::Idempotent(r, keep_ms) => sending::write_idempotent(client, r, *keep_ms).await,
