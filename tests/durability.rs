@@ -4,11 +4,10 @@
 
 mod support;
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::server::{Binary, HOST, Http, TestServer, next_week, stored_message_ids, token};
+use support::load::{Load, Mix};
+use support::server::{Binary, TestServer, next_week, stored_message_ids, token};
 use trackrelay::storage::Fault;
 use trackrelay::token::Kind;
 use uuid::Uuid;
@@ -16,64 +15,18 @@ use uuid::Uuid;
 /// Concurrent clients of a load run.
 const CLIENTS: usize = 16;
 
-/// Message ids whose hit got a response.
-type Answered = Arc<Mutex<Vec<Uuid>>>;
-
-/// Sends hits (alternating opens and clicks, each with its own message id)
-/// from [`CLIENTS`] clients until `stop` or a connection fails.
-fn load(addr: std::net::SocketAddr, stop: Instant) -> (Answered, tokio::task::JoinSet<()>) {
-    let answered: Answered = Arc::default();
-    let mut tasks = tokio::task::JoinSet::new();
-    for client in 0..CLIENTS {
-        let answered = answered.clone();
-        tasks.spawn(async move {
-            let http = Http::default();
-            let mut n = 0usize;
-            while Instant::now() < stop {
-                let (id, path) = if (client + n).is_multiple_of(2) {
-                    let (id, t) = token(Kind::Open, None, next_week());
-                    (id, format!("/o/{t}"))
-                } else {
-                    let (id, t) = token(Kind::Click, Some("https://example.com/"), next_week());
-                    (id, format!("/c/{t}"))
-                };
-                n += 1;
-                match http.send("GET", addr, HOST, &path, &[]).await {
-                    Ok(resp) if matches!(resp.status, 200 | 302) => {
-                        answered.lock().unwrap().push(id)
-                    }
-                    Ok(resp) => panic!("unexpected status {}", resp.status),
-                    Err(_) => return,
-                }
-            }
-        });
-    }
-    (answered, tasks)
-}
-
-fn missing(answered: &Answered, stored: &HashSet<Uuid>) -> usize {
-    answered
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|id| !stored.contains(id))
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_no_hit_that_was_answered_after_its_commit() {
     // Responses wait for their commit (the bound is far above any commit
     // here), so every answered hit was committed before its response.
     let mut server = Binary::start("commit_wait_ms = 5000").await;
-    let (answered, mut tasks) = load(server.tracking, Instant::now() + Duration::from_secs(10));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let load = Load::start(server.tracking, CLIENTS, Mix::OpensAndClicks);
+    load.wait_answered(200).await;
     server.child.kill().unwrap(); // SIGKILL, mid-load
     server.child.wait().unwrap();
-    while tasks.join_next().await.is_some() {}
+    let outcome = load.finish().await;
     let stored = stored_message_ids(&server.db_path());
-    let n = answered.lock().unwrap().len();
-    assert!(n > 100, "only {n} hits answered before the kill");
-    assert_eq!(missing(&answered, &stored), 0, "of {n} answered hits");
+    outcome.assert_all_stored(&stored);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,8 +34,8 @@ async fn sigterm_stores_every_answered_hit_even_those_answered_before_their_comm
     // commit_wait_ms = 0: no response waits for its commit, so only the
     // shutdown flush can have stored them.
     let mut server = Binary::start("commit_wait_ms = 0").await;
-    let (answered, mut tasks) = load(server.tracking, Instant::now() + Duration::from_secs(10));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let load = Load::start(server.tracking, CLIENTS, Mix::OpensAndClicks);
+    load.wait_answered(200).await;
     let text = server.metrics().await;
     assert!(
         text.contains(r#"outcome="queued"} "#),
@@ -90,7 +43,7 @@ async fn sigterm_stores_every_answered_hit_even_those_answered_before_their_comm
     );
     server.terminate();
     let status = server.child.wait().unwrap();
-    while tasks.join_next().await.is_some() {}
+    let outcome = load.finish().await;
     assert!(status.success(), "exit {status:?}: {}", server.log());
     let log = server.log();
     for line in [
@@ -102,9 +55,7 @@ async fn sigterm_stores_every_answered_hit_even_those_answered_before_their_comm
         assert!(log.contains(line), "{line:?} not in:\n{log}");
     }
     let stored = stored_message_ids(&server.db_path());
-    let n = answered.lock().unwrap().len();
-    assert!(n > 100, "only {n} hits answered before SIGTERM");
-    assert_eq!(missing(&answered, &stored), 0, "of {n} answered hits");
+    outcome.assert_all_stored(&stored);
 }
 
 /// Sends `n` clicks one after another; each must redirect. The callers

@@ -5,59 +5,21 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::db::{Cluster, Db};
-use support::server::{API_TOKEN, Binary, HOST, Http, config_text, free_port};
-
-/// A node's config: the test config on `cluster`, hits judged at once.
-fn node_config(
-    dir: &std::path::Path,
-    cluster: &Cluster,
-    smtp: u16,
-    tracking: SocketAddr,
-    api: SocketAddr,
-) -> String {
-    let text = config_text(dir, &tracking.to_string(), &api.to_string(), "");
-    let path_line = format!("path = \"{}\"", dir.join("trackrelay.db").display());
-    let text = text
-        .replace(
-            "listen = \"127.0.0.1:0\"",
-            &format!("listen = \"127.0.0.1:{smtp}\""),
-        )
-        .replace(&path_line, &format!("url = \"{}\"", cluster.url()));
-    format!("{text}\n[classifier]\nwait_seconds = 0\n")
-}
-
-async fn start_node(cluster: &Cluster) -> (Binary, u16) {
-    let dir = tempfile::tempdir().unwrap();
-    let smtp = free_port();
-    let tracking: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    std::fs::write(
-        dir.path().join("trackrelay.toml"),
-        node_config(dir.path(), cluster, smtp, tracking, api),
-    )
-    .unwrap();
-    (Binary::run(dir, tracking, api).await, smtp)
-}
-
-async fn api_get(http: &Http, node: &Binary, path: &str) -> (u16, String) {
-    let auth = format!("Bearer {API_TOKEN}");
-    let r = http
-        .send("GET", node.api, "api", path, &[("authorization", &auth)])
-        .await
-        .unwrap();
-    (r.status, String::from_utf8_lossy(&r.body).into_owned())
-}
+use support::node::{self, Node, api_get};
+use support::server::{API_TOKEN, HOST, Http, config_text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_relayed_through_one_node_is_tracked_through_the_other() {
     let cluster = Cluster::start();
-    let (a, smtp_a) = start_node(&cluster).await;
-    let (b, _) = start_node(&cluster).await;
+    let Node {
+        bin: a,
+        smtp: smtp_a,
+    } = node::start(&cluster).await;
+    let Node { bin: b, .. } = node::start(&cluster).await;
 
     let out = support::smtplib_send(
         smtp_a,
@@ -253,7 +215,11 @@ async fn webhook_deliveries_are_claimed_by_one_node_at_a_time() {
     a.write_webhook(WebhookWrite::Relayed(Box::new(copy), deliveries.clone()))
         .await
         .unwrap();
-    let (x, y) = tokio::join!(a.due_deliveries(now, 25), b.due_deliveries(now, 25));
+    let lease = Duration::from_secs(120);
+    let (x, y) = tokio::join!(
+        a.due_deliveries(now, 25, lease),
+        b.due_deliveries(now, 25, lease)
+    );
     let (x, y) = (x.unwrap(), y.unwrap());
     let mut ids: Vec<_> = x.iter().chain(&y).map(|d| d.id).collect();
     assert_eq!(ids.len(), 40, "{} + {}", x.len(), y.len());
@@ -261,9 +227,10 @@ async fn webhook_deliveries_are_claimed_by_one_node_at_a_time() {
     ids.dedup();
     assert_eq!(ids.len(), 40, "a delivery claimed by both nodes");
     // Claimed: not due for anyone until the lease ends, then due again.
-    assert!(b.due_deliveries(now + 1_000, 100).await.unwrap().is_empty());
-    let lease = trackrelay::storage::postgres::CLAIM_LEASE_MS;
-    assert_eq!(b.due_deliveries(now + lease, 100).await.unwrap().len(), 40);
+    let later = |ms: i64| b.due_deliveries(now + ms, 100, lease);
+    assert!(later(1_000).await.unwrap().is_empty());
+    assert!(later(119_999).await.unwrap().is_empty());
+    assert_eq!(later(120_000).await.unwrap().len(), 40);
 }
 
 /// Redirects never wait for the database: a click while PostgreSQL is
@@ -272,7 +239,7 @@ async fn webhook_deliveries_are_claimed_by_one_node_at_a_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_click_while_postgres_is_down_is_redirected_and_stored_later() {
     let cluster = Cluster::start();
-    let (node, _) = start_node(&cluster).await;
+    let node = node::start(&cluster).await.bin;
     let (id, token) = support::server::token(
         trackrelay::token::Kind::Click,
         Some("https://example.com/later"),

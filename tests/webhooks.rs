@@ -6,12 +6,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use support::server::{API_TOKEN, HOST, Http, config_text, free_port, next_week};
+use support::webhook_receiver::Receiver;
 use trackrelay::app::App;
 use trackrelay::config::Config;
 use trackrelay::storage::RelayedCopy;
@@ -27,71 +28,9 @@ const HOME_IP: &str = "198.51.100.20";
 const SECRET: &str = "whsec_Wohz8vFyz3th8zv63w2PNHNhoHtlmYWf";
 const OLD_SECRET: &str = "whsec_c2Vjb25kIHNlY3JldCBmb3Igcm90YXRpb24=";
 
-/// A receiver process; its log has one JSON line per request.
-struct Receiver {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Receiver {
-    fn start(dir: &Path, name: &str, port: u16, extra: &[&str]) -> Receiver {
-        let log = dir.join(format!("{name}.jsonl"));
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/webhook_receiver.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .args(["--port", &port.to_string(), "--log"])
-            .arg(&log)
-            .args(["--secret", SECRET, "--secret", OLD_SECRET])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        let out = child.stdout.take().unwrap();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).unwrap();
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "receiver did not start (pip install standardwebhooks?)"
-        );
-        Receiver { child, log }
-    }
-
-    fn requests(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    /// Waits (up to `limit`) until `n` requests came.
-    async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Value> {
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            let got = self.requests();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{n} requests expected, got {got:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// A receiver checking both test secrets.
+fn start_receiver(dir: &Path, name: &str, port: u16, extra: &[&str]) -> Receiver {
+    Receiver::start(dir, name, port, &[SECRET, OLD_SECRET], extra)
 }
 
 /// Every signature of a request verified with every secret.
@@ -273,8 +212,8 @@ async fn events(app: &App, copy: &RelayedCopy, n: usize) {
 async fn human_events_arrive_once_signed_and_machine_ones_only_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let (human_port, all_port) = (free_port(), free_port());
-    let human = Receiver::start(dir.path(), "human", human_port, &[]);
-    let all = Receiver::start(dir.path(), "all", all_port, &[]);
+    let human = start_receiver(dir.path(), "human", human_port, &[]);
+    let all = start_receiver(dir.path(), "all", all_port, &[]);
     let hooks = hook(human_port, "") + &hook(all_port, "include_machine = true");
     let app = start(&config(dir.path(), &hooks, "")).await;
     let copy = relayed(&app).await;
@@ -349,7 +288,7 @@ async fn human_events_arrive_once_signed_and_machine_ones_only_when_asked() {
 async fn a_receiver_failing_five_times_gets_the_event_on_the_schedule() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let receiver = Receiver::start(dir.path(), "flaky", port, &["--fail", "5"]);
+    let receiver = start_receiver(dir.path(), "flaky", port, &["--fail", "5"]);
     let text = config(dir.path(), &hook(port, ""), "retry_base_ms = 250");
     let settings = Config::parse(&text).unwrap().webhooks;
     let app = start(&text).await;
@@ -433,7 +372,7 @@ async fn a_receiver_down_across_a_restart_gets_every_event_afterwards() {
     assert!(app.stop().await);
 
     // The receiver comes up while trackrelay is down; trackrelay restarts.
-    let receiver = Receiver::start(dir.path(), "late", port, &[]);
+    let receiver = start_receiver(dir.path(), "late", port, &[]);
     let app = start(&text).await;
     let got = receiver.wait_for(3, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -459,7 +398,7 @@ async fn a_receiver_down_across_a_restart_gets_every_event_afterwards() {
 async fn gone_disables_the_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let receiver = Receiver::start(
+    let receiver = start_receiver(
         dir.path(),
         "gone",
         port,
@@ -514,7 +453,7 @@ async fn the_relay_sends_relayed_and_failed() {
     use support::fake_upstream::{FakeUpstream, Script};
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let receiver = Receiver::start(dir.path(), "relay", port, &[]);
+    let receiver = start_receiver(dir.path(), "relay", port, &[]);
     // carol's copy is refused after bob's was accepted: a DSN goes back.
     let fake = FakeUpstream::start(Script {
         data_final: [(1, "550 5.7.1 Content rejected for carol".to_owned())].into(),
@@ -570,7 +509,7 @@ async fn lettermint_format_deliveries_verify_with_both_sdks() {
     use support::fake_upstream::{FakeUpstream, Script};
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let receiver = Receiver::start(dir.path(), "lm", port, &["--format", "lettermint"]);
+    let receiver = start_receiver(dir.path(), "lm", port, &["--format", "lettermint"]);
     let fake = FakeUpstream::start(Script {
         data_final: [(1, "550 5.7.1 Content rejected for carol".to_owned())].into(),
         ..Script::default()
@@ -643,7 +582,7 @@ async fn lettermint_format_deliveries_verify_with_both_sdks() {
 async fn the_cli_lists_deliveries_and_retries_one() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let receiver = Receiver::start(
+    let receiver = start_receiver(
         dir.path(),
         "cli",
         port,
@@ -717,7 +656,7 @@ async fn the_cli_lists_deliveries_and_retries_one() {
 async fn an_endpoint_gets_its_deliveries_over_few_connections() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let receiver = Receiver::start(dir.path(), "pooled", port, &[]);
+    let receiver = start_receiver(dir.path(), "pooled", port, &[]);
     let hooks = hook(port, "events = [\"message.relayed\"]");
     let app = start(&config(dir.path(), &hooks, "concurrency_per_endpoint = 2")).await;
     const N: usize = 24;

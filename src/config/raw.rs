@@ -291,6 +291,7 @@ pub struct RawWebhooksGlobal {
     pub retry_for_seconds: u64,
     pub timeout_seconds: u64,
     pub concurrency_per_endpoint: u32,
+    pub claim_lease_seconds: u64,
 }
 
 impl Default for RawWebhooksGlobal {
@@ -302,6 +303,7 @@ impl Default for RawWebhooksGlobal {
             retry_for_seconds: 86_400,
             timeout_seconds: 10,
             concurrency_per_endpoint: 4,
+            claim_lease_seconds: 120,
         }
     }
 }

@@ -32,6 +32,10 @@ pub struct WebhookSettings {
     pub timeout: Duration,
     /// Attempts in flight to one endpoint at once.
     pub concurrency_per_endpoint: usize,
+    /// How long a node's claim on a due delivery keeps the other nodes
+    /// away (shared PostgreSQL): longer than a try, so that only a node
+    /// that died mid-try lets another send the delivery again.
+    pub claim_lease: Duration,
 }
 
 /// A webhook endpoint of a route (delivered by the `webhooks` module).
@@ -91,6 +95,22 @@ impl Collector {
             "webhooks.concurrency_per_endpoint",
             w.concurrency_per_endpoint,
         );
+        // A claim shorter than a try would let another node send the
+        // delivery again while the first try still waits for its answer.
+        if w.claim_lease_seconds > 86_400 {
+            self.push(
+                "webhooks.claim_lease_seconds",
+                "must be at most 86400 (a day)",
+            );
+        } else if w.claim_lease_seconds <= w.timeout_seconds {
+            self.push(
+                "webhooks.claim_lease_seconds",
+                format!(
+                    "must be longer than webhooks.timeout_seconds ({})",
+                    w.timeout_seconds
+                ),
+            );
+        }
         WebhookSettings {
             allow_private_networks: w.allow_private_networks,
             retry_base: Duration::from_millis(w.retry_base_ms.max(1)),
@@ -98,6 +118,7 @@ impl Collector {
             retry_for: Duration::from_secs(w.retry_for_seconds),
             timeout: Duration::from_secs(w.timeout_seconds.max(1)),
             concurrency_per_endpoint: concurrency,
+            claim_lease: Duration::from_secs(w.claim_lease_seconds.max(1)),
         }
     }
 
@@ -185,6 +206,34 @@ pub fn decode_secret(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+
+    const MINIMAL: &str = "[api]\ntoken = \"Xq3v9N1bT8kPz0RwLmA7cYhG2sDfJ6eU\"\n[[tracking.keys]]\nid = \"k1\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
+
+    fn problems(webhooks: &str) -> Vec<String> {
+        let text = format!("[webhooks]\n{webhooks}\n{MINIMAL}");
+        Config::parse(&text)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| format!("{}: {}", p.key, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_claim_lasts_longer_than_a_try() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert_eq!(c.webhooks.claim_lease, Duration::from_secs(120));
+        assert!(problems("timeout_seconds = 5\nclaim_lease_seconds = 6").is_empty());
+        assert_eq!(
+            problems("timeout_seconds = 30\nclaim_lease_seconds = 30"),
+            ["webhooks.claim_lease_seconds: must be longer than webhooks.timeout_seconds (30)"]
+        );
+        assert_eq!(
+            problems("claim_lease_seconds = 86401"),
+            ["webhooks.claim_lease_seconds: must be at most 86400 (a day)"]
+        );
+    }
 
     #[test]
     fn secrets_are_base64_after_the_prefix() {

@@ -34,7 +34,6 @@ use uuid::Uuid;
 
 pub use addresses::WINDOW_MS as ADDRESS_WINDOW_MS;
 pub use settings::{PostgresSettings, SslMode};
-pub use webhooks::CLAIM_LEASE_MS;
 
 use super::{
     Attempt, ClassCounts, CopyContext, CopyCounts, Counts, Delivery, DisabledEndpoint, Event,
@@ -215,8 +214,9 @@ impl Postgres {
         &self,
         now_ms: i64,
         limit: u32,
+        lease: std::time::Duration,
     ) -> Result<Vec<Delivery>, StorageError> {
-        webhooks::due(&**self.client().await?, now_ms, limit).await
+        webhooks::due(&**self.client().await?, now_ms, limit, lease).await
     }
 
     pub(super) async fn next_delivery_at(&self) -> Result<Option<i64>, StorageError> {

@@ -414,14 +414,17 @@ impl Storage {
         rx.await.map_err(|_| StorageError::Closed)?
     }
 
-    /// Pending deliveries due now, soonest first, at most `limit`.
+    /// Pending deliveries due now, soonest first, at most `limit`. On
+    /// PostgreSQL they are claimed for this node for `lease` (nodes share
+    /// the outbox); SQLite has one node, nothing to claim.
     pub async fn due_deliveries(
         &self,
         now_ms: i64,
         limit: u32,
+        lease: std::time::Duration,
     ) -> Result<Vec<Delivery>, StorageError> {
         read!(self, |c| due(c, now_ms, limit), |pg| pg
-            .due_deliveries(now_ms, limit))
+            .due_deliveries(now_ms, limit, lease))
     }
 
     /// When the next pending delivery is due.

@@ -58,6 +58,7 @@ mod tests {
             retry_for: Duration::from_secs(86_400),
             timeout: Duration::from_secs(10),
             concurrency_per_endpoint: 4,
+            claim_lease: Duration::from_secs(120),
         }
     }
 

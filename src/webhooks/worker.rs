@@ -3,6 +3,11 @@
 //! task, at most `concurrency_per_endpoint` at once per endpoint. Each
 //! try's outcome is committed before the delivery can be picked again.
 //!
+//! With several nodes (PostgreSQL) what a look reads is claimed for
+//! `claim_lease_seconds`; a try starts only while its claim outlasts it
+//! (`timeout_seconds` plus the time to store its outcome), so that no
+//! other node can claim and send the same delivery meanwhile.
+//!
 //! A delivery whose endpoint left the config (or was switched off) waits,
 //! pending, until it comes back or is failed by hand; one whose endpoint
 //! answered 410 is failed with the endpoint's other pending ones.
@@ -27,6 +32,9 @@ const LOOK_MAX: u32 = 512;
 const TICK_MAX: Duration = Duration::from_millis(250);
 /// Shortest pause between looks.
 const TICK_MIN: Duration = Duration::from_millis(10);
+/// Kept between the latest end of a try and the end of its claim, to
+/// store the try's outcome before the delivery looks due to other nodes.
+const OUTCOME_MARGIN: Duration = Duration::from_millis(500);
 
 /// Deliveries being sent, and one semaphore per endpoint.
 #[derive(Default)]
@@ -81,10 +89,14 @@ impl Webhooks {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
             + 1;
         let busy = (lock(&in_flight.ids).len() + lock(&in_flight.finished).len()) as u32;
+        let now = now_ms();
+        let lease = &self.settings.claim_lease;
         let due = self
             .storage
-            .due_deliveries(now_ms(), LOOK_MAX + busy)
+            .due_deliveries(now, LOOK_MAX + busy, *lease)
             .await?;
+        // What was read is claimed for this node until then (PostgreSQL).
+        let claimed_until = now.saturating_add(millis(*lease));
         for delivery in due {
             if lock(&in_flight.finished).contains_key(&delivery.id)
                 || !lock(&in_flight.ids).insert(delivery.id)
@@ -104,6 +116,14 @@ impl Webhooks {
                 // The semaphore is never closed.
                 let _permit = permit.acquire_owned().await.expect("semaphore open");
                 let id = delivery.id;
+                if hooks.outlasts_claim(claimed_until) {
+                    // Waiting for a permit took most of the claim: another
+                    // node could claim and send it during this try. It is
+                    // sent after it is claimed again, here or elsewhere.
+                    tracing::debug!(delivery = %id, "webhook try put off: its claim ends too soon");
+                    lock(&in_flight.ids).remove(&id);
+                    return;
+                }
                 hooks.attempt(delivery, format, &secrets).await;
                 in_flight.finish(id);
             });
@@ -111,6 +131,13 @@ impl Webhooks {
         // What finished before this look's read began was seen by it.
         lock(&in_flight.finished).retain(|_, at| *at >= look);
         Ok(())
+    }
+
+    /// Whether a try started now could end (and store its outcome) after
+    /// `claimed_until`.
+    fn outlasts_claim(&self, claimed_until: i64) -> bool {
+        let longest = millis(self.settings.timeout + OUTCOME_MARGIN);
+        now_ms().saturating_add(longest) > claimed_until
     }
 
     async fn refresh_disabled(&self) -> Result<(), crate::storage::StorageError> {
@@ -202,6 +229,10 @@ fn log(d: &Delivery, status: Option<u16>, error: Option<&str>, next: Next) {
             "webhook endpoint answered 410 Gone: disabled (trackrelay webhooks retry re-enables it)"
         ),
     }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -9,11 +9,13 @@
 //! [`on_both_backends!`] turns `async fn name(db: Db)` into two tests,
 //! `name::sqlite` and `name::postgres`: one suite, both backends.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tempfile::TempDir;
 use trackrelay::storage::{DEFAULT_QUEUE_CAPACITY, Location, PostgresSettings, Storage};
+use uuid::Uuid;
 
 /// Which backend a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,18 +113,39 @@ impl Cluster {
         self.dir.path()
     }
 
-    /// A plain connection to the `postgres` database, for tests that read
-    /// the catalog or seed an older schema.
+    /// A plain connection (no pool, no trackrelay code) for a test that
+    /// reads the rows themselves.
     pub async fn client(&self) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::Config::new()
-            .host_path(self.dir.path())
-            .user("postgres")
-            .dbname("postgres")
-            .connect(tokio_postgres::NoTls)
+        let (client, connection) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
             .await
             .unwrap();
         tokio::spawn(connection);
         client
+    }
+
+    /// The ids one query returns (its first column, `uuid`).
+    pub async fn ids(&self, sql: &str) -> HashSet<Uuid> {
+        let rows = self.client().await.query(sql, &[]).await.unwrap();
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+
+    /// Runs `sql` (see [`Cluster::ids`]) until `done` holds for its ids,
+    /// for at most `limit`; returns the last ids (`done` or not: the caller
+    /// asserts on them and so says what is missing).
+    pub async fn wait_ids(
+        &self,
+        sql: &str,
+        limit: std::time::Duration,
+        done: impl Fn(&HashSet<Uuid>) -> bool,
+    ) -> HashSet<Uuid> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let ids = self.ids(sql).await;
+            if done(&ids) || std::time::Instant::now() > deadline {
+                return ids;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// `pg_ctl stop` (fast) or `start`, waiting until done.

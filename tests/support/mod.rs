@@ -6,13 +6,16 @@ pub mod corpus;
 pub mod db;
 pub mod dkim;
 pub mod fake_upstream;
+pub mod load;
 pub mod mime_equiv;
+pub mod node;
 pub mod postfix;
 pub mod relay;
 pub mod rows;
 pub mod sdk;
 pub mod server;
 pub mod stored;
+pub mod webhook_receiver;
 
 use trackrelay::config::RouteSettings;
 use trackrelay::rewrite::{Outcome, Request};

@@ -5,6 +5,7 @@ independent of ours -- and logs one JSON line per request.
 
     webhook_receiver.py --port P --log FILE --secret whsec_... [--secret ...]
                         [--fail N] [--fail-status 500] [--format lettermint]
+                        [--hold FILE]
 
 Each secret is checked on its own (so every signature of a rotation must
 verify); with lettermint, a copy of the body with one byte changed must be
@@ -12,10 +13,19 @@ refused, and the line keeps the raw body and headers for the Node SDK's
 check. The first N requests get --fail-status, the rest 204.
 HTTP/1.1 with keep-alive; each line says which TCP connection (numbered
 from 1 in accept order) carried the request.
+
+With --hold, requests are not answered while FILE exists: each logs a line
+with "held": true when it starts waiting, and its usual line once the file
+is gone ("status" is what it was answered). A request whose client closes
+the connection meanwhile (a sender killed mid-try) is never answered: its
+line says "abandoned": true and "status": null.
 """
 
 import argparse
 import json
+import os
+import select
+import socket
 import sys
 import threading
 import time
@@ -45,10 +55,13 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
         headers = {k: v for k, v in self.headers.items()}
         verified = [verify(secret, body, headers) for secret in args.secret]
+        abandoned = self.held(headers.get("webhook-id"))
         with lock:
             seen += 1
             n = seen
             status = args.fail_status if n <= args.fail else 204
+            if abandoned:
+                status = None
             line = {
                 "at": time.time(),
                 "n": n,
@@ -59,20 +72,48 @@ class Handler(BaseHTTPRequestHandler):
                 "signatures": signatures(headers),
                 "verified": verified,
                 "body": json.loads(body),
+                "abandoned": abandoned,
             }
             if args.format == "lettermint":
                 tampered = body.replace(b'"data":{', b'"data":{"x":1,', 1)
                 line["tampered"] = [verify(s, tampered, headers) for s in args.secret]
                 line["raw"] = body.decode()
                 line["headers"] = headers
-            with open(args.log, "a") as f:
-                f.write(json.dumps(line) + "\n")
+            write_line(line)
+        if abandoned:
+            self.close_connection = True
+            return
         self.send_response(status)
         self.send_header("content-length", "0")
         self.end_headers()
 
+    def held(self, delivery_id):
+        """Waits while the hold file exists; True when the client closed
+        the connection meanwhile (the request is then never answered)."""
+        if not args.hold or not os.path.exists(args.hold):
+            return False
+        with lock:
+            write_line({"held": True, "id": delivery_id, "connection": self.connection_number})
+        while os.path.exists(args.hold):
+            readable, _, _ = select.select([self.connection], [], [], 0.05)
+            if not readable:
+                continue
+            try:
+                if self.connection.recv(1, socket.MSG_PEEK) == b"":
+                    return True
+            except OSError:
+                return True
+            time.sleep(0.05)  # bytes of a next request: not a close
+        return False
+
     def log_message(self, *a):
         pass
+
+
+def write_line(line):
+    """Appends one JSON line to the log (the caller holds the lock)."""
+    with open(args.log, "a") as f:
+        f.write(json.dumps(line) + "\n")
 
 
 def verify(secret, body, headers):
@@ -105,6 +146,7 @@ def main():
     p.add_argument("--fail", type=int, default=0)
     p.add_argument("--fail-status", type=int, default=500)
     p.add_argument("--format", choices=["standard", "lettermint"], default="standard")
+    p.add_argument("--hold", help="while this file exists, requests wait unanswered")
     args = p.parse_args()
     ThreadingHTTPServer.allow_reuse_address = True
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)

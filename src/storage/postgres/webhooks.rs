@@ -149,20 +149,19 @@ async fn retry(
     Ok(())
 }
 
-/// How long a node's claim on a delivery lasts: longer than a try takes.
-/// A node killed mid-try leaves the delivery due again after it, and
-/// another node sends it.
-pub const CLAIM_LEASE_MS: i64 = 120_000;
-
 /// Pending deliveries due at `now_ms`, endpoint not disabled, claimed for
-/// this node: their next try moves [`CLAIM_LEASE_MS`] ahead, so no other
-/// node takes them meanwhile (rows another node is claiming are skipped,
-/// not waited for). The try's outcome sets the real next time.
+/// this node: their next try moves `lease` (`webhooks.claim_lease_seconds`,
+/// longer than a try) ahead, so no other node takes them meanwhile (rows
+/// another node is claiming are skipped, not waited for). The try's
+/// outcome sets the real next time; a node killed mid-try leaves the
+/// delivery due again when the lease ends, and another node sends it.
 pub(super) async fn due(
     client: &impl GenericClient,
     now_ms: i64,
     limit: u32,
+    lease: std::time::Duration,
 ) -> Result<Vec<Delivery>, StorageError> {
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
     let rows = client
         .query(
             "WITH picked AS (
@@ -175,7 +174,7 @@ pub(super) async fn due(
              UPDATE webhook_deliveries w SET next_at_ms = $1 + $3
              FROM picked WHERE w.id = picked.id
              RETURNING w.*",
-            &[&now_ms, &i64::from(limit), &CLAIM_LEASE_MS],
+            &[&now_ms, &i64::from(limit), &lease_ms],
         )
         .await?;
     let mut out: Vec<Delivery> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
