@@ -36,6 +36,10 @@ pub async fn prune(
         pass.finish().await?;
         return Ok(Some(out));
     }
+    // Months are made from the real time, whatever `as_of_ms` says; rows
+    // waiting in the default partition are moved unless deleted next.
+    let tidy_from_ms = delete_before_ms.unwrap_or(0);
+    pass.partitions(crate::time::now_ms(), tidy_from_ms).await?;
     if let Some(before) = delete_before_ms {
         out.deleted = pass.delete_before(before).await?;
     }
@@ -67,7 +71,7 @@ async fn minimise(
         }
         let hashed: Vec<_> = rows
             .into_iter()
-            .map(|(id, ip)| (id, ip.map(|ip| key.hash(ip)).unwrap_or_default()))
+            .map(|hit| (hit, hit.ip.map(|ip| key.hash(ip)).unwrap_or_default()))
             .collect();
         total += pass.minimise(&hashed).await?;
         tokio::time::sleep(pace.pause).await;

@@ -15,6 +15,7 @@ pub mod import;
 pub mod lease;
 mod messages;
 mod observations;
+mod partitions;
 pub mod retention;
 mod rollups;
 mod routes;
@@ -69,6 +70,11 @@ impl Postgres {
         let pg = Postgres { pool };
         let mut client = pg.client().await?;
         schema::migrate(&mut client).await?;
+        // Not fatal: hits of a month not made yet go to the default
+        // partition, and the retention pass tries again.
+        if let Err(e) = partitions::ensure(&client, crate::time::now_ms()).await {
+            tracing::warn!(error = %e, "time partitions not made at start");
+        }
         Ok(pg)
     }
 

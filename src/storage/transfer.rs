@@ -241,9 +241,19 @@ impl Transfer {
             progress(&tally);
             match next {
                 Some(c) => cursor = Some(c),
-                None => return Ok(tally),
+                None => break,
             }
         }
+        if matches!(table, Table::Observations | Table::Events) {
+            // Past months' rows landed in the default partition.
+            let moved = self.target.partition_months().await;
+            moved.map_err(|source| TransferError::Write {
+                table: table.name(),
+                after: "the last batch, putting rows in their months".into(),
+                source,
+            })?;
+        }
+        Ok(tally)
     }
 
     /// One batch of `tally.table` after `after`; the cursor after it.

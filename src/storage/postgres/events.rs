@@ -16,7 +16,10 @@ use crate::token::Kind;
 /// Most hits a context holds (as SQLite's).
 const HITS_MAX: i64 = 10_000;
 
-/// Inserts one event; false when its id was stored before (judged twice).
+/// Inserts one event; false when its hit was judged and stored before.
+/// Its key is the hit's `(id, at_ms)` (events are partitioned by time,
+/// and a unique key must hold the partition key): the same hit always
+/// has the same pair, so the key is as exact as the id alone was.
 pub(super) async fn insert(
     client: &impl GenericClient,
     e: &Event,
@@ -30,7 +33,7 @@ pub(super) async fn insert(
                  client_name, route)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, false, $11, $12, $13, $14,
                  (SELECT route FROM messages WHERE id = $2))
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (id, at_ms) DO NOTHING",
             &[
                 &e.id,
                 &e.message_id,
@@ -79,8 +82,8 @@ pub(super) async fn insert(
     let first = e.first && firsts & 1 != 0;
     client
         .execute(
-            "UPDATE events SET firsts = $2, first = $3 WHERE id = $1",
-            &[&e.id, &firsts, &first],
+            "UPDATE events SET firsts = $2, first = $3 WHERE id = $1 AND at_ms = $4",
+            &[&e.id, &firsts, &first, &e.at_ms],
         )
         .await?;
     Ok(true)
@@ -129,7 +132,7 @@ pub(super) async fn unclassified(
         .query(
             "SELECT o.* FROM observations o
              WHERE o.at_ms > $1 AND o.at_ms <= $2
-               AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = o.id)
+               AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = o.id AND e.at_ms = o.at_ms)
              ORDER BY o.at_ms, o.id LIMIT $3",
             &[&from_ms, &to_ms, &i64::from(limit)],
         )

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-use super::{PostgresSettings, schema, writer};
+use super::{PostgresSettings, partitions, schema, writer};
 use crate::storage::writer::Record;
 use crate::storage::{Attempt, Delivery, DisabledEndpoint, StorageError};
 
@@ -97,6 +97,13 @@ impl Target {
         batch: &[&Record],
     ) -> Result<(), StorageError> {
         Ok(writer::write_all(&mut self.client, batch).await?)
+    }
+
+    /// Moves the copied hits and events out of the default partition into
+    /// their months (made as needed), as a retention pass would: copied
+    /// rows of past months land there (postgres/partitions.rs).
+    pub async fn partition_months(&self) -> Result<(), StorageError> {
+        Ok(partitions::tidy(&self.client, 0).await?)
     }
 
     /// Gives minimised observations their IP hash back (the writer's insert

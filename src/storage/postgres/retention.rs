@@ -2,21 +2,38 @@
 //! the policy: `crate::retention`). Each call is one short transaction on
 //! a pooled connection. One node at a time prunes: the pass holds an
 //! advisory lock, and a node that cannot take it skips its pass.
-//! Partitions by time (dropping a month instead of deleting its rows) are
-//! not built yet (docs/scaling.md). Deleted copies and events leave the
-//! hourly rollups in the same statement (`rollups.rs`).
+//!
+//! `observations` and `events` are partitioned by month (partitions.rs):
+//! a pass first makes the coming months' partitions and moves stray rows
+//! out of the default partition, then drops the months wholly past the
+//! deletion horizon, and only then deletes row by row what is left
+//! before it (the month the horizon falls in, the default partition, and
+//! the copies relayed before it with all their hits). Minimisation
+//! rewrites columns and forget deletes rows, on every partition alike.
+//! Deleted copies and events leave the hourly rollups in the same
+//! statement (`rollups.rs`); a dropped month's events leave them in the
+//! transaction that drops it.
 
 use std::net::IpAddr;
 
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::{Postgres, parse_ip, rollups};
+use super::{Postgres, parse_ip, partitions, rollups};
 use crate::storage::StorageError;
 use crate::storage::retention::Removed;
 
 /// The advisory lock a retention pass holds ("trackret").
 const RETENTION_LOCK: i64 = 0x7472_6163_6b72_6574;
+
+/// An observation not minimised yet, as minimisation reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct RawHit {
+    pub id: Uuid,
+    pub at_ms: i64,
+    /// The exact IP.
+    pub ip: Option<IpAddr>,
+}
 
 /// A retention pass's connection, holding the lock; released on drop
 /// (the session ends, or goes back to the pool unlocked).
@@ -65,6 +82,42 @@ impl Pass {
         Ok(())
     }
 
+    /// Makes this month's and next month's partitions (as of `now_ms`)
+    /// and moves the default partitions' rows from `from_ms` on into their
+    /// months. A failure (a lock not had in time) is logged, not returned:
+    /// rows wait in the default partition meanwhile, none is lost.
+    pub async fn partitions(&mut self, now_ms: i64, from_ms: i64) -> Result<(), StorageError> {
+        let client = self.conn()?;
+        let made = async {
+            partitions::ensure(client, now_ms).await?;
+            partitions::tidy(client, from_ms).await
+        };
+        if let Err(e) = made.await {
+            tracing::warn!(error = %e, "time partitions not made; tried again next pass");
+        }
+        Ok(())
+    }
+
+    /// Drops the partitions whose every row is before `before_ms`;
+    /// returns the rows they held.
+    async fn drop_expired(&mut self, before_ms: i64) -> Result<Removed, StorageError> {
+        let client = self.conn()?;
+        let mut removed = Removed::default();
+        for table in partitions::TABLES {
+            for month in partitions::expired(client, table, before_ms).await? {
+                let Some(rows) = partitions::drop_partition(client, &month).await? else {
+                    continue;
+                };
+                tracing::info!(partition = %month.name, rows, "expired partition dropped");
+                match table {
+                    "events" => removed.events += rows,
+                    _ => removed.observations += rows,
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     fn conn(&mut self) -> Result<&mut deadpool_postgres::Object, StorageError> {
         self.client
             .as_mut()
@@ -91,9 +144,12 @@ impl Pass {
         })
     }
 
-    /// Deletes copies relayed before `before_ms` with their hits, events
-    /// and claims, then older hits and events left (copies elsewhere).
+    /// Drops the partitions wholly before `before_ms`, then deletes
+    /// copies relayed before it with their hits, events and claims, then
+    /// the older hits and events left (the horizon's month, the default
+    /// partition, copies stored elsewhere).
     pub async fn delete_before(&mut self, before_ms: i64) -> Result<Removed, StorageError> {
+        let dropped = self.drop_expired(before_ms).await?;
         let tx = self.conn()?.transaction().await?;
         let ids: Vec<Uuid> = tx
             .query(
@@ -111,6 +167,7 @@ impl Pass {
             .execute("DELETE FROM observations WHERE at_ms < $1", &[&before_ms])
             .await?;
         tx.commit().await?;
+        removed.add(dropped);
         Ok(removed)
     }
 
@@ -120,38 +177,46 @@ impl Pass {
         super::addresses::forget_before(client, before_ms).await
     }
 
-    /// Observations before `before_ms` not minimised yet: id and IP, at
-    /// most `limit`, oldest first.
+    /// Observations before `before_ms` not minimised yet, at most
+    /// `limit`, oldest first.
     pub async fn raw_rows(
         &mut self,
         before_ms: i64,
         limit: usize,
-    ) -> Result<Vec<(Uuid, Option<IpAddr>)>, StorageError> {
+    ) -> Result<Vec<RawHit>, StorageError> {
         let rows = self
             .conn()?
             .query(
-                "SELECT id, ip FROM observations WHERE at_ms < $1 AND ip_hash IS NULL
+                "SELECT id, at_ms, ip FROM observations WHERE at_ms < $1 AND ip_hash IS NULL
                  ORDER BY at_ms LIMIT $2",
                 &[&before_ms, &(limit as i64)],
             )
             .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, parse_ip(r.try_get(1)?)?)))
+            .map(|r| {
+                Ok(RawHit {
+                    id: r.try_get(0)?,
+                    at_ms: r.try_get(1)?,
+                    ip: parse_ip(r.try_get(2)?)?,
+                })
+            })
             .collect()
     }
 
-    /// Minimises `rows` (id, IP hash): exact IP, user agent and headers go.
-    pub async fn minimise(&mut self, rows: &[(Uuid, String)]) -> Result<u64, StorageError> {
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    /// Minimises `rows` (a hit, its IP hash): exact IP, user agent and
+    /// headers go. By `(id, at_ms)`, the key: one partition per row.
+    pub async fn minimise(&mut self, rows: &[(RawHit, String)]) -> Result<u64, StorageError> {
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.0.id).collect();
+        let times: Vec<i64> = rows.iter().map(|r| r.0.at_ms).collect();
         let hashes: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
         Ok(self
             .conn()?
             .execute(
                 "UPDATE observations o SET ip_hash = h.hash, ip = '', user_agent = NULL,
                      headers = '[]'::jsonb
-                 FROM unnest($1::uuid[], $2::text[]) AS h(id, hash)
-                 WHERE o.id = h.id AND o.ip_hash IS NULL",
-                &[&ids, &hashes],
+                 FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS h(id, at_ms, hash)
+                 WHERE o.id = h.id AND o.at_ms = h.at_ms AND o.ip_hash IS NULL",
+                &[&ids, &times, &hashes],
             )
             .await?)
     }

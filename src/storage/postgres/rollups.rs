@@ -258,6 +258,23 @@ pub(super) async fn delete_events_before(
     count(&client.query_one(SQL, &[&before_ms]).await?, 0)
 }
 
+/// Takes the events of `[from_ms, to_ms)` out of the rollups without
+/// deleting them: a month dropped whole (partitions.rs), in the
+/// transaction that drops it, under its lock. Returns how many it saw.
+pub(super) async fn take_out_events_between(
+    client: &impl GenericClient,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<u64, StorageError> {
+    const SQL: &str = apply!(
+        "SELECT message_id, route, kind, url, at_ms, counts, firsts FROM events
+         WHERE at_ms >= $1 AND at_ms < $2",
+        "SELECT route, relayed_at_ms, status, tags, message_id_header FROM messages WHERE false",
+        "-"
+    );
+    count(&client.query_one(SQL, &[&from_ms, &to_ms]).await?, 0)
+}
+
 /// Deletes the events of `recipient_ids`, out of the rollups too.
 pub(super) async fn delete_events_of(
     client: &impl GenericClient,

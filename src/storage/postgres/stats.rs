@@ -344,7 +344,7 @@ pub(super) async fn recent_events(
     let rows = client
         .query(
             "SELECT e.*, o.method AS o_method, o.ip AS o_ip, o.user_agent AS o_user_agent
-             FROM events e LEFT JOIN observations o ON o.id = e.id
+             FROM events e LEFT JOIN observations o ON o.id = e.id AND o.at_ms = e.at_ms
              WHERE e.route = $1 AND e.at_ms >= $2 AND e.at_ms < $3 AND ($4 OR e.counts)
              ORDER BY e.at_ms DESC, e.id DESC LIMIT $5",
             &[
