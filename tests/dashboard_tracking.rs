@@ -120,7 +120,11 @@ async fn browse(server: &TestServer, b: &Client, base: &str) {
     );
 }
 
+/// Clicks the form's `action` button and waits until the page it was on is
+/// gone (the POST answers with a redirect to the same path, so the path
+/// alone cannot tell the old page from the new one).
 async fn submit(b: &Client, action: &str) {
+    let old_page = b.find(Locator::Css("html")).await.unwrap();
     let css = format!("form.tracking button[value={action}]");
     b.find(Locator::Css(&css))
         .await
@@ -128,6 +132,15 @@ async fn submit(b: &Client, action: &str) {
         .click()
         .await
         .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // A stale element (its page replaced) answers with an error.
+    while old_page.tag_name().await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page did not change after {action}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn setting(b: &Client, name: &str) -> String {
