@@ -375,10 +375,10 @@ fn baseline_group(conn: &Connection, g: &GroupQuery, links: bool) -> usize {
         Group::Message => "trim(m.message_id_header, ' <>') = ?1",
     };
     let key = g.key.trim_matches([' ', '<', '>']);
-    let what = if links {
-        "e.url"
+    let (what, group_by) = if links {
+        ("e.url", "1")
     } else {
-        "(e.at_ms / ?6) * ?6, e.kind"
+        ("(e.at_ms / ?6) * ?6, e.kind", "1, 2")
     };
     let sql = format!(
         "SELECT {what}, count(*),
@@ -386,7 +386,7 @@ fn baseline_group(conn: &Connection, g: &GroupQuery, links: bool) -> usize {
          FROM events e JOIN messages m ON m.id = e.message_id
          WHERE {copies} AND (?2 IS NULL OR m.route = ?2) AND e.at_ms >= ?3 AND e.at_ms < ?4
            AND (?5 OR e.counts = 1) AND ?6 = ?6
-         GROUP BY 1, 2"
+         GROUP BY {group_by}"
     );
     let mut stmt = conn.prepare_cached(&sql).unwrap();
     let mut rows = stmt
