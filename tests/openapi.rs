@@ -252,22 +252,10 @@ async fn schemathesis_finds_nothing() {
     if !patch {
         cmd.args(["--exclude-method", "PATCH"]);
     }
-    let out = tokio::time::timeout(Duration::from_secs(600), cmd.output())
-        .await
-        .expect("schemathesis ran over 10 minutes")
-        .expect("schemathesis runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text) = run_schemathesis(cmd).await;
     // Shown with --nocapture: what was run and checked.
     eprintln!("{text}");
-    assert!(
-        out.status.success(),
-        "schemathesis found problems ({}):\n{text}",
-        out.status
-    );
+    assert!(ok, "schemathesis found problems:\n{text}");
     // It did test every operation (a filter or a bad schema could leave
     // some out and still succeed).
     let operations = if patch { 15 } else { 14 };
@@ -321,30 +309,59 @@ async fn schemathesis_finds_nothing_on_the_send_api() {
     let schema = dir.path().join("send-openapi.json");
     std::fs::write(&schema, include_str!("../docs/send-openapi.json")).unwrap();
     let base = format!("http://{}", app.send_addr().expect("[send] is configured"));
-    let mut cmd = schemathesis();
-    cmd.args(["--no-color", "run"])
-        .arg(&schema)
-        .args(["--url", &base])
-        .args([
-            "--header",
-            &format!("x-lettermint-token: {}", support::sdk::SEND_TOKEN),
-        ])
-        .args(["--checks", "all", "--exclude-checks", EXCLUDED_CHECKS])
-        // No examples phase: building the batch body's example from its
-        // schema failed inside hypothesis ("FlakyFailure … Inconsistent results", once a
-        // RecursionError) before any request was sent. Coverage and
-        // fuzzing still send every operation schema-derived bodies.
-        .args(["--phases", "coverage,fuzzing"])
-        .args([
-            "--max-examples",
-            &env_or("TRACKRELAY_SCHEMATHESIS_EXAMPLES", "40"),
-        ])
-        .args(["--seed", &env_or("TRACKRELAY_SCHEMATHESIS_SEED", "1")])
-        .args(["--workers", "2", "--request-timeout", "20"])
-        .args(["--suppress-health-check", "all"])
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+    let run = || {
+        let mut cmd = schemathesis();
+        cmd.args(["--no-color", "run"])
+            .arg(&schema)
+            .args(["--url", &base])
+            .args([
+                "--header",
+                &format!("x-lettermint-token: {}", support::sdk::SEND_TOKEN),
+            ])
+            .args(["--checks", "all", "--exclude-checks", EXCLUDED_CHECKS])
+            // No examples phase: building the batch body's example from its
+            // schema failed inside hypothesis ("FlakyFailure … Inconsistent results", once a
+            // RecursionError) before any request was sent. Coverage and
+            // fuzzing still send every operation schema-derived bodies.
+            .args(["--phases", "coverage,fuzzing"])
+            .args([
+                "--max-examples",
+                &env_or("TRACKRELAY_SCHEMATHESIS_EXAMPLES", "40"),
+            ])
+            .args(["--seed", &env_or("TRACKRELAY_SCHEMATHESIS_SEED", "1")])
+            .args(["--workers", "2", "--request-timeout", "20"])
+            .args(["--suppress-health-check", "all"])
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    };
+    let mut out = run_schemathesis(run()).await;
+    // The coverage phase's generator itself has crashed on the batch body
+    // under load (hypothesis "Inconsistent results", a SystemError from
+    // Python's AST constructor) before sending anything for it. Such a
+    // crash of the tool, and only that, gets one more run; a finding about
+    // our server never does.
+    if !out.0 && out.1.contains("Runtime Error") && !out.1.contains("FAILURES") {
+        eprintln!(
+            "schemathesis crashed by itself; running it once more:\n{}",
+            out.1
+        );
+        out = run_schemathesis(run()).await;
+    }
+    let (ok, text) = out;
+    eprintln!("{text}");
+    assert!(ok, "schemathesis found problems:\n{text}");
+    assert!(
+        text.contains("4 selected") || text.contains("4/4"),
+        "not every operation was tested:\n{text}"
+    );
+    app.stop().await;
+}
+
+/// Runs a schemathesis command to its end (10 minutes at most); whether it
+/// succeeded, and everything it printed.
+async fn run_schemathesis(mut cmd: tokio::process::Command) -> (bool, String) {
     let out = tokio::time::timeout(Duration::from_secs(600), cmd.output())
         .await
         .expect("schemathesis ran over 10 minutes")
@@ -354,11 +371,5 @@ async fn schemathesis_finds_nothing_on_the_send_api() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("{text}");
-    assert!(out.status.success(), "schemathesis found problems:\n{text}");
-    assert!(
-        text.contains("4 selected") || text.contains("4/4"),
-        "not every operation was tested:\n{text}"
-    );
-    app.stop().await;
+    (out.status.success(), text)
 }
